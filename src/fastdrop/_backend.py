@@ -1,0 +1,94 @@
+"""Which implementation runs the kernels, and with how many threads.
+
+The compiled extension is used when it is built; ``FASTDROP_BACKEND=numpy|cython``
+forces one.  Asking for ``cython`` when it is not built raises ImportError instead of
+falling back silently.  Both backends give the same bits, so the choice is about speed.
+"""
+import contextlib
+import importlib
+import os
+
+from . import _numpy_backend
+
+BACKENDS = ("cython", "numpy")
+
+
+def _load_compiled():
+    """The compiled kernel module, or the ImportError that says why there is none."""
+    try:
+        return importlib.import_module("fastdrop._kernels"), None
+    except ImportError as exc:
+        return None, exc
+
+
+_compiled, _compiled_error = _load_compiled()
+_active = None
+_num_threads = 1
+
+
+def _module_for(name):
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if name == "numpy":
+        return _numpy_backend
+    if _compiled is None:
+        raise ImportError(f"the cython backend is not available: {_compiled_error}")
+    return _compiled
+
+
+def set_backend(name):
+    """Select ``"cython"`` or ``"numpy"`` for every later call."""
+    global _active
+    _active = (name, _module_for(name))
+
+
+def backend():
+    """The name of the backend in use: ``"cython"`` or ``"numpy"``."""
+    return _active[0]
+
+
+def kernels():
+    """The module implementing the kernels of the active backend."""
+    return _active[1]
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager running its body on backend ``name``, then restoring the previous one."""
+    previous = _active[0]
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def set_num_threads(n):
+    """Threads used by the compiled kernels on large arrays (results never depend on it)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_threads must be an integer >= 1, got {n!r}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The number of threads the compiled kernels may use."""
+    return _num_threads
+
+
+def _from_env():
+    name = os.environ.get("FASTDROP_BACKEND", "").strip().lower()
+    if name:
+        set_backend(name)
+    else:
+        set_backend("cython" if _compiled is not None else "numpy")
+    threads = os.environ.get("FASTDROP_NUM_THREADS", "").strip()
+    if threads:
+        try:
+            value = int(threads)
+        except ValueError:
+            raise ValueError(f"FASTDROP_NUM_THREADS must be an integer >= 1, got {threads!r}") from None
+        set_num_threads(value)
+
+
+_from_env()

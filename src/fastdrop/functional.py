@@ -1,0 +1,278 @@
+"""The functional API: validate, resolve the stream key, call the active backend.
+
+Every layer and integration goes through these functions, so there is one place that
+decides what a valid argument is and one place that says what the output is.
+"""
+import numbers
+import secrets
+
+import numpy as np
+
+from . import _backend
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+CHUNK_BITS = 16                 # each keep decision compares 16 random bits with a threshold
+_CHUNK_RANGE = 1 << CHUNK_BITS
+_U64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_SUBSTREAM = 0xD1B54A32D192ED03
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
+
+
+def resolve_seed(seed):
+    """An int in [0, 2**64) from ``None`` (fresh entropy), an int, or a numpy Generator."""
+    if seed is None:
+        return secrets.randbits(64)
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 1 << 64, dtype=np.uint64))
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) <= _U64:
+        raise ValueError(f"seed must be in [0, 2**64), got {int(seed)}")
+    return int(seed)
+
+
+def stream_key(seed):
+    """The key of the block streams for an already resolved integer seed."""
+    return _mix64((seed + _GOLDEN) & _U64)
+
+
+def derive_seed(seed, index):
+    """Seed of the ``index``-th independent substream of ``seed`` (layers: one per call)."""
+    return _mix64((_mix64((seed + _GOLDEN) & _U64) + (index + 1) * _SUBSTREAM) & _U64)
+
+
+def as_float_array(x, name="x"):
+    """``x`` as a native-byte-order float16/32/64 array; TypeError naming any other dtype."""
+    arr = np.asarray(x)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def check_rate(p, name="p"):
+    """``p`` as a float in [0, 1] or a float64 array of such values; ValueError otherwise."""
+    if isinstance(p, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
+    if isinstance(p, numbers.Real):
+        value = float(p)
+        if not 0.0 <= value <= 1.0:          # also rejects NaN
+            raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
+        return value
+    try:
+        arr = np.asarray(p)
+    except Exception:                        # objects NumPy cannot even wrap
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        raise ValueError(f"{name} must be a real number in [0, 1] or an array of them, got {p!r}")
+    arr = arr.astype(np.float64)
+    bad = ~((arr >= 0.0) & (arr <= 1.0))
+    if bad.any():
+        raise ValueError(f"{name} must be in [0, 1], got {arr[bad].ravel()[0]!r} in {name}")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def keep_threshold(p):
+    """The integer threshold t: an element is kept when its 16 random bits are < t."""
+    if isinstance(p, float):
+        return int(np.floor((1.0 - p) * _CHUNK_RANGE + 0.5))
+    return np.floor((1.0 - p) * _CHUNK_RANGE + 0.5).astype(np.uint32)
+
+
+def effective_keep(p):
+    """The exact keep probability used for drop rate ``p`` (within 1e-5 of ``1 - p``)."""
+    thr = keep_threshold(check_rate(p))
+    return thr / _CHUNK_RANGE if isinstance(thr, int) else thr.astype(np.float64) / _CHUNK_RANGE
+
+
+def inverse_keep(p, dtype):
+    """``dtype(1 / (1 - p))``, the scale of kept elements (1 where p == 1: never used)."""
+    if isinstance(p, float):
+        return dtype.type(1.0 / (1.0 - p)) if p < 1.0 else dtype.type(1.0)
+    with np.errstate(divide="ignore"):
+        return np.where(p < 1.0, 1.0 / (1.0 - p), 1.0).astype(dtype)
+
+
+def resolve_noise_shape(noise_shape, shape):
+    """Keras semantics: same length as ``shape``, each entry the size, 1, or None."""
+    if noise_shape is None:
+        return tuple(shape)
+    try:
+        entries = tuple(noise_shape)
+    except TypeError:
+        raise ValueError(f"noise_shape must be a tuple of length {len(shape)}, got {noise_shape!r}") from None
+    if len(entries) != len(shape):
+        raise ValueError(f"noise_shape must have length {len(shape)} (x.ndim), got {noise_shape!r}")
+    resolved = []
+    for axis, (n, size) in enumerate(zip(entries, shape)):
+        if n is None:
+            n = size
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n not in (1, size):
+            raise ValueError(f"noise_shape[{axis}] must be 1, None or x.shape[{axis}]={size}, "
+                             f"got {n!r} in noise_shape={noise_shape!r}")
+        resolved.append(int(n))
+    return tuple(resolved)
+
+
+def check_offset(offset):
+    if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral) or offset < 0:
+        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+    return int(offset)
+
+
+def check_out(out, x):
+    """``out`` validated against ``x`` (or a new C-contiguous array when None)."""
+    if out is None:
+        return np.empty(x.shape, dtype=x.dtype)
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(f"out must have shape {x.shape} and dtype {x.dtype}, "
+                         f"got shape {out.shape} and dtype {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+    if out.size > 1 and 0 in out.strides[:out.ndim] and any(
+            s == 0 and n > 1 for s, n in zip(out.strides, out.shape)):
+        raise ValueError("out must not have zero strides (a broadcast view)")
+    if out is not x and np.may_share_memory(out, x) and not _same_layout(out, x):
+        raise ValueError("out overlaps x partially; pass out=x for in-place, or a separate array")
+    return out
+
+
+def _same_layout(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides)
+
+
+def _rate_arrays(p, dtype, noise_shape):
+    """(threshold, scale) for the kernels: scalars, or arrays of the noise shape."""
+    if isinstance(p, float):
+        return keep_threshold(p), inverse_keep(p, dtype)
+    try:
+        p = np.ascontiguousarray(np.broadcast_to(p, noise_shape))
+    except ValueError:
+        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}") from None
+    return keep_threshold(p), inverse_keep(p, dtype)
+
+
+def _keep(key, offset, thr, noise_shape):
+    """The uint8 keep mask over the noise shape (1 = kept)."""
+    keep = np.empty(noise_shape, dtype=np.uint8)
+    if keep.size:
+        _backend.kernels().keep_mask_rows(key, np.array([offset], dtype=np.int64), thr if np.ndim(thr) == 0
+                                          else thr.reshape(1, -1), keep.reshape(1, -1))
+    return keep
+
+
+def _apply(x, keep, scale, out):
+    """out = keep ? x * scale : 0 with keep/scale broadcast from the noise shape."""
+    xc = np.ascontiguousarray(x)
+    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
+    if x.size:
+        _backend.kernels().apply_keep(xc, keep, scale, target)
+    if target is not out:
+        out[...] = target
+    return out
+
+
+def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, out=None):
+    """Inverted dropout: each element is dropped (0.0) with probability ``p``, else scaled.
+
+    Kept elements are exactly ``x * dtype(1 / (1 - p))`` computed in ``x``'s dtype; dropped
+    ones are 0.0 even where ``x`` is inf or NaN.  The mask depends only on
+    (seed, offset, the C-order index in the noise shape, p).  With ``training=False``
+    or ``p == 0`` the result is a copy of ``x`` (or ``x`` written into ``out``).
+    Calling it on the gradient with the same arguments is the exact backward pass.
+    """
+    x = as_float_array(x)
+    p = check_rate(p)
+    shape = resolve_noise_shape(noise_shape, x.shape)
+    offset = check_offset(offset)
+    out = check_out(out, x)
+    key = stream_key(resolve_seed(seed))
+    if not training or (isinstance(p, float) and p == 0.0):
+        if out is not x:
+            np.copyto(out, x)
+        return out
+    thr, scale = _rate_arrays(p, x.dtype, shape)
+    if shape == x.shape and np.ndim(thr) == 0:
+        return _dropout_full(key, offset, thr, scale, x, out)
+    return _apply(x, _keep(key, offset, thr, shape), scale, out)
+
+
+def _dropout_full(key, offset, thr, scale, x, out):
+    """The fused one-pass path: scalar p, mask as large as x."""
+    if x.size == 0:
+        return out
+    xc = np.ascontiguousarray(x)
+    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
+    _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
+                                    _backend.get_num_threads())
+    if target is not out:
+        out[...] = target
+    return out
+
+
+def _check_shape(shape):
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f"shape must be an int or a tuple of ints >= 0, got {shape!r}") from None
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 0
+               for n in shape):
+        raise ValueError(f"shape must be an int or a tuple of ints >= 0, got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
+def dropout_mask(shape, p=0.5, *, seed=None, offset=0, packed=False):
+    """The keep mask ``dropout`` uses for an array of ``shape`` (True = kept).
+
+    With ``packed=True``: ``np.packbits(mask.ravel(), bitorder="little")``, 1 bit per element.
+    """
+    shape = _check_shape(shape)
+    p = check_rate(p)
+    offset = check_offset(offset)
+    key = stream_key(resolve_seed(seed))
+    thr, _ = _rate_arrays(p, np.dtype(np.float64), shape)
+    mask = _keep(key, offset, thr, shape).view(bool)
+    return np.packbits(mask.ravel(), bitorder="little") if packed else mask
+
+
+def apply_mask(x, mask, p=0.5, *, out=None):
+    """``mask ? x * dtype(1 / (1 - p)) : 0``: dropout with a given mask.
+
+    ``mask`` is a bool array of x's shape (or broadcastable to it from size-1 axes, like a
+    noise-shaped mask), or a packed uint8 array from ``dropout_mask(..., packed=True)``.
+    """
+    x = as_float_array(x)
+    p = check_rate(p)
+    out = check_out(out, x)
+    mask = np.asarray(mask)
+    if mask.dtype == np.uint8:
+        need = (x.size + 7) // 8
+        if mask.ndim != 1 or mask.size != need:
+            raise ValueError(f"a packed mask for x of size {x.size} must be 1-D of length {need}, "
+                             f"got shape {mask.shape}")
+        keep = np.unpackbits(mask, count=x.size, bitorder="little").reshape(x.shape)
+    elif mask.dtype == np.bool_:
+        if mask.ndim != x.ndim or any(m not in (1, n) for m, n in zip(mask.shape, x.shape)):
+            raise ValueError(f"mask of shape {mask.shape} does not match x of shape {x.shape}")
+        keep = np.ascontiguousarray(mask).view(np.uint8)
+    else:
+        raise TypeError(f"mask must be a bool array or a packed uint8 array, got dtype {mask.dtype}")
+    if isinstance(p, float) and p == 1.0:
+        out[...] = 0
+        return out
+    _, scale = _rate_arrays(p, x.dtype, keep.shape)
+    if not isinstance(p, float):
+        keep = keep & (np.broadcast_to(p, keep.shape) < 1.0)
+    return _apply(x, keep, scale, out)
