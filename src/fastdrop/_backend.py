@@ -63,6 +63,21 @@ def use_backend(name):
         set_backend(previous)
 
 
+def compiled_available():
+    """True when the compiled extension imported."""
+    return _compiled is not None
+
+
+def isa():
+    """The instruction-set variant of the compiled kernels in use ("numpy" on that backend)."""
+    return getattr(_active[1], "ISA", "baseline") if _active[0] == "cython" else "numpy"
+
+
+def openmp():
+    """True when the compiled kernels were built with OpenMP."""
+    return bool(getattr(_compiled, "OPENMP", False))
+
+
 def set_num_threads(n):
     """Threads used by the compiled kernels on large arrays (results never depend on it)."""
     global _num_threads

@@ -24,8 +24,16 @@ static inline uint64_t fd_mix64(uint64_t z) {
 
 static inline uint64_t fd_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-/* All FD_BLOCK_WORDS words of block `block` of the stream keyed by `key`. */
-static inline void fd_block_words(uint64_t key, uint64_t block, uint64_t *out) {
+/* One block of the stream, readable as 64-bit words or as 16-bit keep decisions
+   (decision k of word w is bits [16k, 16k+16), i.e. chunk[4w + k]). */
+typedef union {
+    uint64_t word[FD_BLOCK_WORDS];
+    uint16_t chunk[FD_BLOCK_CHUNKS];
+} fd_block_t;
+
+/* Block `block` of the stream keyed by `key`. */
+static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
+    uint64_t *out = b->word;
     uint64_t s0[FD_LANES], s1[FD_LANES], s2[FD_LANES], s3[FD_LANES];
     for (int l = 0; l < FD_LANES; l++) {
         uint64_t x = fd_mix64(key + (block * FD_LANES + (uint64_t)l + 1) * FD_GOLDEN);

@@ -1,0 +1,221 @@
+"""Compiled dropout kernels over the block streams of _xoshiro.h.
+
+The def functions are thin: take raw pointers from arrays the functional API has
+already validated, release the GIL, run a fused-type nogil kernel.  _numpy_backend.py
+is the bit-exact twin of every function here.  Compiler directives live in setup.py.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memset
+
+cimport numpy as cnp
+import numpy as np
+
+from fastdrop._xoshiro cimport FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, fd_block, fd_block_t, fd_half_mul, fd_half_to_float
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define FD_OPENMP 1
+    #else
+    #define FD_OPENMP 0
+    #endif
+    """
+    int FD_OPENMP
+
+OPENMP = bool(FD_OPENMP)
+ISA = "baseline"
+
+ctypedef fused real:
+    float
+    double
+    uint16_t            # IEEE float16, handled as its bits
+
+cdef enum:
+    MAX_DIMS = 64
+cdef int64_t PARALLEL_MIN_BLOCKS = 256    # below ~256K elements threads cost more than they save
+
+
+cdef inline real scaled(real v, real s) noexcept nogil:
+    if real is uint16_t:
+        return fd_half_mul(v, fd_half_to_float(s))
+    else:
+        return v * s
+
+
+cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, uint32_t thr,
+                               real s, const real *x, real *out) noexcept nogil:
+    """Elements lo..lo+n of block `block` (x and out point at element lo)."""
+    cdef fd_block_t b
+    cdef int64_t i
+    fd_block(key, <uint64_t>block, &b)
+    for i in range(n):
+        out[i] = scaled(x[i], s) if b.chunk[lo + i] < thr else <real>0
+
+
+cdef void dropout_range(uint64_t key, int64_t offset, int64_t n, uint32_t thr, real s,
+                        const real *x, real *out, int nthreads) noexcept nogil:
+    cdef int64_t first = offset // FD_BLOCK_CHUNKS
+    cdef int64_t last = (offset + n - 1) // FD_BLOCK_CHUNKS
+    cdef int64_t blk, lo, hi
+    if nthreads > 1 and last - first >= PARALLEL_MIN_BLOCKS:
+        for blk in prange(first, last + 1, schedule="static", num_threads=nthreads):
+            lo = max(offset, blk * FD_BLOCK_CHUNKS)
+            hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
+            dropout_block(key, blk, lo - blk * FD_BLOCK_CHUNKS, hi - lo, thr, s, x + (lo - offset), out + (lo - offset))
+    else:
+        for blk in range(first, last + 1):
+            lo = max(offset, blk * FD_BLOCK_CHUNKS)
+            hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
+            dropout_block(key, blk, lo - blk * FD_BLOCK_CHUNKS, hi - lo, thr, s, x + (lo - offset), out + (lo - offset))
+
+
+cdef void keep_range(uint64_t key, int64_t offset, int64_t n, const uint32_t *thr, int64_t thr_step,
+                     uint8_t *out) noexcept nogil:
+    cdef fd_block_t b
+    cdef int64_t blk, lo, hi, i, base
+    for blk in range(offset // FD_BLOCK_CHUNKS, (offset + n - 1) // FD_BLOCK_CHUNKS + 1):
+        fd_block(key, <uint64_t>blk, &b)
+        lo = max(offset, blk * FD_BLOCK_CHUNKS)
+        hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
+        base = blk * FD_BLOCK_CHUNKS
+        for i in range(lo, hi):
+            out[i - offset] = b.chunk[i - base] < thr[(i - offset) * thr_step]
+
+
+cdef void apply_rows(const real *x, real *out, const uint8_t *keep, const real *scale, int64_t scale_step,
+                     int ndim, const int64_t *dims, const int64_t *kstride, int64_t nrows) noexcept nogil:
+    """out = keep ? x * scale : 0 over collapsed dims; the last dim is one contiguous row."""
+    cdef int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1]
+    cdef int64_t r, rest, kb, i, a
+    cdef real s
+    for r in range(nrows):
+        rest = r
+        kb = 0
+        for a in range(ndim - 2, -1, -1):
+            kb = kb + (rest % dims[a]) * kstride[a]
+            rest = rest // dims[a]
+        if ks == 0:
+            if keep[kb]:
+                s = scale[kb * scale_step]
+                for i in range(inner):
+                    out[r * inner + i] = scaled(x[r * inner + i], s)
+            else:
+                memset(&out[r * inner], 0, inner * sizeof(real))
+        else:
+            for i in range(inner):
+                out[r * inner + i] = scaled(x[r * inner + i], scale[(kb + i) * scale_step]) \
+                    if keep[kb + i] else <real>0
+
+
+cdef inline void *data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a)
+
+
+def dropout_flat(uint64_t key, int64_t offset, uint32_t thr, scale, cnp.ndarray x, cnp.ndarray out,
+                 int nthreads=1):
+    """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
+    cdef int64_t n = x.shape[0]
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef void *xp = data(x)
+    cdef void *op = data(out)
+    cdef float s32
+    cdef double s64
+    cdef uint16_t s16
+    if typenum == cnp.NPY_FLOAT32:
+        s32 = scale
+        with nogil:
+            dropout_range(key, offset, n, thr, s32, <const float *>xp, <float *>op, nthreads)
+    elif typenum == cnp.NPY_FLOAT64:
+        s64 = scale
+        with nogil:
+            dropout_range(key, offset, n, thr, s64, <const double *>xp, <double *>op, nthreads)
+    else:
+        s16 = scale.view("u2")
+        with nogil:
+            dropout_range(key, offset, n, thr, s16, <const uint16_t *>xp, <uint16_t *>op, nthreads)
+    return out
+
+
+def keep_mask_rows(uint64_t key, cnp.ndarray starts, thr, cnp.ndarray out):
+    """out[r, i] = 1 if element starts[r] + i is kept; thr is an int or a uint32 array like out."""
+    cdef int64_t nrows = out.shape[0], rowlen = out.shape[1], r
+    cdef uint32_t thr_scalar = 0
+    cdef const uint32_t *tp = &thr_scalar
+    cdef int64_t tstep = 0
+    cdef const int64_t *sp = <const int64_t *>data(starts)
+    cdef uint8_t *op = <uint8_t *>data(out)
+    cdef cnp.ndarray thr_arr
+    if isinstance(thr, int):
+        thr_scalar = thr
+    else:
+        thr_arr = thr
+        tp = <const uint32_t *>data(thr_arr)
+        tstep = 1
+    with nogil:
+        for r in range(nrows):
+            keep_range(key, sp[r], rowlen, tp + r * rowlen * tstep, tstep, op + r * rowlen)
+    return out
+
+
+def fill_words(uint64_t key, int64_t first_word, cnp.ndarray out):
+    """Fill the uint64 array out with stream words first_word, first_word + 1, ..."""
+    cdef int64_t n = out.shape[0], pos = 0, w, blk, take, i
+    cdef uint64_t *op = <uint64_t *>data(out)
+    cdef fd_block_t b
+    with nogil:
+        while pos < n:
+            w = first_word + pos
+            blk = w // FD_BLOCK_WORDS
+            fd_block(key, <uint64_t>blk, &b)
+            take = min(n - pos, (blk + 1) * FD_BLOCK_WORDS - w)
+            for i in range(take):
+                op[pos + i] = b.word[w - blk * FD_BLOCK_WORDS + i]
+            pos += take
+    return out
+
+
+def apply_keep(cnp.ndarray x, cnp.ndarray keep, scale, cnp.ndarray out):
+    """out = keep ? x * scale : 0; keep (uint8) and scale (scalar or array) have the noise shape."""
+    cdef int64_t dims[MAX_DIMS]
+    cdef int64_t kstride[MAX_DIMS]
+    cdef int ndim = 0, a
+    cdef int64_t nrows = 1, size, ks
+    for a in range(x.ndim):
+        size = x.shape[a]
+        if size == 1:
+            continue
+        ks = keep.strides[a] if keep.shape[a] != 1 else 0
+        if ndim and kstride[ndim - 1] == ks * size:      # merge with the previous axis
+            dims[ndim - 1] *= size
+            kstride[ndim - 1] = ks
+            continue
+        dims[ndim] = size
+        kstride[ndim] = ks
+        ndim += 1
+    if ndim == 0:
+        dims[0] = 1
+        kstride[0] = 0
+        ndim = 1
+    for a in range(ndim - 1):
+        nrows *= dims[a]
+    cdef cnp.ndarray scale_arr = np.ascontiguousarray(scale, dtype=x.dtype)
+    cdef int64_t sstep = 1 if cnp.PyArray_NDIM(scale_arr) else 0
+    cdef const uint8_t *kp = <const uint8_t *>data(keep)
+    cdef void *xp = data(x)
+    cdef void *op = data(out)
+    cdef void *sp = data(scale_arr)
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            apply_rows(<const float *>xp, <float *>op, kp, <const float *>sp, sstep, ndim, dims, kstride, nrows)
+    elif typenum == cnp.NPY_FLOAT64:
+        with nogil:
+            apply_rows(<const double *>xp, <double *>op, kp, <const double *>sp, sstep, ndim, dims, kstride, nrows)
+    else:
+        with nogil:
+            apply_rows(<const uint16_t *>xp, <uint16_t *>op, kp, <const uint16_t *>sp, sstep, ndim, dims, kstride,
+                       nrows)
+    return out

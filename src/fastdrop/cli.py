@@ -1,0 +1,31 @@
+"""The ``fastdrop`` command: ``demo``, ``bench`` and ``info``.
+
+Each subcommand lives in its own module, imported only when asked for, so the core
+never imports the optional extras (scikit-learn, matplotlib, dask, torch).
+"""
+import argparse
+import importlib
+import sys
+
+_SUBCOMMANDS = {
+    "demo": ("fastdrop.demo", "train networks with and without dropout on bundled digits"),
+    "bench": ("fastdrop.bench", "time fastdrop against NumPy, PyTorch and the bandwidth floor"),
+    "info": ("fastdrop.info", "version, backend, ISA variant, threads, optional extras"),
+}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="fastdrop", description="fastdrop: fast reproducible dropout for NumPy")
+    parser.add_argument("command", choices=sorted(_SUBCOMMANDS),
+                        help="; ".join(f"{k}: {v[1]}" for k, v in sorted(_SUBCOMMANDS.items())))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    args = parser.parse_args(argv[:1])
+    module = importlib.import_module(_SUBCOMMANDS[args.command][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

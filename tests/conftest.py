@@ -1,0 +1,25 @@
+import os
+
+import pytest
+
+import fastdrop
+from fastdrop import _backend
+
+BACKENDS = ["cython", "numpy"] if _backend.compiled_available() else ["numpy"]
+
+
+def pytest_configure(config):
+    if os.environ.get("FASTDROP_REQUIRE_COMPILED") == "1" and not _backend.compiled_available():
+        raise pytest.UsageError(f"FASTDROP_REQUIRE_COMPILED=1 but the compiled backend did not load: "
+                                f"{_backend._compiled_error}")
+
+
+def pytest_report_header(config):
+    return f"fastdrop {fastdrop.__version__}: backend {fastdrop.backend()}, isa {fastdrop.info()['isa']}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test once per available backend."""
+    with fastdrop.use_backend(request.param):
+        yield request.param
