@@ -121,9 +121,13 @@ def resolve_noise_shape(noise_shape, shape):
     return tuple(resolved)
 
 
+MAX_OFFSET = 1 << 62            # offset + size stays far from int64 overflow in the kernels
+
+
 def check_offset(offset):
-    if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral) or offset < 0:
-        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+    if (isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral)
+            or not 0 <= offset < MAX_OFFSET):
+        raise ValueError(f"offset must be an integer in [0, 2**62), got {offset!r}")
     return int(offset)
 
 
