@@ -202,7 +202,7 @@ def apply_keep(cnp.ndarray x, cnp.ndarray keep, scale, cnp.ndarray out):
     for a in range(ndim - 1):
         nrows *= dims[a]
     cdef cnp.ndarray scale_arr = np.ascontiguousarray(scale, dtype=x.dtype)
-    cdef int64_t sstep = 1 if cnp.PyArray_NDIM(scale_arr) else 0
+    cdef int64_t sstep = 1 if np.ndim(scale) else 0     # ascontiguousarray makes 0-d into (1,)
     cdef const uint8_t *kp = <const uint8_t *>data(keep)
     cdef void *xp = data(x)
     cdef void *op = data(out)

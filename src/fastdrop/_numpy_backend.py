@@ -100,7 +100,8 @@ def keep_mask_rows(key, starts, thr, out):
 def apply_keep(x, keep, scale, out):
     """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x."""
     zero = np.zeros((), dtype=x.dtype)
-    np.copyto(out, np.where(keep.astype(bool), np.multiply(x, scale, dtype=x.dtype), zero))
+    with np.errstate(over="ignore", invalid="ignore"):     # inf/NaN inputs, as in the kernels
+        np.copyto(out, np.where(keep.astype(bool), np.multiply(x, scale, dtype=x.dtype), zero))
     return out
 
 

@@ -75,7 +75,7 @@ def check_rate(p, name="p"):
     arr = arr.astype(np.float64)
     bad = ~((arr >= 0.0) & (arr <= 1.0))
     if bad.any():
-        raise ValueError(f"{name} must be in [0, 1], got {arr[bad].ravel()[0]!r} in {name}")
+        raise ValueError(f"{name} must be in [0, 1], got {float(arr[bad].ravel()[0])!r} in {name}")
     return float(arr) if arr.ndim == 0 else arr
 
 
