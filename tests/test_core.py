@@ -367,7 +367,7 @@ def test_bad_noise_shape(noise, msg):
 
 
 def test_bad_offset_and_out():
-    with pytest.raises(ValueError, match="offset must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*62\), got -1"):
         fd.dropout(np.zeros(2), 0.5, seed=1, offset=-1)
     with pytest.raises(ValueError, match=r"out must have shape \(2,\) and dtype float64, got shape \(3,\) and dtype float64"):
         fd.dropout(np.zeros(2), 0.5, seed=1, out=np.zeros(3))
