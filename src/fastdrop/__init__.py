@@ -9,3 +9,10 @@ __all__ = [
     "apply_mask", "backend", "dropout", "dropout_mask", "effective_keep", "get_num_threads", "info",
     "set_backend", "set_num_threads", "use_backend", "__version__",
 ]
+
+# The dropout family: functional twins and layers, each module listing its names in __all__.
+from . import family, layers  # noqa: E402
+from .family import *  # noqa: E402,F403
+from .layers import *  # noqa: E402,F403
+
+__all__ += family.__all__ + layers.__all__
