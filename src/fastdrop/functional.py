@@ -50,7 +50,7 @@ def derive_seed(seed, index):
 def as_float_array(x, name="x"):
     """``x`` as a native-byte-order float16/32/64 array; TypeError naming any other dtype."""
     arr = np.asarray(x)
-    if arr.dtype not in FLOAT_DTYPES:
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
