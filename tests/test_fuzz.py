@@ -1,0 +1,491 @@
+"""Property-based fuzzing of the public API on both backends.
+
+Every generated case must give either the documented result, checked bit for bit against
+an oracle built from the NumPy backend's mask and NumPy's own multiply, or the documented
+exception with its message.  Inputs cover 0-d, empty, size-1 and many-axis shapes,
+float16/32/64 in both byte orders, transposed, negative-stride, stepped and zero-stride
+views, read-only and memory-mapped arrays, lists, scalars and ``__array__`` objects.
+"""
+import os
+import re
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastdrop as fd
+
+# The backend fixture is constant across the examples of one test, so sharing it is safe.
+fuzz = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+FLOATS = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)]
+NON_FLOATS = [np.dtype(c) for c in "?bBhHiIlLqQeFDGOSUV" if np.dtype(c).kind != "f"] + [
+    np.dtype("M8[s]"), np.dtype("m8[s]"), np.dtype(np.longdouble)]
+EDGE_P = [0.0, 1e-12, 0.5, 1 - 1e-12, 1.0]
+UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=6, min_side=0, max_side=5).filter(lambda s: np.prod(s) <= 600)
+rates = st.one_of(st.sampled_from(EDGE_P), st.floats(0.0, 1.0))
+seeds = st.integers(0, 2**64 - 1)
+offsets = st.one_of(st.integers(0, 5000), st.integers(0, 2**62 - 10_000))
+layouts = st.sampled_from(["C", "F", "transposed", "negative", "stepped", "broadcast", "readonly",
+                           "memmap", "byteswapped", "list", "array_like"])
+
+
+def bits(a):
+    a = np.asarray(a)
+    return a.view(UINT[a.dtype.itemsize])
+
+
+def assert_same_bits(actual, expected):
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(bits(actual), bits(expected))
+
+
+def values(draw, shape, dtype):
+    """Finite values with some inf, -inf and NaN mixed in (dropped ones must become +0.0)."""
+    elems = st.floats(width=8 * dtype.itemsize, allow_nan=True, allow_infinity=True)
+    return draw(hnp.arrays(dtype, shape, elements=elems, fill=st.sampled_from([1.0, -2.5, np.inf, np.nan])))
+
+
+class ArrayLike:
+    """A non-array object NumPy converts through ``__array__``."""
+
+    def __init__(self, arr):
+        self.arr = arr
+
+    def __array__(self, dtype=None, copy=None):
+        return self.arr if dtype is None else self.arr.astype(dtype)
+
+
+def make_input(draw, base, layout, tmpdir):
+    """``base`` (C-contiguous) presented in ``layout``; returns (input, its values as an array)."""
+    ndim = base.ndim
+    if layout == "F" and ndim >= 1:
+        return np.asfortranarray(base), base
+    if layout == "transposed" and ndim >= 2:
+        perm = draw(st.permutations(range(ndim)))
+        return np.ascontiguousarray(base.transpose(perm)).transpose(np.argsort(perm)), base
+    if layout == "negative" and ndim >= 1:
+        axes = tuple(draw(st.sets(st.integers(0, ndim - 1), min_size=1)))
+        return np.flip(np.flip(base, axes).copy(), axes), base
+    if layout == "stepped" and ndim >= 1:
+        steps = [draw(st.integers(1, 3)) for _ in range(ndim)]
+        big = np.zeros([max(n * s, 1) for n, s in zip(base.shape, steps)], dtype=base.dtype)
+        view = big[tuple(slice(0, n * s, s) for n, s in zip(base.shape, steps))]
+        view[...] = base
+        return view, base
+    if layout == "broadcast" and ndim >= 1:
+        axes = draw(st.sets(st.integers(0, ndim - 1), min_size=1))
+        src = base[tuple(slice(0, 1) if a in axes else slice(None) for a in range(ndim))]
+        view = np.broadcast_to(src, base.shape)
+        return view, np.ascontiguousarray(view)
+    if layout == "readonly":
+        ro = base.copy()
+        ro.flags.writeable = False
+        return ro, base
+    if layout == "memmap" and base.size:
+        path = os.path.join(tmpdir, "x.bin")
+        mm = np.memmap(path, dtype=base.dtype, mode="w+", shape=base.shape)
+        mm[...] = base
+        mm.flush()
+        return np.memmap(path, dtype=base.dtype, mode="r", shape=base.shape), base
+    if layout == "byteswapped":
+        return base.astype(base.dtype.newbyteorder()), base
+    if layout == "list" and 0 not in base.shape:      # [] would lose the shape
+        native = np.asarray(base.tolist())       # Python floats: NumPy reads them as float64
+        return base.tolist(), native
+    if layout == "array_like":
+        return ArrayLike(base), base
+    return base, base
+
+
+def noise_shapes(draw, shape):
+    """A valid Keras noise shape for ``shape`` and the mask shape it resolves to."""
+    entries, resolved = [], []
+    for n in shape:
+        choice = draw(st.sampled_from(["size", "one", "none"]))
+        entries.append(n if choice == "size" else 1 if choice == "one" else None)
+        resolved.append(1 if choice == "one" else n)
+    return tuple(entries), tuple(resolved)
+
+
+def oracle(x, p, seed, noise_shape, offset):
+    """Documented dropout result from the NumPy backend's mask and NumPy's multiply."""
+    x = np.asarray(x)
+    x = x.astype(x.dtype.newbyteorder("="))
+    ns = x.shape if noise_shape is None else noise_shape
+    with fd.use_backend("numpy"):
+        keep = fd.dropout_mask(ns, p, seed=seed, offset=offset)
+    pb = np.broadcast_to(np.asarray(p, dtype=np.float64), ns)
+    with np.errstate(all="ignore"):       # float16 scales near p = 1 overflow to inf, as documented
+        scale = np.where(pb < 1.0, 1.0 / (1.0 - pb), 1.0).astype(x.dtype)
+        return np.where(keep, x * scale, np.zeros((), x.dtype))
+
+
+@st.composite
+def dropout_cases(draw):
+    dtype = draw(st.sampled_from(FLOATS))
+    shape = draw(shapes)
+    base = values(draw, shape, dtype)
+    layout = draw(layouts)
+    use_noise = draw(st.booleans())
+    noise, resolved = noise_shapes(draw, shape) if use_noise else (None, shape)
+    if draw(st.booleans()):
+        p = draw(rates)
+    else:       # per-element rates broadcast to the noise shape, leading axes may be missing
+        keep_dims = draw(st.integers(0, len(resolved)))
+        pshape = tuple(1 if draw(st.booleans()) else n for n in resolved[len(resolved) - keep_dims:])
+        p = draw(hnp.arrays(np.float64, pshape, elements=st.one_of(st.sampled_from(EDGE_P), st.floats(0, 1))))
+    return base, layout, noise, resolved, p, draw(seeds), draw(offsets)
+
+
+@fuzz
+@given(case=dropout_cases(), data=st.data())
+def test_dropout_matches_oracle_for_any_layout(backend, case, data):
+    base, layout, noise, resolved, p, seed, offset = case
+    with tempfile.TemporaryDirectory() as tmpdir:
+        x, logical = make_input(data.draw, base, layout, tmpdir)
+        before = np.array(logical, copy=True)
+        got = fd.dropout(x, p, seed=seed, noise_shape=noise, offset=offset)
+        expected = oracle(logical, p, seed, resolved, offset)
+        assert_same_bits(got, expected)
+        assert got.dtype.isnative and got.flags.writeable
+        assert not np.shares_memory(got, np.asarray(x))          # a new array, never x itself
+        assert_same_bits(np.asarray(x).astype(before.dtype), before)   # x untouched
+        del x
+
+
+@fuzz
+@given(case=dropout_cases())
+def test_same_seed_same_result_and_matches_numpy_backend(backend, case):
+    base, _, noise, _, p, seed, offset = case
+    a = fd.dropout(base, p, seed=seed, noise_shape=noise, offset=offset)
+    b = fd.dropout(base, p, seed=np.random.default_rng(seed % 1000), noise_shape=noise, offset=offset)
+    with fd.use_backend("numpy"):
+        ref_a = fd.dropout(base, p, seed=seed, noise_shape=noise, offset=offset)
+        ref_b = fd.dropout(base, p, seed=np.random.default_rng(seed % 1000), noise_shape=noise, offset=offset)
+    assert_same_bits(a, ref_a)
+    assert_same_bits(b, ref_b)
+
+
+@fuzz
+@given(dtype=st.sampled_from(FLOATS), shape=shapes, p=rates, seed=seeds, data=st.data())
+def test_training_false_and_p_zero_return_an_equal_copy(backend, dtype, shape, p, seed, data):
+    x = values(data.draw, shape, dtype)
+    for kwargs in ({"training": False, "p": p}, {"p": 0.0}, {"p": np.zeros(shape)}):
+        y = fd.dropout(x, seed=seed, **kwargs)
+        assert_same_bits(y, x)
+        assert y is not x and not np.shares_memory(y, x)
+
+
+@fuzz
+@given(dtype=st.sampled_from(FLOATS), shape=shapes, seed=seeds, data=st.data())
+def test_p_one_gives_positive_zeros_even_for_inf_and_nan(backend, dtype, shape, seed, data):
+    x = values(data.draw, shape, dtype)
+    for p in (1.0, 1, np.ones(shape)):
+        assert_same_bits(fd.dropout(x, p, seed=seed), np.zeros(shape, dtype))
+        assert_same_bits(fd.apply_mask(x, np.ones(shape, bool), p), np.zeros(shape, dtype))
+
+
+@st.composite
+def out_cases(draw):
+    dtype = draw(st.sampled_from(FLOATS))
+    shape = draw(shapes)
+    base = values(draw, shape, dtype)
+    layout = draw(st.sampled_from(["C", "F", "negative", "stepped"]))
+    use_noise = draw(st.booleans())
+    noise, resolved = noise_shapes(draw, shape) if use_noise else (None, shape)
+    return base, layout, noise, resolved, draw(rates), draw(seeds), draw(offsets)
+
+
+@fuzz
+@given(case=out_cases(), data=st.data())
+def test_out_is_x_works_in_place(backend, case, data):
+    base, layout, noise, resolved, p, seed, offset = case
+    x, logical = make_input(data.draw, base.copy(), layout, None)
+    expected = oracle(logical, p, seed, resolved, offset)
+    got = fd.dropout(x, p, seed=seed, noise_shape=noise, offset=offset, out=x)
+    assert got is x
+    assert_same_bits(x, expected)
+
+
+@fuzz
+@given(case=out_cases(), out_layout=st.sampled_from(["C", "F", "negative", "stepped"]), data=st.data())
+def test_separate_out_of_any_layout_receives_the_result(backend, case, out_layout, data):
+    base, layout, noise, resolved, p, seed, offset = case
+    x, logical = make_input(data.draw, base, layout, None)
+    out, _ = make_input(data.draw, np.full(base.shape, 7, base.dtype), out_layout, None)
+    got = fd.dropout(x, p, seed=seed, noise_shape=noise, offset=offset, out=out)
+    assert got is out
+    assert_same_bits(out, oracle(logical, p, seed, resolved, offset))
+    assert_same_bits(x, base)
+
+
+@st.composite
+def bad_outs(draw):
+    """(x, out) pairs that must be refused: partial overlap, read-only, zero stride."""
+    dtype = draw(st.sampled_from(FLOATS))
+    kind = draw(st.sampled_from(["shifted", "reversed", "transposed", "readonly", "zero_stride", "readonly_x"]))
+    n = draw(st.integers(2, 40))
+    buf = np.arange(n + 1, dtype=dtype)
+    if kind == "shifted":                  # same shape, one element apart
+        return buf[:-1], buf[1:], "overlaps x partially"
+    if kind == "reversed":
+        return buf[:-1], buf[:-1][::-1], "overlaps x partially"
+    if kind == "transposed":
+        sq = np.arange(n * n, dtype=dtype).reshape(n, n)
+        return sq, sq.T, "overlaps x partially"
+    if kind == "readonly":
+        out = np.empty(n, dtype)
+        out.flags.writeable = False
+        return buf[:n], out, "out must be writeable"
+    if kind == "readonly_x":
+        x = buf[:n]
+        x.flags.writeable = False
+        return x, x, "out must be writeable"
+    out = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=(n,), strides=(0,))
+    return buf[:n], out, "zero strides"
+
+
+@fuzz
+@given(case=bad_outs(), p=rates, seed=seeds)
+def test_bad_out_raises_and_writes_nothing(backend, case, p, seed):
+    x, out, message = case
+    snapshot_x, snapshot_out = x.copy(), out.copy()
+    with pytest.raises(ValueError, match=message):
+        fd.dropout(x, p, seed=seed, out=out)
+    with pytest.raises(ValueError, match=message):
+        fd.apply_mask(x, np.ones(x.shape, bool), p, out=out)
+    assert_same_bits(x, snapshot_x)
+    assert_same_bits(out, snapshot_out)
+
+
+@fuzz
+@given(shape=shapes, dtype=st.sampled_from(FLOATS), data=st.data())
+def test_out_of_wrong_shape_or_dtype_raises(backend, shape, dtype, data):
+    x = np.zeros(shape, dtype)
+    other = data.draw(st.sampled_from([d for d in FLOATS if d != dtype]))
+    wrong_shape = shape + (2,)
+    for out in (np.zeros(shape, other), np.zeros(wrong_shape, dtype), np.zeros(shape, dtype.newbyteorder())):
+        with pytest.raises(ValueError, match=r"out must have shape"):
+            fd.dropout(x, 0.5, seed=1, out=out)
+        with pytest.raises(ValueError, match=r"out must have shape"):
+            fd.apply_mask(x, np.ones(shape, bool), 0.5, out=out)
+    with pytest.raises(ValueError, match="out must be a numpy array, got list"):
+        fd.dropout(x, 0.5, seed=1, out=[0.0])
+
+
+@fuzz
+@given(dtype=st.sampled_from(NON_FLOATS), shape=shapes)
+def test_every_non_float_dtype_raises_type_error(backend, dtype, shape):
+    x = np.zeros(shape, dtype)
+    pattern = re.escape(f"x must have dtype float16, float32 or float64, got dtype {x.dtype}")
+    with pytest.raises(TypeError, match=pattern):
+        fd.dropout(x, 0.5, seed=1)
+    with pytest.raises(TypeError, match=pattern):
+        fd.dropout(x, 0.5, seed=1, training=False)
+    with pytest.raises(TypeError, match=pattern):
+        fd.apply_mask(x, np.ones(shape, bool), 0.5)
+
+
+@pytest.mark.parametrize("x", [[1, 2, 3], 3, True, 1 + 2j, "abc", [[1.0], ["a"]], object(), None])
+def test_non_float_array_likes_raise_type_error(backend, x):
+    with pytest.raises(TypeError, match=r"x must have dtype float16, float32 or float64, got dtype"):
+        fd.dropout(x, 0.5, seed=1)
+
+
+@fuzz
+@given(x=st.one_of(st.floats(), st.lists(st.floats(), max_size=20),
+                   st.lists(st.lists(st.floats(), min_size=3, max_size=3), max_size=5)),
+       p=rates, seed=seeds)
+def test_python_scalars_and_lists_are_float64(backend, x, p, seed):
+    got = fd.dropout(x, p, seed=seed)
+    assert_same_bits(got, oracle(np.asarray(x, dtype=np.float64), p, seed, None, 0))
+
+
+BAD_P = [-1e-12, 1 + 1e-12, -1.0, 2.0, float("nan"), float("inf"), -float("inf"), True, np.True_,
+         "0.5", None, 0.5 + 0j, [0.5, "a"], object()]
+
+
+@pytest.mark.parametrize("p", BAD_P, ids=repr)
+def test_bad_rate_raises_value_error_naming_p(backend, p):
+    x = np.ones(4, np.float32)
+    for call in (lambda: fd.dropout(x, p, seed=1), lambda: fd.dropout(x, p, seed=1, training=False),
+                 lambda: fd.dropout_mask(4, p, seed=1), lambda: fd.apply_mask(x, np.ones(4, bool), p),
+                 lambda: fd.effective_keep(p)):
+        with pytest.raises(ValueError, match=r"p must be"):
+            call()
+
+
+@fuzz
+@given(bad=st.one_of(st.floats(max_value=-1e-300), st.floats(min_value=1 + 1e-15), st.just(float("nan"))),
+       shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), data=st.data())
+def test_rate_array_with_one_bad_entry_raises_naming_the_value(backend, bad, shape, data):
+    p = np.full(shape, 0.5)
+    p[tuple(data.draw(st.integers(0, n - 1)) for n in shape)] = bad
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got .* in p"):
+        fd.dropout(np.ones(shape, np.float32), p, seed=1)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got .* in p"):
+        fd.dropout_mask(shape, p, seed=1)
+
+
+@fuzz
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=2, max_side=4), data=st.data())
+def test_rate_array_that_does_not_broadcast_raises(backend, shape, data):
+    pshape = list(shape)
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    pshape[axis] += 1
+    with pytest.raises(ValueError, match=r"p of shape .* cannot broadcast to the noise shape"):
+        fd.dropout(np.ones(shape, np.float32), np.full(pshape, 0.5), seed=1)
+    with pytest.raises(ValueError, match=r"p of shape .* cannot broadcast to the noise shape"):
+        fd.dropout_mask(shape, np.full(pshape, 0.5), seed=1)
+
+
+@fuzz
+@given(p=st.one_of(st.sampled_from(EDGE_P), st.floats(0, 1)))
+def test_effective_keep_is_the_exact_threshold_fraction(p):
+    keep = fd.effective_keep(p)
+    t = np.floor((1.0 - p) * 65536 + 0.5)
+    assert keep == t / 65536 and abs(keep - (1 - p)) <= 2**-17
+    assert np.array_equal(fd.effective_keep(np.array([p, p])), [keep, keep])
+
+
+@fuzz
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5), data=st.data())
+def test_invalid_noise_shapes_raise(backend, shape, data):
+    x = np.ones(shape, np.float32)
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    bad_entry = data.draw(st.one_of(st.integers(-5, 0), st.integers(2, 9).filter(lambda v: v != shape[axis]),
+                                    st.sampled_from([1.0, "1", True, 1.5])))
+    assume(bad_entry not in (1, shape[axis]) or isinstance(bad_entry, (bool, float, str)))
+    entries = list(shape)
+    entries[axis] = bad_entry
+    with pytest.raises(ValueError, match=rf"noise_shape\[{axis}\] must be 1, None or x.shape\[{axis}\]"):
+        fd.dropout(x, 0.5, seed=1, noise_shape=tuple(entries))
+    for wrong_length in (tuple(shape) + (1,), tuple(shape)[1:]):
+        with pytest.raises(ValueError, match=rf"noise_shape must have length {len(shape)}"):
+            fd.dropout(x, 0.5, seed=1, noise_shape=wrong_length)
+    with pytest.raises(ValueError, match="noise_shape must be a tuple"):
+        fd.dropout(x, 0.5, seed=1, noise_shape=3)
+
+
+@pytest.mark.parametrize("seed, error, message", [
+    (-1, ValueError, r"seed must be in \[0, 2\*\*64\), got -1"),
+    (2**64, ValueError, r"seed must be in \[0, 2\*\*64\), got 18446744073709551616"),
+    (1.5, TypeError, r"seed must be None, an int or a numpy.random.Generator, got float 1.5"),
+    ("42", TypeError, r"seed must be None, an int or a numpy.random.Generator, got str '42'"),
+    (True, TypeError, r"seed must be None, an int or a numpy.random.Generator, got bool True"),
+    (np.random.RandomState(0), TypeError, r"got RandomState"),
+])
+def test_bad_seed(backend, seed, error, message):
+    x = np.ones(3, np.float32)
+    for call in (lambda: fd.dropout(x, 0.5, seed=seed), lambda: fd.dropout_mask(3, 0.5, seed=seed)):
+        with pytest.raises(error, match=message):
+            call()
+
+
+@pytest.mark.parametrize("offset", [-1, 1.0, True, "3", None, 2**62, 2**64, -(2**70)], ids=repr)
+def test_bad_offset(backend, offset):
+    x = np.ones(3, np.float32)
+    for call in (lambda: fd.dropout(x, 0.5, seed=1, offset=offset),
+                 lambda: fd.dropout(x, 0.5, seed=1, offset=offset, noise_shape=(1,)),
+                 lambda: fd.dropout_mask(3, 0.5, seed=1, offset=offset)):
+        with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*62\), got"):
+            call()
+
+
+@fuzz
+@given(n=st.integers(1, 3000), cut=st.data(), p=rates, seed=seeds, offset=offsets)
+def test_any_sub_range_via_offset_equals_the_slice(backend, n, cut, p, seed, offset):
+    i = cut.draw(st.integers(0, n - 1))
+    j = cut.draw(st.integers(i, n))
+    x = np.arange(n, dtype=np.float32) + 1
+    whole = fd.dropout(x, p, seed=seed, offset=offset)
+    assert_same_bits(fd.dropout(x[i:j], p, seed=seed, offset=offset + i), whole[i:j])
+    whole_mask = fd.dropout_mask(n, p, seed=seed, offset=offset)
+    assert np.array_equal(fd.dropout_mask(j - i, p, seed=seed, offset=offset + i), whole_mask[i:j])
+
+
+# ---- dropout_mask ---------------------------------------------------------------------
+
+@fuzz
+@given(shape=shapes, p=rates, seed=seeds, offset=offsets, as_int=st.booleans())
+def test_dropout_mask_and_packed_form(backend, shape, p, seed, offset, as_int):
+    arg = shape[0] if as_int and len(shape) == 1 else shape
+    mask = fd.dropout_mask(arg, p, seed=seed, offset=offset)
+    packed = fd.dropout_mask(arg, p, seed=seed, offset=offset, packed=True)
+    with fd.use_backend("numpy"):
+        ref = fd.dropout_mask(shape, p, seed=seed, offset=offset)
+    assert mask.dtype == np.bool_ and mask.shape == shape
+    assert np.array_equal(mask, ref)
+    assert packed.dtype == np.uint8 and np.array_equal(packed, np.packbits(ref.ravel(), bitorder="little"))
+    if p == 0.0 or p == 1e-12:
+        assert mask.all()
+    if p == 1.0 or p == 1 - 1e-12:
+        assert not mask.any()
+
+
+@pytest.mark.parametrize("shape", [-1, (2, -1), (2.0,), "3", None, (True,), [[2]], 1.5], ids=repr)
+def test_dropout_mask_bad_shape(backend, shape):
+    with pytest.raises(ValueError, match=r"shape must be an int or a tuple of ints >= 0, got"):
+        fd.dropout_mask(shape, 0.5, seed=1)
+
+
+# ---- apply_mask -----------------------------------------------------------------------
+
+@fuzz
+@given(case=dropout_cases(), packed=st.booleans(), data=st.data())
+def test_apply_mask_equals_dropout(backend, case, packed, data):
+    base, layout, noise, resolved, p, seed, offset = case
+    assume(not (packed and noise is not None))       # a packed mask always covers all of x
+    with tempfile.TemporaryDirectory() as tmpdir:
+        x, logical = make_input(data.draw, base, layout, tmpdir)
+        mask = fd.dropout_mask(resolved, p, seed=seed, offset=offset, packed=packed)
+        got = fd.apply_mask(x, mask, p)
+        assert_same_bits(got, oracle(logical, p, seed, resolved, offset))
+        del x
+
+
+@fuzz
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=2, max_side=5), data=st.data())
+def test_apply_mask_rejects_mismatched_masks(backend, shape, data):
+    x = np.ones(shape, np.float32)
+    size = x.size
+    need = (size + 7) // 8
+    wrong = data.draw(st.integers(0, need + 3).filter(lambda n: n != need))
+    with pytest.raises(ValueError, match=rf"a packed mask for x of size {size} must be 1-D of length {need}"):
+        fd.apply_mask(x, np.zeros(wrong, np.uint8), 0.5)
+    with pytest.raises(ValueError, match=rf"a packed mask for x of size {size} must be 1-D of length {need}"):
+        fd.apply_mask(x, np.zeros((1, need), np.uint8), 0.5)
+    bigger = tuple(n + 1 for n in shape)
+    for mask_shape in (bigger, shape + (1,), shape[1:]):
+        with pytest.raises(ValueError, match=r"mask of shape .* does not match x of shape"):
+            fd.apply_mask(x, np.ones(mask_shape, bool), 0.5)
+    for dtype in (np.int8, np.uint16, np.float32, np.int64, object):
+        with pytest.raises(TypeError, match=r"mask must be a bool array or a packed uint8 array, got dtype"):
+            fd.apply_mask(x, np.ones(shape, dtype), 0.5)
+
+
+# ---- backend and thread controls --------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["", "Cython", "torch", None, 1])
+def test_bad_backend_name(name):
+    before = fd.backend()
+    with pytest.raises(ValueError, match=r"backend must be one of \('cython', 'numpy'\), got"):
+        fd.set_backend(name)
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        with fd.use_backend(name):
+            pass
+    assert fd.backend() == before
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, "2", True, None])
+def test_bad_thread_count(n):
+    before = fd.get_num_threads()
+    with pytest.raises(ValueError, match=r"num_threads must be an integer >= 1, got"):
+        fd.set_num_threads(n)
+    assert fd.get_num_threads() == before
