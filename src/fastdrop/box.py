@@ -1,0 +1,143 @@
+"""Dropout for one N-d sub-box of a larger logical array, without the rest of it.
+
+A keep decision depends only on (seed, offset, the element's C-order index in the noise
+shape, p), so a box of a huge array can build exactly its own part of the mask: each
+contiguous run of the box in the global noise shape is one row handed to the kernels'
+``keep_mask_rows`` at its global start index.  The work is the box's size plus at most
+two partial blocks of 1024 decisions per row; nothing outside the box is generated.
+Chunked and distributed engines (``fastdrop.dask``) are built on these two functions.
+"""
+import numbers
+
+import numpy as np
+
+from . import _backend
+from .functional import (_apply, _check_shape, _dropout_full, _rate_arrays, as_float_array, check_offset,
+                         check_out, check_rate, resolve_noise_shape, resolve_seed, stream_key)
+
+
+def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, offset=0, out=None):
+    """Dropout of ``x_box``, the box ``[origin, origin + x_box.shape)`` of a larger array.
+
+    The result is bit for bit
+    ``fd.dropout(full, p, seed=seed, noise_shape=noise_shape, offset=offset)[box]`` for
+    a ``full`` array of ``global_shape`` holding ``x_box`` at ``origin``.  ``seed`` is
+    required and not None: every box of one logical array must share it.
+    ``noise_shape`` is the global one (Keras semantics against ``global_shape``).
+
+    A per-element ``p`` array is broadcastable either to the global noise shape (the box
+    uses its slice of it) or to the box's own region of the noise shape (the box's rates);
+    when it broadcasts to both the two readings select the same rates.
+    """
+    x_box = as_float_array(x_box, "x_box")
+    p = check_rate(p)
+    out = check_out(out, x_box)
+    key, global_noise, lo, hi = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape)
+    offset = check_offset(offset)
+    if isinstance(p, float) and p == 0.0:
+        if out is not x_box:
+            np.copyto(out, x_box)
+        return out
+    thr, scale = _rate_arrays(_box_rates(p, global_noise, lo, hi), x_box.dtype, _extent(lo, hi))
+    starts = _run_starts(offset, global_noise, lo, hi)
+    if starts.size == 1 and np.ndim(thr) == 0 and _extent(lo, hi) == x_box.shape:
+        # The box is one contiguous run of the array: the fused one-pass kernel does it all.
+        return _dropout_full(key, int(starts[0]), thr, scale, x_box, out)
+    return _apply(x_box, _box_keep(key, starts, thr, _extent(lo, hi)), scale, out)
+
+
+def dropout_mask_box(global_shape, origin, box_shape, p=0.5, *, seed, noise_shape=None, offset=0):
+    """The keep mask (True = kept) of a box's region of the global noise shape.
+
+    Its shape is ``box_shape`` with 1 on the axes where the noise shape is 1, and it equals
+    ``fd.dropout_mask(global_noise_shape, p, seed=seed, offset=offset)`` sliced to the box
+    (``0:1`` on those axes), so it broadcasts against the box's data.
+    """
+    box_shape = _check_shape(box_shape)
+    p = check_rate(p)
+    key, global_noise, lo, hi = _resolve_box(seed, global_shape, origin, box_shape, noise_shape)
+    offset = check_offset(offset)
+    thr, _ = _rate_arrays(_box_rates(p, global_noise, lo, hi), np.dtype(np.float64), _extent(lo, hi))
+    return _box_keep(key, _run_starts(offset, global_noise, lo, hi), thr, _extent(lo, hi)).view(bool)
+
+
+def _resolve_box(seed, global_shape, origin, box_shape, noise_shape):
+    """(key, global noise shape, box corners in the noise shape) after validation."""
+    if seed is None:
+        raise ValueError("seed must be given for a box (an int or a numpy.random.Generator), got None: "
+                         "every box of one array must use the same seed")
+    global_shape = _check_shape(global_shape)
+    if len(box_shape) != len(global_shape):
+        raise ValueError(f"the box has {len(box_shape)} dimensions (shape {tuple(box_shape)}) but "
+                         f"global_shape={global_shape} has {len(global_shape)}")
+    origin = _check_origin(origin, box_shape, global_shape)
+    global_noise = resolve_noise_shape(noise_shape, global_shape)
+    key = stream_key(resolve_seed(seed))
+    # On a noise axis of size 1 every element of the box shares index 0 of that axis.
+    lo = tuple(o if n > 1 else 0 for o, n in zip(origin, global_noise))
+    hi = tuple(o + b if n > 1 else min(b, 1) for o, b, n in zip(origin, box_shape, global_noise))
+    return key, global_noise, lo, hi
+
+
+def _check_origin(origin, box_shape, global_shape):
+    try:
+        origin = tuple(origin)
+    except TypeError:
+        raise ValueError(f"origin must be a tuple of {len(global_shape)} ints >= 0, got {origin!r}") from None
+    if len(origin) != len(global_shape) or not all(
+            isinstance(o, numbers.Integral) and not isinstance(o, (bool, np.bool_)) and o >= 0 for o in origin):
+        raise ValueError(f"origin must be a tuple of {len(global_shape)} ints >= 0, got {origin!r}")
+    origin = tuple(int(o) for o in origin)
+    for axis, (o, b, n) in enumerate(zip(origin, box_shape, global_shape)):
+        if o + b > n:
+            raise ValueError(f"the box [{o}, {o + b}) on axis {axis} (origin={origin}, box shape "
+                             f"{tuple(box_shape)}) does not fit in global_shape={global_shape}")
+    return origin
+
+
+def _extent(lo, hi):
+    return tuple(h - l for l, h in zip(lo, hi))
+
+
+def _box_rates(p, global_noise, lo, hi):
+    """``p`` restricted to the box's region of the noise shape (floats pass through)."""
+    if isinstance(p, float):
+        return p
+    extent = _extent(lo, hi)
+    for target, box_slice in ((global_noise, tuple(slice(l, h) for l, h in zip(lo, hi))), (extent, ())):
+        try:
+            if np.broadcast_shapes(p.shape, target) == target:
+                return np.broadcast_to(p, target)[box_slice]
+        except ValueError:
+            pass
+    raise ValueError(f"p of shape {p.shape} broadcasts neither to the global noise shape {global_noise} "
+                     f"nor to the box's noise region {extent}")
+
+
+def _run_starts(offset, global_noise, lo, hi):
+    """Global start index of each contiguous run of the noise region [lo, hi), in C order.
+
+    A run grows over trailing axes while the box spans them completely, so a box of whole
+    rows (or a whole array) is a single run."""
+    extent = _extent(lo, hi)
+    if 0 in extent:
+        return np.empty(0, dtype=np.int64)
+    strides = np.ones(len(extent), dtype=np.int64)
+    for axis in range(len(extent) - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * global_noise[axis + 1]
+    split = len(extent) - 1
+    while split > 0 and extent[split] == global_noise[split]:
+        split -= 1
+    starts = np.full((), offset + sum(l * int(s) for l, s in zip(lo, strides)), dtype=np.int64)
+    for axis in range(split):
+        starts = np.add.outer(starts, np.arange(extent[axis], dtype=np.int64) * strides[axis])
+    return starts.reshape(-1)
+
+
+def _box_keep(key, starts, thr, extent):
+    """The uint8 keep mask of a noise region of shape ``extent`` whose runs begin at ``starts``."""
+    keep = np.empty(extent, dtype=np.uint8)
+    if keep.size:
+        rows = keep.reshape(starts.size, -1)
+        _backend.kernels().keep_mask_rows(key, starts, thr if np.ndim(thr) == 0 else thr.reshape(rows.shape), rows)
+    return keep
