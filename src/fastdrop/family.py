@@ -10,10 +10,12 @@ import numbers
 import numpy as np
 
 from . import _backend
-from .functional import (_apply, _keep, as_float_array, check_out, check_rate, dropout, keep_threshold,
-                         resolve_noise_shape, resolve_seed, stream_key)
+from .functional import (_apply, _keep, as_float_array, check_offset, check_out, check_rate, dropout,
+                         keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
 
-__all__ = ["classic_dropout"]
+__all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
+           "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "spatial_dropout",
+           "variational_dropout"]
 
 DATA_FORMATS = ("channels_first", "channels_last")
 
@@ -49,3 +51,313 @@ def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, out
     shape = resolve_noise_shape(noise_shape, x.shape)
     keep = _keep(stream_key(resolve_seed(seed)), 0, keep_threshold(p), shape)
     return _apply(x, keep, x.dtype.type(1.0), out)
+
+
+def _noise_dropout(x, p, seed, training, noise_shape, out):
+    return dropout(x, p, seed=seed, training=training, noise_shape=noise_shape, out=out)
+
+
+def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", out=None):
+    """Drop whole feature maps: one decision per (sample, channel), shared over the spatial axes.
+
+    ``x`` has rank >= 3: (N, C, *spatial) for ``channels_first``, (N, *spatial, C) for
+    ``channels_last``.  The mask is ``fd.dropout``'s over the noise shape (N, C, 1, ..., 1)
+    or (N, 1, ..., 1, C), so it is the same for both formats up to the transposition.
+    """
+    x = as_float_array(x)
+    check_data_format(data_format)
+    if x.ndim < 3:
+        raise ValueError(f"spatial_dropout expects input of rank >= 3 (N, C, *spatial), got shape {x.shape}")
+    ones = (1,) * (x.ndim - 2)
+    if data_format == "channels_first":
+        shape = x.shape[:2] + ones
+    else:
+        shape = x.shape[:1] + ones + x.shape[-1:]
+    return _noise_dropout(x, p, seed, training, shape, out)
+
+
+def check_time_axis(time_axis):
+    if isinstance(time_axis, (bool, np.bool_)) or not isinstance(time_axis, numbers.Integral):
+        raise TypeError(f"time_axis must be an int, got {time_axis!r}")
+    return int(time_axis)
+
+
+def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, out=None):
+    """One mask per sequence, shared over all time steps (Gal and Ghahramani 2016).
+
+    The mask over the other axes is ``fd.dropout``'s with ``noise_shape`` 1 on
+    ``time_axis``; it equals ``fd.dropout(x_t, p, seed=seed)``'s mask for any single step
+    ``x_t = x.take(t, time_axis)``, so a step-by-step RNN can apply it one step at a time.
+    """
+    x = as_float_array(x)
+    time_axis = check_time_axis(time_axis)
+    if not -x.ndim <= time_axis < x.ndim or x.ndim < 2:
+        raise ValueError(f"variational_dropout expects input of rank >= 2 with time_axis={time_axis} "
+                         f"inside it, got shape {x.shape}")
+    shape = list(x.shape)
+    shape[time_axis] = 1
+    return _noise_dropout(x, p, seed, training, tuple(shape), out)
+
+
+def drop_path(x, p=0.5, *, seed=None, training=True, out=None):
+    """Stochastic depth: drop whole samples (noise shape (N, 1, ..., 1)), scale the rest."""
+    x = as_float_array(x)
+    if x.ndim < 1:
+        raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {x.shape}")
+    return _noise_dropout(x, p, seed, training, (x.shape[0],) + (1,) * (x.ndim - 1), out)
+
+
+# --- alpha dropout ------------------------------------------------------------------------
+SELU_ALPHA_PRIME = -1.7580993408473766      # -lambda * alpha of SELU: the value SELU saturates at
+
+
+def _alpha_coefficients(p):
+    """(a, b) of Klambauer et al. 2017: a * (x * m + alpha' * (1 - m)) + b keeps mean 0, var 1."""
+    q = 1.0 - p
+    a = (q + SELU_ALPHA_PRIME ** 2 * q * p) ** -0.5
+    return a, -a * SELU_ALPHA_PRIME * p
+
+
+def _alpha_keep(x, p, seed, offset):
+    return _keep(stream_key(resolve_seed(seed)), check_offset(offset), keep_threshold(p), x.shape)
+
+
+def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
+    """Alpha dropout for SELU networks: dropped elements take SELU's saturation value
+    alpha' and an affine map a*y + b restores mean 0 and variance 1 of standard-normal input.
+
+    The keep mask is ``fd.dropout_mask(x.shape, p, seed=seed, offset=offset)``.
+    ``p == 1`` gives zeros (the limit of the dropped value a*alpha' + b = a*alpha'*(1-p),
+    and PyTorch's choice); ``p == 0`` or ``training=False`` return a copy of ``x``.
+    """
+    x = as_float_array(x)
+    p = check_scalar_rate(p)
+    out = check_out(out, x)
+    if not training or p == 0.0:
+        return _identity(x, out)
+    if p == 1.0:
+        out[...] = 0
+        return out
+    a, b = _alpha_coefficients(p)
+    keep = _alpha_keep(x, p, seed, offset)
+    _apply(x, keep, x.dtype.type(a), out)                 # kept: a * x, dropped: 0
+    shift = np.where(keep.view(bool), x.dtype.type(b), x.dtype.type(a * SELU_ALPHA_PRIME + b))
+    return np.add(out, shift, out=out)
+
+
+def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=None):
+    """The gradient of ``alpha_dropout`` w.r.t. x for the same arguments: ``a * mask * grad``."""
+    grad = as_float_array(grad, "grad")
+    p = check_scalar_rate(p)
+    out = check_out(out, grad)
+    if not training or p == 0.0:
+        return _identity(grad, out)
+    if p == 1.0:
+        out[...] = 0
+        return out
+    a, _ = _alpha_coefficients(p)
+    return _apply(grad, _alpha_keep(grad, p, seed, offset), grad.dtype.type(a), out)
+
+
+# --- normals and uniforms from the block streams --------------------------------------------
+_WORDS_PER_PASS = 1 << 18          # bounds the float64 temporaries of the transforms below
+
+
+def _stream_words(key, first_word, n):
+    words = np.empty(n, dtype=np.uint64)
+    if n:
+        _backend.kernels().fill_words(key, first_word, words)
+    return words
+
+
+def standard_normals(words):
+    """One standard normal per uint64 stream word (float64), the same on every backend.
+
+    Box-Muller on the word's two 32-bit halves: u1 = (hi + 1) / 2**32 in (0, 1] keeps
+    the logarithm finite, u2 = lo / 2**32 in [0, 1) gives the angle.  Only NumPy float64
+    arithmetic touches the words, so both backends' words give the same normals.
+    """
+    hi = (words >> np.uint64(32)).astype(np.float64)
+    lo = (words & np.uint64(0xFFFFFFFF)).astype(np.float64)
+    radius = np.sqrt(-2.0 * np.log((hi + 1.0) * 2.0 ** -32))
+    return radius * np.cos((2.0 * np.pi * 2.0 ** -32) * lo)
+
+
+def open_uniforms(words):
+    """One uniform in the open interval (0, 1) per uint64 word: (top 53 bits + 1/2) / 2**53."""
+    return ((words >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+
+
+def check_gaussian_rate(p, name="p"):
+    p = check_scalar_rate(p, name)
+    if p == 1.0:
+        raise ValueError(f"{name} must be in [0, 1) for Gaussian dropout (the noise variance p/(1-p) "
+                         f"is infinite at 1), got {p!r}")
+    return p
+
+
+def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
+    """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
+
+    Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``
+    (``standard_normals``), so the result is reproducible, chunkable like ``fd.dropout``
+    and identical on both backends.  The noise has mean 1 and variance p/(1-p), as in
+    Keras's ``GaussianDropout`` and Srivastava et al. 2014.  Calling it on the gradient
+    with the same arguments is the exact backward pass.
+    """
+    x = as_float_array(x)
+    p = check_gaussian_rate(p)
+    offset = check_offset(offset)
+    out = check_out(out, x)
+    if not training or p == 0.0:
+        return _identity(x, out)
+    sigma = np.sqrt(p / (1.0 - p))
+    key = stream_key(resolve_seed(seed))
+    xc = np.ascontiguousarray(x).reshape(-1)
+    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
+    flat = target.reshape(-1)
+    for pos in range(0, x.size, _WORDS_PER_PASS):
+        end = min(x.size, pos + _WORDS_PER_PASS)
+        noise = (1.0 + sigma * standard_normals(_stream_words(key, offset + pos, end - pos))).astype(x.dtype)
+        np.multiply(xc[pos:end], noise, out=flat[pos:end])
+    if target is not out:
+        out[...] = target
+    return out
+
+
+# --- DropBlock ------------------------------------------------------------------------------
+def check_block_size(block_size):
+    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, numbers.Integral):
+        raise TypeError(f"block_size must be an int >= 1, got {block_size!r}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    return int(block_size)
+
+
+def dropblock_mask(shape, p, block_size, *, seed=None):
+    """The keep mask (bool, shape (N, C, H, W)) of DropBlock and the fraction it keeps.
+
+    Block corners are drawn with probability gamma = p * H * W / (b**2 * (H-b+1) * (W-b+1))
+    (Ghiasi et al. 2018) at the (H-b+1) x (W-b+1) positions where a whole b x b block fits,
+    as ``fd.dropout_mask`` decisions with keep probability gamma over (N, C, H-b+1, W-b+1),
+    so every channel has its own blocks; b is ``block_size`` clipped to min(H, W).
+    Overlapping blocks make the dropped fraction a little below p.
+    """
+    n, c, h, w = shape
+    b = min(block_size, h, w)
+    hv, wv = h - b + 1, w - b + 1
+    gamma = min(1.0, p * h * w / (b * b * hv * wv)) if h and w else 0.0
+    corners = _keep(stream_key(resolve_seed(seed)), 0, keep_threshold(1.0 - gamma), (n, c, hv, wv)).view(bool)
+    rows = np.zeros((n, c, hv, w), dtype=bool)
+    for dj in range(b):                    # dilate right, then down: 2b passes instead of b**2
+        rows[..., dj:dj + wv] |= corners
+    dropped = np.zeros(shape, dtype=bool)
+    for di in range(b):
+        dropped[:, :, di:di + hv, :] |= rows
+    return ~dropped
+
+
+def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format="channels_first", out=None):
+    """DropBlock (Ghiasi et al. 2018): drop b x b squares of each feature map, then rescale
+    the kept elements by size / kept (the actual kept fraction over the whole array).
+
+    ``x`` is (N, C, H, W) (``channels_first``) or (N, H, W, C); the mask is that of
+    ``dropblock_mask`` on the (N, C, H, W) view, so both formats drop the same squares.
+    If nothing is kept the result is zeros.  Applied to the gradient with the same
+    arguments it is the exact backward pass (same mask, same scale).
+    """
+    x = as_float_array(x)
+    p = check_scalar_rate(p)
+    block_size = check_block_size(block_size)
+    check_data_format(data_format)
+    if x.ndim != 4:
+        raise ValueError(f"dropblock2d expects input of rank 4 (N, C, H, W) or (N, H, W, C), got shape {x.shape}")
+    out = check_out(out, x)
+    if not training or p == 0.0 or x.size == 0:
+        return _identity(x, out)
+    nchw = x.shape if data_format == "channels_first" else (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
+    keep = dropblock_mask(nchw, p, block_size, seed=seed)
+    kept = np.count_nonzero(keep)
+    scale = x.dtype.type(keep.size / kept if kept else 1.0)
+    if data_format == "channels_last":
+        keep = np.ascontiguousarray(keep.transpose(0, 2, 3, 1))
+    return _apply(x, keep.view(np.uint8), scale, out)
+
+
+# --- Concrete dropout -----------------------------------------------------------------------
+def _sigmoid(z):
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def _concrete_weights(key, shape, logit, temperature):
+    """(w, drop): the relaxed keep weight (1 - drop) / (1 - p) and the relaxed drop value.
+
+    drop = sigmoid((logit + log u - log(1 - u)) / temperature) with u uniform in (0, 1)
+    from the block stream (one word per element), Gal, Hron and Kendall 2017; logit is
+    log p - log(1 - p), used directly so no epsilon is needed.
+    """
+    u = open_uniforms(_stream_words(key, 0, int(np.prod(shape))).reshape(shape))
+    z = (logit + np.log(u) - np.log1p(-u)) / temperature
+    drop = _sigmoid(z)
+    return _sigmoid(-z) * (1.0 + np.exp(logit)), drop          # 1 / (1 - sigmoid(l)) = 1 + e**l
+
+
+def check_temperature(temperature):
+    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real) \
+            or not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite real number > 0, got {temperature!r}")
+    return float(temperature)
+
+
+def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, out=None):
+    """Concrete (relaxed Bernoulli) dropout with drop rate sigmoid(logit):
+    ``x * dtype((1 - drop) / (1 - p))``, differentiable in ``logit``.
+
+    With ``training=False`` it returns a copy of ``x``: the relaxed mask divided by the keep
+    rate has expectation close to 1, so inference is the identity, as for inverted dropout.
+    """
+    x = as_float_array(x)
+    temperature = check_temperature(temperature)
+    out = check_out(out, x)
+    if not training:
+        return _identity(x, out)
+    w, _ = _concrete_weights(stream_key(resolve_seed(seed)), x.shape, float(logit), temperature)
+    return np.multiply(x, w.astype(x.dtype), out=out)
+
+
+def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, training=True):
+    """(d/dx, d/dlogit) of sum(grad * concrete_dropout(x, logit, ...)) for the same seed.
+
+    With w = (1 - drop) / (1 - p): dy/dx = w and dy/dlogit = x * w * (p - drop / temperature).
+    """
+    x = as_float_array(x)
+    grad = as_float_array(grad, "grad")
+    if grad.shape != x.shape:
+        raise ValueError(f"grad must have x's shape {x.shape}, got {grad.shape}")
+    temperature = check_temperature(temperature)
+    if not training:
+        return grad.copy(), 0.0
+    logit = float(logit)
+    w, drop = _concrete_weights(stream_key(resolve_seed(seed)), x.shape, logit, temperature)
+    p = float(_sigmoid(logit))
+    grad_logit = float(np.sum(grad * x * w * (p - drop / temperature), dtype=np.float64))
+    return np.multiply(grad, w.astype(grad.dtype)), grad_logit
+
+
+def concrete_regularization(logit, input_dim, weights=(), *, weight_regularizer=1e-6,
+                            dropout_regularizer=1e-5):
+    """Gal et al.'s penalty and its gradients: (value, d/dlogit, [d/dw for w in weights]).
+
+    value = weight_regularizer * sum(w**2) / (1 - p)
+            + dropout_regularizer * input_dim * (p log p + (1 - p) log(1 - p)),
+    the KL term of the variational objective (the second part is minus the entropy of
+    the Bernoulli rate, which pushes p towards 1/2).
+    """
+    logit = float(logit)
+    p, q = float(_sigmoid(logit)), float(_sigmoid(-logit))
+    squares = sum(float(np.sum(np.square(np.asarray(w, dtype=np.float64)))) for w in weights)
+    neg_entropy = p * np.log(p) + q * np.log(q)
+    value = weight_regularizer * squares / q + dropout_regularizer * input_dim * neg_entropy
+    d_logit = weight_regularizer * squares * p / q + dropout_regularizer * input_dim * logit * p * q
+    d_weights = [2.0 * weight_regularizer / q * np.asarray(w) for w in weights]
+    return float(value), float(d_logit), d_weights

@@ -13,7 +13,9 @@ import numpy as np
 from . import family
 from .functional import as_float_array, derive_seed, dropout, resolve_noise_shape, resolve_seed
 
-__all__ = ["DropoutLayer", "Dropout"]
+__all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
+           "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+           "VariationalDropout"]
 
 
 class _ForwardRecord:
@@ -159,3 +161,291 @@ class Dropout(DropoutLayer):
     def get_config(self):
         return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed, "inplace": self.inplace,
                 "mode": self.mode}
+
+
+class _RateLayer(DropoutLayer):
+    """A layer with one scalar drop rate ``p`` whose forward and backward are one family
+    function applied to the input and to the gradient with the same seed."""
+
+    def __init__(self, p=0.5, *, seed=None):
+        self.p = family.check_scalar_rate(p)
+        super().__init__(seed=seed)
+
+    def _forward(self, x, seed):
+        return self._apply(x, seed), None
+
+    def _backward(self, grad, last):
+        return self._apply(grad, last.seed)
+
+    def get_config(self):
+        return {"p": self.p, "seed": self.seed}
+
+
+class _SpatialDropout(_RateLayer):
+    def __init__(self, p=0.5, *, data_format="channels_first", seed=None):
+        self.data_format = family.check_data_format(data_format)
+        super().__init__(p, seed=seed)
+
+    def _apply(self, x, seed):
+        return family.spatial_dropout(x, self.p, seed=seed, training=seed is not None,
+                                      data_format=self.data_format)
+
+    def get_config(self):
+        return {"p": self.p, "data_format": self.data_format, "seed": self.seed}
+
+
+class SpatialDropout1D(_SpatialDropout):
+    """Drops whole channels of (N, C, L) (``channels_first``) or (N, L, C) inputs."""
+    expected_ranks = (3,)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    """Drops whole feature maps of (N, C, H, W) (``channels_first``) or (N, H, W, C) inputs."""
+    expected_ranks = (4,)
+
+
+class SpatialDropout3D(_SpatialDropout):
+    """Drops whole volumes of (N, C, D, H, W) (``channels_first``) or (N, D, H, W, C) inputs."""
+    expected_ranks = (5,)
+
+
+class AlphaDropout(_RateLayer):
+    """Alpha dropout for SELU networks (Klambauer et al. 2017): keeps mean 0 and variance 1
+    of standard-normal inputs.  ``p == 1`` outputs zeros (as PyTorch)."""
+
+    def _forward(self, x, seed):
+        return family.alpha_dropout(x, self.p, seed=seed, training=seed is not None), None
+
+    def _backward(self, grad, last):
+        return family.alpha_dropout_grad(grad, self.p, seed=last.seed, training=last.seed is not None)
+
+
+class GaussianDropout(_RateLayer):
+    """Multiplicative noise N(1, p/(1-p)) (Keras's ``GaussianDropout``); ``p`` in [0, 1)."""
+
+    def __init__(self, p=0.5, *, seed=None):
+        super().__init__(family.check_gaussian_rate(p), seed=seed)
+
+    def _apply(self, x, seed):
+        return family.gaussian_dropout(x, self.p, seed=seed, training=seed is not None)
+
+
+class DropPath(_RateLayer):
+    """Stochastic depth: drops whole samples (noise shape (N, 1, ..., 1)), scales the rest
+    by 1/(1-p).  Put it on a residual branch: ``x + drop_path(branch(x))``."""
+
+    def _apply(self, x, seed):
+        return family.drop_path(x, self.p, seed=seed, training=seed is not None)
+
+
+class DropBlock2D(_RateLayer):
+    """DropBlock (Ghiasi et al. 2018) on (N, C, H, W) or (N, H, W, C) inputs: drops
+    ``block_size`` x ``block_size`` squares per channel, rescales by the kept fraction."""
+    expected_ranks = (4,)
+
+    def __init__(self, p=0.1, block_size=7, *, data_format="channels_first", seed=None):
+        self.block_size = family.check_block_size(block_size)
+        self.data_format = family.check_data_format(data_format)
+        super().__init__(p, seed=seed)
+
+    def _apply(self, x, seed):
+        return family.dropblock2d(x, self.p, self.block_size, seed=seed, training=seed is not None,
+                                  data_format=self.data_format)
+
+    def get_config(self):
+        return {"p": self.p, "block_size": self.block_size, "data_format": self.data_format, "seed": self.seed}
+
+
+class VariationalDropout(_RateLayer):
+    """One mask per sequence shared over all time steps (Gal and Ghahramani 2016).
+
+    ``forward(x)`` takes a whole sequence batch (rank >= 2, time along ``time_axis``).
+    Inside a step-by-step recurrent loop, call ``start_sequence()`` once per sequence
+    (it draws the mask seed and advances the counter) and then ``step(h)`` on each step's
+    (N, ...) state: every step gets the same mask, equal to the one ``forward`` would use
+    on the stacked sequence.  ``step_backward(g)`` is its gradient.
+    """
+
+    def __init__(self, p=0.5, *, time_axis=1, seed=None):
+        self.time_axis = family.check_time_axis(time_axis)
+        super().__init__(p, seed=seed)
+        self._sequence = None
+
+    def _check_input(self, x):
+        x = super()._check_input(x)
+        if x.ndim < 2 or not -x.ndim <= self.time_axis < x.ndim:
+            raise ValueError(f"VariationalDropout expects input of rank >= 2 with time_axis={self.time_axis} "
+                             f"inside it, got rank {x.ndim} with shape {x.shape}")
+        return x
+
+    def _apply(self, x, seed):
+        return family.variational_dropout(x, self.p, seed=seed, training=seed is not None, time_axis=self.time_axis)
+
+    def start_sequence(self):
+        """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer."""
+        seed = None
+        if self.training:
+            seed = derive_seed(self.seed, self.counter)
+            self.counter += 1
+        self._sequence = _ForwardRecord(seed, None)
+        return self
+
+    def step(self, h):
+        """The current sequence's mask applied to one time step ``h`` (N, ...)."""
+        return self._step(h, "step")
+
+    def step_backward(self, grad):
+        """The gradient of ``step``: the same mask applied to ``grad``."""
+        return self._step(grad, "step_backward")
+
+    def _step(self, x, what):
+        if self._sequence is None:
+            raise RuntimeError(f"VariationalDropout.{what} called before start_sequence()")
+        seed = self._sequence.seed
+        return dropout(x, self.p, seed=seed, training=seed is not None)
+
+    def get_config(self):
+        return {"p": self.p, "time_axis": self.time_axis, "seed": self.seed}
+
+
+class ConcreteDropout(DropoutLayer):
+    """Concrete dropout (Gal, Hron and Kendall 2017): dropout with a learnable rate.
+
+    The rate is ``p = sigmoid(logit)``; training multiplies x by the relaxed keep value
+    ``(1 - drop) / (1 - p)`` with drop = sigmoid((logit + log u - log(1-u)) / temperature).
+    ``backward(g)`` returns d/dx and stores d/dlogit in ``grad_logit``;
+    ``regularization(weights)`` is the penalty to add to the loss and
+    ``regularization_grad(weights)`` its gradients.  Update the rate with
+    ``layer.logit -= lr * (layer.grad_logit + reg_grad_logit)``.  Inference is the
+    identity (inverted-dropout scaling); keep the layer in training mode for MC dropout.
+    The rate gradient needs the input, so the layer keeps a reference to the last input
+    (do not modify it in place before ``backward``).
+    """
+
+    def __init__(self, init_p=0.1, *, temperature=0.1, weight_regularizer=1e-6, dropout_regularizer=1e-5,
+                 seed=None):
+        init_p = family.check_scalar_rate(init_p, "init_p")
+        if not 0.0 < init_p < 1.0:
+            raise ValueError(f"init_p must be in (0, 1) (the rate is learned through its logit), got {init_p!r}")
+        self.init_p = init_p
+        self.temperature = family.check_temperature(temperature)
+        self.weight_regularizer = _check_nonnegative(weight_regularizer, "weight_regularizer")
+        self.dropout_regularizer = _check_nonnegative(dropout_regularizer, "dropout_regularizer")
+        self.logit = float(np.log(init_p) - np.log1p(-init_p))
+        self.grad_logit = 0.0
+        super().__init__(seed=seed)
+
+    @property
+    def p(self):
+        """The current drop rate sigmoid(logit)."""
+        return float(family._sigmoid(self.logit))
+
+    def _forward(self, x, seed):
+        logit = self.logit
+        return family.concrete_dropout(x, logit, temperature=self.temperature, seed=seed,
+                                       training=seed is not None), (x, logit)
+
+    def _backward(self, grad, last):
+        x, logit = last.extra
+        gx, self.grad_logit = family.concrete_dropout_grad(x, grad, logit, temperature=self.temperature,
+                                                           seed=last.seed, training=last.seed is not None)
+        return gx
+
+    def _input_dim(self):
+        if self._last is None:
+            raise RuntimeError("ConcreteDropout.regularization needs a forward first (it uses the input size)")
+        return int(np.prod(self._last.shape[1:]))
+
+    def regularization(self, weights=()):
+        """weight_regularizer * sum(w**2) / (1-p) + dropout_regularizer * D * (p log p + (1-p) log(1-p)),
+        with D the number of features per sample of the last input and ``weights`` the
+        parameters of the layer this dropout feeds."""
+        return self._regularization(weights)[0]
+
+    def regularization_grad(self, weights=()):
+        """(d/dlogit, [d/dw for w in weights]) of ``regularization(weights)``."""
+        return self._regularization(weights)[1:]
+
+    def _regularization(self, weights):
+        return family.concrete_regularization(self.logit, self._input_dim(), weights,
+                                              weight_regularizer=self.weight_regularizer,
+                                              dropout_regularizer=self.dropout_regularizer)
+
+    def get_config(self):
+        return {"init_p": self.init_p, "temperature": self.temperature,
+                "weight_regularizer": self.weight_regularizer, "dropout_regularizer": self.dropout_regularizer,
+                "seed": self.seed}
+
+
+def _check_real(value, name, low=None, high=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    value = float(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _check_nonnegative(value, name):
+    return _check_real(value, name, low=0.0)
+
+
+class AdaptiveDropout(DropoutLayer):
+    """Dropout whose rate follows the activations: after each training forward the rate
+    rises by ``adapt_rate`` when the input's mean |x| exceeds ``high``, falls by it when
+    below ``low``, and stays within [p_min, p_max].
+
+    ``per_unit=True`` keeps one rate per feature (the last axis, standout-style), each
+    adapted from its own feature's mean |x|, and uses the per-element rates of
+    ``fd.dropout``.  The rates of the current state are in ``p`` (a float, or an array of
+    the feature count once the first input has fixed it).
+    """
+
+    def __init__(self, init_p=0.5, *, adapt_rate=0.01, low=0.3, high=0.7, p_min=0.1, p_max=0.9, per_unit=False,
+                 seed=None):
+        self.p_min = _check_real(p_min, "p_min", 0.0, 1.0)
+        self.p_max = _check_real(p_max, "p_max", self.p_min, 1.0)
+        self.init_p = _check_real(init_p, "init_p", self.p_min, self.p_max)
+        self.adapt_rate = _check_nonnegative(adapt_rate, "adapt_rate")
+        self.low = _check_nonnegative(low, "low")
+        self.high = _check_real(high, "high", self.low)
+        if not isinstance(per_unit, (bool, np.bool_)):
+            raise TypeError(f"per_unit must be a bool, got {per_unit!r}")
+        self.per_unit = bool(per_unit)
+        self.p = self.init_p
+        super().__init__(seed=seed)
+
+    def _check_input(self, x):
+        x = super()._check_input(x)
+        if self.per_unit:
+            if x.ndim < 1:
+                raise ValueError(f"AdaptiveDropout(per_unit=True) expects input of rank >= 1 (features last), "
+                                 f"got shape {x.shape}")
+            if isinstance(self.p, np.ndarray) and self.p.shape != x.shape[-1:]:
+                raise ValueError(f"AdaptiveDropout(per_unit=True) has {self.p.size} feature rates, "
+                                 f"got input with {x.shape[-1]} features (shape {x.shape})")
+        return x
+
+    def _forward(self, x, seed):
+        if self.per_unit and not isinstance(self.p, np.ndarray):
+            self.p = np.full(x.shape[-1:], self.init_p)
+        p = self.p
+        y = dropout(x, p, seed=seed, training=seed is not None)
+        if seed is not None:
+            self._adapt(x)
+        return y, p
+
+    def _adapt(self, x):
+        axes = tuple(range(x.ndim - 1)) if self.per_unit else None
+        activity = np.mean(np.abs(x), axis=axes, dtype=np.float64)
+        step = self.adapt_rate * ((activity > self.high).astype(np.float64) - (activity < self.low))
+        self.p = np.clip(self.p + step, self.p_min, self.p_max)
+        if not self.per_unit:
+            self.p = float(self.p)
+
+    def _backward(self, grad, last):
+        return dropout(grad, last.extra, seed=last.seed, training=last.seed is not None)
+
+    def get_config(self):
+        return {"init_p": self.init_p, "adapt_rate": self.adapt_rate, "low": self.low, "high": self.high,
+                "p_min": self.p_min, "p_max": self.p_max, "per_unit": self.per_unit, "seed": self.seed}
