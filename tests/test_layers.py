@@ -92,7 +92,8 @@ def test_dropout_inplace_writes_into_x():
     y = layer(x)
     assert y is x
     assert np.array_equal(x, fd.Dropout(0.5, seed=2)(x0))
-    with pytest.raises(TypeError, match=r"Dropout\(inplace=True\) needs a writeable native-byte-order numpy float array, got list"):
+    with pytest.raises(TypeError, match=r"Dropout\(inplace=True\) needs a writeable native-byte-order "
+                                        r"numpy float array, got list"):
         layer([1.0, 2.0])
 
 

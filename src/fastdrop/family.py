@@ -263,7 +263,7 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
 
     ``x`` is (N, C, H, W) (``channels_first``) or (N, H, W, C); the mask is that of
     ``dropblock_mask`` on the (N, C, H, W) view, so both formats drop the same squares.
-    If nothing is kept the result is zeros.  Applied to the gradient with the same
+    ``p == 1`` (and any draw that keeps nothing) gives zeros.  Applied to the gradient with the same
     arguments it is the exact backward pass (same mask, same scale).
     """
     x = as_float_array(x)
@@ -275,6 +275,9 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
     out = check_out(out, x)
     if not training or p == 0.0 or x.size == 0:
         return _identity(x, out)
+    if p == 1.0:                           # gamma's formula never covers everything: say so directly
+        out[...] = 0
+        return out
     nchw = x.shape if data_format == "channels_first" else (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
     keep = dropblock_mask(nchw, p, block_size, seed=seed)
     kept = np.count_nonzero(keep)

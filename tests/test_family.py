@@ -1,0 +1,290 @@
+"""The functional twins of the dropout family: definitions, statistics, backends, errors."""
+import numpy as np
+import pytest
+
+import fastdrop as fd
+from fastdrop import family
+
+RNG = np.random.default_rng(2024)
+BACKENDS = ("cython", "numpy") if fd._backend.compiled_available() else ("numpy",)
+
+
+def on_every_backend(f):
+    """f() evaluated once per backend."""
+    results = []
+    for name in BACKENDS:
+        with fd.use_backend(name):
+            results.append(f())
+    return results
+
+
+# --- spatial, variational, drop path: fd.dropout with a noise shape -----------------------------
+
+@pytest.mark.parametrize("shape", [(4, 3, 10), (4, 3, 6, 7), (2, 3, 4, 5, 6)])
+def test_spatial_dropout_is_all_or_nothing_per_channel(shape, backend):
+    x = np.ones(shape, np.float32)
+    y = fd.spatial_dropout(x, 0.5, seed=1)
+    per_map = y.reshape(shape[0], shape[1], -1)
+    assert np.all((per_map == 0).all(axis=2) | (per_map == 2).all(axis=2))
+    assert 0 < np.count_nonzero(per_map[:, :, 0]) < shape[0] * shape[1]
+    ns = (shape[0], shape[1]) + (1,) * (len(shape) - 2)
+    assert np.array_equal(y, fd.dropout(x, 0.5, seed=1, noise_shape=ns))
+
+
+def test_spatial_dropout_channels_last_is_the_transposed_mask():
+    x = RNG.standard_normal((5, 6, 7, 8))
+    first = fd.spatial_dropout(x, 0.4, seed=9)
+    last = fd.spatial_dropout(np.moveaxis(x, 1, -1), 0.4, seed=9, data_format="channels_last")
+    assert np.array_equal(np.moveaxis(last, -1, 1), first)
+
+
+@pytest.mark.parametrize("time_axis", [0, 1, -2])
+def test_variational_mask_constant_over_time_and_equal_to_the_step_mask(time_axis):
+    x = np.ones((6, 6, 20)) if time_axis != 1 else np.ones((6, 9, 20))
+    y = fd.variational_dropout(x, 0.5, seed=3, time_axis=time_axis)
+    steps = np.moveaxis(y, time_axis, 0)
+    assert all(np.array_equal(s, steps[0]) for s in steps)
+    assert 0 < np.count_nonzero(steps[0]) < steps[0].size
+    assert np.array_equal(steps[0], fd.dropout(np.ones(steps[0].shape), 0.5, seed=3))
+
+
+def test_drop_path_drops_whole_samples():
+    x = np.ones((200, 3, 4), np.float32)
+    y = fd.drop_path(x, 0.25, seed=4)
+    per_sample = y.reshape(200, -1)
+    kept = (per_sample == np.float32(1 / 0.75)).all(axis=1)
+    assert np.all(kept | (per_sample == 0).all(axis=1))
+    assert abs(1 - kept.mean() - 0.25) < 0.1
+
+
+# --- alpha dropout ---------------------------------------------------------------------------
+
+def naive_alpha_dropout(x, p, seed):
+    alpha = -1.7580993408473766
+    keep = fd.dropout_mask(x.shape, p, seed=seed)
+    a = ((1 - p) + alpha ** 2 * (1 - p) * p) ** -0.5
+    b = -a * alpha * p
+    return np.where(keep, a * x + b, a * alpha + b), keep, a
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_alpha_dropout_matches_the_formula(p, backend):
+    x = RNG.standard_normal((7, 300))
+    want, keep, a = naive_alpha_dropout(x, p, 5)
+    got = fd.alpha_dropout(x, p, seed=5)
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)
+    g = fd.alpha_dropout_grad(np.ones_like(x), p, seed=5)
+    assert np.array_equal(g, np.where(keep, a, 0.0))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_alpha_dropout_keeps_mean_0_and_std_1(p):
+    x = np.random.default_rng(7).standard_normal(5000)
+    y = fd.alpha_dropout(x, p, seed=11)
+    assert abs(y.mean()) < 0.1
+    assert abs(y.std() - 1.0) < 0.1
+
+
+def test_alpha_dropout_edges():
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    assert not fd.alpha_dropout(x, 1.0, seed=0).any()
+    assert not fd.alpha_dropout_grad(x, 1.0, seed=0).any()
+    for y in (fd.alpha_dropout(x, 0.0, seed=0), fd.alpha_dropout(x, 0.5, seed=0, training=False)):
+        assert np.array_equal(y, x) and y is not x
+    assert fd.alpha_dropout(x, 0.5, seed=0).dtype == np.float32
+
+
+def test_alpha_dropout_offset_chunks_the_array():
+    x = RNG.standard_normal(3000)
+    whole = fd.alpha_dropout(x, 0.3, seed=2)
+    assert np.array_equal(fd.alpha_dropout(x[1000:2100], 0.3, seed=2, offset=1000), whole[1000:2100])
+
+
+# --- Gaussian dropout --------------------------------------------------------------------------
+
+def test_standard_normals_are_standard_normal():
+    words = family._stream_words(fd.functional.stream_key(1), 0, 200_000)
+    z = family.standard_normals(words)
+    assert np.isfinite(z).all()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    # tails of a standard normal: P(|z| > 2) = 0.0455, P(|z| > 3) = 0.0027
+    assert abs(np.mean(np.abs(z) > 2) - 0.0455) < 0.003
+    assert abs(np.mean(np.abs(z) > 3) - 0.0027) < 0.0008
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_gaussian_dropout_noise_has_mean_1_and_std_sqrt_p_over_q(p):
+    y = fd.gaussian_dropout(np.ones(100_000), p, seed=8)
+    assert abs(y.std() - np.sqrt(p / (1 - p))) < 0.02
+    assert abs(y.mean() - 1.0) < 0.02
+
+
+def test_gaussian_dropout_is_x_times_the_noise_in_x_dtype(backend):
+    x = RNG.standard_normal((33, 17)).astype(np.float32)
+    noise = fd.gaussian_dropout(np.ones(x.shape, np.float32), 0.4, seed=6)
+    assert np.array_equal(fd.gaussian_dropout(x, 0.4, seed=6), x * noise)
+    z = family.standard_normals(family._stream_words(fd.functional.stream_key(6), 0, x.size))
+    assert np.array_equal(noise.ravel(), (1 + np.sqrt(0.4 / 0.6) * z).astype(np.float32))
+
+
+def test_gaussian_dropout_offset_and_layout():
+    x = RNG.standard_normal((40, 50))
+    whole = fd.gaussian_dropout(x, 0.3, seed=2)
+    assert np.array_equal(fd.gaussian_dropout(x.ravel()[700:1900], 0.3, seed=2, offset=700),
+                          whole.ravel()[700:1900])
+    fortran = np.asfortranarray(x)
+    assert np.array_equal(fd.gaussian_dropout(fortran, 0.3, seed=2), whole)
+    out = np.empty((50, 40)).T
+    assert fd.gaussian_dropout(x, 0.3, seed=2, out=out) is out and np.array_equal(out, whole)
+
+
+def test_gaussian_dropout_crosses_the_pass_boundary():
+    n = family._WORDS_PER_PASS + 1000
+    whole = fd.gaussian_dropout(np.ones(n), 0.5, seed=1)
+    tail = fd.gaussian_dropout(np.ones(2000), 0.5, seed=1, offset=n - 2000)
+    assert np.array_equal(whole[-2000:], tail)
+
+
+# --- DropBlock ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.2])
+def test_dropblock_dropped_area_near_p(p):
+    y = fd.dropblock2d(np.ones((64, 16, 32, 32), np.float32), p, 5, seed=12)
+    dropped = np.mean(y == 0)
+    # overlapping blocks drop slightly less than p (about 3% less at p = 0.1)
+    assert p * 0.85 <= dropped <= p * 1.02
+    assert abs(y.mean(dtype=np.float64) - 1.0) < 1e-6     # rescaled by the actual kept fraction
+
+
+def test_dropblock_drops_squares():
+    block = 4
+    for seed in range(200):
+        keep = family.dropblock_mask((1, 1, 16, 16), 0.05, block, seed=seed)
+        rows, cols = np.nonzero(~keep[0, 0])
+        if rows.size:
+            break
+    # the first map with any drop: every dropped pixel lies in a fully dropped 4 x 4 square
+    dropped = ~keep[0, 0]
+    for r, c in zip(rows, cols):
+        assert any(dropped[r0:r0 + block, c0:c0 + block].all()
+                   for r0 in range(max(0, r - block + 1), min(r, 16 - block) + 1)
+                   for c0 in range(max(0, c - block + 1), min(c, 16 - block) + 1))
+
+
+def test_dropblock_formats_edges_and_scale():
+    x = RNG.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    y = fd.dropblock2d(x, 0.3, 3, seed=1)
+    last = fd.dropblock2d(np.moveaxis(x, 1, -1), 0.3, 3, seed=1, data_format="channels_last")
+    assert np.array_equal(np.moveaxis(last, -1, 1), y)
+    keep = family.dropblock_mask(x.shape, 0.3, 3, seed=1)
+    assert np.array_equal(y, np.where(keep, x * np.float32(keep.size / keep.sum()), np.float32(0)))
+    assert not fd.dropblock2d(x, 1.0, 3, seed=1).any()
+    assert np.array_equal(fd.dropblock2d(x, 0.0, 3, seed=1), x)
+    big = fd.dropblock2d(x, 0.5, 50, seed=1)      # block clipped to the 9 x 9 that fits
+    assert big.shape == x.shape and big.dtype == np.float32
+
+
+# --- Concrete dropout ------------------------------------------------------------------------------
+
+def test_concrete_dropout_gradients_match_finite_differences():
+    x = RNG.standard_normal((4, 6))
+    g = RNG.standard_normal(x.shape)
+    logit = np.log(0.3 / 0.7)
+
+    def loss(z, lg):
+        return np.sum(g * fd.concrete_dropout(z, lg, temperature=0.5, seed=3))
+
+    gx, glogit = fd.concrete_dropout_grad(x, g, logit, temperature=0.5, seed=3)
+    eps = 1e-6
+    num_logit = (loss(x, logit + eps) - loss(x, logit - eps)) / (2 * eps)
+    assert abs(glogit - num_logit) < 1e-6 * max(1.0, abs(num_logit))
+    num_x = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        num_x[i] = (loss(x + e, logit) - loss(x - e, logit)) / (2 * eps)
+    np.testing.assert_allclose(gx, num_x, atol=1e-8)
+
+
+def test_concrete_dropout_at_low_temperature_drops_a_fraction_p():
+    p = 0.3
+    w = fd.concrete_dropout(np.ones(100_000), np.log(p / (1 - p)), temperature=0.01, seed=5)
+    dropped = w < 0.5 / (1 - p)
+    assert abs(dropped.mean() - p) < 0.01
+    assert abs(w.mean() - 1.0) < 0.02
+
+
+def test_concrete_regularization_value_and_gradients():
+    weights = [RNG.standard_normal((3, 4)), RNG.standard_normal(4)]
+    logit, dim = 0.4, 12
+    p = 1 / (1 + np.exp(-logit))
+    value, d_logit, d_w = fd.concrete_regularization(logit, dim, weights, weight_regularizer=1e-2,
+                                                     dropout_regularizer=1e-3)
+    squares = sum(np.sum(w ** 2) for w in weights)
+    want = 1e-2 * squares / (1 - p) + 1e-3 * dim * (p * np.log(p) + (1 - p) * np.log(1 - p))
+    assert abs(value - want) < 1e-12
+    eps = 1e-6
+    f = lambda lg: fd.concrete_regularization(lg, dim, weights, weight_regularizer=1e-2,  # noqa: E731
+                                              dropout_regularizer=1e-3)[0]
+    assert abs(d_logit - (f(logit + eps) - f(logit - eps)) / (2 * eps)) < 1e-8
+    np.testing.assert_allclose(d_w[0], 2e-2 * weights[0] / (1 - p))
+
+
+# --- every twin: both backends, bit for bit -------------------------------------------------------
+
+TWINS = {
+    "spatial": lambda x: fd.spatial_dropout(x, 0.3, seed=1),
+    "variational": lambda x: fd.variational_dropout(x, 0.3, seed=1),
+    "drop_path": lambda x: fd.drop_path(x, 0.3, seed=1),
+    "alpha": lambda x: fd.alpha_dropout(x, 0.3, seed=1),
+    "alpha_grad": lambda x: fd.alpha_dropout_grad(x, 0.3, seed=1),
+    "gaussian": lambda x: fd.gaussian_dropout(x, 0.3, seed=1),
+    "dropblock": lambda x: fd.dropblock2d(x, 0.3, 3, seed=1),
+    "concrete": lambda x: fd.concrete_dropout(x, -1.0, seed=1),
+    "classic": lambda x: fd.classic_dropout(x, 0.3, seed=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TWINS))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_twins_bit_identical_on_both_backends(name, dtype):
+    x = RNG.standard_normal((3, 5, 17, 19)).astype(dtype)
+    results = on_every_backend(lambda: TWINS[name](x))
+    for y in results:
+        assert y.dtype == dtype and y.shape == x.shape
+        assert np.array_equal(y, results[0])
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call, exc, msg", [
+    (lambda: fd.spatial_dropout(np.ones((2, 3)), 0.5), ValueError,
+     r"spatial_dropout expects input of rank >= 3 \(N, C, \*spatial\), got shape \(2, 3\)"),
+    (lambda: fd.spatial_dropout(np.ones((2, 3, 4)), 0.5, data_format="NCHW"), ValueError,
+     r"data_format must be 'channels_first' or 'channels_last', got 'NCHW'"),
+    (lambda: fd.variational_dropout(np.ones((2, 3)), 0.5, time_axis=2), ValueError,
+     r"variational_dropout expects input of rank >= 2 with time_axis=2 inside it, got shape \(2, 3\)"),
+    (lambda: fd.variational_dropout(np.ones((2, 3)), 0.5, time_axis=1.0), TypeError,
+     r"time_axis must be an int, got 1.0"),
+    (lambda: fd.drop_path(np.float64(1.0), 0.5), ValueError, r"drop_path expects input of rank >= 1"),
+    (lambda: fd.alpha_dropout(np.ones(3), 1.2), ValueError, r"p must be a real number in \[0, 1\], got 1.2"),
+    (lambda: fd.alpha_dropout(np.ones(3), 0.2, offset=-1), ValueError,
+     r"offset must be an integer in \[0, 2\*\*62\), got -1"),
+    (lambda: fd.gaussian_dropout(np.ones(3), 1.0), ValueError,
+     r"p must be in \[0, 1\) for Gaussian dropout \(the noise variance p/\(1-p\) is infinite at 1\), got 1.0"),
+    (lambda: fd.dropblock2d(np.ones((2, 3, 4)), 0.1, 3), ValueError,
+     r"dropblock2d expects input of rank 4 \(N, C, H, W\) or \(N, H, W, C\), got shape \(2, 3, 4\)"),
+    (lambda: fd.dropblock2d(np.ones((1, 1, 4, 4)), 0.1, 0), ValueError, r"block_size must be an int >= 1, got 0"),
+    (lambda: fd.dropblock2d(np.ones((1, 1, 4, 4)), 0.1, 2.5), TypeError, r"block_size must be an int >= 1, got 2.5"),
+    (lambda: fd.concrete_dropout(np.ones(3), 0.0, temperature=0), ValueError,
+     r"temperature must be a finite real number > 0, got 0"),
+    (lambda: fd.concrete_dropout_grad(np.ones(3), np.ones(4), 0.0), ValueError,
+     r"grad must have x's shape \(3,\), got \(4,\)"),
+    (lambda: fd.classic_dropout(np.ones(3), np.array([0.5])), ValueError,
+     r"p must be a real number in \[0, 1\], got array\(\[0.5\]\)"),
+    (lambda: fd.gaussian_dropout(np.arange(3), 0.5), TypeError,
+     r"x must have dtype float16, float32 or float64, got dtype int64"),
+])
+def test_errors_name_the_argument_and_value(call, exc, msg):
+    with pytest.raises(exc, match=msg):
+        call()
