@@ -3,6 +3,11 @@
 The compiled extension is used when it is built; ``FASTDROP_BACKEND=numpy|cython``
 forces one.  Asking for ``cython`` when it is not built raises ImportError instead of
 falling back silently.  Both backends give the same bits, so the choice is about speed.
+
+The compiled backend comes in ISA variants built from one source (``_kernels`` the
+baseline, ``_kernels_avx2``, ``_kernels_avx512``); the fastest one the CPU runs is
+loaded, or the one ``FASTDROP_ISA=baseline|avx2|avx512`` names (an error when it is
+not built or the CPU cannot run it).  Every variant gives the same bits.
 """
 import contextlib
 import importlib
@@ -13,12 +18,41 @@ from . import _numpy_backend
 BACKENDS = ("cython", "numpy")
 
 
+ISAS = ("baseline", "avx2", "avx512")
+
+
+def _variant_module(isa):
+    return "fastdrop._kernels" if isa == "baseline" else f"fastdrop._kernels_{isa}"
+
+
 def _load_compiled():
-    """The compiled kernel module, or the ImportError that says why there is none."""
+    """The compiled kernel module of the chosen ISA variant, or the ImportError that says why there is none.
+
+    An invalid ``FASTDROP_ISA`` raises ValueError; a valid one this build or CPU cannot
+    provide raises ImportError: a forced variant never falls back silently."""
+    requested = os.environ.get("FASTDROP_ISA", "").strip().lower()
+    if requested and requested not in ISAS:
+        raise ValueError(f"FASTDROP_ISA must be one of {', '.join(ISAS)}, got {os.environ['FASTDROP_ISA']!r}")
     try:
-        return importlib.import_module("fastdrop._kernels"), None
+        baseline = importlib.import_module(_variant_module("baseline"))
     except ImportError as exc:
+        if requested:
+            raise ImportError(f"the cython backend is not available, and FASTDROP_ISA={requested} needs it: {exc}") from exc
         return None, exc
+    runnable = baseline.cpu_isas()
+    if requested:
+        if requested not in runnable:
+            raise ImportError(f"FASTDROP_ISA={requested}: this CPU cannot run it (it runs {', '.join(runnable)})")
+        try:
+            return importlib.import_module(_variant_module(requested)), None
+        except ImportError as exc:
+            raise ImportError(f"FASTDROP_ISA={requested}: that variant is not built on this platform: {exc}") from exc
+    for isa in reversed(runnable[1:]):
+        try:
+            return importlib.import_module(_variant_module(isa)), None
+        except ImportError:         # variant not built here (another architecture or compiler)
+            continue
+    return baseline, None
 
 
 _compiled, _compiled_error = _load_compiled()

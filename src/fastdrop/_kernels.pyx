@@ -5,13 +5,15 @@ already validated, release the GIL, run a fused-type nogil kernel.  _numpy_backe
 is the bit-exact twin of every function here.  Compiler directives live in setup.py.
 """
 from cython.parallel cimport prange
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._xoshiro cimport FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, fd_block, fd_block_t, fd_half_mul, fd_half_to_float
+from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, fd_block, fd_block_t, fd_half_mul, fd_half_to_float,
+                                fd_keep_u8, fd_scale_f16, fd_scale_f32, fd_scale_f64, fd_select_f16, fd_select_f32,
+                                fd_select_f64)
 
 cnp.import_array()
 
@@ -22,11 +24,42 @@ cdef extern from *:
     #else
     #define FD_OPENMP 0
     #endif
+    /* The variant this copy of the source was compiled as, from its target flags. */
+    #if defined(__AVX512F__)
+    #define FD_ISA "avx512"
+    #elif defined(__AVX2__)
+    #define FD_ISA "avx2"
+    #else
+    #define FD_ISA "baseline"
+    #endif
+    /* Which variants this CPU (and OS: the checks include the saved vector state) runs. */
+    #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    static int fd_cpu_runs_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    }
+    static int fd_cpu_runs_avx512(void) {
+        return fd_cpu_runs_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    }
+    #else
+    static int fd_cpu_runs_avx2(void) { return 0; }
+    static int fd_cpu_runs_avx512(void) { return 0; }
+    #endif
     """
     int FD_OPENMP
+    const char *FD_ISA
+    int fd_cpu_runs_avx2()
+    int fd_cpu_runs_avx512()
 
 OPENMP = bool(FD_OPENMP)
-ISA = "baseline"
+ISA = FD_ISA.decode()
+
+
+def cpu_isas():
+    """The ISA variants this CPU can execute, slowest first (each may or may not be built)."""
+    return ("baseline",) + (("avx2",) if fd_cpu_runs_avx2() else ()) + (("avx512",) if fd_cpu_runs_avx512() else ())
+
 
 ctypedef fused real:
     float
@@ -45,17 +78,29 @@ cdef inline real scaled(real v, real s) noexcept nogil:
         return v * s
 
 
-cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, uint32_t thr,
+cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int32_t thr,
                                real s, const real *x, real *out) noexcept nogil:
     """Elements lo..lo+n of block `block` (x and out point at element lo)."""
     cdef fd_block_t b
-    cdef int64_t i
     fd_block(key, <uint64_t>block, &b)
-    for i in range(n):
-        out[i] = scaled(x[i], s) if b.chunk[lo + i] < thr else <real>0
+    if real is float:
+        fd_select_f32(&b.chunk[lo], thr, s, x, out, n)
+    elif real is double:
+        fd_select_f64(&b.chunk[lo], thr, s, x, out, n)
+    else:
+        fd_select_f16(&b.chunk[lo], thr, fd_half_to_float(s), x, out, n)
 
 
-cdef void dropout_range(uint64_t key, int64_t offset, int64_t n, uint32_t thr, real s,
+cdef inline void scale_row(real s, const real *x, real *out, int64_t n) noexcept nogil:
+    if real is float:
+        fd_scale_f32(s, x, out, n)
+    elif real is double:
+        fd_scale_f64(s, x, out, n)
+    else:
+        fd_scale_f16(fd_half_to_float(s), x, out, n)
+
+
+cdef void dropout_range(uint64_t key, int64_t offset, int64_t n, int32_t thr, real s,
                         const real *x, real *out, int nthreads) noexcept nogil:
     cdef int64_t first = offset // FD_BLOCK_CHUNKS
     cdef int64_t last = (offset + n - 1) // FD_BLOCK_CHUNKS
@@ -81,8 +126,11 @@ cdef void keep_range(uint64_t key, int64_t offset, int64_t n, const uint32_t *th
         lo = max(offset, blk * FD_BLOCK_CHUNKS)
         hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
         base = blk * FD_BLOCK_CHUNKS
-        for i in range(lo, hi):
-            out[i - offset] = b.chunk[i - base] < thr[(i - offset) * thr_step]
+        if thr_step == 0:
+            fd_keep_u8(&b.chunk[lo - base], <int32_t>thr[0], out + (lo - offset), hi - lo)
+        else:
+            for i in range(lo, hi):
+                out[i - offset] = b.chunk[i - base] < thr[i - offset]
 
 
 cdef void apply_rows(const real *x, real *out, const uint8_t *keep, const real *scale, int64_t scale_step,
@@ -90,7 +138,7 @@ cdef void apply_rows(const real *x, real *out, const uint8_t *keep, const real *
     """out = keep ? x * scale : 0 over collapsed dims; the last dim is one contiguous row."""
     cdef int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1]
     cdef int64_t r, rest, kb, i, a
-    cdef real s
+    cdef real v
     for r in range(nrows):
         rest = r
         kb = 0
@@ -99,22 +147,20 @@ cdef void apply_rows(const real *x, real *out, const uint8_t *keep, const real *
             rest = rest // dims[a]
         if ks == 0:
             if keep[kb]:
-                s = scale[kb * scale_step]
-                for i in range(inner):
-                    out[r * inner + i] = scaled(x[r * inner + i], s)
+                scale_row(scale[kb * scale_step], &x[r * inner], &out[r * inner], inner)
             else:
                 memset(&out[r * inner], 0, inner * sizeof(real))
         else:
             for i in range(inner):
-                out[r * inner + i] = scaled(x[r * inner + i], scale[(kb + i) * scale_step]) \
-                    if keep[kb + i] else <real>0
+                v = scaled(x[r * inner + i], scale[(kb + i) * scale_step])
+                out[r * inner + i] = v if keep[kb + i] else <real>0
 
 
 cdef inline void *data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
-def dropout_flat(uint64_t key, int64_t offset, uint32_t thr, scale, cnp.ndarray x, cnp.ndarray out,
+def dropout_flat(uint64_t key, int64_t offset, int32_t thr, scale, cnp.ndarray x, cnp.ndarray out,
                  int nthreads=1):
     """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
     cdef int64_t n = x.shape[0]

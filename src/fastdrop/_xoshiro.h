@@ -9,6 +9,7 @@
 #ifndef FASTDROP_XOSHIRO_H
 #define FASTDROP_XOSHIRO_H
 #include <stdint.h>
+#include <string.h>
 
 #define FD_LANES 8
 #define FD_STEPS 32
@@ -16,13 +17,32 @@
 #define FD_BLOCK_CHUNKS (4 * FD_BLOCK_WORDS)   /* 1024 16-bit decisions */
 #define FD_GOLDEN 0x9E3779B97F4A7C15ULL
 
-static inline uint64_t fd_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t fd_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+/* The generator is written once, as expressions over a type T that is either one lane
+   (uint64_t) or all FD_LANES lanes at once (a GCC/Clang vector, which the compiler lowers
+   to two SSE2 registers per 128 bits, AVX2 ymm or one AVX-512 zmm: the auto-vectorizer
+   does not find this by itself). */
+#define FD_MIX64(z) do {                                       \
+        (z) = ((z) ^ ((z) >> 30)) * 0xBF58476D1CE4E5B9ULL;     \
+        (z) = ((z) ^ ((z) >> 27)) * 0x94D049BB133111EBULL;     \
+        (z) = (z) ^ ((z) >> 31);                               \
+    } while (0)
+#define FD_ROTL(x, k) (((x) << (k)) | ((x) >> (64 - (k))))
+/* Seed the state of the lanes whose 1-based stream index (block * FD_LANES + lane + 1) is idx. */
+#define FD_SEED(T, key, idx, s0, s1, s2, s3) do {              \
+        T x_ = (key) + (idx) * FD_GOLDEN;                      \
+        FD_MIX64(x_);                                          \
+        s0 = x_ + 1 * FD_GOLDEN; FD_MIX64(s0);                 \
+        s1 = x_ + 2 * FD_GOLDEN; FD_MIX64(s1);                 \
+        s2 = x_ + 3 * FD_GOLDEN; FD_MIX64(s2);                 \
+        s3 = x_ + 4 * FD_GOLDEN; FD_MIX64(s3);                 \
+    } while (0)
+/* One xoshiro256++ step: r is the output, the state advances. */
+#define FD_STEP(T, r, s0, s1, s2, s3) do {                     \
+        T sum_ = (s0) + (s3), t_ = (s1) << 17;                 \
+        (r) = FD_ROTL(sum_, 23) + (s0);                        \
+        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t_;      \
+        s3 = FD_ROTL(s3, 45);                                  \
+    } while (0)
 
 /* One block of the stream, readable as 64-bit words or as 16-bit keep decisions
    (decision k of word w is bits [16k, 16k+16), i.e. chunk[4w + k]). */
@@ -31,29 +51,29 @@ typedef union {
     uint16_t chunk[FD_BLOCK_CHUNKS];
 } fd_block_t;
 
+#if defined(__GNUC__)
+typedef uint64_t fd_lanes_t __attribute__((vector_size(8 * FD_LANES)));
+#endif
+
 /* Block `block` of the stream keyed by `key`. */
 static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
     uint64_t *out = b->word;
-    uint64_t s0[FD_LANES], s1[FD_LANES], s2[FD_LANES], s3[FD_LANES];
-    for (int l = 0; l < FD_LANES; l++) {
-        uint64_t x = fd_mix64(key + (block * FD_LANES + (uint64_t)l + 1) * FD_GOLDEN);
-        s0[l] = fd_mix64(x + 1 * FD_GOLDEN);
-        s1[l] = fd_mix64(x + 2 * FD_GOLDEN);
-        s2[l] = fd_mix64(x + 3 * FD_GOLDEN);
-        s3[l] = fd_mix64(x + 4 * FD_GOLDEN);
-    }
+#if defined(__GNUC__)
+    const fd_lanes_t lane = {1, 2, 3, 4, 5, 6, 7, 8};
+    fd_lanes_t s0, s1, s2, s3, r;
+    FD_SEED(fd_lanes_t, key, block * FD_LANES + lane, s0, s1, s2, s3);
     for (int step = 0; step < FD_STEPS; step++) {
-        for (int l = 0; l < FD_LANES; l++) {     /* independent lanes: vectorizes */
-            out[step * FD_LANES + l] = fd_rotl(s0[l] + s3[l], 23) + s0[l];
-            uint64_t t = s1[l] << 17;
-            s2[l] ^= s0[l];
-            s3[l] ^= s1[l];
-            s1[l] ^= s2[l];
-            s0[l] ^= s3[l];
-            s2[l] ^= t;
-            s3[l] = fd_rotl(s3[l], 45);
-        }
+        FD_STEP(fd_lanes_t, r, s0, s1, s2, s3);
+        memcpy(out + step * FD_LANES, &r, sizeof r);
     }
+#else
+    uint64_t s0[FD_LANES], s1[FD_LANES], s2[FD_LANES], s3[FD_LANES];
+    for (int l = 0; l < FD_LANES; l++)
+        FD_SEED(uint64_t, key, block * FD_LANES + (uint64_t)l + 1, s0[l], s1[l], s2[l], s3[l]);
+    for (int step = 0; step < FD_STEPS; step++)
+        for (int l = 0; l < FD_LANES; l++)
+            FD_STEP(uint64_t, out[step * FD_LANES + l], s0[l], s1[l], s2[l], s3[l]);
+#endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     /* Decision k of word w is bits [16k, 16k+16): reorder so that reading the
        buffer as uint16 gives them in that order, as on little-endian machines. */
@@ -63,7 +83,6 @@ static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
     }
 #endif
 }
-
 /* IEEE binary16 <-> binary32, bit-exact with NumPy's float16 arithmetic: the float32
    product of two halves is exact, so one round-to-nearest-even back to half gives the
    correctly rounded half product, as NumPy computes it. */

@@ -1,5 +1,6 @@
-# Cython view of the RNG core in _xoshiro.h: the only place these names are declared.
-from libc.stdint cimport uint16_t, uint64_t
+# Cython view of the C cores: the only place these names are declared.
+# _xoshiro.h is the RNG (and the software float16 conversions), _simd.h the element loops.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 cdef extern from "_xoshiro.h" nogil:
     enum:
@@ -11,3 +12,12 @@ cdef extern from "_xoshiro.h" nogil:
     void fd_block(uint64_t key, uint64_t block, fd_block_t *b)
     float fd_half_to_float(uint16_t h)
     uint16_t fd_half_mul(uint16_t h, float scale)
+
+cdef extern from "_simd.h" nogil:
+    void fd_select_f32(const uint16_t *chunk, int32_t thr, float s, const float *x, float *out, int64_t n)
+    void fd_select_f64(const uint16_t *chunk, int32_t thr, double s, const double *x, double *out, int64_t n)
+    void fd_select_f16(const uint16_t *chunk, int32_t thr, float s, const uint16_t *x, uint16_t *out, int64_t n)
+    void fd_scale_f32(float s, const float *x, float *out, int64_t n)
+    void fd_scale_f64(double s, const double *x, double *out, int64_t n)
+    void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n)
+    void fd_keep_u8(const uint16_t *chunk, int32_t thr, uint8_t *out, int64_t n)

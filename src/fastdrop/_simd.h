@@ -1,0 +1,182 @@
+/* fastdrop element loops: out[i] = keep ? x[i] * s : +0.0 over one block's decisions.
+ *
+ * Written with GCC/Clang vector types of FD_VBYTES bytes, which follow the target flags
+ * of the extension variant being compiled (SSE2 for the baseline, AVX2, AVX-512): the
+ * same source gives every variant, and the compiler's auto-vectorizer is not trusted
+ * with the mixed 16/32/64-bit widths.  A kept element is the IEEE product in x's dtype
+ * (no FMA, no flush-to-zero), a dropped one is +0.0 by a bitwise select, so NaN and inf
+ * drop to zero.  Scalar loops finish the tails and are the whole path elsewhere.
+ */
+#ifndef FASTDROP_SIMD_H
+#define FASTDROP_SIMD_H
+#include <stdint.h>
+#include <string.h>
+#include "_xoshiro.h"
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#if defined(__GNUC__)
+#  define FD_VECTOR 1
+#  if defined(__AVX512F__)
+#    define FD_VBYTES 64
+#  elif defined(__AVX2__)
+#    define FD_VBYTES 32
+#  else
+#    define FD_VBYTES 16
+#  endif
+#  define FD_V(T, n) __attribute__((vector_size((n) * sizeof(T))))
+#  define FD_L32 (FD_VBYTES / 4)          /* elements per vector of 32-bit values */
+#  define FD_L64 (FD_VBYTES / 8)
+typedef float fd_f32v FD_V(float, FD_L32);
+typedef int32_t fd_i32v FD_V(int32_t, FD_L32);
+typedef uint16_t fd_u16v32 FD_V(uint16_t, FD_L32);   /* FD_L32 decisions */
+typedef int16_t fd_i16v32 FD_V(int16_t, FD_L32);
+typedef int8_t fd_i8v32 FD_V(int8_t, FD_L32);
+typedef double fd_f64v FD_V(double, FD_L64);
+typedef int64_t fd_i64v FD_V(int64_t, FD_L64);
+typedef uint16_t fd_u16v64 FD_V(uint16_t, FD_L64);
+#else
+#  define FD_VECTOR 0
+#endif
+
+/* Decisions are compared as int32: chunk in [0, 65535], thr in [0, 65536]. */
+
+static inline void fd_select_f32(const uint16_t *chunk, int32_t thr, float s,
+                                 const float *x, float *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_u16v32 c;
+        fd_f32v v;
+        memcpy(&c, chunk + i, sizeof c);
+        memcpy(&v, x + i, sizeof v);
+        fd_i32v bits = (fd_i32v)(v * s) & (__builtin_convertvector(c, fd_i32v) < thr);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        float v = x[i] * s;
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= 0u - (uint32_t)((int32_t)chunk[i] < thr);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_select_f64(const uint16_t *chunk, int32_t thr, double s,
+                                 const double *x, double *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L64 <= n; i += FD_L64) {
+        fd_u16v64 c;
+        fd_f64v v;
+        memcpy(&c, chunk + i, sizeof c);
+        memcpy(&v, x + i, sizeof v);
+        fd_i64v bits = (fd_i64v)(v * s) & (__builtin_convertvector(c, fd_i64v) < (int64_t)thr);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        double v = x[i] * s;
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= 0u - (uint64_t)((int32_t)chunk[i] < thr);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+#if defined(__F16C__) && FD_VECTOR && FD_VBYTES >= 32
+/* FD_L32 halves -> floats -> product -> halves, converted by the F16C/AVX-512 hardware
+   with round-to-nearest-even: the float product of two halves is exact, so this is the
+   correctly rounded half product, the bits NumPy's float16 multiply gives. */
+static inline fd_i16v32 fd_half_mul_v(const uint16_t *x, float s) {
+    fd_i16v32 h;
+#  if FD_VBYTES == 64
+    __m256i in;
+    memcpy(&in, x, sizeof in);
+    __m256i r = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_cvtph_ps(in), _mm512_set1_ps(s)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#  else
+    __m128i in;
+    memcpy(&in, x, sizeof in);
+    __m128i r = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_cvtph_ps(in), _mm256_set1_ps(s)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#  endif
+    memcpy(&h, &r, sizeof h);
+    return h;
+}
+#  define FD_HALF_SIMD 1
+#else
+#  define FD_HALF_SIMD 0
+#endif
+
+/* float16 as its bits; s is the scale as a float (exactly a half value). */
+static inline void fd_select_f16(const uint16_t *chunk, int32_t thr, float s,
+                                 const uint16_t *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+#if FD_HALF_SIMD
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_u16v32 c;
+        memcpy(&c, chunk + i, sizeof c);
+        fd_i16v32 keep = __builtin_convertvector(__builtin_convertvector(c, fd_i32v) < thr, fd_i16v32);
+        fd_i16v32 bits = fd_half_mul_v(x + i, s) & keep;
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++)
+        out[i] = fd_half_mul(x[i], s) & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr));
+}
+
+/* out[i] = x[i] * s for a whole row (a kept row of a shared mask). */
+static inline void fd_scale_f32(float s, const float *x, float *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_f32v v;
+        memcpy(&v, x + i, sizeof v);
+        v *= s;
+        memcpy(out + i, &v, sizeof v);
+    }
+#endif
+    for (; i < n; i++) out[i] = x[i] * s;
+}
+
+static inline void fd_scale_f64(double s, const double *x, double *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L64 <= n; i += FD_L64) {
+        fd_f64v v;
+        memcpy(&v, x + i, sizeof v);
+        v *= s;
+        memcpy(out + i, &v, sizeof v);
+    }
+#endif
+    for (; i < n; i++) out[i] = x[i] * s;
+}
+
+static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+#if FD_HALF_SIMD
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_i16v32 h = fd_half_mul_v(x + i, s);
+        memcpy(out + i, &h, sizeof h);
+    }
+#endif
+    for (; i < n; i++) out[i] = fd_half_mul(x[i], s);
+}
+
+/* out[i] = chunk[i] < thr as 0/1 bytes. */
+static inline void fd_keep_u8(const uint16_t *chunk, int32_t thr, uint8_t *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_u16v32 c;
+        memcpy(&c, chunk + i, sizeof c);
+        fd_i8v32 keep = __builtin_convertvector(__builtin_convertvector(c, fd_i32v) < thr, fd_i8v32) & 1;
+        memcpy(out + i, &keep, sizeof keep);
+    }
+#endif
+    for (; i < n; i++) out[i] = (int32_t)chunk[i] < thr;
+}
+#endif

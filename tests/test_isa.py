@@ -1,0 +1,163 @@
+"""Every ISA variant of the compiled kernels gives the bits of the NumPy backend.
+
+Each variant this machine can execute runs in its own interpreter (``FASTDROP_ISA`` is
+read at import), computes a fixed set of cases and saves them; the parent computes the
+same cases on the NumPy backend and compares bit patterns.  float16 cases cover every
+one of the 65536 half bit patterns (subnormals, inf, NaN) under scales that round,
+overflow and stay exact.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastdrop
+from fastdrop import _backend
+
+pytestmark = pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
+
+ALL_HALVES = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+THREAD_CASE_SIZE = 700_001           # > the kernels' parallel threshold, not a whole number of blocks
+
+
+def _cases():
+    """(name, thunk) pairs; each thunk returns an array computed by the active backend."""
+    rng = np.random.default_rng(2024)
+    cases = []
+    for dtype in (np.float32, np.float64):
+        for n, offset in ((1, 0), (17, 5), (1023, 1), (1024, 0), (5000, 1021), (70_001, 123_457)):
+            x = (rng.standard_normal(n) * 1e3).astype(dtype)
+            x[: min(n, 4)] = [np.inf, -np.nan, -0.0, np.finfo(dtype).smallest_subnormal][: min(n, 4)]
+            for p in (0.5, 0.1, 0.999, 1e-6):
+                cases.append((f"{np.dtype(dtype).name}-n{n}-o{offset}-p{p}",
+                              lambda x=x, p=p, o=offset: fastdrop.dropout(x, p, seed=11, offset=o)))
+    for p in (0.5, 0.3, 0.9, 0.999, 0.9999):   # scales 2, 1.43 (rounds), 10, 1000, 10000 (overflows)
+        for seed in (1, 2):
+            cases.append((f"float16-all-p{p}-s{seed}", lambda p=p, s=seed: fastdrop.dropout(ALL_HALVES, p, seed=s)))
+        cases.append((f"float16-rows-p{p}", lambda p=p: fastdrop.dropout(
+            ALL_HALVES.reshape(64, 1024), p, seed=3, noise_shape=(64, 1))))
+    x4 = rng.standard_normal((4, 8, 9, 33)).astype(np.float32)
+    cases.append(("spatial", lambda: fastdrop.dropout(x4, 0.25, seed=5, noise_shape=(4, 8, 1, 1))))
+    cases.append(("per-feature-p", lambda: fastdrop.dropout(x4, np.linspace(0, 1, 33), seed=5)))
+    cases.append(("mask", lambda: fastdrop.dropout_mask((3, 2051), 0.37, seed=9, offset=77)))
+    cases.append(("packed", lambda: fastdrop.dropout_mask(10_000, 0.5, seed=9, packed=True)))
+    cases.append(("apply-mask", lambda: fastdrop.apply_mask(
+        x4, fastdrop.dropout_mask(x4.shape, 0.6, seed=1, packed=True), 0.6)))
+    cases.append(("words", lambda: _backend.kernels().fill_words(7, 1000, np.empty(3000, dtype=np.uint64))))
+    xt = rng.standard_normal(THREAD_CASE_SIZE).astype(np.float32)
+    cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
+    return cases
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view(f"u{a.itemsize}") if a.dtype.kind == "f" else a
+
+
+def _runnable_variants():
+    import fastdrop._kernels as baseline
+    return baseline.cpu_isas()
+
+
+_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastdrop
+    sys.path.insert(0, {tests!r})
+    from test_isa import _cases
+    fastdrop.set_num_threads(int(sys.argv[2]))
+    assert fastdrop.backend() == "cython"
+    np.savez(sys.argv[1], isa=fastdrop.info()["isa"], **{{name: f() for name, f in _cases()}})
+""")
+
+
+def _run(code, *args, **env):
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", **env})
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    with fastdrop.use_backend("numpy"):
+        return {name: _bits(f()) for name, f in _cases()}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_variant_matches_numpy_backend(isa, threads, oracle, tmp_path):
+    if isa not in _runnable_variants():
+        pytest.skip(f"this CPU cannot run the {isa} variant")
+    out = tmp_path / "cases.npz"
+    r = _run(_CHILD.format(tests=os.path.dirname(__file__)), str(out), str(threads), FASTDROP_ISA=isa)
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    assert str(got["isa"]) == isa
+    for name, expected in oracle.items():
+        assert np.array_equal(_bits(got[name]), expected), f"{isa} differs from the NumPy backend on {name}"
+
+
+def test_float16_kept_values_are_numpy_products():
+    """The oracle itself: kept halves are NumPy's float16 product, dropped are +0."""
+    for p in (0.5, 0.999, 0.9999):
+        y = fastdrop.dropout(ALL_HALVES, p, seed=1)
+        keep = fastdrop.dropout_mask(ALL_HALVES.shape, p, seed=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            expected = np.where(keep, ALL_HALVES * np.float16(1 / (1 - p)), np.float16(0))
+        assert np.array_equal(_bits(y), _bits(expected))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_thread_count_does_not_change_bits(dtype):
+    x = np.random.default_rng(0).standard_normal(THREAD_CASE_SIZE).astype(dtype)
+    before = fastdrop.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3, 8):
+            fastdrop.set_num_threads(n)
+            results.append(_bits(fastdrop.dropout(x, 0.3, seed=8, offset=1000)))
+    finally:
+        fastdrop.set_num_threads(before)
+    for r in results[1:]:
+        assert np.array_equal(r, results[0])
+
+
+def test_isa_reports_the_loaded_variant():
+    assert fastdrop.info()["isa"] == _backend.kernels().ISA == _runnable_variants()[-1]
+    with fastdrop.use_backend("numpy"):
+        assert fastdrop.info()["isa"] == "numpy"
+
+
+def test_invalid_isa_is_an_error():
+    r = _run("import fastdrop", FASTDROP_ISA="sse9")
+    assert r.returncode != 0
+    assert "ValueError: FASTDROP_ISA must be one of baseline, avx2, avx512, got 'sse9'" in r.stderr
+
+
+def test_isa_the_cpu_cannot_run_is_an_error():
+    code = ("import importlib, os, fastdrop, fastdrop._kernels as k\n"
+            "k.cpu_isas = lambda: ('baseline',)\n"
+            "os.environ['FASTDROP_ISA'] = 'avx512'\n"
+            "importlib.reload(fastdrop._backend)")
+    r = _run(code)
+    assert r.returncode != 0
+    assert "ImportError: FASTDROP_ISA=avx512: this CPU cannot run it (it runs baseline)" in r.stderr
+
+
+def test_isa_not_built_is_an_error():
+    if "avx2" not in _runnable_variants():
+        pytest.skip("this CPU cannot run the avx2 variant")
+    code = "import sys; sys.modules['fastdrop._kernels_avx2'] = None\nimport fastdrop"
+    r = _run(code, FASTDROP_ISA="avx2")
+    assert r.returncode != 0
+    assert "ImportError: FASTDROP_ISA=avx2: that variant is not built on this platform" in r.stderr
+
+
+def test_default_falls_back_past_a_variant_not_built():
+    code = ("import sys; sys.modules['fastdrop._kernels_avx512'] = None\n"
+            "import fastdrop; print(fastdrop.info()['isa'])")
+    r = _run(code, FASTDROP_ISA="")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("avx2" if "avx2" in _runnable_variants() else "baseline")
