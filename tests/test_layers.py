@@ -1,8 +1,11 @@
 """The dropout layers: modes, state, config, errors, backward and statistics."""
+import copy
+
 import numpy as np
 import pytest
 
 import fastdrop as fd
+from fastdrop.rnn import ElmanRNN
 
 RNG = np.random.default_rng(1234)
 
@@ -167,3 +170,435 @@ def test_dropout_both_backends_bit_identical():
             results.append((layer(x), layer.backward(x)))
     for y, g in results[1:]:
         assert np.array_equal(y, results[0][0]) and np.array_equal(g, results[0][1])
+
+
+# ---------------------------------------------------------------------------------------
+# Every layer: the shared contract
+# ---------------------------------------------------------------------------------------
+
+# name -> (factory(p, seed), input shape, eval output of x, valid p range)
+SPECS = {
+    "Dropout": (lambda p, s: fd.Dropout(p, seed=s), (6, 10)),
+    "Dropout-classic": (lambda p, s: fd.Dropout(p, seed=s, mode="classic"), (6, 10)),
+    "Dropout-noise_shape": (lambda p, s: fd.Dropout(p, seed=s, noise_shape=(None, 1, 5)), (6, 4, 5)),
+    "SpatialDropout1D": (lambda p, s: fd.SpatialDropout1D(p, seed=s), (4, 5, 6)),
+    "SpatialDropout2D": (lambda p, s: fd.SpatialDropout2D(p, seed=s), (3, 4, 5, 6)),
+    "SpatialDropout2D-last": (lambda p, s: fd.SpatialDropout2D(p, seed=s, data_format="channels_last"), (3, 5, 6, 4)),
+    "SpatialDropout3D": (lambda p, s: fd.SpatialDropout3D(p, seed=s), (2, 3, 4, 3, 3)),
+    "AlphaDropout": (lambda p, s: fd.AlphaDropout(p, seed=s), (6, 10)),
+    "GaussianDropout": (lambda p, s: fd.GaussianDropout(p, seed=s), (6, 10)),
+    "VariationalDropout": (lambda p, s: fd.VariationalDropout(p, seed=s), (4, 5, 6)),
+    "ConcreteDropout": (lambda p, s: fd.ConcreteDropout(p, temperature=0.5, seed=s), (6, 10)),
+    "AdaptiveDropout": (lambda p, s: fd.AdaptiveDropout(p, p_min=0.0, p_max=1.0, seed=s), (6, 10)),
+    "AdaptiveDropout-per_unit": (lambda p, s: fd.AdaptiveDropout(p, p_min=0.0, p_max=1.0, per_unit=True, seed=s),
+                                 (6, 10)),
+    "DropBlock2D": (lambda p, s: fd.DropBlock2D(p, 3, seed=s), (2, 3, 8, 8)),
+    "DropPath": (lambda p, s: fd.DropPath(p, seed=s), (6, 4, 3)),
+}
+NO_P0 = {"ConcreteDropout"}                       # the rate is a logit: (0, 1) only
+NO_P1 = {"ConcreteDropout", "GaussianDropout"}    # Gaussian: variance p/(1-p) is infinite at 1
+
+
+def make(name, p=0.5, seed=0):
+    factory, shape = SPECS[name]
+    return factory(p, seed), shape
+
+
+def eval_output(name, layer, x):
+    return x * x.dtype.type(1 - layer.p) if name == "Dropout-classic" else x
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_eval_is_identity(name):
+    layer, shape = make(name)
+    x = RNG.standard_normal(shape).astype(np.float32)
+    layer.eval()
+    y = layer(x)
+    assert y is not x and np.array_equal(y, eval_output(name, layer, x))
+    assert layer.counter == 0
+    g = RNG.standard_normal(shape).astype(np.float32)
+    assert np.array_equal(layer.backward(g), eval_output(name, layer, g))
+
+
+@pytest.mark.parametrize("name", sorted(set(SPECS) - NO_P0))
+def test_p0_is_identity(name):
+    layer, shape = make(name, p=0.0)
+    x = RNG.standard_normal(shape)
+    assert np.array_equal(layer(x), x)
+    assert np.array_equal(layer.backward(x), x)
+
+
+@pytest.mark.parametrize("name", sorted(set(SPECS) - NO_P1))
+def test_p1_is_zeros(name):
+    layer, shape = make(name, p=1.0)
+    x = RNG.standard_normal(shape)
+    y = layer(x)
+    assert y.shape == shape and not y.any()
+    assert not layer.backward(x).any()
+
+
+@pytest.mark.parametrize("name", sorted(NO_P0 | NO_P1))
+def test_rates_outside_a_layers_domain_fail_at_construction(name):
+    bad = [1.0] + ([0.0] if name in NO_P0 else [])
+    for p in bad:
+        with pytest.raises(ValueError, match=rf"p must be .*got {p}"):
+            make(name, p=p)
+
+
+@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_dtype_and_shape_kept(name, dtype):
+    layer, shape = make(name)
+    x = RNG.standard_normal(shape).astype(dtype)
+    y = layer(x)
+    g = layer.backward(np.ones(shape, dtype))
+    assert y.dtype == g.dtype == dtype and y.shape == g.shape == shape
+    assert np.isfinite(y).all() and np.isfinite(g).all()
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_seeded_sequence_reproducible_successive_calls_differ_counter_advances(name):
+    (a, shape), (b, _) = make(name, seed=21), make(name, seed=21)
+    x = np.abs(RNG.standard_normal(shape)) + 0.5
+    ya = []
+    for k in range(3):
+        assert a.counter == k
+        ya.append(a(x))
+        assert np.array_equal(ya[-1], b(x))
+    assert a.counter == 3
+    assert not np.array_equal(ya[0], ya[1]) and not np.array_equal(ya[1], ya[2])
+    other, _ = make(name, seed=22)
+    assert not np.array_equal(other(x), make(name, seed=21)[0](x))
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_config_round_trip(name):
+    layer, shape = make(name, p=0.3, seed=None)
+    cfg = layer.get_config()
+    assert cfg["seed"] == layer.seed
+    clone = type(layer).from_config(cfg)
+    assert clone.get_config() == cfg and repr(clone) == repr(layer)
+    x = RNG.standard_normal(shape)
+    for _ in range(2):
+        assert np.array_equal(clone(x), layer(x))
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_backward_before_forward_is_a_runtime_error(name):
+    layer, shape = make(name)
+    with pytest.raises(RuntimeError, match=rf"{type(layer).__name__}.backward called before any forward"):
+        layer.backward(np.ones(shape))
+
+
+def frozen(layer):
+    """f(x) = layer(x) replayed from the layer's current state (same mask, same rates)."""
+    state = copy.deepcopy(layer.__dict__)
+
+    def f(z):
+        layer.__dict__.update(copy.deepcopy(state))
+        return layer(z)
+    return f
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_backward_matches_finite_differences(name):
+    layer, shape = make(name, p=0.4, seed=5)
+    x = RNG.standard_normal(shape)
+    gy = RNG.standard_normal(shape)
+    f = frozen(layer)
+    f(x)
+    gx = layer.backward(gy)
+    assert np.count_nonzero(gx) > 0
+    np.testing.assert_allclose(gx, finite_difference(f, x, gy), atol=1e-7)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_both_backends_bit_identical(name):
+    shape = SPECS[name][1]
+    x = RNG.standard_normal(shape).astype(np.float32)
+    results = []
+    for backend in ("cython", "numpy") if fd._backend.compiled_available() else ("numpy",):
+        with fd.use_backend(backend):
+            layer, _ = make(name, p=0.35, seed=17)
+            results.append([layer(x), layer.backward(x), layer(x), layer.backward(2 * x)])
+    for arrays in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, results[0]))
+
+
+@pytest.mark.parametrize("layer, bad_shape, msg", [
+    (fd.SpatialDropout1D(0.5), (2, 3), r"SpatialDropout1D expects input of rank 3, got rank 2 with shape \(2, 3\)"),
+    (fd.SpatialDropout2D(0.5), (2, 3, 4),
+     r"SpatialDropout2D expects input of rank 4, got rank 3 with shape \(2, 3, 4\)"),
+    (fd.SpatialDropout3D(0.5), (2, 3, 4, 5), r"SpatialDropout3D expects input of rank 5, got rank 4"),
+    (fd.DropBlock2D(0.1, 3), (2, 3, 4), r"DropBlock2D expects input of rank 4, got rank 3"),
+    (fd.VariationalDropout(0.5), (7,),
+     r"VariationalDropout expects input of rank >= 2 with time_axis=1 inside it, got rank 1 with shape \(7,\)"),
+    (fd.DropPath(0.5), (), r"drop_path expects input of rank >= 1"),
+])
+def test_wrong_rank_fails_at_call_time(layer, bad_shape, msg):
+    with pytest.raises(ValueError, match=msg):
+        layer(np.ones(bad_shape))
+
+
+@pytest.mark.parametrize("make_layer, exc, msg", [
+    (lambda: fd.SpatialDropout2D(0.5, data_format="NHWC"), ValueError,
+     r"data_format must be 'channels_first' or 'channels_last', got 'NHWC'"),
+    (lambda: fd.SpatialDropout1D(2), ValueError, r"p must be a real number in \[0, 1\], got 2"),
+    (lambda: fd.AlphaDropout(-0.5), ValueError, r"p must be a real number in \[0, 1\], got -0.5"),
+    (lambda: fd.GaussianDropout(1), ValueError, r"p must be in \[0, 1\) for Gaussian dropout"),
+    (lambda: fd.VariationalDropout(0.5, time_axis="1"), TypeError, r"time_axis must be an int, got '1'"),
+    (lambda: fd.DropBlock2D(0.1, 0), ValueError, r"block_size must be an int >= 1, got 0"),
+    (lambda: fd.DropBlock2D(0.1, 3.0), TypeError, r"block_size must be an int >= 1, got 3.0"),
+    (lambda: fd.DropBlock2D(0.1, 3, data_format=None), ValueError, r"data_format must be .*got None"),
+    (lambda: fd.DropPath(float("nan")), ValueError, r"p must be a real number in \[0, 1\], got nan"),
+    (lambda: fd.ConcreteDropout(0.0), ValueError,
+     r"init_p must be in \(0, 1\) \(the rate is learned through its logit\), got 0.0"),
+    (lambda: fd.ConcreteDropout(0.1, temperature=0.0), ValueError,
+     r"temperature must be a finite real number > 0, got 0.0"),
+    (lambda: fd.ConcreteDropout(0.1, temperature=-1), ValueError, r"temperature must be .* > 0, got -1"),
+    (lambda: fd.ConcreteDropout(0.1, weight_regularizer=-1e-6), ValueError,
+     r"weight_regularizer must be >= 0.0, got -1e-06"),
+    (lambda: fd.ConcreteDropout(0.1, dropout_regularizer="x"), ValueError,
+     r"dropout_regularizer must be a finite real number, got 'x'"),
+    (lambda: fd.AdaptiveDropout(0.05), ValueError, r"init_p must be in \[0.1, 0.9\], got 0.05"),
+    (lambda: fd.AdaptiveDropout(0.5, p_min=0.6, p_max=0.4), ValueError, r"p_max must be in \[0.6, 1.0\], got 0.4"),
+    (lambda: fd.AdaptiveDropout(0.5, low=0.8, high=0.7), ValueError, r"high must be >= 0.8, got 0.7"),
+    (lambda: fd.AdaptiveDropout(0.5, adapt_rate=-0.01), ValueError, r"adapt_rate must be >= 0.0, got -0.01"),
+    (lambda: fd.AdaptiveDropout(0.5, per_unit="yes"), TypeError, r"per_unit must be a bool, got 'yes'"),
+    (lambda: fd.AdaptiveDropout(0.5, seed=-1), ValueError, r"seed must be in \[0, 2\*\*64\), got -1"),
+])
+def test_bad_constructor_arguments(make_layer, exc, msg):
+    with pytest.raises(exc, match=msg):
+        make_layer()
+
+
+# ---------------------------------------------------------------------------------------
+# Layer by layer: the statistics and the specifics
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls, shape", [(fd.SpatialDropout1D, (8, 6, 12)), (fd.SpatialDropout2D, (8, 6, 5, 7)),
+                                        (fd.SpatialDropout3D, (8, 6, 3, 4, 5))])
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_spatial_layers_drop_whole_channels(cls, shape, data_format, backend):
+    if data_format == "channels_last":
+        shape = (shape[0],) + shape[2:] + (shape[1],)
+    layer = cls(0.5, data_format=data_format, seed=3)
+    y = layer(np.ones(shape, np.float32))
+    maps = np.moveaxis(y, -1, 1) if data_format == "channels_last" else y
+    maps = maps.reshape(maps.shape[0], maps.shape[1], -1)
+    zero, kept = (maps == 0).all(axis=2), (maps == 2).all(axis=2)
+    assert np.all(zero | kept) and zero.any() and kept.any()
+    g = layer.backward(np.ones(shape, np.float32))
+    assert np.array_equal(g, y)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_alpha_dropout_layer_keeps_mean_0_std_1(p):
+    x = np.random.default_rng(5).standard_normal(5000)
+    y = fd.AlphaDropout(p, seed=1)(x)
+    assert abs(y.mean()) < 0.1 and abs(y.std() - 1.0) < 0.1
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_gaussian_dropout_layer_std_on_ones(p):
+    layer = fd.GaussianDropout(p, seed=4)
+    y = layer(np.ones((200, 500), np.float32))
+    assert abs(y.std(dtype=np.float64) - np.sqrt(p / (1 - p))) < 0.02
+    assert np.array_equal(layer.backward(np.ones((200, 500), np.float32)), y)
+
+
+def test_variational_layer_mask_constant_over_time_and_step_api():
+    layer = fd.VariationalDropout(0.5, seed=8)
+    x = np.ones((4, 7, 30))
+    y = layer(x)
+    assert all(np.array_equal(y[:, t], y[:, 0]) for t in range(7))
+    assert 0 < np.count_nonzero(y[:, 0]) < y[:, 0].size
+    stepper = fd.VariationalDropout(0.5, seed=8)
+    with pytest.raises(RuntimeError, match=r"VariationalDropout.step called before start_sequence\(\)"):
+        stepper.step(x[:, 0])
+    stepper.start_sequence()
+    assert stepper.counter == 1
+    for t in range(7):
+        assert np.array_equal(stepper.step(x[:, t]), y[:, t])      # the step mask is the sequence mask
+    assert np.array_equal(stepper.step_backward(np.ones((4, 30))), y[:, 0])
+    stepper.start_sequence()
+    assert not np.array_equal(stepper.step(x[:, 0]), y[:, 0])       # a new sequence, a new mask
+    stepper.eval().start_sequence()
+    assert np.array_equal(stepper.step(x[:, 0]), x[:, 0]) and stepper.counter == 2
+
+
+def test_variational_layer_time_major():
+    y = fd.VariationalDropout(0.5, time_axis=0, seed=2)(np.ones((6, 4, 9)))
+    assert all(np.array_equal(y[t], y[0]) for t in range(6))
+
+
+def test_drop_path_layer_drops_whole_samples():
+    y = fd.DropPath(0.5, seed=6)(np.ones((64, 3, 4)))
+    per_sample = y.reshape(64, -1)
+    dropped = (per_sample == 0).all(axis=1)
+    assert np.all(dropped | (per_sample == 2).all(axis=1)) and 10 < dropped.sum() < 54
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_dropblock_layer_area_and_rescaling(data_format):
+    shape = (32, 16, 24, 24) if data_format == "channels_first" else (32, 24, 24, 16)
+    layer = fd.DropBlock2D(0.1, 5, data_format=data_format, seed=7)
+    y = layer(np.ones(shape, np.float32))
+    assert 0.085 <= np.mean(y == 0) <= 0.102          # overlapping blocks drop slightly less than p
+    assert abs(y.mean(dtype=np.float64) - 1.0) < 1e-6
+    assert np.array_equal(layer.backward(np.ones(shape, np.float32)), y)
+
+
+def test_concrete_layer_rate_gradient_matches_finite_differences():
+    layer = fd.ConcreteDropout(0.2, temperature=0.3, seed=9)
+    x = RNG.standard_normal((5, 8))
+    gy = RNG.standard_normal(x.shape)
+    f = frozen(layer)
+    f(x)
+    layer.backward(gy)
+    logit, eps = layer.logit, 1e-6
+
+    def loss(lg):
+        layer.logit = lg
+        layer.counter -= 1                                 # the same uniforms as the forward
+        return np.sum(layer(x) * gy)
+    numeric = (loss(logit + eps) - loss(logit - eps)) / (2 * eps)
+    assert abs(layer.grad_logit - numeric) < 1e-6 * max(1.0, abs(numeric))
+
+
+def test_concrete_layer_rate_regularization_and_eval():
+    layer = fd.ConcreteDropout(0.1, seed=1)
+    assert abs(layer.p - 0.1) < 1e-15
+    with pytest.raises(RuntimeError, match="ConcreteDropout.regularization needs a forward first"):
+        layer.regularization()
+    x = RNG.standard_normal((10, 20))
+    layer(x)
+    w = RNG.standard_normal((20, 3))
+    value = layer.regularization([w])
+    d_logit, (d_w,) = layer.regularization_grad([w])
+    p = layer.p
+    neg_entropy = p * np.log(p) + (1 - p) * np.log(1 - p)
+    assert abs(value - (1e-6 * np.sum(w ** 2) / (1 - p) + 1e-5 * 20 * neg_entropy)) < 1e-15
+    layer.logit -= 1.0 * d_logit
+    assert layer.p != p                                   # the rate is learnable through logit
+    layer.eval()
+    assert np.array_equal(layer(x), x)
+    layer.backward(x)
+    assert layer.grad_logit == 0.0
+
+
+def test_concrete_layer_learns_a_rate_towards_its_gradient():
+    layer = fd.ConcreteDropout(0.5, temperature=0.1, seed=2)
+    x = np.ones((64, 32))
+    start = layer.p
+    for _ in range(20):        # loss = sum(y**2): E[y**2] = x**2 / (1 - p) for hard masks, so p falls
+        y = layer(x)
+        layer.backward(2 * y)
+        layer.logit -= 1e-4 * layer.grad_logit
+    assert layer.p < start - 0.1
+
+
+def test_adaptive_dropout_follows_activity_and_clamps():
+    layer = fd.AdaptiveDropout(0.5, adapt_rate=0.1, seed=0)
+    for expected in (0.6, 0.7, 0.8, 0.9, 0.9):          # mean |x| = 2 > high: rises to p_max
+        layer(np.full((4, 8), 2.0))
+        assert abs(layer.p - expected) < 1e-12
+    for expected in (0.8, 0.7):                            # mean |x| = 0.1 < low: falls
+        layer(np.full((4, 8), -0.1))
+        assert abs(layer.p - expected) < 1e-12
+    layer(np.full((4, 8), 0.5))                            # between low and high: unchanged
+    assert abs(layer.p - 0.7) < 1e-12
+    layer.eval()(np.full((4, 8), 2.0))                     # inference does not adapt
+    assert abs(layer.p - 0.7) < 1e-12
+
+
+def test_adaptive_dropout_backward_uses_the_rate_of_its_forward():
+    layer = fd.AdaptiveDropout(0.5, adapt_rate=0.2, seed=3)
+    x = np.full((50, 40), 2.0)
+    y = layer(x)                                           # rate 0.5 used, then raised to 0.7
+    assert abs(layer.p - 0.7) < 1e-12
+    assert np.array_equal(layer.backward(np.full_like(x, 2.0)), y)
+
+
+def test_adaptive_dropout_per_unit_rates():
+    layer = fd.AdaptiveDropout(0.5, adapt_rate=0.1, per_unit=True, seed=4)
+    x = np.ones((2000, 3)) * np.array([2.0, 0.5, 0.05])
+    y = layer(x)
+    np.testing.assert_allclose(layer.p, [0.6, 0.5, 0.4])
+    y = layer(x)                                           # drawn with rates 0.6, 0.5, 0.4
+    np.testing.assert_allclose(np.mean(y == 0, axis=0), [0.6, 0.5, 0.4], atol=0.04)
+    assert np.array_equal(y[y != 0], (x / (1 - np.array([0.6, 0.5, 0.4])))[y != 0])
+    with pytest.raises(ValueError, match=r"AdaptiveDropout\(per_unit=True\) has 3 feature rates, "
+                                         r"got input with 4 features \(shape \(2, 4\)\)"):
+        layer(np.ones((2, 4)))
+
+
+def test_layers_are_independent_of_eval_calls_between_training_calls():
+    x = np.ones((8, 16))
+    a, b = fd.Dropout(0.5, seed=1), fd.Dropout(0.5, seed=1)
+    a(x)
+    b(x)
+    b.eval()(x)
+    b.train()
+    assert np.array_equal(a(x), b(x))
+
+
+# ---------------------------------------------------------------------------------------
+# The Elman RNN helper
+# ---------------------------------------------------------------------------------------
+
+def test_elman_rnn_gradients_match_finite_differences():
+    rnn = ElmanRNN(3, 4, dropout=0.3, recurrent_dropout=0.4, seed=5)
+    x = RNG.standard_normal((2, 5, 3))
+    g = RNG.standard_normal((2, 5, 4))
+    masks = copy.deepcopy({"input": rnn.input_dropout.__dict__, "state": rnn.recurrent_dropout.__dict__})
+
+    def replay(z):
+        rnn.input_dropout.__dict__.update(copy.deepcopy(masks["input"]))
+        rnn.recurrent_dropout.__dict__.update(copy.deepcopy(masks["state"]))
+        return rnn(z)
+
+    def loss():
+        return np.sum(replay(x) * g)
+    loss()
+    gx = rnn.backward(g)
+    grads = copy.deepcopy(rnn.grads)
+    np.testing.assert_allclose(gx, finite_difference(replay, x, g), atol=1e-8)
+    for name, param in rnn.params.items():
+        analytic = grads[name]
+        assert np.count_nonzero(analytic) > 0
+        numeric = np.zeros_like(param)
+        for i in np.ndindex(param.shape):
+            old = param[i]
+            param[i] = old + 1e-6
+            up = loss()
+            param[i] = old - 1e-6
+            down = loss()
+            param[i] = old
+            numeric[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, atol=1e-8)
+
+
+def test_elman_rnn_applies_one_mask_per_sequence_to_inputs_and_state():
+    rnn = ElmanRNN(6, 5, dropout=0.5, recurrent_dropout=0.5, seed=1)
+    x = RNG.standard_normal((3, 8, 6))
+    rnn(x)
+    xd, hs, hds = rnn._cache
+    in_mask = xd != 0
+    assert all(np.array_equal(in_mask[:, t], in_mask[:, 0]) for t in range(8))
+    state_mask = hds[:, 1:] != 0                           # step 0 sees the zero initial state
+    assert all(np.array_equal(state_mask[:, t], state_mask[:, 0]) for t in range(7))
+    assert 0 < state_mask[:, 0].sum() < state_mask[:, 0].size
+    rnn.eval()
+    a, b = rnn(x), rnn(x)
+    assert np.array_equal(a, b)
+
+
+def test_elman_rnn_errors():
+    with pytest.raises(ValueError, match=r"hidden_size must be an int >= 1, got 0"):
+        ElmanRNN(3, 0)
+    rnn = ElmanRNN(3, 4, seed=0)
+    with pytest.raises(RuntimeError, match="ElmanRNN.backward called before any forward"):
+        rnn.backward(np.ones((1, 2, 4)))
+    with pytest.raises(ValueError, match=r"ElmanRNN expects input of rank 3 \(N, T, 3\), got shape \(2, 4\)"):
+        rnn(np.ones((2, 4)))

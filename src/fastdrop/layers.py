@@ -377,11 +377,13 @@ class ConcreteDropout(DropoutLayer):
                 "seed": self.seed}
 
 
-def _check_real(value, name, low=None, high=None):
+def _check_real(value, name, low, high=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     value = float(value)
-    if (low is not None and value < low) or (high is not None and value > high):
+    if high is None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    if high is not None and not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
     return value
 
