@@ -1,0 +1,87 @@
+"""Chunked and distributed dropout on Dask arrays, bit-identical to the in-memory result.
+
+Each chunk calls :func:`fastdrop.box.dropout_box` with its location in the whole array,
+so a chunk gets exactly its slice of ``fd.dropout(darr.compute(), ...)`` whatever the
+chunking, the scheduler or the worker that runs it.  Nothing is computed on call.
+
+The seed is the one thing every worker must share: an int is used as given;
+``seed=None`` (or a numpy Generator) draws one 64-bit seed once, on the client, when
+``dropout`` is called, and every chunk of the result uses it.
+
+Needs the optional extra ``pip install fastdrop[dask]``; ``import fastdrop`` never
+imports this module.
+"""
+import dask.array as da
+import numpy as np
+
+from .box import dropout_box
+from .family import check_data_format
+from .functional import as_float_array, check_offset, check_rate, resolve_noise_shape, resolve_seed
+
+
+def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
+    """Lazy inverted dropout of the Dask array ``darr``.
+
+    ``dropout(darr, p, seed=s, noise_shape=n).compute()`` equals
+    ``fd.dropout(darr.compute(), p, seed=s, noise_shape=n)`` bit for bit, for any
+    chunking.  ``p`` is a float or an array (NumPy or Dask) broadcastable to the noise
+    shape.  The backward pass is the same call, with the same seed, on the gradient.
+    """
+    if not isinstance(darr, da.Array):
+        raise TypeError(f"darr must be a dask.array.Array, got {type(darr).__module__}.{type(darr).__name__}")
+    dtype = as_float_array(np.empty(0, dtype=darr.dtype), "darr").dtype     # the chunks' dtype, native order
+    if any(np.isnan(size) for size in darr.shape):
+        raise ValueError(f"darr has unknown chunk sizes (shape {darr.shape}); a chunk's place in the array "
+                         f"must be known: call darr.compute_chunk_sizes() first")
+    try:
+        global_noise = resolve_noise_shape(noise_shape, darr.shape)
+    except ValueError as exc:
+        raise ValueError(f"noise_shape={noise_shape!r} cannot broadcast with darr of shape {darr.shape} "
+                         f"and chunks {darr.chunks}: {exc}") from None
+    offset = check_offset(offset)
+    seed = resolve_seed(seed)        # drawn here, once, so that every chunk shares it
+    kwargs = dict(seed=seed, global_shape=darr.shape, noise_shape=global_noise, offset=offset,
+                  dtype=dtype, meta=np.empty((0,) * darr.ndim, dtype), token="fastdrop-dropout")
+    if isinstance(p, da.Array):
+        return da.map_blocks(_dropout_chunk, darr, _rates_like(p, darr, global_noise), **kwargs)
+    p = check_rate(p)
+    if isinstance(p, float):
+        return da.map_blocks(_dropout_chunk, darr, p=p, **kwargs)
+    return da.map_blocks(_dropout_chunk, darr, _rates_like(da.from_array(p), darr, global_noise), **kwargs)
+
+
+def spatial_dropout(darr, p=0.5, *, seed=None, data_format="channels_first"):
+    """Lazy spatial dropout: one decision per (sample, channel), shared over the spatial axes.
+
+    ``darr`` has rank >= 3: (N, C, *spatial) for ``"channels_first"``, (N, *spatial, C)
+    for ``"channels_last"``.  The result equals
+    ``fd.spatial_dropout(darr.compute(), p, seed=seed, data_format=data_format)`` bit for bit.
+    """
+    if not isinstance(darr, da.Array):
+        raise TypeError(f"darr must be a dask.array.Array, got {type(darr).__module__}.{type(darr).__name__}")
+    check_data_format(data_format)
+    if darr.ndim < 3:
+        raise ValueError(f"spatial_dropout expects input of rank >= 3 (N, C, *spatial), got shape {darr.shape}")
+    channel_axis = 1 if data_format == "channels_first" else darr.ndim - 1
+    noise_shape = tuple(n if axis in (0, channel_axis) else 1 for axis, n in enumerate(darr.shape))
+    return dropout(darr, p, seed=seed, noise_shape=noise_shape)
+
+
+def _rates_like(p, darr, global_noise):
+    """Per-element rates as a Dask array whose chunks line up with ``darr``'s."""
+    if p.dtype.kind not in "fiu":
+        raise ValueError(f"p must be a real number in [0, 1] or an array of them, got an array of dtype {p.dtype}")
+    try:
+        shape = np.broadcast_shapes(p.shape, global_noise)
+    except ValueError:
+        shape = None
+    if shape != global_noise:
+        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {global_noise}")
+    p = p.reshape((1,) * (darr.ndim - p.ndim) + p.shape)
+    return p.rechunk(tuple((1,) if n == 1 else chunks for n, chunks in zip(p.shape, darr.chunks)))
+
+
+def _dropout_chunk(x, p=None, *, seed, global_shape, noise_shape, offset, block_info=None):
+    origin = tuple(start for start, _ in block_info[0]["array-location"])
+    return dropout_box(x, p, seed=seed, global_shape=global_shape, origin=origin, noise_shape=noise_shape,
+                       offset=offset)
