@@ -187,3 +187,23 @@ def test_non_float_box_is_a_type_error():
 
 def test_exported_from_the_package():
     assert fd.dropout_box is dropout_box and fd.dropout_mask_box is dropout_mask_box
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_long_runs_take_the_fused_kernel_one_call_per_run(backend, dtype, monkeypatch):
+    full = np.random.default_rng(7).standard_normal((5, 3000)).astype(dtype)
+    expected = fd.dropout(full, 0.3, seed=15, offset=4)[1:4, 700:1800]
+    calls = []
+    real = _backend.kernels().dropout_flat
+    monkeypatch.setattr(_backend.kernels(), "dropout_flat",
+                        lambda key, offset, *args: calls.append(offset) or real(key, offset, *args))
+    got = dropout_box(full[1:4, 700:1800], 0.3, seed=15, global_shape=full.shape, origin=(1, 700), offset=4)
+    assert calls == [4 + row * 3000 + 700 for row in (1, 2, 3)]
+    assert same_bits(got, expected)
+    in_place = full[1:4, 700:1800].copy()
+    dropout_box(in_place, 0.3, seed=15, global_shape=full.shape, origin=(1, 700), offset=4, out=in_place)
+    assert same_bits(in_place, expected)
+    strided_out = np.zeros((3, 2200), dtype=dtype)[:, ::2]
+    dropout_box(full[1:4, 700:1800].T.copy().T, 0.3, seed=15, global_shape=full.shape, origin=(1, 700),
+                offset=4, out=strided_out)
+    assert same_bits(np.ascontiguousarray(strided_out), expected)
