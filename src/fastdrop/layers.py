@@ -34,6 +34,10 @@ class DropoutLayer:
     the counter alone, so the sequence of training masks never depends on how often the
     model was evaluated in between.  A layer is not thread-safe (the counter and the
     record of the last forward are mutated per call): give each thread its own layer.
+
+    Subclasses implement ``_forward(x, seed) -> (y, extra)`` (``seed`` is None in eval
+    mode) and ``_backward(grad, record)``, where ``record`` holds the forward's seed,
+    input shape and ``extra``.
     """
     expected_ranks = None          # tuple of allowed input ranks, or None for any rank
 
@@ -58,6 +62,7 @@ class DropoutLayer:
         return self.forward(x)
 
     def forward(self, x):
+        """The layer applied to ``x``; in training mode with the next mask of the sequence."""
         x = self._check_input(x)
         seed = None
         if self.training:
