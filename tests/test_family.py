@@ -163,6 +163,7 @@ def test_dropblock_drops_squares():
         rows, cols = np.nonzero(~keep[0, 0])
         if rows.size:
             break
+    assert rows.size
     # the first map with any drop: every dropped pixel lies in a fully dropped 4 x 4 square
     dropped = ~keep[0, 0]
     for r, c in zip(rows, cols):

@@ -53,10 +53,6 @@ def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, out
     return _apply(x, keep, x.dtype.type(1.0), out)
 
 
-def _noise_dropout(x, p, seed, training, noise_shape, out):
-    return dropout(x, p, seed=seed, training=training, noise_shape=noise_shape, out=out)
-
-
 def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", out=None):
     """Drop whole feature maps: one decision per (sample, channel), shared over the spatial axes.
 
@@ -73,7 +69,7 @@ def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels
         shape = x.shape[:2] + ones
     else:
         shape = x.shape[:1] + ones + x.shape[-1:]
-    return _noise_dropout(x, p, seed, training, shape, out)
+    return dropout(x, p, seed=seed, training=training, noise_shape=shape, out=out)
 
 
 def check_time_axis(time_axis):
@@ -96,7 +92,7 @@ def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, out=
                          f"inside it, got shape {x.shape}")
     shape = list(x.shape)
     shape[time_axis] = 1
-    return _noise_dropout(x, p, seed, training, tuple(shape), out)
+    return dropout(x, p, seed=seed, training=training, noise_shape=tuple(shape), out=out)
 
 
 def drop_path(x, p=0.5, *, seed=None, training=True, out=None):
@@ -104,7 +100,7 @@ def drop_path(x, p=0.5, *, seed=None, training=True, out=None):
     x = as_float_array(x)
     if x.ndim < 1:
         raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {x.shape}")
-    return _noise_dropout(x, p, seed, training, (x.shape[0],) + (1,) * (x.ndim - 1), out)
+    return dropout(x, p, seed=seed, training=training, noise_shape=(x.shape[0],) + (1,) * (x.ndim - 1), out=out)
 
 
 # --- alpha dropout ------------------------------------------------------------------------
