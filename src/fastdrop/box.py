@@ -14,8 +14,8 @@ import numbers
 import numpy as np
 
 from . import _backend
-from .functional import (_apply, _check_shape, _dropout_full, _rate_arrays, as_float_array, check_offset,
-                         check_out, check_rate, resolve_noise_shape, resolve_seed, stream_key)
+from .functional import (_apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out, check_rate,
+                         resolve_noise_shape, resolve_seed, stream_key)
 
 
 # From one block (1024 decisions) per run, a fused kernel call per run beats building the
@@ -152,11 +152,14 @@ def _box_keep(key, starts, thr, extent):
 
 def _dropout_runs(key, starts, thr, scale, x, out):
     """Each run through the fused one-pass kernel (scalar p, no broadcast): no mask is stored."""
-    rows_in = np.ascontiguousarray(x).reshape(starts.size, -1)
+    rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
+    if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
+        rows_in = np.ascontiguousarray(rows_in)
     target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
     rows_out = target.reshape(starts.size, -1)
-    for row, start in enumerate(starts.tolist()):
-        _dropout_full(key, start, thr, scale, rows_in[row], rows_out[row])
+    kernel, threads = _backend.kernels().dropout_flat, _backend.get_num_threads()
+    for start, row_in, row_out in zip(starts.tolist(), rows_in, rows_out):
+        kernel(key, start, thr, scale, row_in, row_out, threads)
     if target is not out:
         out[...] = target
     return out
