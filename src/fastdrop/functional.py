@@ -93,10 +93,12 @@ def effective_keep(p):
 
 
 def inverse_keep(p, dtype):
-    """``dtype(1 / (1 - p))``, the scale of kept elements (1 where p == 1: never used)."""
-    if isinstance(p, float):
-        return dtype.type(1.0 / (1.0 - p)) if p < 1.0 else dtype.type(1.0)
-    with np.errstate(divide="ignore"):
+    """``dtype(1 / (1 - p))``, the scale of kept elements (1 where p == 1: never used).
+
+    In float16 it is inf for p > 1 - 1/65504, exactly as NumPy rounds it."""
+    with np.errstate(divide="ignore", over="ignore"):
+        if isinstance(p, float):
+            return dtype.type(1.0 / (1.0 - p)) if p < 1.0 else dtype.type(1.0)
         return np.where(p < 1.0, 1.0 / (1.0 - p), 1.0).astype(dtype)
 
 
