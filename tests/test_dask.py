@@ -198,7 +198,8 @@ def test_distributed_cluster_matches_in_memory_on_the_compiled_backend():
             spatial = fdd.spatial_dropout(darr.reshape(240, 130, 3, 1), 0.5, seed=1).compute()
         ran_dropout_on = {task["worker"] for task in stream.data if task["key"][0].startswith("fastdrop-dropout")}
     assert len({w.pid for w in workers}) == 2 and os.getpid() not in {w.pid for w in workers}
-    expected_backend = "cython" if _backend.compiled_available() else "numpy"
+    forced = os.environ.get("FASTDROP_BACKEND", "").strip().lower()       # the workers inherit it
+    expected_backend = forced or ("cython" if _backend.compiled_available() else "numpy")
     assert list(backends.values()) == [expected_backend] * 2
     assert ran_dropout_on == set(backends)                      # both workers did part of the work
     assert same_bits(got, fd.dropout(x, 0.3, seed=2024, noise_shape=(None, None, 1)))
