@@ -214,3 +214,11 @@ def test_out_of_core_zarr_example_quick(tmp_path):
                           "--dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "verified" in run.stdout and "identical to in-memory" in run.stdout
+
+
+@pytest.mark.parametrize("x", [np.float32(3.0), np.zeros((0, 5)), np.ones((1, 1, 1), np.float16)],
+                         ids=["0-d", "empty", "single"])
+def test_degenerate_shapes(x):
+    darr = da.from_array(x, chunks=2)
+    got = fdd.dropout(darr, 0.5, seed=3).compute()
+    assert same_bits(np.asarray(got), fd.dropout(x, 0.5, seed=3))

@@ -9,13 +9,14 @@ and it is applied.  The work is the box's size plus at most two partial blocks o
 decisions per run; nothing outside the box is generated.
 Chunked and distributed engines (``fastdrop.dask``) are built on these two functions.
 """
+import math
 import numbers
 
 import numpy as np
 
 from . import _backend
-from .functional import (_apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out, check_rate,
-                         resolve_noise_shape, resolve_seed, stream_key)
+from .functional import (MAX_OFFSET, _apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out,
+                         check_rate, resolve_noise_shape, resolve_seed, stream_key)
 
 
 # From one block (1024 decisions) per run, a fused kernel call per run beats building the
@@ -79,6 +80,9 @@ def _resolve_box(seed, global_shape, origin, box_shape, noise_shape):
                          f"global_shape={global_shape} has {len(global_shape)}")
     origin = _check_origin(origin, box_shape, global_shape)
     global_noise = resolve_noise_shape(noise_shape, global_shape)
+    if math.prod(global_noise) >= MAX_OFFSET:       # global indices (plus offset) must fit in int64
+        raise ValueError(f"the noise shape {global_noise} of global_shape={global_shape} has "
+                         f"{math.prod(global_noise)} elements; at most 2**62 are addressable")
     key = stream_key(resolve_seed(seed))
     # On a noise axis of size 1 every element of the box shares index 0 of that axis.
     lo = tuple(o if n > 1 else 0 for o, n in zip(origin, global_noise))
