@@ -102,10 +102,11 @@ def test_alpha_dropout_offset_chunks_the_array():
 
 # --- Gaussian dropout --------------------------------------------------------------------------
 
-def test_standard_normals_are_standard_normal():
+@pytest.mark.parametrize("precision", [np.float32, np.float64])
+def test_standard_normals_are_standard_normal(precision):
     words = family._stream_words(fd.functional.stream_key(1), 0, 200_000)
-    z = family.standard_normals(words)
-    assert np.isfinite(z).all()
+    z = family.standard_normals(words, precision)
+    assert z.dtype == precision and np.isfinite(z).all()
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
     # tails of a standard normal: P(|z| > 2) = 0.0455, P(|z| > 3) = 0.0027
     assert abs(np.mean(np.abs(z) > 2) - 0.0455) < 0.003
@@ -123,8 +124,12 @@ def test_gaussian_dropout_is_x_times_the_noise_in_x_dtype(backend):
     x = RNG.standard_normal((33, 17)).astype(np.float32)
     noise = fd.gaussian_dropout(np.ones(x.shape, np.float32), 0.4, seed=6)
     assert np.array_equal(fd.gaussian_dropout(x, 0.4, seed=6), x * noise)
-    z = family.standard_normals(family._stream_words(fd.functional.stream_key(6), 0, x.size))
-    assert np.array_equal(noise.ravel(), (1 + np.sqrt(0.4 / 0.6) * z).astype(np.float32))
+    z = family.standard_normals(family._stream_words(fd.functional.stream_key(6), 0, x.size), np.float32)
+    assert z.dtype == np.float32
+    assert np.array_equal(noise.ravel(), 1 + np.float32(np.sqrt(0.4 / 0.6)) * z)
+    z64 = family.standard_normals(family._stream_words(fd.functional.stream_key(6), 0, x.size))
+    np.testing.assert_allclose(z, z64, rtol=0, atol=1e-5)    # 24 of the same 32 bits
+    assert np.array_equal(fd.gaussian_dropout(np.ones(x.size), 0.4, seed=6), 1 + np.sqrt(0.4 / 0.6) * z64)
 
 
 def test_gaussian_dropout_offset_and_layout():

@@ -175,20 +175,29 @@ def _word_passes(key, first_word, n):
         yield pos, stop, _stream_words(key, first_word + pos, stop - pos)
 
 
-def standard_normals(words):
-    """One standard normal per uint64 stream word (float64), the same on every backend.
+def standard_normals(words, precision=np.float64):
+    """One standard normal per uint64 stream word, the same on every backend.
 
-    Box-Muller on the word's two 32-bit halves: u1 = (hi + 1) / 2**32 in (0, 1] keeps
-    the logarithm finite, u2 = lo / 2**32 in [0, 1) gives the angle.  Only NumPy float64
-    arithmetic touches the words, so both backends' words give the same normals.
+    Box-Muller on the word's two 32-bit halves hi and lo: u1 = (hi + 1) / 2**32 in (0, 1]
+    keeps the logarithm finite, u2 = lo / 2**32 in [0, 1) gives the angle, and
+    z = sqrt(-2 ln u1) cos(2 pi u2) in float64.  With ``precision=np.float32`` the halves'
+    top 24 bits are used instead (exact in float32) and the arithmetic is float32, about 4x
+    faster; that is what float16 and float32 inputs get.  Only NumPy arithmetic touches the
+    words, so both backends' identical words give identical normals.
     """
     halves = words.astype("<u8", copy=False).view("<u4").reshape(-1, 2)     # (lo, hi) per word
-    radius = np.multiply(halves[:, 1], 2.0 ** -32, dtype=np.float64)
-    radius += 2.0 ** -32
+    lo, hi = halves[:, 0], halves[:, 1]
+    bits = 32
+    if precision == np.float32:
+        bits = 24
+        lo, hi = lo >> np.uint32(8), hi >> np.uint32(8)
+    unit = precision(2.0 ** -bits)
+    radius = np.multiply(hi, unit, dtype=precision)
+    radius += unit
     np.log(radius, out=radius)
-    radius *= -2.0
+    radius *= precision(-2.0)
     np.sqrt(radius, out=radius)
-    angle = np.multiply(halves[:, 0], 2.0 * np.pi * 2.0 ** -32, dtype=np.float64)
+    angle = np.multiply(lo, precision(2.0 * np.pi * 2.0 ** -bits), dtype=precision)
     np.cos(angle, out=angle)
     return np.multiply(radius, angle, out=angle)
 
@@ -213,7 +222,7 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
     Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``
-    (``standard_normals``), so the result is reproducible, chunkable like ``fd.dropout``
+    (``standard_normals``, in float32 for float16/float32 ``x``), so the result is reproducible, chunkable like ``fd.dropout``
     and identical on both backends.  The noise has mean 1 and variance p/(1-p), as in
     Keras's ``GaussianDropout`` and Srivastava et al. 2014.  Calling it on the gradient
     with the same arguments is the exact backward pass.
@@ -224,12 +233,13 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     out = check_out(out, x)
     if not training or p == 0.0:
         return _identity(x, out)
-    sigma = np.sqrt(p / (1.0 - p))
+    precision = np.float64 if x.dtype == np.float64 else np.float32
+    sigma = precision(np.sqrt(p / (1.0 - p)))
     xc = np.ascontiguousarray(x).reshape(-1)
     target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
     flat = target.reshape(-1)
     for start, stop, words in _word_passes(stream_key(resolve_seed(seed)), offset, x.size):
-        noise = standard_normals(words)
+        noise = standard_normals(words, precision)
         noise *= sigma
         noise += 1.0
         np.multiply(xc[start:stop], noise.astype(x.dtype), out=flat[start:stop])
