@@ -56,7 +56,7 @@ def _run(args):
     if args.plot:
         from .plots import pyplot
         plt = pyplot()          # fail on a missing matplotlib before training, not after
-    require("sklearn.datasets", "fastdrop demo")
+    require("sklearn.datasets", "the digits data")
 
     config = experiment.QUICK if args.quick else experiment.Config()
     config = dataclasses.replace(config, seed=args.seed, epochs=args.epochs or config.epochs)
@@ -85,7 +85,9 @@ def _plots(plt, directory, runs, rows, best, counts, split):
     from . import experiment, plots
 
     os.makedirs(directory, exist_ok=True)
-    with_rate = 0.5 if 0.5 in [r.rate for r in runs] else max(r.rate for r in runs)
+    # Learning curves of no dropout against the rate with the best mean test accuracy.
+    with_rate = max((row for row in rows if row[0] > 0), key=lambda row: row[1]["test acc"][0],
+                    default=rows[-1])[0]
     order = split.y_test.argsort(kind="stable")[::len(split.y_test) // 48][:48]   # 48 test images, by label
     panels = [(rate, *experiment.hidden_activations(next(r for r in runs if r.rate == rate),
                                                     split.X_test[order], n_units=64))

@@ -119,7 +119,7 @@ def summarize(runs, rates):
 
 def format_table(rows, n_seeds):
     names = ("train acc", "test acc", "gap", "test loss")
-    header = f"{'rate':>5}  " + "  ".join(f"{n:>15}" for n in names)
+    header = f"{'rate':>5}  " + "  ".join(f"{n:>16}" for n in names)
     lines = [f"per rate: mean +- standard deviation over {n_seeds} seed{'s' if n_seeds > 1 else ''} "
              f"(gap = train acc - test acc, both at the last epoch, without dropout at evaluation)",
              header, "-" * len(header)]

@@ -35,7 +35,7 @@ def learning_curves(plt, runs, directory, with_rate):
         ax.set_xlabel("epoch")
         ax.set_title("without dropout" if rate == 0 else f"dropout p={rate}")
         ax.legend()
-    axes[0].set_ylabel("cross-entropy (eval mode; band = min..max over seeds)")
+    axes[0].set_ylabel("cross-entropy, eval mode\n(mean; band: min..max over seeds)")
     return _save(fig, directory, "learning_curves.png")
 
 

@@ -1,0 +1,214 @@
+"""``fastdrop demo``: real training results, determinism, plots, missing extras; the NumPy kit's gradients."""
+import io
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from fastdrop.demo import experiment, nn  # noqa: E402
+from fastdrop.demo.train import ProgressBar  # noqa: E402
+
+N_TEST = 1797 - experiment.Config().train_size
+ROW = re.compile(r"^\s*(\d\.\d)" + r"\s+(-?\d\.\d{3}) \+-(\d\.\d{3})" * 4 + r"\s*$")
+
+
+def run_demo(*args, extra_code=""):
+    """Run ``fastdrop demo ARGS`` in a fresh interpreter; ``extra_code`` runs first."""
+    code = f"import sys\n{extra_code}\nfrom fastdrop.cli import main\nsys.exit(main(['demo', *sys.argv[1:]]))"
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def table_rows(stdout):
+    """{rate: (train acc, test acc, gap, test loss)} means from the printed table."""
+    rows = {}
+    for line in stdout.splitlines():
+        m = ROW.match(line)
+        if m:
+            values = [float(v) for v in m.groups()[1:]]
+            rows[float(m.group(1))] = tuple(values[0::2])
+    return rows
+
+
+def confusion_from(stdout):
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("true\\pred"))
+    return np.array([[int(v) for v in line.split()[1:]] for line in lines[start + 1:start + 11]])
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    return run_demo("--quick", "--seed", "7")
+
+
+def test_quick_demo_trains_real_networks(quick_run):
+    assert quick_run.returncode == 0, quick_run.stderr
+    rows = table_rows(quick_run.stdout)
+    assert sorted(rows) == [0.0, 0.2, 0.5, 0.8]
+    for rate, (train_acc, test_acc, gap, test_loss) in rows.items():
+        assert test_acc > 0.85, (rate, test_acc)          # chance is 0.10
+        assert train_acc >= test_acc - 0.02
+        assert gap == pytest.approx(train_acc - test_acc, abs=0.002)
+        assert 0 < test_loss < 1.0
+    counts = confusion_from(quick_run.stdout)
+    assert counts.shape == (10, 10)
+    assert counts.sum() == N_TEST
+    best = re.search(r"test accuracy (\d\.\d{3})\) on the (\d+) test images", quick_run.stdout)
+    assert int(best.group(2)) == N_TEST
+    assert np.trace(counts) / N_TEST == pytest.approx(float(best.group(1)), abs=0.0006)
+    assert float(best.group(1)) >= max(r[1] for r in rows.values()) - 0.0005
+
+
+def test_progress_bars_go_to_stderr(quick_run):
+    bars = [line for line in quick_run.stderr.splitlines() if line.startswith("run ")]
+    assert len(bars) == 4 * experiment.QUICK.seeds
+    assert all("12/12" in bar for bar in bars)
+    assert not any(line.startswith("run ") for line in quick_run.stdout.splitlines())
+
+
+def test_same_seed_prints_the_same_tables(quick_run):
+    again = run_demo("--quick", "--seed", "7", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == quick_run.stdout
+    other = run_demo("--quick", "--seed", "8", "--no-progress")
+    assert other.returncode == 0, other.stderr
+    assert table_rows(other.stdout) != table_rows(quick_run.stdout)
+
+
+def test_plot_writes_the_figures(tmp_path):
+    out = tmp_path / "figs"
+    result = run_demo("--quick", "--epochs", "2", "--no-progress", "--plot", str(out))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["accuracy_vs_rate.png", "confusion_matrix.png", "hidden_activations.png",
+                     "learning_curves.png"]
+    for name in names:
+        data = (out / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, name
+        assert f"wrote {out / name}" in result.stdout
+
+
+@pytest.mark.parametrize("module, args", [("sklearn", ["--quick"]), ("matplotlib", ["--quick", "--plot", "x"])])
+def test_missing_extra_is_one_line_not_a_traceback(module, args, tmp_path):
+    args = [a if a != "x" else str(tmp_path / "figs") for a in args]
+    result = run_demo(*args, extra_code=f"sys.modules[{module!r}] = None")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    package = {"sklearn": "scikit-learn"}.get(module, module)
+    assert result.stderr.strip().splitlines() == [
+        f'fastdrop demo: {"--plot" if module == "matplotlib" else "the digits data"} needs {package}, '
+        f'which is not installed: pip install "fastdrop[demo]"']
+    assert result.stdout == ""
+    assert not (tmp_path / "figs").exists()
+
+
+def test_bad_epochs_is_rejected():
+    result = run_demo("--epochs", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "fastdrop demo: --epochs must be >= 1, got 0"
+
+
+# -- the NumPy kit -----------------------------------------------------------------------
+
+def as_float64(layer):
+    """The layer with float64 parameters, so finite differences are accurate."""
+    for name in ("W", "b"):
+        setattr(layer, name, getattr(layer, name).astype(np.float64))
+        setattr(layer, "d" + name, np.zeros_like(getattr(layer, name)))
+    return layer
+
+
+def numeric_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f()
+        x[i] = old - eps
+        down = f()
+        x[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda rng: as_float64(nn.Dense(5, 4, rng)), (3, 5)),
+    (lambda rng: as_float64(nn.Conv2D(2, 3, 3, rng)), (2, 2, 4, 4)),
+    (lambda rng: nn.MaxPool2D(), (2, 3, 4, 6)),
+    (lambda rng: nn.ReLU(), (4, 7)),
+    (lambda rng: nn.Sequential(as_float64(nn.Conv2D(1, 2, 3, rng)), nn.ReLU(), nn.MaxPool2D(), nn.Flatten(),
+                               as_float64(nn.Dense(8, 3, rng))), (2, 1, 4, 4)),
+])
+def test_backward_matches_finite_differences(make, shape):
+    rng = np.random.default_rng(0)
+    layer = make(rng)
+    x = rng.standard_normal(shape)
+    weights = rng.standard_normal(layer(x).shape)
+    loss = lambda: float((layer(x) * weights).sum())  # noqa: E731
+    loss()
+    gx = layer.backward(weights)
+    analytic = [(p, g.copy()) for p, g in layer.params()]
+    np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
+    for p, g in analytic:
+        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-6, atol=1e-7)
+
+
+def test_softmax_cross_entropy_value_and_gradient():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((6, 10))
+    labels = rng.integers(0, 10, 6)
+    loss, grad = nn.softmax_cross_entropy(logits, labels)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert loss == pytest.approx(-np.log(probs[np.arange(6), labels]).mean(), rel=1e-12)
+    np.testing.assert_allclose(grad, numeric_grad(lambda: nn.softmax_cross_entropy(logits, labels)[0], logits),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_he_init_scale_and_sgd_momentum_step():
+    W = nn.he_normal(np.random.default_rng(2), 400, (400, 300))
+    assert W.dtype == np.float32
+    assert W.std() == pytest.approx(np.sqrt(2 / 400), rel=0.02)
+    w, g = np.array([1.0]), np.array([0.5])
+    opt = nn.SGD([(w, g)], lr=0.1, momentum=0.9)
+    opt.step()
+    assert w[0] == pytest.approx(0.95)
+    opt.step()
+    assert w[0] == pytest.approx(0.95 - (0.9 * 0.05 + 0.05))
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.5"):
+        nn.SGD([], momentum=1.5)
+    with pytest.raises(ValueError, match="lr must be > 0, got 0"):
+        nn.SGD([], lr=0)
+    with pytest.raises(ValueError, match="kernel_size must be odd for 'same' padding, got 2"):
+        nn.Conv2D(1, 1, 2, np.random.default_rng(0))
+
+
+def test_confusion_matrix_and_summary():
+    counts = experiment.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), n_classes=3)
+    np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 1]])
+
+    class FakeRun:
+        def __init__(self, rate, train, test):
+            self.rate, self.train_acc, self.test_acc, self.gap = rate, train, test, train - test
+            self.history = type("H", (), {"test_loss": [0.5]})()
+
+    rows = experiment.summarize([FakeRun(0.5, 1.0, 0.9), FakeRun(0.5, 1.0, 0.8)], [0.5])
+    (rate, stats), = rows
+    assert rate == 0.5
+    assert stats["test acc"] == pytest.approx((0.85, np.std([0.9, 0.8], ddof=1)))
+    assert stats["gap"][0] == pytest.approx(0.15)
+
+
+def test_progress_bar_off_a_terminal_writes_one_line():
+    stream = io.StringIO()
+    bar = ProgressBar(4, "run 1/1", stream=stream, width=8)
+    for done in range(1, 5):
+        bar.update(done, "loss 0.1")
+    bar.close()
+    assert re.fullmatch(r"run 1/1 \[########\] 4/4 loss 0\.1 \(\d+\.\d s\)\n", stream.getvalue())
