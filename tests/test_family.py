@@ -94,10 +94,13 @@ def test_alpha_dropout_edges():
     assert fd.alpha_dropout(x, 0.5, seed=0).dtype == np.float32
 
 
-def test_alpha_dropout_offset_chunks_the_array():
+def test_alpha_dropout_offset_chunks_the_array_and_out_may_be_x():
     x = RNG.standard_normal(3000)
     whole = fd.alpha_dropout(x, 0.3, seed=2)
     assert np.array_equal(fd.alpha_dropout(x[1000:2100], 0.3, seed=2, offset=1000), whole[1000:2100])
+    grad = fd.alpha_dropout_grad(x, 0.3, seed=2)
+    assert np.array_equal(fd.alpha_dropout_grad(x[::-1].copy()[::-1], 0.3, seed=2), grad)
+    assert fd.alpha_dropout(x, 0.3, seed=2, out=x) is x and np.array_equal(x, whole)
 
 
 # --- Gaussian dropout --------------------------------------------------------------------------
@@ -212,12 +215,24 @@ def test_concrete_dropout_gradients_match_finite_differences():
     np.testing.assert_allclose(gx, num_x, atol=1e-8)
 
 
-def test_concrete_dropout_at_low_temperature_drops_a_fraction_p():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_concrete_dropout_at_low_temperature_drops_a_fraction_p(dtype):
     p = 0.3
-    w = fd.concrete_dropout(np.ones(100_000), np.log(p / (1 - p)), temperature=0.01, seed=5)
+    w = fd.concrete_dropout(np.ones(100_000, dtype), np.log(p / (1 - p)), temperature=0.01, seed=5)
     dropped = w < 0.5 / (1 - p)
     assert abs(dropped.mean() - p) < 0.01
     assert abs(w.mean() - 1.0) < 0.02
+
+
+def test_concrete_dropout_float32_path_is_close_to_float64():
+    x = RNG.standard_normal((64, 100))
+    logit = np.log(0.2 / 0.8)
+    w64 = fd.concrete_dropout(np.ones_like(x), logit, temperature=0.5, seed=3)
+    w32 = fd.concrete_dropout(np.ones(x.shape, np.float32), logit, temperature=0.5, seed=3)
+    np.testing.assert_allclose(w32, w64, rtol=2e-5, atol=1e-6)
+    g64 = fd.concrete_dropout_grad(x, x, logit, temperature=0.5, seed=3)[1]
+    g32 = fd.concrete_dropout_grad(x.astype(np.float32), x.astype(np.float32), logit, temperature=0.5, seed=3)[1]
+    assert abs(g32 - g64) < 1e-4 * abs(g64)
 
 
 def test_concrete_regularization_value_and_gradients():

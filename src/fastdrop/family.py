@@ -5,12 +5,13 @@ backward pass.  Masks come from the block streams of ``fastdrop.functional`` (th
 ``fd.dropout`` with a noise shape where that suffices), so every function here gives
 the same bits on both backends and is reproducible from ``seed`` alone.
 """
+import math
 import numbers
 
 import numpy as np
 
 from . import _backend
-from .functional import (_apply, _keep, as_float_array, check_offset, check_out, check_rate, dropout,
+from .functional import (_apply, _dropout_full, _keep, as_float_array, check_offset, check_out, check_rate, dropout,
                          keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
@@ -114,10 +115,6 @@ def _alpha_coefficients(p):
     return a, -a * SELU_ALPHA_PRIME * p
 
 
-def _alpha_keep(x, p, seed, offset):
-    return _keep(stream_key(resolve_seed(seed)), check_offset(offset), keep_threshold(p), x.shape)
-
-
 def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Alpha dropout for SELU networks: dropped elements take SELU's saturation value
     alpha' and an affine map a*y + b restores mean 0 and variance 1 of standard-normal input.
@@ -128,6 +125,7 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """
     x = as_float_array(x)
     p = check_scalar_rate(p)
+    offset = check_offset(offset)
     out = check_out(out, x)
     if not training or p == 0.0:
         return _identity(x, out)
@@ -135,9 +133,10 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
         out[...] = 0
         return out
     a, b = _alpha_coefficients(p)
-    keep = _alpha_keep(x, p, seed, offset)
-    _apply(x, keep, x.dtype.type(a), out)                 # kept: a * x, dropped: 0
-    shift = np.where(keep.view(bool), x.dtype.type(b), x.dtype.type(a * SELU_ALPHA_PRIME + b))
+    key, thr = stream_key(resolve_seed(seed)), keep_threshold(p)
+    keep = _keep(key, offset, thr, x.shape).view(bool)
+    _dropout_full(key, offset, thr, x.dtype.type(a), x, out)       # kept: a * x, dropped: 0
+    shift = np.where(keep, x.dtype.type(b), x.dtype.type(a * SELU_ALPHA_PRIME + b))
     return np.add(out, shift, out=out)
 
 
@@ -145,6 +144,7 @@ def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=N
     """The gradient of ``alpha_dropout`` w.r.t. x for the same arguments: ``a * mask * grad``."""
     grad = as_float_array(grad, "grad")
     p = check_scalar_rate(p)
+    offset = check_offset(offset)
     out = check_out(out, grad)
     if not training or p == 0.0:
         return _identity(grad, out)
@@ -152,7 +152,8 @@ def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=N
         out[...] = 0
         return out
     a, _ = _alpha_coefficients(p)
-    return _apply(grad, _alpha_keep(grad, p, seed, offset), grad.dtype.type(a), out)
+    key = stream_key(resolve_seed(seed))
+    return _dropout_full(key, offset, keep_threshold(p), grad.dtype.type(a), grad, out)
 
 
 # --- normals and uniforms from the block streams --------------------------------------------
@@ -202,12 +203,19 @@ def standard_normals(words, precision=np.float64):
     return np.multiply(radius, angle, out=angle)
 
 
-def open_uniforms(words):
-    """One uniform in the open interval (0, 1) per uint64 word: (top 53 bits + 1/2) / 2**53."""
-    u = (words >> np.uint64(11)).astype(np.float64)
-    u += 0.5
-    u *= 2.0 ** -53
+def open_uniforms(words, precision=np.float64):
+    """One uniform in the open interval (0, 1) per uint64 word: (top 53 bits + 1/2) / 2**53,
+    or with ``precision=np.float32`` (top 23 bits + 1/2) / 2**23, both exact."""
+    bits = 53 if precision == np.float64 else 23
+    u = (words >> np.uint64(64 - bits)).astype(precision)
+    u += precision(0.5)
+    u *= precision(2.0 ** -bits)
     return u
+
+
+def _precision(dtype):
+    """float64 arithmetic for float64 data, float32 (about 2-4x faster) for float16/float32."""
+    return np.float64 if dtype == np.float64 else np.float32
 
 
 def check_gaussian_rate(p, name="p"):
@@ -222,10 +230,10 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
     Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``
-    (``standard_normals``, in float32 for float16/float32 ``x``), so the result is reproducible, chunkable like ``fd.dropout``
-    and identical on both backends.  The noise has mean 1 and variance p/(1-p), as in
-    Keras's ``GaussianDropout`` and Srivastava et al. 2014.  Calling it on the gradient
-    with the same arguments is the exact backward pass.
+    (``standard_normals``, in float32 for float16/float32 ``x``), so the result is
+    reproducible, chunkable like ``fd.dropout`` and identical on both backends.  The noise
+    has mean 1 and variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et
+    al. 2014.  Calling it on the gradient with the same arguments is the exact backward pass.
     """
     x = as_float_array(x)
     p = check_gaussian_rate(p)
@@ -233,7 +241,7 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     out = check_out(out, x)
     if not training or p == 0.0:
         return _identity(x, out)
-    precision = np.float64 if x.dtype == np.float64 else np.float32
+    precision = _precision(x.dtype)
     sigma = precision(np.sqrt(p / (1.0 - p)))
     xc = np.ascontiguousarray(x).reshape(-1)
     target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
@@ -313,21 +321,21 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
 # --- Concrete dropout -----------------------------------------------------------------------
 def _sigmoid(z):
     """sigmoid of a Python float, without overflow for large |z|."""
-    return 1.0 / (1.0 + np.exp(-z)) if z >= 0 else np.exp(z) / (1.0 + np.exp(z))
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _concrete_passes(key, n, logit, temperature):
+def _concrete_passes(key, n, logit, temperature, precision):
     """(start, stop, w, drop) in passes over n elements: the relaxed drop value and the keep
-    weight w = (1 - drop) / (1 - p) (Gal, Hron and Kendall 2017).
+    weight w = (1 - drop) / (1 - p) (Gal, Hron and Kendall 2017), in ``precision``.
 
     drop = sigmoid((logit + log u - log(1 - u)) / temperature) with u uniform in (0, 1)
     from the block stream (one word per element); logit is log p - log(1 - p), used
     directly so no epsilon is needed.  exp overflows to inf for very confident draws,
     which gives drop = 0 exactly, so that warning is silenced.
     """
-    inverse_keep_rate = 1.0 + np.exp(logit)                       # 1 / (1 - sigmoid(logit))
+    inverse_keep_rate = 1.0 + math.exp(logit)                     # 1 / (1 - sigmoid(logit))
     for start, stop, words in _word_passes(key, 0, n):
-        u = open_uniforms(words)
+        u = open_uniforms(words, precision)
         z = np.log(u)
         z -= np.log1p(-u)
         z += logit
@@ -350,7 +358,8 @@ def check_temperature(temperature):
 
 def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, out=None):
     """Concrete (relaxed Bernoulli) dropout with drop rate sigmoid(logit):
-    ``x * dtype((1 - drop) / (1 - p))``, differentiable in ``logit``.
+    ``x * dtype((1 - drop) / (1 - p))``, differentiable in ``logit``.  The relaxed mask is
+    computed in float64 for float64 ``x`` and in float32 for float16/float32 ``x``.
 
     With ``training=False`` it returns a copy of ``x``: the relaxed mask divided by the keep
     rate has expectation close to 1, so inference is the identity, as for inverted dropout.
@@ -363,7 +372,9 @@ def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, out
     xc = np.ascontiguousarray(x).reshape(-1)
     target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
     flat = target.reshape(-1)
-    for start, stop, w, _ in _concrete_passes(stream_key(resolve_seed(seed)), x.size, float(logit), temperature):
+    key = stream_key(resolve_seed(seed))
+    passes = _concrete_passes(key, x.size, float(logit), temperature, _precision(x.dtype))
+    for start, stop, w, _ in passes:
         np.multiply(xc[start:stop], w.astype(x.dtype), out=flat[start:stop])
     if target is not out:
         out[...] = target
@@ -389,14 +400,16 @@ def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, trainin
     grad_x = np.empty(grad.shape, dtype=grad.dtype)
     flat = grad_x.reshape(-1)
     grad_logit = 0.0
-    for start, stop, w, drop in _concrete_passes(stream_key(resolve_seed(seed)), x.size, logit, temperature):
+    key = stream_key(resolve_seed(seed))
+    passes = _concrete_passes(key, x.size, logit, temperature, _precision(x.dtype))
+    for start, stop, w, drop in passes:
         np.multiply(gc[start:stop], w.astype(grad.dtype), out=flat[start:stop])
         drop *= -1.0 / temperature
         drop += p
         drop *= w
         drop *= gc[start:stop]
         drop *= xc[start:stop]
-        grad_logit += float(drop.sum())             # not np.dot: BLAS threads cost more than they save here
+        grad_logit += float(drop.sum(dtype=np.float64))   # not np.dot: BLAS threads cost more than they save
     return grad_x, grad_logit
 
 
