@@ -64,13 +64,17 @@ class DropoutLayer:
     def forward(self, x):
         """The layer applied to ``x``; in training mode with the next mask of the sequence."""
         x = self._check_input(x)
-        seed = None
-        if self.training:
-            seed = derive_seed(self.seed, self.counter)
-            self.counter += 1
+        seed = self._next_seed()
         y, extra = self._forward(x, seed)
         self._last = _ForwardRecord(seed, x.shape, extra)
         return y
+
+    def _next_seed(self):
+        """The seed of the next mask in training mode (advancing the counter), else None."""
+        if not self.training:
+            return None
+        self.counter += 1
+        return derive_seed(self.seed, self.counter - 1)
 
     def backward(self, grad):
         """The gradient w.r.t. the input of the last forward, for the output gradient ``grad``."""
@@ -159,8 +163,6 @@ class Dropout(DropoutLayer):
         if self.mode == "classic":
             return family.classic_dropout(x, self.p, seed=seed, training=seed is not None,
                                           noise_shape=shape, out=out)
-        if seed is None and out is x:
-            return x
         return dropout(x, self.p, seed=seed, training=seed is not None, noise_shape=shape, out=out)
 
     def get_config(self):
@@ -288,11 +290,7 @@ class VariationalDropout(_RateLayer):
 
     def start_sequence(self):
         """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer."""
-        seed = None
-        if self.training:
-            seed = derive_seed(self.seed, self.counter)
-            self.counter += 1
-        self._sequence = _ForwardRecord(seed, None)
+        self._sequence = _ForwardRecord(self._next_seed(), None)
         return self
 
     def step(self, h):
