@@ -342,7 +342,7 @@ def test_both_backends_bit_identical(name):
     (fd.DropBlock2D(0.1, 3), (2, 3, 4), r"DropBlock2D expects input of rank 4, got rank 3"),
     (fd.VariationalDropout(0.5), (7,),
      r"VariationalDropout expects input of rank >= 2 with time_axis=1 inside it, got rank 1 with shape \(7,\)"),
-    (fd.DropPath(0.5), (), r"drop_path expects input of rank >= 1"),
+    (fd.DropPath(0.5), (), r"DropPath expects input of rank >= 1, got rank 0 with shape \(\)"),
 ])
 def test_wrong_rank_fails_at_call_time(layer, bad_shape, msg):
     with pytest.raises(ValueError, match=msg):
@@ -540,6 +540,8 @@ def test_adaptive_dropout_per_unit_rates():
     with pytest.raises(ValueError, match=r"AdaptiveDropout\(per_unit=True\) has 3 feature rates, "
                                          r"got input with 4 features \(shape \(2, 4\)\)"):
         layer(np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"AdaptiveDropout expects input of rank >= 1, got rank 0 with shape \(\)"):
+        layer(np.float64(1.0))
 
 
 def test_layers_are_independent_of_eval_calls_between_training_calls():

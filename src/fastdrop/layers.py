@@ -40,6 +40,7 @@ class DropoutLayer:
     input shape and ``extra``.
     """
     expected_ranks = None          # tuple of allowed input ranks, or None for any rank
+    min_rank = 0                   # the smallest rank accepted when expected_ranks is None
 
     def __init__(self, *, seed=None):
         self.seed = resolve_seed(seed)
@@ -91,6 +92,9 @@ class DropoutLayer:
         if self.expected_ranks is not None and x.ndim not in self.expected_ranks:
             ranks = " or ".join(str(r) for r in self.expected_ranks)
             raise ValueError(f"{type(self).__name__} expects input of rank {ranks}, "
+                             f"got rank {x.ndim} with shape {x.shape}")
+        if x.ndim < self.min_rank:
+            raise ValueError(f"{type(self).__name__} expects input of rank >= {self.min_rank}, "
                              f"got rank {x.ndim} with shape {x.shape}")
         return x
 
@@ -240,6 +244,7 @@ class GaussianDropout(_RateLayer):
 class DropPath(_RateLayer):
     """Stochastic depth: drops whole samples (noise shape (N, 1, ..., 1)), scales the rest
     by 1/(1-p).  Put it on a residual branch: ``x + drop_path(branch(x))``."""
+    min_rank = 1
 
     def _apply(self, x, seed):
         return family.drop_path(x, self.p, seed=seed, training=seed is not None)
@@ -417,18 +422,15 @@ class AdaptiveDropout(DropoutLayer):
         if not isinstance(per_unit, (bool, np.bool_)):
             raise TypeError(f"per_unit must be a bool, got {per_unit!r}")
         self.per_unit = bool(per_unit)
+        self.min_rank = 1 if self.per_unit else 0          # per-unit rates need a feature axis
         self.p = self.init_p
         super().__init__(seed=seed)
 
     def _check_input(self, x):
         x = super()._check_input(x)
-        if self.per_unit:
-            if x.ndim < 1:
-                raise ValueError(f"AdaptiveDropout(per_unit=True) expects input of rank >= 1 (features last), "
-                                 f"got shape {x.shape}")
-            if isinstance(self.p, np.ndarray) and self.p.shape != x.shape[-1:]:
-                raise ValueError(f"AdaptiveDropout(per_unit=True) has {self.p.size} feature rates, "
-                                 f"got input with {x.shape[-1]} features (shape {x.shape})")
+        if self.per_unit and isinstance(self.p, np.ndarray) and self.p.shape != x.shape[-1:]:
+            raise ValueError(f"AdaptiveDropout(per_unit=True) has {self.p.size} feature rates, "
+                             f"got input with {x.shape[-1]} features (shape {x.shape})")
         return x
 
     def _forward(self, x, seed):
