@@ -3,6 +3,8 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastdrop as fd
 from fastdrop.rnn import ElmanRNN
@@ -613,3 +615,17 @@ def test_elman_rnn_errors():
         rnn.backward(np.ones((1, 2, 4)))
     with pytest.raises(ValueError, match=r"ElmanRNN expects input of rank 3 \(N, T, 3\), got shape \(2, 4\)"):
         rnn(np.ones((2, 4)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=4), data=st.data(),
+       p=st.floats(0.0, 1.0), dtype=st.sampled_from([np.float16, np.float32, np.float64]))
+def test_dropout_layer_is_fd_dropout_for_any_noise_shape(shape, data, p, dtype):
+    noise_shape = tuple(data.draw(st.sampled_from([None, 1, n])) for n in shape)
+    x = np.asfortranarray(RNG.standard_normal(shape).astype(dtype))
+    layer = fd.Dropout(p, noise_shape=noise_shape, seed=data.draw(st.integers(0, 2 ** 64 - 1)))
+    y = layer(x)
+    resolved = tuple(n if e is None else e for n, e in zip(shape, noise_shape))
+    assert np.array_equal(y, fd.dropout(x, p, seed=fd.functional.derive_seed(layer.seed, 0), noise_shape=resolved))
+    g = layer.backward(np.ones(shape, dtype))                 # the same mask as the forward
+    assert np.array_equal((g == 0)[x != 0], (y == 0)[x != 0])
