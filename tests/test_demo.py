@@ -212,3 +212,19 @@ def test_progress_bar_off_a_terminal_writes_one_line():
         bar.update(done, "loss 0.1")
     bar.close()
     assert re.fullmatch(r"run 1/1 \[########\] 4/4 loss 0\.1 \(\d+\.\d s\)\n", stream.getvalue())
+
+
+def test_embedding_bag_mean_and_gradient():
+    rng = np.random.default_rng(3)
+    bag = nn.EmbeddingBag(6, 4, rng)
+    bag.E = bag.E.astype(np.float64)
+    bag.dE = np.zeros_like(bag.E)
+    ids = np.array([[1, 2, 2, -1], [5, -1, -1, -1], [-1, -1, -1, -1]])
+    y = bag(ids)
+    np.testing.assert_allclose(y[0], (bag.E[1] + 2 * bag.E[2]) / 3)
+    np.testing.assert_allclose(y[1], bag.E[5])
+    np.testing.assert_array_equal(y[2], 0)
+    weights = rng.standard_normal(y.shape)
+    bag.backward(weights)
+    np.testing.assert_allclose(bag.dE, numeric_grad(lambda: float((bag(ids) * weights).sum()), bag.E),
+                               rtol=1e-6, atol=1e-8)

@@ -17,7 +17,7 @@ import time
 
 from .data import MissingExtra
 
-__all__ = ["main", "MissingExtra"]
+__all__ = ["main", "run_script", "MissingExtra"]
 
 
 def _parser():
@@ -35,13 +35,20 @@ def _parser():
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    return run_script("fastdrop demo", _run, _parser().parse_args(argv))
+
+
+def run_script(name, body, args):
+    """``body(args)`` with single-threaded BLAS; a missing extra prints one line and gives 2.
+
+    The entry point of ``fastdrop demo`` and of the scripts in ``examples/``.
+    """
     from .train import single_threaded_blas
     try:
         with single_threaded_blas():
-            return _run(args)
+            return body(args) or 0
     except MissingExtra as missing:
-        print(f"fastdrop demo: {missing}", file=sys.stderr)
+        print(f"{name}: {missing}", file=sys.stderr)
         return 2
 
 

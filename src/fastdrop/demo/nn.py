@@ -142,6 +142,35 @@ class MaxPool2D(Layer):
         return g.reshape(n, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
 
 
+class EmbeddingBag(Layer):
+    """Mean of the embeddings of each row's tokens (PyTorch's ``EmbeddingBag(mode="mean")``).
+
+    Input: (N, L) int token ids, with ``padding`` ids ignored (rows of different lengths
+    padded to L). Output: (N, dim). Rows with no token give zeros.
+    """
+
+    def __init__(self, vocab_size, dim, rng, padding=-1):
+        self.E = (rng.standard_normal((vocab_size, dim)) * 0.1).astype(DTYPE)
+        self.dE = np.zeros_like(self.E)
+        self.padding = padding
+
+    def params(self):
+        return [(self.E, self.dE)]
+
+    def forward(self, ids):
+        present = ids != self.padding
+        counts = np.maximum(present.sum(axis=1, keepdims=True), 1)
+        self._ids, self._weights = ids, (present / counts).astype(self.E.dtype)    # (N, L)
+        return np.einsum("nl,nld->nd", self._weights, self.E[np.where(present, ids, 0)])
+
+    def backward(self, gy):
+        self.dE[...] = 0
+        contributions = self._weights[:, :, None] * gy[:, None, :]                  # (N, L, dim)
+        present = self._ids != self.padding
+        np.add.at(self.dE, self._ids[present], contributions[present])
+        return None             # token ids have no gradient
+
+
 class Sequential(Layer):
     """Layers applied in order; backward in reverse; train/eval reach every layer."""
 

@@ -1,0 +1,129 @@
+"""An Elman RNN reads each digit row by row (8 steps of 8 pixels): variational vs per-step dropout.
+
+    python examples/rnn_variational_dropout.py [--quick] [--p 0.1] [--seed 0]
+
+``fastdrop.rnn.ElmanRNN`` applies dropout to the inputs and to the hidden state fed back
+at each step. Variational dropout (Gal and Ghahramani 2016, fastdrop's
+VariationalDropout) draws one mask per sequence and holds it over all 8 steps; per-step
+dropout draws a fresh mask at every step (plain Dropout on the input sequence, and one
+Dropout layer per step on the state). The last hidden state goes through Dense(64 -> 10).
+All variants start from the same weights and see the same batches.
+
+Measured (seed 0, 80 epochs, hidden 128): p=0.1 test accuracy 0.938 without dropout,
+0.957 per-step, 0.947 variational; at p=0.2 0.924 per-step, 0.935 variational; at p=0.25
+with 64 hidden units and 40 epochs both variants underfit badly (0.79 and 0.69). With 8
+steps and 300 sequences the ranking of the two schemes is within seed noise; the
+example shows the mechanics of both masks through backpropagation through time.
+"""
+import argparse
+import sys
+
+import numpy as np
+
+import fastdrop as fd
+from fastdrop.demo import run_script
+from fastdrop.demo.data import load_digits_split
+from fastdrop.demo.nn import DTYPE, SGD, Dense, Layer, Sequential
+from fastdrop.demo.train import evaluate, train_epoch
+from fastdrop.functional import derive_seed
+from fastdrop.rnn import ElmanRNN
+
+HIDDEN = 128
+
+
+class PerStepDropout:
+    """Recurrent dropout with a new mask at every step, in VariationalDropout's step API.
+
+    Step t of every sequence uses its own Dropout layer, so each layer's backward (which
+    replays the mask of its last forward) is exactly step t's; backpropagation through
+    time visits the steps in reverse order.
+    """
+
+    def __init__(self, p, seed):
+        self.p, self.seed, self.training = p, seed, True
+        self._layers = []
+        self._t = 0
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self._layers:
+            layer.train(mode)
+        return self
+
+    def start_sequence(self):
+        self._t = 0
+        return self
+
+    def step(self, h):
+        if self._t == len(self._layers):
+            self._layers.append(fd.Dropout(self.p, seed=derive_seed(self.seed, self._t)).train(self.training))
+        out = self._layers[self._t](h)
+        self._t += 1
+        return out
+
+    def step_backward(self, grad):
+        self._t -= 1
+        return self._layers[self._t].backward(grad)
+
+
+class RowReader(Layer):
+    """(N, 64) pixels -> the RNN over the 8 rows -> the last hidden state (N, HIDDEN)."""
+
+    def __init__(self, rnn):
+        self.rnn = rnn
+        self.grads = {k: np.zeros_like(v) for k, v in rnn.params.items()}
+
+    def params(self):
+        return [(self.rnn.params[k], self.grads[k]) for k in self.rnn.params]
+
+    def train(self):
+        self.rnn.train()
+        return super().train()
+
+    def eval(self):
+        self.rnn.eval()
+        return super().eval()
+
+    def forward(self, x):
+        self._states = self.rnn(x.reshape(-1, 8, 8))
+        return self._states[:, -1].astype(DTYPE)
+
+    def backward(self, gy):
+        grad_states = np.zeros_like(self._states)
+        grad_states[:, -1] = gy
+        self.rnn.backward(grad_states)
+        for k, g in self.rnn.grads.items():
+            self.grads[k][...] = g
+
+
+def build(scheme, p, seed):
+    rnn = ElmanRNN(8, HIDDEN, dropout=p if scheme == "variational" else 0.0,
+                   recurrent_dropout=p if scheme == "variational" else 0.0, seed=seed)
+    if scheme == "per-step":
+        rnn.input_dropout = fd.Dropout(p, seed=derive_seed(seed, 1))      # a mask per pixel per step
+        rnn.recurrent_dropout = PerStepDropout(p, derive_seed(seed, 2))
+    return Sequential(RowReader(rnn), Dense(HIDDEN, 10, np.random.default_rng(seed)))
+
+
+def run(args):
+    data = load_digits_split(train_size=300, seed=args.seed)
+    epochs = 10 if args.quick else 80
+    print(f"{len(data.y_train)} training / {len(data.y_test)} test digits read as 8 rows of 8 pixels, "
+          f"{epochs} epochs, dropout p={args.p} on inputs and recurrent state")
+    for scheme in ("no dropout", "per-step", "variational"):
+        model = build(scheme, args.p, args.seed)
+        optimizer = SGD(model.params(), lr=0.02, momentum=0.9)
+        batches = np.random.default_rng(args.seed + 1)
+        for _ in range(epochs):
+            train_epoch(model, optimizer, data.X_train, data.y_train, 32, batches)
+        _, train_acc = evaluate(model, data.X_train, data.y_train)
+        test_loss, test_acc = evaluate(model, data.X_test, data.y_test)
+        print(f"{scheme:<12} train accuracy {train_acc:.3f}, test accuracy {test_acc:.3f}, test loss {test_loss:.3f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 epochs instead of 80")
+    parser.add_argument("--p", type=float, default=0.1, help="drop rate on the inputs and on the recurrent state")
+    parser.add_argument("--seed", type=int, default=0)
+    sys.exit(run_script("rnn_variational_dropout.py", run, parser.parse_args()))
