@@ -125,7 +125,8 @@ def test_thread_count_does_not_change_bits(dtype):
 
 
 def test_isa_reports_the_loaded_variant():
-    assert fastdrop.info()["isa"] == _backend.kernels().ISA == _runnable_variants()[-1]
+    expected = os.environ.get("FASTDROP_ISA") or _runnable_variants()[-1]     # all variants are built here
+    assert fastdrop.info()["isa"] == _backend.kernels().ISA == expected
     with fastdrop.use_backend("numpy"):
         assert fastdrop.info()["isa"] == "numpy"
 

@@ -11,8 +11,8 @@ from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, fd_block, fd_block_t, fd_half_mul, fd_half_to_float,
-                                fd_keep_u8, fd_scale_f16, fd_scale_f32, fd_scale_f64, fd_select_f16, fd_select_f32,
+from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_block, fd_block_t,
+                                fd_gen_seed, fd_gen_steps, fd_gen_t, fd_group_t, fd_half_mul, fd_half_to_float, fd_keep_u8, fd_scale_f16, fd_scale_f32, fd_scale_f64, fd_select_f16, fd_select_f32,
                                 fd_select_f64)
 
 cnp.import_array()
@@ -80,15 +80,25 @@ cdef inline real scaled(real v, real s) noexcept nogil:
 
 cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int32_t thr,
                                real s, const real *x, real *out) noexcept nogil:
-    """Elements lo..lo+n of block `block` (x and out point at element lo)."""
-    cdef fd_block_t b
-    fd_block(key, <uint64_t>block, &b)
-    if real is float:
-        fd_select_f32(&b.chunk[lo], thr, s, x, out, n)
-    elif real is double:
-        fd_select_f64(&b.chunk[lo], thr, s, x, out, n)
-    else:
-        fd_select_f16(&b.chunk[lo], thr, fd_half_to_float(s), x, out, n)
+    """Elements lo..lo+n of block `block` (x and out point at element lo), one group of
+    generator steps at a time (see FD_GROUP_STEPS)."""
+    cdef fd_gen_t g
+    cdef fd_group_t words
+    cdef int64_t group, start, a, b
+    fd_gen_seed(&g, key, <uint64_t>block)
+    for group in range((lo + n + FD_GROUP_CHUNKS - 1) // FD_GROUP_CHUNKS):
+        fd_gen_steps(&g, FD_GROUP_STEPS, words.word)
+        start = group * FD_GROUP_CHUNKS
+        if start + FD_GROUP_CHUNKS <= lo:
+            continue
+        a = max(lo, start)
+        b = min(lo + n, start + FD_GROUP_CHUNKS)
+        if real is float:
+            fd_select_f32(&words.chunk[a - start], thr, s, x + (a - lo), out + (a - lo), b - a)
+        elif real is double:
+            fd_select_f64(&words.chunk[a - start], thr, s, x + (a - lo), out + (a - lo), b - a)
+        else:
+            fd_select_f16(&words.chunk[a - start], thr, fd_half_to_float(s), x + (a - lo), out + (a - lo), b - a)
 
 
 cdef inline void scale_row(real s, const real *x, real *out, int64_t n) noexcept nogil:

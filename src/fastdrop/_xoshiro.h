@@ -18,9 +18,8 @@
 #define FD_GOLDEN 0x9E3779B97F4A7C15ULL
 
 /* The generator is written once, as expressions over a type T that is either one lane
-   (uint64_t) or all FD_LANES lanes at once (a GCC/Clang vector, which the compiler lowers
-   to two SSE2 registers per 128 bits, AVX2 ymm or one AVX-512 zmm: the auto-vectorizer
-   does not find this by itself). */
+   (uint64_t) or a GCC/Clang vector of lanes (SSE2 xmm, AVX2 ymm or AVX-512 zmm, from the
+   variant's target flags: the auto-vectorizer does not find this by itself). */
 #define FD_MIX64(z) do {                                       \
         (z) = ((z) ^ ((z) >> 30)) * 0xBF58476D1CE4E5B9ULL;     \
         (z) = ((z) ^ ((z) >> 27)) * 0x94D049BB133111EBULL;     \
@@ -52,37 +51,76 @@ typedef union {
 } fd_block_t;
 
 #if defined(__GNUC__)
-typedef uint64_t fd_lanes_t __attribute__((vector_size(8 * FD_LANES)));
-#endif
-
-/* Block `block` of the stream keyed by `key`. */
-static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
-    uint64_t *out = b->word;
-#if defined(__GNUC__)
-    const fd_lanes_t lane = {1, 2, 3, 4, 5, 6, 7, 8};
-    fd_lanes_t s0, s1, s2, s3, r;
-    FD_SEED(fd_lanes_t, key, block * FD_LANES + lane, s0, s1, s2, s3);
-    for (int step = 0; step < FD_STEPS; step++) {
-        FD_STEP(fd_lanes_t, r, s0, s1, s2, s3);
-        memcpy(out + step * FD_LANES, &r, sizeof r);
-    }
+/* Lanes in vectors of the widest registers this variant's target flags allow, so the
+   compiler keeps the whole state in registers (a 64-byte vector on AVX2 lives in memory). */
+#  if defined(__AVX512F__)
+#    define FD_RNG_VBYTES 64
+#  elif defined(__AVX2__)
+#    define FD_RNG_VBYTES 32
+#  else
+#    define FD_RNG_VBYTES 16
+#  endif
+#  define FD_RNG_VLANES (FD_RNG_VBYTES / 8)
+typedef uint64_t fd_lanes_t __attribute__((vector_size(FD_RNG_VBYTES)));
 #else
-    uint64_t s0[FD_LANES], s1[FD_LANES], s2[FD_LANES], s3[FD_LANES];
-    for (int l = 0; l < FD_LANES; l++)
-        FD_SEED(uint64_t, key, block * FD_LANES + (uint64_t)l + 1, s0[l], s1[l], s2[l], s3[l]);
-    for (int step = 0; step < FD_STEPS; step++)
-        for (int l = 0; l < FD_LANES; l++)
-            FD_STEP(uint64_t, out[step * FD_LANES + l], s0[l], s1[l], s2[l], s3[l]);
+#  define FD_RNG_VLANES 1
+typedef uint64_t fd_lanes_t;
 #endif
+#define FD_RNG_PIECES (FD_LANES / FD_RNG_VLANES)
+
+/* The FD_LANES generators of one block, part way through it. */
+typedef struct {
+    fd_lanes_t s0[FD_RNG_PIECES], s1[FD_RNG_PIECES], s2[FD_RNG_PIECES], s3[FD_RNG_PIECES];
+} fd_gen_t;
+
+static inline void fd_gen_seed(fd_gen_t *g, uint64_t key, uint64_t block) {
+    for (int p = 0; p < FD_RNG_PIECES; p++) {
+        fd_lanes_t idx;
+#if defined(__GNUC__)
+        for (int l = 0; l < FD_RNG_VLANES; l++) idx[l] = block * FD_LANES + (uint64_t)(p * FD_RNG_VLANES + l) + 1;
+#else
+        idx = block * FD_LANES + (uint64_t)p + 1;
+#endif
+        FD_SEED(fd_lanes_t, key, idx, g->s0[p], g->s1[p], g->s2[p], g->s3[p]);
+    }
+}
+
+/* The next nsteps * FD_LANES words of the block into out. */
+static inline void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out) {
+    for (int step = 0; step < nsteps; step++) {
+        for (int p = 0; p < FD_RNG_PIECES; p++) {
+            fd_lanes_t r;
+            FD_STEP(fd_lanes_t, r, g->s0[p], g->s1[p], g->s2[p], g->s3[p]);
+            memcpy(out + step * FD_LANES + p * FD_RNG_VLANES, &r, sizeof r);
+        }
+    }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     /* Decision k of word w is bits [16k, 16k+16): reorder so that reading the
        buffer as uint16 gives them in that order, as on little-endian machines. */
-    for (int i = 0; i < FD_BLOCK_WORDS; i++) {
+    for (int i = 0; i < nsteps * FD_LANES; i++) {
         uint64_t w = out[i];
         out[i] = (w << 48) | ((w & 0xFFFF0000ULL) << 16) | ((w >> 16) & 0xFFFF0000ULL) | (w >> 48);
     }
 #endif
 }
+
+/* Block `block` of the stream keyed by `key`. */
+static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
+    fd_gen_t g;
+    fd_gen_seed(&g, key, block);
+    fd_gen_steps(&g, FD_STEPS, b->word);
+}
+
+/* Dropout kernels generate a block FD_GROUP_STEPS steps at a time and apply each group at
+   once, so loads and stores keep flowing while the generator computes. */
+#define FD_GROUP_STEPS 4
+#define FD_GROUP_WORDS (FD_GROUP_STEPS * FD_LANES)
+#define FD_GROUP_CHUNKS (4 * FD_GROUP_WORDS)
+typedef union {
+    uint64_t word[FD_GROUP_WORDS];
+    uint16_t chunk[FD_GROUP_CHUNKS];
+} fd_group_t;
+
 /* IEEE binary16 <-> binary32, bit-exact with NumPy's float16 arithmetic: the float32
    product of two halves is exact, so one round-to-nearest-even back to half gives the
    correctly rounded half product, as NumPy computes it. */

@@ -6,10 +6,20 @@ cdef extern from "_xoshiro.h" nogil:
     enum:
         FD_BLOCK_WORDS
         FD_BLOCK_CHUNKS
+        FD_GROUP_STEPS
+        FD_GROUP_WORDS
+        FD_GROUP_CHUNKS
     ctypedef union fd_block_t:
         uint64_t word[FD_BLOCK_WORDS]
         uint16_t chunk[FD_BLOCK_CHUNKS]
+    ctypedef union fd_group_t:
+        uint64_t word[FD_GROUP_WORDS]
+        uint16_t chunk[FD_GROUP_CHUNKS]
+    ctypedef struct fd_gen_t:
+        pass
     void fd_block(uint64_t key, uint64_t block, fd_block_t *b)
+    void fd_gen_seed(fd_gen_t *g, uint64_t key, uint64_t block)
+    void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out)
     float fd_half_to_float(uint16_t h)
     uint16_t fd_half_mul(uint16_t h, float scale)
 

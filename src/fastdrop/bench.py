@@ -1,0 +1,323 @@
+"""``fastdrop bench``: fastdrop against the memory-bandwidth floor, NumPy and PyTorch.
+
+For each dtype and size it times, side by side in this process, ``np.multiply(x, c,
+out=y)`` (the floor: one read and one write of every element), ``fastdrop.dropout`` on
+the compiled backend, the same call on the NumPy backend, a naive NumPy dropout
+(``rng.random(n) < keep`` then ``x * m / keep``) and PyTorch's ``F.dropout`` when torch is
+installed.  The implementations run in interleaved rounds (each round times each once),
+so a load change on the machine hits them all; the table shows the median ns per element
+and the median over rounds of the per-round time ratios.  Target cases of issue 4 follow:
+1K-element call overhead, spatial dropout, two threads against one.
+
+The pytest-benchmark suites in ``bench/`` time the same callables (``implementations``).
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+
+import fastdrop
+
+P = 0.5
+SEED = 1234
+DTYPES = ("float16", "float32", "float64")
+DEFAULT_SIZES = (1 << 10, 1 << 16, 1 << 20, 1 << 24)
+SPATIAL_SHAPE = (64, 128, 32, 32)
+_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_SAMPLE_SECONDS = 2e-4           # calls are batched so each timed sample lasts at least this
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def naive_dropout(x, p, rng):
+    """The textbook NumPy dropout: a float mask, then multiply and divide."""
+    keep = 1.0 - p
+    mask = rng.random(x.shape, dtype=np.float32) < keep
+    return x * mask / keep
+
+
+def implementations(x, out, p=P, torch=None):
+    """{name: zero-argument callable} computing dropout of ``x`` (or the floor) for one case.
+
+    ``floor`` is ``np.multiply(x, c, out=out)``; ``fastdrop`` the active backend (the compiled
+    one unless FASTDROP_BACKEND or set_backend chose otherwise); ``numpy-backend`` fastdrop's pure NumPy twin;
+    ``naive`` the textbook NumPy dropout; ``torch`` PyTorch's CPU ``F.dropout`` when ``torch``
+    (the module) is given."""
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    rng = np.random.default_rng(SEED)
+
+    def floor():
+        return np.multiply(x, scale, out=out)
+
+    def fast():
+        return fastdrop.dropout(x, p, seed=SEED, out=out)
+
+    def numpy_backend():
+        with fastdrop.use_backend("numpy"):
+            return fastdrop.dropout(x, p, seed=SEED, out=out)
+
+    funcs = {"floor": floor, "fastdrop": fast, "numpy-backend": numpy_backend,
+             "naive": lambda: naive_dropout(x, p, rng)}
+    if torch is not None:
+        t = torch.from_numpy(x)
+        functional = torch.nn.functional
+        funcs["torch"] = lambda: functional.dropout(t, p, training=True)
+    return funcs
+
+
+def _parse_size(text):
+    text = text.strip().upper()
+    try:
+        value = int(text[:-1]) * _SUFFIX[text[-1]] if text and text[-1] in _SUFFIX else int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive integers with an optional K/M/G suffix, "
+                                         f"got {text!r}")
+    return value
+
+
+def _size_list(text):
+    return tuple(_parse_size(t) for t in text.split(","))
+
+
+def _dtype_list(text):
+    names = tuple(t.strip() for t in text.split(","))
+    for name in names:
+        if name not in DTYPES:
+            raise argparse.ArgumentTypeError(f"dtypes must be among {', '.join(DTYPES)}, got {name!r}")
+    return names
+
+
+def _label(n):
+    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
+
+
+def _batch(f):
+    """How many calls of f make one timed sample of at least _SAMPLE_SECONDS."""
+    t0 = time.perf_counter()
+    f()
+    once = time.perf_counter() - t0
+    return max(1, int(_SAMPLE_SECONDS / max(once, 1e-9)))
+
+
+def time_interleaved(funcs, budget, min_rounds=3, max_rounds=200):
+    """Time each callable once per round, round after round, until ``budget`` seconds have
+    passed (and at least ``min_rounds``).  Returns ({name: [seconds per call]}, rounds)."""
+    for f in funcs.values():       # warm-up: page faults, lazy imports, caches
+        f()
+    batches = {name: _batch(f) for name, f in funcs.items()}
+    samples = {name: [] for name in funcs}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (rounds < max_rounds and time.perf_counter() - start < budget):
+        for name, f in funcs.items():
+            number = batches[name]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                f()
+            samples[name].append((time.perf_counter() - t0) / number)
+        rounds += 1
+    return samples, rounds
+
+
+def _median_ratio(num, den):
+    return float(np.median(np.asarray(num) / np.asarray(den)))
+
+
+class _Progress:
+    def __init__(self, total, stream):
+        self.total, self.done, self.stream = total, 0, stream
+
+    def step(self, text):
+        self.done += 1
+        self.stream.write(f"\rfastdrop bench [{self.done}/{self.total}] {text:<40}")
+        self.stream.flush()
+
+    def close(self):
+        self.stream.write("\r" + " " * 70 + "\r")
+        self.stream.flush()
+
+
+def _case(dtype, n, budget, torch):
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype)
+    out = np.empty_like(x)
+    samples, rounds = time_interleaved(implementations(x, out, torch=torch), budget)
+    fast = samples["fastdrop"]
+    return {
+        "dtype": dtype, "size": n, "rounds": rounds,
+        "ns_per_element": {name: float(np.median(s)) * 1e9 / n for name, s in samples.items()},
+        "fastdrop_over_floor": _median_ratio(fast, samples["floor"]),
+        "speedup": {name: _median_ratio(s, fast) for name, s in samples.items()
+                    if name not in ("floor", "fastdrop")},
+    }
+
+
+def _target_cases(budget, threads):
+    """The issue-4 cases that are not plain forward calls: each a ratio and its target."""
+    cases = []
+    x = np.random.default_rng(0).standard_normal(1024).astype(np.float32)
+    scale = np.float32(2.0)
+    samples, _ = time_interleaved({"fastdrop": lambda: fastdrop.dropout(x, P, seed=SEED),
+                                   "np.multiply(x, c)": lambda: np.multiply(x, scale)}, budget)
+    cases.append({"case": "float32 1K call, fastdrop.dropout(x) / np.multiply(x, c)", "target": "<= 6",
+                  "ratio": _median_ratio(samples["fastdrop"], samples["np.multiply(x, c)"])})
+    xs = np.random.default_rng(0).standard_normal(SPATIAL_SHAPE, dtype=np.float32)
+    out = np.empty_like(xs)
+    noise = SPATIAL_SHAPE[:2] + (1, 1)
+    samples, _ = time_interleaved({
+        "fastdrop": lambda: fastdrop.dropout(xs, P, seed=SEED, noise_shape=noise, out=out),
+        "floor": lambda: np.multiply(xs, scale, out=out)}, budget)
+    cases.append({"case": f"spatial {SPATIAL_SHAPE} float32, noise {noise}, / floor", "target": "<= 1.2",
+                  "ratio": _median_ratio(samples["fastdrop"], samples["floor"])})
+    if threads > 1:
+        x1 = np.random.default_rng(0).standard_normal(1 << 20).astype(np.float32)
+        out1 = np.empty_like(x1)
+
+        def with_threads(n):
+            def run():
+                fastdrop.set_num_threads(n)
+                return fastdrop.dropout(x1, P, seed=SEED, out=out1)
+            return run
+        samples, _ = time_interleaved({"one": with_threads(1), "many": with_threads(threads)}, budget)
+        fastdrop.set_num_threads(threads)
+        cases.append({"case": f"float32 1M, 1 thread / {threads} threads", "target": ">= 1.6 (2 threads)",
+                      "ratio": _median_ratio(samples["one"], samples["many"])})
+    return cases
+
+
+def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True, progress=None):
+    """All cases as a dict (what ``--json`` writes)."""
+    torch = _torch()
+    before = fastdrop.get_num_threads()
+    fastdrop.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    bar = _Progress(len(sizes) * len(dtypes) + (1 if targets else 0), progress) if progress else None
+    try:
+        cases = []
+        for n in sizes:
+            for dtype in dtypes:
+                if bar:
+                    bar.step(f"{dtype} {_label(n)}")
+                cases.append(_case(dtype, n, budget, torch))
+        if bar and targets:
+            bar.step("target cases")
+        extra = _target_cases(budget, threads) if targets else []
+    finally:
+        if bar:
+            bar.close()
+        fastdrop.set_num_threads(before)
+    d = fastdrop.info()
+    return {
+        "fastdrop": d["version"], "backend": d["backend"], "isa": d["isa"], "openmp": d["openmp"],
+        "threads": threads, "p": P, "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "machine": {"processor": _cpu_name(), "machine": platform.machine(), "python": platform.python_version()},
+        "budget_seconds_per_case": budget, "cases": cases, "targets": extra,
+    }
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def format_table(result):
+    impls = [k for k in ("numpy-backend", "naive", "torch") if any(k in c["speedup"] for c in result["cases"])]
+    lines = [
+        f"fastdrop {result['fastdrop']} bench: backend {result['backend']}, isa {result['isa']}, "
+        f"threads {result['threads']}, p={result['p']}; numpy {result['numpy']}"
+        + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
+        f"{result['machine']['processor']}",
+        "ns/element: median over interleaved rounds. fd/floor: fastdrop's time over np.multiply(x, c, out=y)'s",
+        "(lower is better, 1.0 is the bandwidth floor); X/fd: how many times faster fastdrop is than X.",
+        "",
+        f"{'dtype':<8} {'size':>5} {'floor':>7} {'fastdrop':>8} {'fd/floor':>8} "
+        + " ".join(f"{k + '/fd':>{max(9, len(k) + 3)}}" for k in impls),
+    ]
+    for c in result["cases"]:
+        ns = c["ns_per_element"]
+        row = f"{c['dtype']:<8} {_label(c['size']):>5} {ns['floor']:7.3f} {ns['fastdrop']:8.3f} " \
+              f"{c['fastdrop_over_floor']:8.2f} "
+        row += " ".join(f"{c['speedup'][k]:>{max(9, len(k) + 3)}.1f}" if k in c["speedup"]
+                        else f"{'-':>{max(9, len(k) + 3)}}" for k in impls)
+        lines.append(row)
+    if result["targets"]:
+        lines += ["", f"{'target case':<64} {'ratio':>6}  target"]
+        lines += [f"{t['case']:<64} {t['ratio']:6.2f}  {t['target']}" for t in result["targets"]]
+    return "\n".join(lines)
+
+
+def plot(result, path):
+    """ns/element against size, log-log, one panel per dtype, the floor as a dashed line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = list(dict.fromkeys(c["dtype"] for c in result["cases"]))
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(4.5 * len(dtypes), 4), squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes):
+        cases = [c for c in result["cases"] if c["dtype"] == dtype]
+        sizes = [c["size"] for c in cases]
+        for name in cases[0]["ns_per_element"]:
+            style = {"color": "black", "linestyle": "--"} if name == "floor" else {"marker": "o"}
+            ax.plot(sizes, [c["ns_per_element"][name] for c in cases], label=name, **style)
+        ax.set(xscale="log", yscale="log", xlabel="elements", title=dtype)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("ns per element")
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle(f"fastdrop {result['fastdrop']} ({result['isa']}, {result['threads']} thread(s)) "
+                 f"on {result['machine']['processor']}", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastdrop bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=_size_list, default=DEFAULT_SIZES,
+                        help="comma-separated element counts, K/M suffixes allowed (default 1K,64K,1M,16M)")
+    parser.add_argument("--dtypes", type=_dtype_list, default=DTYPES, help="default float16,float32,float64")
+    parser.add_argument("--threads", type=int, default=1, help="threads for fastdrop and torch (default 1)")
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="seconds of timing rounds per case (at least 3 rounds; default 1.0)")
+    parser.add_argument("--no-targets", action="store_true", help="skip the target cases of issue 4")
+    parser.add_argument("--json", metavar="FILE", help="write the raw numbers as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw ns/element against size (needs matplotlib)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.budget <= 0:
+        parser.error(f"--budget must be > 0, got {args.budget}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install matplotlib")
+    result = run(args.sizes, args.dtypes, args.threads, args.budget, not args.no_targets, progress=sys.stderr)
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    if args.plot:
+        plot(result, args.plot)
+    return 0
