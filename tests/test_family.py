@@ -244,10 +244,15 @@ def test_concrete_regularization_value_and_gradients():
     squares = sum(np.sum(w ** 2) for w in weights)
     want = 1e-2 * squares / (1 - p) + 1e-3 * dim * (p * np.log(p) + (1 - p) * np.log(1 - p))
     assert abs(value - want) < 1e-12
+    def penalty(lg, ws):
+        return fd.concrete_regularization(lg, dim, ws, weight_regularizer=1e-2, dropout_regularizer=1e-3)[0]
     eps = 1e-6
-    f = lambda lg: fd.concrete_regularization(lg, dim, weights, weight_regularizer=1e-2,  # noqa: E731
-                                              dropout_regularizer=1e-3)[0]
-    assert abs(d_logit - (f(logit + eps) - f(logit - eps)) / (2 * eps)) < 1e-8
+    assert abs(d_logit - (penalty(logit + eps, weights) - penalty(logit - eps, weights)) / (2 * eps)) < 1e-8
+    bump = np.zeros_like(weights[0])
+    bump[1, 2] = eps
+    up, down = penalty(logit, [weights[0] + bump, weights[1]]), penalty(logit, [weights[0] - bump, weights[1]])
+    numeric = (up - down) / (2 * eps)
+    assert abs(d_w[0][1, 2] - numeric) < 1e-8
     np.testing.assert_allclose(d_w[0], 2e-2 * weights[0] / (1 - p))
 
 

@@ -23,10 +23,12 @@ def finite_difference(f, x, gy, eps=1e-6):
     return grad
 
 
-def replay(layer, x):
-    """f(x) evaluated with the mask of the layer's last forward (the counter is rewound)."""
+def frozen(layer):
+    """f(x) = layer(x) replayed from the layer's current state (same mask, same rates)."""
+    state = copy.deepcopy(layer.__dict__)
+
     def f(z):
-        layer.counter -= 1
+        layer.__dict__.update(copy.deepcopy(state))
         return layer(z)
     return f
 
@@ -61,9 +63,10 @@ def test_dropout_backward_matches_finite_differences():
     gy = RNG.standard_normal(x.shape)
     for layer in (fd.Dropout(0.5, seed=1), fd.Dropout(0.5, seed=1, mode="classic"),
                   fd.Dropout(0.5, seed=1, noise_shape=(5, 1))):
-        layer(x)
+        f = frozen(layer)
+        f(x)
         gx = layer.backward(gy)
-        np.testing.assert_allclose(gx, finite_difference(replay(layer, x), x, gy), atol=1e-8)
+        np.testing.assert_allclose(gx, finite_difference(f, x, gy), atol=1e-8)
 
 
 def test_dropout_eval_is_identity_and_train_switches_back():
@@ -299,16 +302,6 @@ def test_backward_before_forward_is_a_runtime_error(name):
     layer, shape = make(name)
     with pytest.raises(RuntimeError, match=rf"{type(layer).__name__}.backward called before any forward"):
         layer.backward(np.ones(shape))
-
-
-def frozen(layer):
-    """f(x) = layer(x) replayed from the layer's current state (same mask, same rates)."""
-    state = copy.deepcopy(layer.__dict__)
-
-    def f(z):
-        layer.__dict__.update(copy.deepcopy(state))
-        return layer(z)
-    return f
 
 
 @pytest.mark.parametrize("name", SPECS)
