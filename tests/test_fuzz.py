@@ -489,3 +489,71 @@ def test_bad_thread_count(n):
     with pytest.raises(ValueError, match=r"num_threads must be an integer >= 1, got"):
         fd.set_num_threads(n)
     assert fd.get_num_threads() == before
+
+
+# ---- the box entry points ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": None}, r"seed must be given for a box"),
+    ({"global_shape": (4,), "origin": (0,)}, r"the box has 2 dimensions \(shape \(2, 3\)\) but global_shape=\(4,\) has 1"),
+    ({"origin": (0, -1)}, r"origin must be a tuple of 2 ints >= 0, got \(0, -1\)"),
+    ({"origin": 3}, r"origin must be a tuple of 2 ints >= 0, got 3"),
+    ({"origin": (3, 0)}, r"the box \[3, 5\) on axis 0 .* does not fit in global_shape=\(4, 4\)"),
+    ({"p": np.full(7, 0.5)}, r"p of shape \(7,\) broadcasts neither to the global noise shape"),
+    ({"p": 1.5}, r"p must be a real number in \[0, 1\], got 1.5"),
+    ({"offset": -1}, r"offset must be an integer in \[0, 2\*\*62\)"),
+    ({"noise_shape": (4, 2)}, r"noise_shape\[1\] must be 1, None or x.shape\[1\]=4"),
+    ({"global_shape": (2**31, 2**31 + 1), "origin": (0, 0)}, r"at most 2\*\*62 are addressable"),
+])
+def test_box_errors(backend, kwargs, message):
+    args = {"p": 0.5, "seed": 1, "global_shape": (4, 4), "origin": (0, 0), **kwargs}
+    p = args.pop("p")
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=message):
+        fd.dropout_box(x, p, **args)
+    shape, origin = args.pop("global_shape"), args.pop("origin")
+    with pytest.raises(ValueError, match=message):
+        fd.dropout_mask_box(shape, origin, x.shape, p, **args)
+
+
+@fuzz
+@given(case=dropout_cases(), data=st.data())
+def test_box_equals_the_slice_of_the_whole(backend, case, data):
+    base, layout, noise, resolved, p, seed, offset = case
+    assume(base.ndim >= 1)
+    lo = [data.draw(st.integers(0, n)) for n in base.shape]
+    hi = [data.draw(st.integers(a, n)) for a, n in zip(lo, base.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    with tempfile.TemporaryDirectory() as tmpdir:
+        x, logical = make_input(data.draw, base, layout, tmpdir)
+        x_box = np.asarray(x)[box]
+        whole = oracle(logical, p, seed, resolved, offset)
+        got = fd.dropout_box(x_box, p, seed=seed, global_shape=logical.shape, origin=tuple(lo), noise_shape=noise,
+                             offset=offset)
+        assert_same_bits(got, whole[box])
+        del x, x_box
+
+
+# ---- environment variables read at import ------------------------------------------------
+
+def import_error(env, before=""):
+    """The last line of the error raised by ``import fastdrop`` in a fresh interpreter."""
+    import subprocess
+    import sys
+    code = f"{before}\nimport fastdrop"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True)
+    assert proc.returncode != 0, "import succeeded"
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("env, before, expected", [
+    ({"FASTDROP_BACKEND": "torch"}, "", "ValueError: backend must be one of ('cython', 'numpy'), got 'torch'"),
+    ({"FASTDROP_NUM_THREADS": "two"}, "", "ValueError: FASTDROP_NUM_THREADS must be an integer >= 1, got 'two'"),
+    ({"FASTDROP_NUM_THREADS": "0"}, "", "ValueError: num_threads must be an integer >= 1, got 0"),
+    ({"FASTDROP_ISA": "sse9"}, "", "ValueError: FASTDROP_ISA must be one of"),
+    ({"FASTDROP_BACKEND": "cython"}, "import sys; sys.modules['fastdrop._kernels'] = None",
+     "ImportError: the cython backend is not available"),
+])
+def test_bad_environment_fails_at_import(env, before, expected):
+    clean = {"FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", "FASTDROP_ISA": ""}
+    assert import_error({**clean, **env}, before).startswith(expected)
