@@ -1,0 +1,78 @@
+"""``fastdrop bench`` runs, prints its table and writes well-formed JSON and a plot.
+
+Only behaviour is tested here, on tiny sizes and budgets: speed lives in bench/.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastdrop import bench
+
+
+def _run_main(capsys, *argv):
+    code = bench.main(["--sizes", "1K,3000", "--dtypes", "float32,float16", "--budget", "0.001", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_is_written_and_well_formed(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code, out, err = _run_main(capsys, "--no-targets", "--json", str(path))
+    assert code == 0
+    result = json.loads(path.read_text())
+    assert [(c["dtype"], c["size"]) for c in result["cases"]] == [
+        ("float32", 1024), ("float16", 1024), ("float32", 3000), ("float16", 3000)]
+    for c in result["cases"]:
+        assert c["rounds"] >= 3
+        assert {"floor", "fastdrop", "numpy-backend", "naive"} <= set(c["ns_per_element"])
+        assert all(np.isfinite(v) and v > 0 for v in c["ns_per_element"].values())
+        assert c["fastdrop_over_floor"] > 0 and set(c["speedup"]) == set(c["ns_per_element"]) - {"floor", "fastdrop"}
+    assert result["threads"] == 1 and result["targets"] == []
+    assert result["isa"] == bench.fastdrop.info()["isa"]
+    assert "float16     1K" in out and "fd/floor" in out
+    assert "fastdrop bench [4/4] float16 3000" in err          # the progress line
+
+
+def test_target_cases_and_threads(capsys):
+    code, out, _ = _run_main(capsys, "--threads", "2")
+    assert code == 0
+    assert "float32 1K call" in out and "spatial (64, 128, 32, 32)" in out and "1 thread / 2 threads" in out
+    assert bench.fastdrop.get_num_threads() == 1         # restored
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    code, _, _ = _run_main(capsys, "--no-targets", "--plot", str(path))
+    assert code == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sizes", "12Q"], "sizes must be positive integers with an optional K/M/G suffix, got '12Q'"),
+    (["--sizes", "0"], "sizes must be positive integers with an optional K/M/G suffix, got '0'"),
+    (["--dtypes", "int8"], "dtypes must be among float16, float32, float64, got 'int8'"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--budget", "-1"], "--budget must be > 0, got -1.0"),
+])
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_naive_dropout_is_a_dropout():
+    x = np.ones(10_000, dtype=np.float32)
+    y = bench.naive_dropout(x, 0.25, np.random.default_rng(0))
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 4.5 * np.sqrt(0.25 * 0.75 / x.size)
+
+
+def test_cli_and_module_entry_points():
+    for cmd in (["-m", "fastdrop", "bench", "--help"], ["-m", "fastdrop.cli", "bench", "--help"]):
+        r = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "--json FILE" in r.stdout and "--plot FILE.png" in r.stdout
