@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
+from fastdrop import _backend  # noqa: E402
 from fastdrop.demo import experiment, nn  # noqa: E402
 from fastdrop.demo.train import ProgressBar  # noqa: E402
 
@@ -18,10 +19,10 @@ N_TEST = 1797 - experiment.Config().train_size
 ROW = re.compile(r"^\s*(\d\.\d)" + r"\s+(-?\d\.\d{3}) \+-(\d\.\d{3})" * 4 + r"\s*$")
 
 
-def run_demo(*args, extra_code=""):
+def run_demo(*args, extra_code="", **env_vars):
     """Run ``fastdrop demo ARGS`` in a fresh interpreter; ``extra_code`` runs first."""
     code = f"import sys\n{extra_code}\nfrom fastdrop.cli import main\nsys.exit(main(['demo', *sys.argv[1:]]))"
-    env = dict(os.environ, MPLBACKEND="Agg")
+    env = dict(os.environ, MPLBACKEND="Agg", **env_vars)
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
                           timeout=600)
 
@@ -80,6 +81,16 @@ def test_same_seed_prints_the_same_tables(quick_run):
     other = run_demo("--quick", "--seed", "8", "--no-progress")
     assert other.returncode == 0, other.stderr
     assert table_rows(other.stdout) != table_rows(quick_run.stdout)
+
+
+@pytest.mark.skipif(not _backend.compiled_available(), reason="needs the compiled backend to compare with")
+def test_both_backends_train_the_same_networks():
+    # Same mask bits from either backend, so the whole training run is the same.
+    compiled = run_demo("--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="cython")
+    numpy_twin = run_demo("--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="numpy")
+    assert compiled.returncode == numpy_twin.returncode == 0, compiled.stderr + numpy_twin.stderr
+    assert table_rows(compiled.stdout)
+    assert compiled.stdout == numpy_twin.stdout
 
 
 def test_plot_writes_the_figures(tmp_path):

@@ -1,4 +1,5 @@
 """The digits: scikit-learn's bundled 8x8 handwritten digits, split by a seed."""
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,6 @@ class MissingExtra(ImportError):
 
 def require(module, purpose):
     """Import ``module`` or raise MissingExtra with the one line that fixes it."""
-    import importlib
     try:
         return importlib.import_module(module)
     except ImportError:
