@@ -557,3 +557,114 @@ def import_error(env, before=""):
 def test_bad_environment_fails_at_import(env, before, expected):
     clean = {"FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", "FASTDROP_ISA": ""}
     assert import_error({**clean, **env}, before).startswith(expected)
+
+
+# ---- layers --------------------------------------------------------------------------
+
+def _layer_specs():
+    """name -> (factory(p, seed, data_format, block_size), allowed ranks up to 6, rate domain)."""
+    any_rank = range(0, 7)
+    return {
+        "Dropout": (lambda p, s, f, b: fd.Dropout(p, seed=s), any_rank, "closed"),
+        "Dropout-classic": (lambda p, s, f, b: fd.Dropout(p, seed=s, mode="classic"), any_rank, "closed"),
+        "SpatialDropout1D": (lambda p, s, f, b: fd.SpatialDropout1D(p, seed=s, data_format=f), [3], "closed"),
+        "SpatialDropout2D": (lambda p, s, f, b: fd.SpatialDropout2D(p, seed=s, data_format=f), [4], "closed"),
+        "SpatialDropout3D": (lambda p, s, f, b: fd.SpatialDropout3D(p, seed=s, data_format=f), [5], "closed"),
+        "AlphaDropout": (lambda p, s, f, b: fd.AlphaDropout(p, seed=s), any_rank, "closed"),
+        "GaussianDropout": (lambda p, s, f, b: fd.GaussianDropout(p, seed=s), any_rank, "below_one"),
+        "DropPath": (lambda p, s, f, b: fd.DropPath(p, seed=s), range(1, 7), "closed"),
+        "DropBlock2D": (lambda p, s, f, b: fd.DropBlock2D(p, b, seed=s, data_format=f), [4], "closed"),
+        "VariationalDropout": (lambda p, s, f, b: fd.VariationalDropout(p, seed=s), range(2, 7), "closed"),
+        "ConcreteDropout": (lambda p, s, f, b: fd.ConcreteDropout(p, seed=s), any_rank, "open"),
+        "AdaptiveDropout": (lambda p, s, f, b: fd.AdaptiveDropout(p, p_min=0.0, p_max=1.0, seed=s), any_rank, "closed"),
+        "AdaptiveDropout-per-unit": (lambda p, s, f, b: fd.AdaptiveDropout(p, p_min=0.0, p_max=1.0, per_unit=True,
+                                                                          seed=s), range(1, 7), "closed"),
+    }
+
+
+LAYER_SPECS = _layer_specs()
+LAYER_RATES = {
+    "closed": st.one_of(st.sampled_from(EDGE_P), st.floats(0, 1)),
+    "below_one": st.one_of(st.sampled_from([0.0, 1e-12, 0.5, 1 - 1e-12]), st.floats(0, 0.999)),
+    "open": st.one_of(st.sampled_from([1e-12, 0.5, 1 - 1e-12]), st.floats(1e-6, 1 - 1e-6)),
+}
+
+
+@st.composite
+def layer_cases(draw):
+    name = draw(st.sampled_from(sorted(LAYER_SPECS)))
+    make, ranks, domain = LAYER_SPECS[name]
+    ndim = draw(st.sampled_from([r for r in ranks if r <= 5]))
+    shape = draw(hnp.array_shapes(min_dims=ndim, max_dims=ndim, min_side=0, max_side=4)) if ndim else ()
+    dtype = draw(st.sampled_from(FLOATS))
+    base = values(draw, shape, dtype)
+    p = draw(LAYER_RATES[domain])
+    data_format = draw(st.sampled_from(["channels_first", "channels_last"]))
+    block = draw(st.integers(1, 3))
+    layout = draw(st.sampled_from(["C", "F", "transposed", "negative", "stepped", "broadcast", "readonly",
+                                   "byteswapped", "list", "array_like"]))
+    seed = draw(seeds)
+    return name, (lambda: make(p, seed, data_format, block)), base, layout
+
+
+def forward_backward(make, x, grad, calls=2):
+    """Outputs and input gradients of ``calls`` training forwards, then one eval forward."""
+    layer = make()
+    results = []
+    for _ in range(calls):
+        y = layer(x)
+        results += [y, layer.backward(grad)]
+    assert layer.counter == calls
+    layer.eval()
+    results.append(layer(x))
+    assert layer.counter == calls                  # eval draws no mask
+    return results
+
+
+@fuzz
+@given(case=layer_cases(), data=st.data())
+def test_layers_give_the_same_bits_for_any_layout_and_backend(case, data):
+    name, make, base, layout = case
+    x, logical = make_input(data.draw, base, layout, None)
+    snapshot = np.array(x, copy=True)
+    grad = values(data.draw, logical.shape, logical.dtype)
+    with fd.use_backend("numpy"):
+        expected = forward_backward(make, logical.copy(), grad)
+    for backend_name in fd._backend.BACKENDS if fd._backend.compiled_available() else ["numpy"]:
+        with fd.use_backend(backend_name):
+            got = forward_backward(make, x, grad)
+        for a, b in zip(got, expected):
+            assert_same_bits(np.asarray(a), np.asarray(b))
+    assert_same_bits(np.array(x), snapshot)             # the input is never written
+
+
+@fuzz
+@given(case=layer_cases(), bad=st.sampled_from(NON_FLOATS[:-3]), data=st.data())
+def test_layers_reject_non_float_inputs_and_bad_gradients(case, bad, data):
+    name, make, base, _ = case
+    layer = make()
+    with pytest.raises(RuntimeError, match="backward called before any forward"):
+        layer.backward(base)
+    wrong = np.zeros(base.shape, bad)
+    with pytest.raises(TypeError, match=re.escape(f"x must have dtype float16, float32 or float64, got dtype "
+                                                  f"{wrong.dtype}")):
+        layer(wrong)
+    assert layer.counter == 0
+    y = layer(base)
+    with pytest.raises(TypeError, match=re.escape(f"grad must have dtype float16, float32 or float64, got dtype "
+                                                  f"{wrong.dtype}")):
+        layer.backward(wrong)
+    with pytest.raises(ValueError, match=r"grad must have the shape of the last forward's output"):
+        layer.backward(np.zeros(y.shape + (2,), y.dtype))
+
+
+@fuzz
+@given(name=st.sampled_from(sorted(n for n, (_, ranks, _) in LAYER_SPECS.items() if len(ranks) < 7)),
+       ndim=st.integers(0, 6))
+def test_layers_reject_wrong_ranks(name, ndim):
+    make, ranks, _ = LAYER_SPECS[name]
+    assume(ndim not in ranks)
+    layer = make(0.5, 1, "channels_first", 2)
+    with pytest.raises(ValueError, match=r"expects input of rank"):
+        layer(np.ones((2,) * ndim, np.float32))
+    assert layer.counter == 0
