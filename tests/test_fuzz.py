@@ -668,3 +668,45 @@ def test_layers_reject_wrong_ranks(name, ndim):
     with pytest.raises(ValueError, match=r"expects input of rank"):
         layer(np.ones((2,) * ndim, np.float32))
     assert layer.counter == 0
+
+
+# ---- the family's functional twins: out= aliasing ---------------------------------------
+
+FAMILY = {
+    "classic_dropout": (lambda x, s, out: fd.classic_dropout(x, 0.3, seed=s, out=out), range(0, 5)),
+    "spatial_dropout": (lambda x, s, out: fd.spatial_dropout(x, 0.3, seed=s, out=out), range(3, 6)),
+    "variational_dropout": (lambda x, s, out: fd.variational_dropout(x, 0.3, seed=s, out=out), range(2, 5)),
+    "drop_path": (lambda x, s, out: fd.drop_path(x, 0.3, seed=s, out=out), range(1, 5)),
+    "alpha_dropout": (lambda x, s, out: fd.alpha_dropout(x, 0.3, seed=s, offset=7, out=out), range(0, 5)),
+    "alpha_dropout_grad": (lambda x, s, out: fd.alpha_dropout_grad(x, 0.3, seed=s, out=out), range(0, 5)),
+    "gaussian_dropout": (lambda x, s, out: fd.gaussian_dropout(x, 0.3, seed=s, offset=3, out=out), range(0, 5)),
+    "dropblock2d": (lambda x, s, out: fd.dropblock2d(x, 0.3, 2, seed=s, out=out), [4]),
+    "concrete_dropout": (lambda x, s, out: fd.concrete_dropout(x, -1.0, seed=s, out=out), range(0, 5)),
+}
+
+
+@fuzz
+@given(name=st.sampled_from(sorted(FAMILY)), dtype=st.sampled_from(FLOATS), seed=seeds, data=st.data())
+def test_family_out_aliasing(backend, name, dtype, seed, data):
+    call, ranks = FAMILY[name]
+    ndim = data.draw(st.sampled_from(list(ranks)))
+    shape = data.draw(hnp.array_shapes(min_dims=ndim, max_dims=ndim, min_side=2, max_side=4)) if ndim else ()
+    x = values(data.draw, shape, dtype)
+    expected = call(x, seed, None)
+    with fd.use_backend("numpy"):
+        assert_same_bits(call(x, seed, None), expected)
+    separate = np.full(shape, 9, dtype)
+    assert call(x, seed, separate) is separate
+    assert_same_bits(separate, expected)
+    work = x.copy()
+    assert call(work, seed, work) is work                 # in place
+    assert_same_bits(work, expected)
+    if ndim:                                               # the same memory, first axis reversed
+        with pytest.raises(ValueError, match="out overlaps x partially"):
+            call(x, seed, x[::-1])
+    read_only = np.empty(shape, dtype)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writeable"):
+        call(x, seed, read_only)
+    with pytest.raises(TypeError, match="must have dtype float16, float32 or float64, got dtype int"):
+        call(np.zeros(shape, np.int32), seed, None)
