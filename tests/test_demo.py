@@ -120,10 +120,18 @@ def test_missing_extra_is_one_line_not_a_traceback(module, args, tmp_path):
     assert not (tmp_path / "figs").exists()
 
 
-def test_bad_epochs_is_rejected():
-    result = run_demo("--epochs", "0")
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "fastdrop demo: --epochs must be >= 1, got 0"),
+    (["--seed", "-1"], "fastdrop demo: --seed must be >= 0, got -1"),
+    (["--plot", "{file}/figs"], "fastdrop demo: --plot '{file}/figs': cannot create the directory: Not a directory"),
+])
+def test_bad_arguments_are_rejected_before_training(args, message, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    result = run_demo(*[a.format(file=a_file) for a in args])
     assert result.returncode == 2
-    assert result.stderr.strip() == "fastdrop demo: --epochs must be >= 1, got 0"
+    assert result.stderr.strip() == message.format(file=a_file)
+    assert result.stdout == ""
 
 
 # -- the NumPy kit -----------------------------------------------------------------------

@@ -59,10 +59,19 @@ def _run(args):
     if args.epochs is not None and args.epochs < 1:
         print(f"fastdrop demo: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
         return 2
+    if args.seed < 0:
+        print(f"fastdrop demo: --seed must be >= 0, got {args.seed}", file=sys.stderr)
+        return 2
     plt = None
-    if args.plot:
+    if args.plot:               # fail on a missing matplotlib or a bad DIR before training, not after
         from .plots import pyplot
-        plt = pyplot()          # fail on a missing matplotlib before training, not after
+        plt = pyplot()
+        try:
+            os.makedirs(args.plot, exist_ok=True)
+        except OSError as error:
+            print(f"fastdrop demo: --plot {args.plot!r}: cannot create the directory: {error.strerror}",
+                  file=sys.stderr)
+            return 2
     require("sklearn.datasets", "the digits data")
 
     config = experiment.QUICK if args.quick else experiment.Config()
@@ -91,7 +100,6 @@ def _run(args):
 def _plots(plt, directory, runs, rows, best, counts, split):
     from . import experiment, plots
 
-    os.makedirs(directory, exist_ok=True)
     # Learning curves of no dropout against the rate with the best mean test accuracy.
     with_rate = max((row for row in rows if row[0] > 0), key=lambda row: row[1]["test acc"][0],
                     default=rows[-1])[0]
