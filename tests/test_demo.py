@@ -247,3 +247,18 @@ def test_embedding_bag_mean_and_gradient():
     bag.backward(weights)
     np.testing.assert_allclose(bag.dE, numeric_grad(lambda: float((bag(ids) * weights).sum()), bag.E),
                                rtol=1e-6, atol=1e-8)
+
+
+def test_progress_bar_on_a_terminal_redraws_in_place():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(2, "run", stream=stream, width=4)
+    bar.update(1, "a")
+    bar.update(2, "b")
+    bar.close()
+    lines = stream.getvalue().split("\r")[1:]
+    assert [re.sub(r"\(\d+\.\d s\)", "(t)", line) for line in lines] == [
+        "run [##..] 1/2 a (t)", "run [####] 2/2 b (t)", "run [####] 2/2 b (t)\n"]
