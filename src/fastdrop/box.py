@@ -18,6 +18,7 @@ from . import _backend
 from .functional import (MAX_OFFSET, _apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out,
                          check_rate, resolve_noise_shape, resolve_seed, stream_key)
 
+__all__ = ["dropout_box", "dropout_mask_box"]
 
 # From one block (1024 decisions) per run, a fused kernel call per run beats building the
 # mask and applying it in a second pass (measured: 2.7x faster at 1024, break-even near 256).

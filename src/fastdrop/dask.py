@@ -18,6 +18,8 @@ from .box import dropout_box
 from .family import check_data_format
 from .functional import as_float_array, check_offset, check_rate, resolve_noise_shape, resolve_seed
 
+__all__ = ["dropout", "spatial_dropout"]
+
 
 def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
     """Lazy inverted dropout of the Dask array ``darr``.
