@@ -108,8 +108,15 @@ def keep_mask_rows(key, starts, thr, out):
 
 def apply_keep(x, keep, scale, out):
     """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x."""
-    _scale_and_select(x, scale, keep, out)
+    _scale_and_select(_trim(x, out.ndim), _trim(scale, out.ndim), _trim(keep, out.ndim), out)
     return out
+
+
+def _trim(a, ndim):
+    """``a`` without leading length-1 axes beyond ``ndim``: results are written into out in
+    place, so operands cannot have more axes (np.ascontiguousarray makes a 0-d x (1,))."""
+    a = np.asarray(a)
+    return a.reshape(a.shape[a.ndim - ndim:]) if a.ndim > ndim else a
 
 
 def _scale_and_select(x, scale, keep, out):
