@@ -11,7 +11,7 @@ from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_block, fd_block_t,
+from fastdrop._xoshiro cimport (fd_prefetch, FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_block, fd_block_t,
                                 fd_gen_seed, fd_gen_steps, fd_gen_t, fd_group_t, fd_half_mul, fd_half_to_float, fd_keep_u8, fd_scale_f16, fd_scale_f32, fd_scale_f64, fd_select_f16, fd_select_f32,
                                 fd_select_f64)
 
@@ -68,6 +68,10 @@ ctypedef fused real:
 
 cdef enum:
     MAX_DIMS = 64
+# Arrays larger than PREFETCH_MIN_BYTES (beyond L2) are prefetched PREFETCH_AHEAD elements
+# ahead: the generator's bursts of arithmetic otherwise leave the memory pipe idle.
+cdef int64_t PREFETCH_AHEAD = 2048
+cdef int64_t PREFETCH_MIN_BYTES = 4 << 20
 cdef int64_t PARALLEL_MIN_BLOCKS = 256    # below ~256K elements threads cost more than they save
 
 
@@ -79,7 +83,7 @@ cdef inline real scaled(real v, real s) noexcept nogil:
 
 
 cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int32_t thr,
-                               real s, const real *x, real *out) noexcept nogil:
+                               real s, const real *x, real *out, bint prefetch) noexcept nogil:
     """Elements lo..lo+n of block `block` (x and out point at element lo), one group of
     generator steps at a time (see FD_GROUP_STEPS)."""
     cdef fd_gen_t g
@@ -93,6 +97,9 @@ cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t 
             continue
         a = max(lo, start)
         b = min(lo + n, start + FD_GROUP_CHUNKS)
+        if prefetch:
+            fd_prefetch(x + (a - lo) + PREFETCH_AHEAD, (b - a) * sizeof(real), 0)
+            fd_prefetch(out + (a - lo) + PREFETCH_AHEAD, (b - a) * sizeof(real), 1)
         if real is float:
             fd_select_f32(&words.chunk[a - start], thr, s, x + (a - lo), out + (a - lo), b - a)
         elif real is double:
@@ -115,16 +122,19 @@ cdef void dropout_range(uint64_t key, int64_t offset, int64_t n, int32_t thr, re
     cdef int64_t first = offset // FD_BLOCK_CHUNKS
     cdef int64_t last = (offset + n - 1) // FD_BLOCK_CHUNKS
     cdef int64_t blk, lo, hi
+    cdef bint prefetch = n * <int64_t>sizeof(real) > PREFETCH_MIN_BYTES
     if nthreads > 1 and last - first >= PARALLEL_MIN_BLOCKS:
         for blk in prange(first, last + 1, schedule="static", num_threads=nthreads):
             lo = max(offset, blk * FD_BLOCK_CHUNKS)
             hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
-            dropout_block(key, blk, lo - blk * FD_BLOCK_CHUNKS, hi - lo, thr, s, x + (lo - offset), out + (lo - offset))
+            dropout_block(key, blk, lo - blk * FD_BLOCK_CHUNKS, hi - lo, thr, s, x + (lo - offset), out + (lo - offset),
+                          prefetch)
     else:
         for blk in range(first, last + 1):
             lo = max(offset, blk * FD_BLOCK_CHUNKS)
             hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
-            dropout_block(key, blk, lo - blk * FD_BLOCK_CHUNKS, hi - lo, thr, s, x + (lo - offset), out + (lo - offset))
+            dropout_block(key, blk, lo - blk * FD_BLOCK_CHUNKS, hi - lo, thr, s, x + (lo - offset), out + (lo - offset),
+                          prefetch)
 
 
 cdef void keep_range(uint64_t key, int64_t offset, int64_t n, const uint32_t *thr, int64_t thr_step,

@@ -203,6 +203,16 @@ static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64
     for (; i < n; i++) out[i] = fd_half_mul(x[i], s);
 }
 
+/* Ask for the cache lines of [p, p + bytes) ahead of use (read, or write: prefetchw). */
+static inline void fd_prefetch(const void *p, int64_t bytes, int write) {
+#if defined(__GNUC__)
+    for (int64_t b = 0; b < bytes; b += 64) {
+        if (write) __builtin_prefetch((const char *)p + b, 1, 3);
+        else __builtin_prefetch((const char *)p + b, 0, 3);
+    }
+#endif
+}
+
 /* out[i] = chunk[i] < thr as 0/1 bytes. */
 static inline void fd_keep_u8(const uint16_t *chunk, int32_t thr, uint8_t *out, int64_t n) {
     int64_t i = 0;

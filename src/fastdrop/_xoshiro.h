@@ -113,7 +113,7 @@ static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
 
 /* Dropout kernels generate a block FD_GROUP_STEPS steps at a time and apply each group at
    once, so loads and stores keep flowing while the generator computes. */
-#define FD_GROUP_STEPS 4
+#define FD_GROUP_STEPS 8
 #define FD_GROUP_WORDS (FD_GROUP_STEPS * FD_LANES)
 #define FD_GROUP_CHUNKS (4 * FD_GROUP_WORDS)
 typedef union {

@@ -30,4 +30,5 @@ cdef extern from "_simd.h" nogil:
     void fd_scale_f32(float s, const float *x, float *out, int64_t n)
     void fd_scale_f64(double s, const double *x, double *out, int64_t n)
     void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n)
+    void fd_prefetch(const void *p, int64_t nbytes, int write)
     void fd_keep_u8(const uint16_t *chunk, int32_t thr, uint8_t *out, int64_t n)
