@@ -48,12 +48,14 @@ def derive_seed(seed, index):
 
 
 def as_float_array(x, name="x"):
-    """``x`` as a native-byte-order float16/32/64 array; TypeError naming any other dtype."""
+    """``x`` as an aligned native-byte-order float16/32/64 array; TypeError naming any other dtype."""
     arr = np.asarray(x)
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not arr.flags.aligned:              # e.g. np.frombuffer at an odd offset: the kernels need aligned data
+        arr = arr.copy()
     return arr
 
 
@@ -180,7 +182,7 @@ def _keep(key, offset, thr, noise_shape):
 def _apply(x, keep, scale, out):
     """out = keep ? x * scale : 0 with keep/scale broadcast from the noise shape."""
     xc = np.ascontiguousarray(x)
-    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
+    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
     if x.size:
         _backend.kernels().apply_keep(xc, keep, scale, target)
     if target is not out:
@@ -218,7 +220,7 @@ def _dropout_full(key, offset, thr, scale, x, out):
     if x.size == 0:
         return out
     xc = np.ascontiguousarray(x)
-    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
+    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
     _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
                                     _backend.get_num_threads())
     if target is not out:
