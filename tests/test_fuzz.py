@@ -31,7 +31,7 @@ shapes = hnp.array_shapes(min_dims=0, max_dims=6, min_side=0, max_side=5).filter
 rates = st.one_of(st.sampled_from(EDGE_P), st.floats(0.0, 1.0))
 seeds = st.integers(0, 2**64 - 1)
 offsets = st.one_of(st.integers(0, 5000), st.integers(0, 2**62 - 10_000))
-layouts = st.sampled_from(["C", "F", "transposed", "negative", "stepped", "broadcast", "readonly",
+layouts = st.sampled_from(["C", "F", "transposed", "negative", "stepped", "broadcast", "unaligned", "readonly",
                            "memmap", "byteswapped", "list", "array_like"])
 
 
@@ -83,6 +83,12 @@ def make_input(draw, base, layout, tmpdir):
         src = base[tuple(slice(0, 1) if a in axes else slice(None) for a in range(ndim))]
         view = np.broadcast_to(src, base.shape)
         return view, np.ascontiguousarray(view)
+    if layout == "unaligned" and base.size:      # as from np.frombuffer at an odd offset
+        raw = np.zeros(base.nbytes + 1, np.uint8)
+        view = raw[1:].view(base.dtype).reshape(base.shape)
+        assert not view.flags.aligned
+        view[...] = base
+        return view, base
     if layout == "readonly":
         ro = base.copy()
         ro.flags.writeable = False
@@ -196,7 +202,7 @@ def out_cases(draw):
     dtype = draw(st.sampled_from(FLOATS))
     shape = draw(shapes)
     base = values(draw, shape, dtype)
-    layout = draw(st.sampled_from(["C", "F", "negative", "stepped"]))
+    layout = draw(st.sampled_from(["C", "F", "negative", "stepped", "unaligned"]))
     use_noise = draw(st.booleans())
     noise, resolved = noise_shapes(draw, shape) if use_noise else (None, shape)
     return base, layout, noise, resolved, draw(rates), draw(seeds), draw(offsets)
@@ -214,7 +220,7 @@ def test_out_is_x_works_in_place(backend, case, data):
 
 
 @fuzz
-@given(case=out_cases(), out_layout=st.sampled_from(["C", "F", "negative", "stepped"]), data=st.data())
+@given(case=out_cases(), out_layout=st.sampled_from(["C", "F", "negative", "stepped", "unaligned"]), data=st.data())
 def test_separate_out_of_any_layout_receives_the_result(backend, case, out_layout, data):
     base, layout, noise, resolved, p, seed, offset = case
     x, logical = make_input(data.draw, base, layout, None)
@@ -601,8 +607,8 @@ def layer_cases(draw):
     p = draw(LAYER_RATES[domain])
     data_format = draw(st.sampled_from(["channels_first", "channels_last"]))
     block = draw(st.integers(1, 3))
-    layout = draw(st.sampled_from(["C", "F", "transposed", "negative", "stepped", "broadcast", "readonly",
-                                   "byteswapped", "list", "array_like"]))
+    layout = draw(st.sampled_from(["C", "F", "transposed", "negative", "stepped", "broadcast", "unaligned",
+                                   "readonly", "byteswapped", "list", "array_like"]))
     seed = draw(seeds)
     return name, (lambda: make(p, seed, data_format, block)), base, layout
 

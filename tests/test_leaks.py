@@ -24,6 +24,9 @@ TRACED_SLACK = 64 * 1024           # bytes: small caches NumPy and Python keep
 RSS_SLACK = 4 * 1024 * 1024        # bytes: allocator fragmentation, page granularity
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS is read from /proc/self/statm")
+# Under AddressSanitizer (.ci/sanitize) freed memory sits in ASan's quarantine, so RSS grows
+# by design; tracemalloc and the refcounts still hold there.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 def rss_bytes():
@@ -100,4 +103,4 @@ def test_no_leak(name):
         rss_after = rss_bytes()
         assert refcounts() == counts
         assert traced_after - traced_before < TRACED_SLACK, f"traced memory grew by {traced_after - traced_before} B"
-        assert rss_after - rss_before < RSS_SLACK, f"RSS grew by {rss_after - rss_before} B"
+        assert UNDER_ASAN or rss_after - rss_before < RSS_SLACK, f"RSS grew by {rss_after - rss_before} B"
