@@ -11,7 +11,7 @@ from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._xoshiro cimport (fd_prefetch, FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_block, fd_block_t,
+from fastdrop._xoshiro cimport (fd_apply_f16, fd_apply_f32, fd_apply_f64, fd_prefetch, FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_block, fd_block_t,
                                 fd_gen_seed, fd_gen_steps, fd_gen_t, fd_group_t, fd_half_mul, fd_half_to_float, fd_keep_u8, fd_scale_f16, fd_scale_f32, fd_scale_f64, fd_select_f16, fd_select_f32,
                                 fd_select_f64)
 
@@ -75,13 +75,6 @@ cdef int64_t PREFETCH_MIN_BYTES = 4 << 20
 cdef int64_t PARALLEL_MIN_BLOCKS = 256    # below ~256K elements threads cost more than they save
 
 
-cdef inline real scaled(real v, real s) noexcept nogil:
-    if real is uint16_t:
-        return fd_half_mul(v, fd_half_to_float(s))
-    else:
-        return v * s
-
-
 cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int32_t thr,
                                real s, const real *x, real *out, bint prefetch) noexcept nogil:
     """Elements lo..lo+n of block `block` (x and out point at element lo), one group of
@@ -106,6 +99,16 @@ cdef inline void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t 
             fd_select_f64(&words.chunk[a - start], thr, s, x + (a - lo), out + (a - lo), b - a)
         else:
             fd_select_f16(&words.chunk[a - start], thr, fd_half_to_float(s), x + (a - lo), out + (a - lo), b - a)
+
+
+cdef inline void apply_row(const uint8_t *keep, const real *s, int64_t s_step, const real *x, real *out,
+                           int64_t n) noexcept nogil:
+    if real is float:
+        fd_apply_f32(keep, s, s_step, x, out, n)
+    elif real is double:
+        fd_apply_f64(keep, s, s_step, x, out, n)
+    else:
+        fd_apply_f16(keep, s, s_step, x, out, n)
 
 
 cdef inline void scale_row(real s, const real *x, real *out, int64_t n) noexcept nogil:
@@ -140,25 +143,21 @@ cdef void dropout_range(uint64_t key, int64_t offset, int64_t n, int32_t thr, re
 cdef void keep_range(uint64_t key, int64_t offset, int64_t n, const uint32_t *thr, int64_t thr_step,
                      uint8_t *out) noexcept nogil:
     cdef fd_block_t b
-    cdef int64_t blk, lo, hi, i, base
+    cdef int64_t blk, lo, hi, base
     for blk in range(offset // FD_BLOCK_CHUNKS, (offset + n - 1) // FD_BLOCK_CHUNKS + 1):
         fd_block(key, <uint64_t>blk, &b)
         lo = max(offset, blk * FD_BLOCK_CHUNKS)
         hi = min(offset + n, (blk + 1) * FD_BLOCK_CHUNKS)
         base = blk * FD_BLOCK_CHUNKS
-        if thr_step == 0:
-            fd_keep_u8(&b.chunk[lo - base], <int32_t>thr[0], out + (lo - offset), hi - lo)
-        else:
-            for i in range(lo, hi):
-                out[i - offset] = b.chunk[i - base] < thr[i - offset]
+        fd_keep_u8(&b.chunk[lo - base], <const int32_t *>thr + (lo - offset) * thr_step, thr_step,
+                   out + (lo - offset), hi - lo)
 
 
 cdef void apply_rows(const real *x, real *out, const uint8_t *keep, const real *scale, int64_t scale_step,
                      int ndim, const int64_t *dims, const int64_t *kstride, int64_t nrows) noexcept nogil:
     """out = keep ? x * scale : 0 over collapsed dims; the last dim is one contiguous row."""
     cdef int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1]
-    cdef int64_t r, rest, kb, i, a
-    cdef real v
+    cdef int64_t r, rest, kb, a
     for r in range(nrows):
         rest = r
         kb = 0
@@ -170,10 +169,8 @@ cdef void apply_rows(const real *x, real *out, const uint8_t *keep, const real *
                 scale_row(scale[kb * scale_step], &x[r * inner], &out[r * inner], inner)
             else:
                 memset(&out[r * inner], 0, inner * sizeof(real))
-        else:
-            for i in range(inner):
-                v = scaled(x[r * inner + i], scale[(kb + i) * scale_step])
-                out[r * inner + i] = v if keep[kb + i] else <real>0
+        else:                   # keep is C-contiguous: its last varying axis has stride 1
+            apply_row(&keep[kb], &scale[kb * scale_step], scale_step, &x[r * inner], &out[r * inner], inner)
 
 
 cdef inline void *data(cnp.ndarray a):

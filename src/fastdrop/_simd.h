@@ -35,6 +35,8 @@ typedef int32_t fd_i32v FD_V(int32_t, FD_L32);
 typedef uint16_t fd_u16v32 FD_V(uint16_t, FD_L32);   /* FD_L32 decisions */
 typedef int16_t fd_i16v32 FD_V(int16_t, FD_L32);
 typedef int8_t fd_i8v32 FD_V(int8_t, FD_L32);
+typedef uint8_t fd_u8v32 FD_V(uint8_t, FD_L32);
+typedef uint8_t fd_u8v64 FD_V(uint8_t, FD_L64);
 typedef double fd_f64v FD_V(double, FD_L64);
 typedef int64_t fd_i64v FD_V(int64_t, FD_L64);
 typedef uint16_t fd_u16v64 FD_V(uint16_t, FD_L64);
@@ -203,6 +205,74 @@ static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64
     for (; i < n; i++) out[i] = fd_half_mul(x[i], s);
 }
 
+/* out[i] = keep[i] ? x[i] * s[i * s_step] : +0.0 for 0/1 keep bytes (a given or shared
+   mask); s_step is 0 (one scale) or 1 (a scale per element, per-element rates). */
+static inline void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_step,
+                                const float *x, float *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_u8v32 k;
+        fd_f32v v, sv;
+        memcpy(&k, keep + i, sizeof k);
+        memcpy(&v, x + i, sizeof v);
+        if (s_step) memcpy(&sv, s + i, sizeof sv);
+        else sv = (fd_f32v){0} + s[0];
+        fd_i32v bits = (fd_i32v)(v * sv) & (__builtin_convertvector(k, fd_i32v) != 0);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        float v = x[i] * s[i * s_step];
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= 0u - (uint32_t)(keep[i] != 0);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_step,
+                                const double *x, double *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L64 <= n; i += FD_L64) {
+        fd_u8v64 k;
+        fd_f64v v, sv;
+        memcpy(&k, keep + i, sizeof k);
+        memcpy(&v, x + i, sizeof v);
+        if (s_step) memcpy(&sv, s + i, sizeof sv);
+        else sv = (fd_f64v){0} + s[0];
+        fd_i64v bits = (fd_i64v)(v * sv) & (__builtin_convertvector(k, fd_i64v) != 0);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        double v = x[i] * s[i * s_step];
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= 0u - (uint64_t)(keep[i] != 0);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_apply_f16(const uint8_t *keep, const uint16_t *s, int64_t s_step,
+                                const uint16_t *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+#if FD_HALF_SIMD
+    if (s_step == 0) {
+        float s0 = fd_half_to_float(s[0]);
+        for (; i + FD_L32 <= n; i += FD_L32) {
+            fd_u8v32 k;
+            memcpy(&k, keep + i, sizeof k);
+            fd_i16v32 bits = fd_half_mul_v(x + i, s0) & (__builtin_convertvector(k, fd_i16v32) != 0);
+            memcpy(out + i, &bits, sizeof bits);
+        }
+    }
+#endif
+    for (; i < n; i++)
+        out[i] = fd_half_mul(x[i], fd_half_to_float(s[i * s_step])) & (uint16_t)(0u - (uint32_t)(keep[i] != 0));
+}
+
 /* Ask for the cache lines of [p, p + bytes) ahead of use (read, or write: prefetchw). */
 static inline void fd_prefetch(const void *p, int64_t bytes, int write) {
 #if defined(__GNUC__)
@@ -213,15 +283,26 @@ static inline void fd_prefetch(const void *p, int64_t bytes, int write) {
 #endif
 }
 
-/* out[i] = chunk[i] < thr as 0/1 bytes. */
-static inline void fd_keep_u8(const uint16_t *chunk, int32_t thr, uint8_t *out, int64_t n) {
+/* out[i] = chunk[i] < thr[i * thr_step] as 0/1 bytes; thr_step is 0 (one rate) or 1. */
+static inline void fd_keep_u8(const uint16_t *chunk, const int32_t *thr, int64_t thr_step, uint8_t *out, int64_t n) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L32 <= n; i += FD_L32) {
-        fd_i8v32 keep = __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i8v32) & 1;
-        memcpy(out + i, &keep, sizeof keep);
+        fd_i32v keep;
+        if (thr_step) {
+            fd_i32v t, c;
+            fd_u16v32 in;
+            memcpy(&t, thr + i, sizeof t);
+            memcpy(&in, chunk + i, sizeof in);
+            c = __builtin_convertvector(in, fd_i32v);
+            keep = c < t;
+        } else {
+            keep = fd_keep32(chunk + i, thr[0]);
+        }
+        fd_i8v32 bytes = __builtin_convertvector(keep, fd_i8v32) & 1;
+        memcpy(out + i, &bytes, sizeof bytes);
     }
 #endif
-    for (; i < n; i++) out[i] = (int32_t)chunk[i] < thr;
+    for (; i < n; i++) out[i] = (int32_t)chunk[i] < thr[i * thr_step];
 }
 #endif

@@ -30,5 +30,9 @@ cdef extern from "_simd.h" nogil:
     void fd_scale_f32(float s, const float *x, float *out, int64_t n)
     void fd_scale_f64(double s, const double *x, double *out, int64_t n)
     void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n)
+    void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_step, const float *x, float *out, int64_t n)
+    void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_step, const double *x, double *out, int64_t n)
+    void fd_apply_f16(const uint8_t *keep, const uint16_t *s, int64_t s_step, const uint16_t *x, uint16_t *out,
+                      int64_t n)
     void fd_prefetch(const void *p, int64_t nbytes, int write)
-    void fd_keep_u8(const uint16_t *chunk, int32_t thr, uint8_t *out, int64_t n)
+    void fd_keep_u8(const uint16_t *chunk, const int32_t *thr, int64_t thr_step, uint8_t *out, int64_t n)
