@@ -30,17 +30,35 @@ def test_json_is_written_and_well_formed(tmp_path, capsys):
         assert {"floor", "fastdrop", "numpy-backend", "naive"} <= set(c["ns_per_element"])
         assert all(np.isfinite(v) and v > 0 for v in c["ns_per_element"].values())
         assert c["fastdrop_over_floor"] > 0 and set(c["speedup"]) == set(c["ns_per_element"]) - {"floor", "fastdrop"}
-    assert result["threads"] == 1 and result["targets"] == []
+    assert result["threads"] == 1 and result["targets"] == []     # no 64K/1M/16M float32 case, no extras
     assert result["isa"] == bench.fastdrop.info()["isa"]
     assert "float16     1K" in out and "fd/floor" in out
     assert "fastdrop bench [4/4] float16 3000" in err          # the progress line
 
 
-def test_target_cases_and_threads(capsys):
-    code, out, _ = _run_main(capsys, "--threads", "2")
+def test_target_cases_and_threads(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code, out, _ = _run_main(capsys, "--threads", "2", "--json", str(path))
     assert code == 0
     assert "float32 1K call" in out and "spatial (64, 128, 32, 32)" in out and "1 thread / 2 threads" in out
     assert bench.fastdrop.get_num_threads() == 1         # restored
+    targets = json.loads(path.read_text())["targets"]
+    assert len(targets) == 3
+    for t in targets:
+        assert t["ratio"] > 0 and t["met"] == (t["ratio"] <= float(t["target"][3:]) if t["target"].startswith("<=")
+                                               else t["ratio"] >= float(t["target"][3:]))
+
+
+def test_table_targets_are_read_off_the_cases():
+    case = {"dtype": "float32", "size": 1 << 24, "fastdrop_over_floor": 1.3,
+            "ns_per_element": {"floor": 1.0, "fastdrop": 1.3, "numpy-backend": 30.0, "naive": 10.0},
+            "speedup": {"numpy-backend": 23.0, "naive": 7.7}}
+    rows = {r["case"]: r for r in bench.table_targets([case])}
+    assert rows["float32 16M: fastdrop / floor"]["met"] is False
+    assert rows["float32 16M: naive / fastdrop"]["met"] is True
+    assert rows["float32 16M: numpy backend / naive NumPy dropout"] == {
+        "case": "float32 16M: numpy backend / naive NumPy dropout", "ratio": 3.0, "target": "<= 2", "met": False}
+    assert len(rows) == 3                                  # no torch column, no other size
 
 
 def test_plot_writes_a_png(tmp_path, capsys):
