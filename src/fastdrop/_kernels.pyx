@@ -1,8 +1,10 @@
 """Compiled dropout kernels over the block streams of _xoshiro.h.
 
 The def functions are thin: take raw pointers from arrays the functional API has
-already validated, release the GIL, run a fused-type nogil kernel.  _numpy_backend.py
-is the bit-exact twin of every function here.  Compiler directives live in setup.py.
+already validated, release the GIL, run a fused-type nogil kernel whose element loops
+are the SIMD loops of _simd.h.  _numpy_backend.py is the bit-exact twin of every
+function here.  setup.py compiles this file once per ISA variant (baseline, avx2,
+avx512); ISA says which one this is.  Compiler directives live in setup.py.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -11,9 +13,10 @@ from libc.string cimport memset
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._xoshiro cimport (fd_apply_f16, fd_apply_f32, fd_apply_f64, fd_prefetch, FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_block, fd_block_t,
-                                fd_gen_seed, fd_gen_steps, fd_gen_t, fd_group_t, fd_half_mul, fd_half_to_float, fd_keep_u8, fd_scale_f16, fd_scale_f32, fd_scale_f64, fd_select_f16, fd_select_f32,
-                                fd_select_f64)
+from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_apply_f16,
+                                fd_apply_f32, fd_apply_f64, fd_block, fd_block_t, fd_gen_seed, fd_gen_steps, fd_gen_t,
+                                fd_group_t, fd_half_to_float, fd_keep_u8, fd_prefetch, fd_scale_f16, fd_scale_f32,
+                                fd_scale_f64, fd_select_f16, fd_select_f32, fd_select_f64)
 
 cnp.import_array()
 

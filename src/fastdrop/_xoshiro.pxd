@@ -21,7 +21,6 @@ cdef extern from "_xoshiro.h" nogil:
     void fd_gen_seed(fd_gen_t *g, uint64_t key, uint64_t block)
     void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out)
     float fd_half_to_float(uint16_t h)
-    uint16_t fd_half_mul(uint16_t h, float scale)
 
 cdef extern from "_simd.h" nogil:
     void fd_select_f32(const uint16_t *chunk, int32_t thr, float s, const float *x, float *out, int64_t n)
