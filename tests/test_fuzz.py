@@ -381,6 +381,7 @@ def test_invalid_noise_shapes_raise(backend, shape, data):
 
 @pytest.mark.parametrize("seed, error, message", [
     (-1, ValueError, r"seed must be in \[0, 2\*\*64\), got -1"),
+    (np.int64(-5), ValueError, r"seed must be in \[0, 2\*\*64\), got -5"),
     (2**64, ValueError, r"seed must be in \[0, 2\*\*64\), got 18446744073709551616"),
     (1.5, TypeError, r"seed must be None, an int or a numpy.random.Generator, got float 1.5"),
     ("42", TypeError, r"seed must be None, an int or a numpy.random.Generator, got str '42'"),
@@ -716,3 +717,22 @@ def test_family_out_aliasing(backend, name, dtype, seed, data):
         call(x, seed, read_only)
     with pytest.raises(TypeError, match="must have dtype float16, float32 or float64, got dtype int"):
         call(np.zeros(shape, np.int32), seed, None)
+
+
+# ---- numbers of every kind -------------------------------------------------------------
+
+@fuzz
+@given(p=st.sampled_from([0.0, 0.25, 0.5, 1.0]), seed=seeds)
+def test_rate_and_seed_of_any_numeric_type_give_the_same_result(backend, p, seed):
+    from fractions import Fraction
+    x = np.linspace(-3, 3, 50, dtype=np.float32).reshape(5, 10)
+    expected = fd.dropout(x, p, seed=seed)
+    for same_p in (np.float64(p), np.float32(p), np.float16(p), Fraction(p), np.array(p), np.full((1, 10), p),
+                   [[p] * 10] * 5):
+        assert_same_bits(fd.dropout(x, same_p, seed=seed), expected)
+    for same_seed in (np.uint64(seed), Fraction(seed).numerator):
+        assert_same_bits(fd.dropout(x, p, seed=same_seed), expected)
+    if seed < 2**63:
+        assert_same_bits(fd.dropout(x, p, seed=np.int64(seed)), expected)
+    if p in (0.0, 1.0):
+        assert_same_bits(fd.dropout(x, int(p), seed=seed), expected)
