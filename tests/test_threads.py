@@ -16,7 +16,8 @@ ROUNDS = 4
 
 
 def jobs():
-    """(name, callable) pairs covering every functional entry point and argument kind."""
+    """(name, callable) pairs covering the functional entry points, the box and the family's
+    stream-word (Gaussian) and fused (alpha) paths."""
     rng = np.random.default_rng(7)
     x32 = rng.standard_normal((300, 1100), dtype=np.float32)       # > 256 blocks: the parallel path
     x64 = rng.standard_normal((64, 33, 17))
@@ -35,6 +36,10 @@ def jobs():
             (f"transposed-{k}", lambda s=seed: fd.dropout(xt, 0.1, seed=s)),
             (f"mask-{k}", lambda s=seed: fd.dropout_mask((257, 1031), 0.5, seed=s, packed=True)),
             (f"apply-{k}", lambda: fd.apply_mask(x16, packed, 0.3)),
+            (f"box-{k}", lambda s=seed: fd.dropout_box(x32[100:250, 7:900], 0.5, seed=s, global_shape=x32.shape,
+                                                       origin=(100, 7))),
+            (f"gaussian-{k}", lambda s=seed: fd.gaussian_dropout(x64, 0.3, seed=s)),
+            (f"alpha-{k}", lambda s=seed: fd.alpha_dropout(x32, 0.2, seed=s)),
         ]
     return out
 
