@@ -22,36 +22,38 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-_SHIFT = {k: np.uint64(k) for k in (17, 19, 23, 41, 45)}
+_SHIFT = {k: np.array(k, dtype=np.uint64) for k in (17, 19, 23, 41, 45)}   # 0-d arrays: ~25% faster than scalars
 
 
 def _block_words(key, blocks):
     """Words of the blocks numbered ``blocks`` (uint64 array) as uint64 (len(blocks), 256).
 
-    Every operation writes into a preallocated array (``out=``): with few lanes NumPy's
-    per-call and allocation costs, not the arithmetic, set the speed."""
+    With few lanes NumPy's per-call and allocation costs, not the arithmetic, set the
+    speed: every operation writes into a preallocated array (positional ``out``), shift
+    counts are 0-d arrays, and the state is one stacked array so that the four seeds and
+    each pair of independent xors take one call each."""
     nblocks = blocks.size
     with np.errstate(over="ignore"):
         lane = blocks.astype(np.uint64)[:, None] * np.uint64(LANES) + np.arange(LANES, dtype=np.uint64)
         x = _mix64(np.uint64(key) + (lane + np.uint64(1)) * GOLDEN)
-        s0, s1, s2, s3 = (_mix64(x + np.uint64(i) * GOLDEN) for i in range(1, 5))
+        state = _mix64(x + np.arange(1, 5, dtype=np.uint64)[:, None, None] * GOLDEN)
+        s0, s1, s2, s3 = state
+        low, high, high_reversed = state[0:2], state[2:4], state[3:1:-1]
         out = np.empty((nblocks, STEPS, LANES), dtype=np.uint64)
         t, u = np.empty_like(x), np.empty_like(x)
         for step in range(STEPS):
-            np.add(s0, s3, out=t)                      # word = rotl(s0 + s3, 23) + s0
-            np.left_shift(t, _SHIFT[23], out=u)
-            np.right_shift(t, _SHIFT[41], out=t)
-            np.bitwise_or(u, t, out=t)
-            np.add(t, s0, out=out[:, step])
-            np.left_shift(s1, _SHIFT[17], out=t)       # t = s1 << 17
-            np.bitwise_xor(s2, s0, out=s2)
-            np.bitwise_xor(s3, s1, out=s3)
-            np.bitwise_xor(s1, s2, out=s1)
-            np.bitwise_xor(s0, s3, out=s0)
-            np.bitwise_xor(s2, t, out=s2)
-            np.left_shift(s3, _SHIFT[45], out=t)       # s3 = rotl(s3, 45)
-            np.right_shift(s3, _SHIFT[19], out=s3)
-            np.bitwise_or(s3, t, out=s3)
+            np.add(s0, s3, t)                          # word = rotl(s0 + s3, 23) + s0
+            np.left_shift(t, _SHIFT[23], u)
+            np.right_shift(t, _SHIFT[41], t)
+            np.bitwise_or(u, t, t)
+            np.add(t, s0, out[:, step])
+            np.left_shift(s1, _SHIFT[17], t)           # t = s1 << 17
+            np.bitwise_xor(high, low, high)            # s2 ^= s0; s3 ^= s1
+            np.bitwise_xor(low, high_reversed, low)    # s0 ^= s3; s1 ^= s2
+            np.bitwise_xor(s2, t, s2)
+            np.left_shift(s3, _SHIFT[45], t)           # s3 = rotl(s3, 45)
+            np.right_shift(s3, _SHIFT[19], s3)
+            np.bitwise_or(s3, t, s3)
     return out.reshape(nblocks, BLOCK_WORDS)
 
 
