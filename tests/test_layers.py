@@ -25,7 +25,7 @@ def finite_difference(f, x, gy, eps=1e-6):
 
 def frozen(layer):
     """f(x) = layer(x) replayed from the layer's current state (same mask, same rates)."""
-    state = copy.deepcopy(layer.__dict__)
+    state = copy.deepcopy(layer.__getstate__())        # the state without its lock
 
     def f(z):
         layer.__dict__.update(copy.deepcopy(state))
@@ -557,7 +557,7 @@ def test_elman_rnn_gradients_match_finite_differences():
     rnn = ElmanRNN(3, 4, dropout=0.3, recurrent_dropout=0.4, seed=5)
     x = RNG.standard_normal((2, 5, 3))
     g = RNG.standard_normal((2, 5, 4))
-    masks = copy.deepcopy({"input": rnn.input_dropout.__dict__, "state": rnn.recurrent_dropout.__dict__})
+    masks = copy.deepcopy({"input": rnn.input_dropout.__getstate__(), "state": rnn.recurrent_dropout.__getstate__()})
 
     def replay(z):
         rnn.input_dropout.__dict__.update(copy.deepcopy(masks["input"]))

@@ -91,7 +91,7 @@ def test_concurrent_in_place_calls_on_disjoint_rows(backend):
 
 
 def test_one_layer_per_thread_equals_serial(backend):
-    """Layers are documented as not thread-safe: one layer per thread is the supported use."""
+    """One layer per thread is the supported way to train in threads."""
     x = np.random.default_rng(4).standard_normal((128, 512), dtype=np.float32)
 
     def train(seed):
@@ -108,3 +108,34 @@ def test_one_layer_per_thread_equals_serial(backend):
     for got, want in zip(concurrent, serial):
         for (y, g), (y0, g0) in zip(got, want):
             assert np.array_equal(y, y0) and np.array_equal(g, g0)
+
+
+def test_shared_layer_counter_is_never_corrupted():
+    """Threads sharing one layer: every forward k = 0..n-1 is used exactly once (the lock)."""
+    import sys
+    x = np.ones(256, np.float32)
+    layer = fd.Dropout(0.5, seed=2024)
+    calls = 500
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)           # switch threads as often as CPython allows
+    try:
+        with ThreadPoolExecutor(N_THREADS) as pool:
+            outs = [y for ys in pool.map(lambda _: [layer(x) for _ in range(calls)], range(N_THREADS))
+                    for y in ys]
+    finally:
+        sys.setswitchinterval(old)
+    total = N_THREADS * calls
+    assert layer.counter == total
+    reference = fd.Dropout(0.5, seed=2024)
+    expected = sorted(reference(x).tobytes() for _ in range(total))
+    assert sorted(y.tobytes() for y in outs) == expected
+
+
+def test_layer_pickles_and_copies_without_its_lock():
+    import copy
+    import pickle
+    layer = fd.Dropout(0.3, seed=5)
+    layer(np.ones(8))
+    for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+        assert clone.counter == 1
+        assert np.array_equal(clone(np.ones(8)), layer(np.ones(8)))

@@ -7,6 +7,7 @@ each variant is in ``fastdrop.family`` (or ``fastdrop.dropout``), shared with th
 functional twins.
 """
 import numbers
+import threading
 
 import numpy as np
 
@@ -32,8 +33,10 @@ class DropoutLayer:
     ``counter`` is the number of training-mode forwards so far; forward number k (0-based)
     uses the substream ``derive_seed(seed, k)``.  Eval-mode calls draw no mask and leave
     the counter alone, so the sequence of training masks never depends on how often the
-    model was evaluated in between.  A layer is not thread-safe (the counter and the
-    record of the last forward are mutated per call): give each thread its own layer.
+    model was evaluated in between.  The counter is guarded by a lock, so a layer shared
+    by threads gives every forward its own substream (forwards k = 0, 1, 2, ... are all
+    used exactly once); but ``backward`` pairs with the layer's last forward from any
+    thread, so training code should still give each thread its own layer.
 
     Subclasses implement ``_forward(x, seed) -> (y, extra)`` (``seed`` is None in eval
     mode) and ``_backward(grad, record)``, where ``record`` holds the forward's seed,
@@ -47,6 +50,16 @@ class DropoutLayer:
         self.training = True
         self.counter = 0
         self._last = None
+        self._counter_lock = threading.Lock()
+
+    def __getstate__(self):            # locks do not pickle or deepcopy
+        state = self.__dict__.copy()
+        del state["_counter_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._counter_lock = threading.Lock()
 
     # -- mode -------------------------------------------------------------------------
     def train(self, mode=True):
@@ -74,8 +87,10 @@ class DropoutLayer:
         """The seed of the next mask in training mode (advancing the counter), else None."""
         if not self.training:
             return None
-        self.counter += 1
-        return derive_seed(self.seed, self.counter - 1)
+        with self._counter_lock:
+            index = self.counter
+            self.counter = index + 1
+        return derive_seed(self.seed, index)
 
     def backward(self, grad):
         """The gradient w.r.t. the input of the last forward, for the output gradient ``grad``."""
