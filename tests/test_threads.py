@@ -135,7 +135,10 @@ def test_layer_pickles_and_copies_without_its_lock():
     import copy
     import pickle
     layer = fd.Dropout(0.3, seed=5)
-    layer(np.ones(8))
-    for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+    layer(np.ones(64))
+    clones = [pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)]
+    second = layer(np.ones(64))                # forward number 1
+    for clone in clones:
         assert clone.counter == 1
-        assert np.array_equal(clone(np.ones(8)), layer(np.ones(8)))
+        assert np.array_equal(clone(np.ones(64)), second)
+        clone(np.ones(64))                     # the clone's lock works too
