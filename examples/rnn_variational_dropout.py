@@ -71,10 +71,9 @@ class RowReader(Layer):
 
     def __init__(self, rnn):
         self.rnn = rnn
-        self.grads = {k: np.zeros_like(v) for k, v in rnn.params.items()}
 
     def params(self):
-        return [(self.rnn.params[k], self.grads[k]) for k in self.rnn.params]
+        return [(self.rnn.params[k], self.rnn.grads[k]) for k in self.rnn.params]
 
     def train(self):
         self.rnn.train()
@@ -92,8 +91,6 @@ class RowReader(Layer):
         grad_states = np.zeros_like(self._states)
         grad_states[:, -1] = gy
         self.rnn.backward(grad_states)
-        for k, g in self.rnn.grads.items():
-            self.grads[k][...] = g
 
 
 def build(scheme, p, seed):

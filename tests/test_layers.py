@@ -622,3 +622,15 @@ def test_dropout_layer_is_fd_dropout_for_any_noise_shape(shape, data, p, dtype):
     assert np.array_equal(y, fd.dropout(x, p, seed=fd.functional.derive_seed(layer.seed, 0), noise_shape=resolved))
     g = layer.backward(np.ones(shape, dtype))                 # the same mask as the forward
     assert np.array_equal((g == 0)[x != 0], (y == 0)[x != 0])
+
+
+def test_elman_rnn_writes_gradients_in_place():
+    rnn = ElmanRNN(3, 4, dropout=0.2, recurrent_dropout=0.2, seed=1)
+    held = dict(rnn.grads)                       # what an optimizer would keep
+    x = RNG.standard_normal((2, 5, 3))
+    for _ in range(2):
+        rnn.backward(np.ones_like(rnn(x)))
+        assert all(rnn.grads[k] is held[k] for k in held)
+    first = {k: v.copy() for k, v in held.items()}
+    rnn.backward(np.ones((2, 5, 4)))             # the same forward again: replaced, not summed
+    assert all(np.array_equal(first[k], held[k]) and np.any(held[k]) for k in held)

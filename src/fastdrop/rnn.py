@@ -15,7 +15,8 @@ class ElmanRNN:
     """Batch-first Elman RNN over (N, T, input_size) arrays, float64 parameters.
 
     ``forward(x)`` returns all hidden states (N, T, hidden_size); ``backward(g)`` takes
-    their gradient, returns d/dx and fills ``grads`` (same keys as ``params``).
+    their gradient, returns d/dx and writes the parameter gradients into ``grads`` (same
+    keys as ``params``) in place, so an optimizer may hold on to those arrays.
     """
 
     def __init__(self, input_size, hidden_size, *, dropout=0.0, recurrent_dropout=0.0, seed=None):
@@ -73,7 +74,9 @@ class ElmanRNN:
         grad_hs = np.asarray(grad_hs, dtype=np.float64)
         if grad_hs.shape != hs.shape:
             raise ValueError(f"grad must have the output's shape {hs.shape}, got {grad_hs.shape}")
-        grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        grads = self.grads
+        for g in grads.values():
+            g[...] = 0.0
         grad_xd = np.empty_like(xd)
         carry = np.zeros(hs.shape[::2])
         for t in reversed(range(hs.shape[1])):
@@ -83,5 +86,4 @@ class ElmanRNN:
             grads["b"] += da.sum(axis=0)
             grad_xd[:, t] = da @ self.params["W_x"].T
             carry = self.recurrent_dropout.step_backward(da @ self.params["W_h"].T)
-        self.grads = grads
         return self.input_dropout.backward(grad_xd)
