@@ -27,7 +27,7 @@ def _cases():
     """(name, thunk) pairs; each thunk returns an array computed by the active backend."""
     rng = np.random.default_rng(2024)
     cases = []
-    for dtype in (np.float32, np.float64):
+    for dtype in (np.float16, np.float32, np.float64):       # sizes and offsets hit every vector tail
         for n, offset in ((1, 0), (17, 5), (1023, 1), (1024, 0), (5000, 1021), (70_001, 123_457)):
             x = (rng.standard_normal(n) * 1e3).astype(dtype)
             x[: min(n, 4)] = [np.inf, -np.nan, -0.0, np.finfo(dtype).smallest_subnormal][: min(n, 4)]
@@ -46,6 +46,10 @@ def _cases():
     cases.append(("packed", lambda: fastdrop.dropout_mask(10_000, 0.5, seed=9, packed=True)))
     cases.append(("apply-mask", lambda: fastdrop.apply_mask(
         x4, fastdrop.dropout_mask(x4.shape, 0.6, seed=1, packed=True), 0.6)))
+    cases.append(("apply-mask-float16", lambda: fastdrop.apply_mask(
+        ALL_HALVES[5:], fastdrop.dropout_mask(ALL_HALVES.size - 5, 0.3, seed=2), 0.3)))
+    cases.append(("per-element-p-float16", lambda: fastdrop.dropout(
+        ALL_HALVES[:3000], np.linspace(0, 0.999, 3000), seed=2)))
     cases.append(("words", lambda: _backend.kernels().fill_words(7, 1000, np.empty(3000, dtype=np.uint64))))
     xt = rng.standard_normal(THREAD_CASE_SIZE).astype(np.float32)
     cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
