@@ -14,6 +14,7 @@ The pytest-benchmark suites in ``bench/`` time the same callables (``implementat
 """
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -52,10 +53,10 @@ def naive_dropout(x, p, rng):
 def implementations(x, out, p=P, torch=None):
     """{name: zero-argument callable} computing dropout of ``x`` (or the floor) for one case.
 
-    ``floor`` is ``np.multiply(x, c, out=out)``; ``fastdrop`` the active backend (the compiled
-    one unless FASTDROP_BACKEND or set_backend chose otherwise); ``numpy-backend`` fastdrop's pure NumPy twin;
-    ``naive`` the textbook NumPy dropout; ``torch`` PyTorch's CPU ``F.dropout`` when ``torch``
-    (the module) is given."""
+    ``floor`` is ``np.multiply(x, c, out=out)``; ``fastdrop`` the active backend (the
+    compiled one unless FASTDROP_BACKEND or set_backend chose otherwise); ``numpy-backend``
+    fastdrop's pure NumPy twin; ``naive`` the textbook NumPy dropout; ``torch`` PyTorch's
+    CPU ``F.dropout`` when ``torch`` (the module) is given."""
     scale = x.dtype.type(1.0 / (1.0 - p))
     rng = np.random.default_rng(SEED)
 
@@ -267,9 +268,19 @@ def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True,
         "fastdrop": d["version"], "backend": d["backend"], "isa": d["isa"], "openmp": d["openmp"],
         "threads": threads, "p": P, "numpy": np.__version__,
         "torch": torch.__version__ if torch is not None else None,
-        "machine": {"processor": _cpu_name(), "machine": platform.machine(), "python": platform.python_version()},
+        "machine": {"processor": _cpu_name(), "machine": platform.machine(), "cpus": os.cpu_count(),
+                    "load_average": _load_average(), "python": platform.python_version()},
         "budget_seconds_per_case": budget, "cases": cases, "targets": table_targets(cases) + extra,
     }
+
+
+def _load_average():
+    """The 1-minute load average after the run (None where the OS has none): other
+    processes on the machine change every figure, threads most."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _cpu_name():
@@ -289,7 +300,8 @@ def format_table(result):
         f"fastdrop {result['fastdrop']} bench: backend {result['backend']}, isa {result['isa']}, "
         f"threads {result['threads']}, p={result['p']}; numpy {result['numpy']}"
         + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
-        f"{result['machine']['processor']}",
+        f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
+        f"load average {result['machine']['load_average']} after the run",
         "ns/element: median over interleaved rounds. fd/floor: fastdrop's time over np.multiply(x, c, out=y)'s",
         "(lower is better, 1.0 is the bandwidth floor); X/fd: how many times faster fastdrop is than X.",
         "",
