@@ -160,7 +160,7 @@ def _dropout_runs(key, starts, thr, scale, x, out):
     rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
     if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
         rows_in = np.ascontiguousarray(rows_in)
-    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
+    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
     rows_out = target.reshape(starts.size, -1)
     kernel, threads = _backend.kernels().dropout_flat, _backend.get_num_threads()
     for start, row_in, row_out in zip(starts.tolist(), rows_in, rows_out):

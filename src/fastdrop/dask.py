@@ -15,7 +15,7 @@ import dask.array as da
 import numpy as np
 
 from .box import dropout_box
-from .family import check_data_format
+from .family import spatial_noise_shape
 from .functional import as_float_array, check_offset, check_rate, resolve_noise_shape, resolve_seed
 
 __all__ = ["dropout", "spatial_dropout"]
@@ -61,12 +61,7 @@ def spatial_dropout(darr, p=0.5, *, seed=None, data_format="channels_first"):
     """
     if not isinstance(darr, da.Array):
         raise TypeError(f"darr must be a dask.array.Array, got {type(darr).__module__}.{type(darr).__name__}")
-    check_data_format(data_format)
-    if darr.ndim < 3:
-        raise ValueError(f"spatial_dropout expects input of rank >= 3 (N, C, *spatial), got shape {darr.shape}")
-    channel_axis = 1 if data_format == "channels_first" else darr.ndim - 1
-    noise_shape = tuple(n if axis in (0, channel_axis) else 1 for axis, n in enumerate(darr.shape))
-    return dropout(darr, p, seed=seed, noise_shape=noise_shape)
+    return dropout(darr, p, seed=seed, noise_shape=spatial_noise_shape(darr.shape, data_format))
 
 
 def _rates_like(p, darr, global_noise):

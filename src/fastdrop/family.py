@@ -62,15 +62,17 @@ def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels
     or (N, 1, ..., 1, C), so it is the same for both formats up to the transposition.
     """
     x = as_float_array(x)
+    return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(x.shape, data_format),
+                   out=out)
+
+
+def spatial_noise_shape(shape, data_format="channels_first"):
+    """(N, C, 1, ..., 1) or (N, 1, ..., 1, C): the noise shape of spatial dropout on ``shape``."""
     check_data_format(data_format)
-    if x.ndim < 3:
-        raise ValueError(f"spatial_dropout expects input of rank >= 3 (N, C, *spatial), got shape {x.shape}")
-    ones = (1,) * (x.ndim - 2)
-    if data_format == "channels_first":
-        shape = x.shape[:2] + ones
-    else:
-        shape = x.shape[:1] + ones + x.shape[-1:]
-    return dropout(x, p, seed=seed, training=training, noise_shape=shape, out=out)
+    if len(shape) < 3:
+        raise ValueError(f"spatial_dropout expects input of rank >= 3 (N, C, *spatial), got shape {tuple(shape)}")
+    channel_axis = 1 if data_format == "channels_first" else len(shape) - 1
+    return tuple(n if axis in (0, channel_axis) else 1 for axis, n in enumerate(shape))
 
 
 def check_time_axis(time_axis):
