@@ -418,3 +418,14 @@ def test_use_backend_restores_and_rejects_unknown():
         fd.set_backend("gpu")
     with pytest.raises(ValueError, match="num_threads must be an integer >= 1, got 0"):
         fd.set_num_threads(0)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_fast_path_equals_general_path(backend, dtype):
+    # Plain ints/floats on a C-contiguous array take a shortcut past the general checks;
+    # NumPy scalars and out= take the general path: both must give the same bits.
+    x = np.random.default_rng(12).standard_normal((33, 65)).astype(dtype)
+    fast = fd.dropout(x, 0.3, seed=5, offset=7)
+    general = fd.dropout(x, np.float64(0.3), seed=np.int64(5), offset=np.int64(7), out=np.empty_like(x))
+    assert same_bits(fast, general)
+    assert fast.flags.c_contiguous and not np.shares_memory(fast, x)

@@ -3,6 +3,7 @@
 Every layer and integration goes through these functions, so there is one place that
 decides what a valid argument is and one place that says what the output is.
 """
+import functools
 import numbers
 import secrets
 
@@ -37,6 +38,7 @@ def resolve_seed(seed):
     return int(seed)
 
 
+@functools.lru_cache(maxsize=1024)
 def stream_key(seed):
     """The key of the block streams for an already resolved integer seed."""
     return _mix64((seed + _GOLDEN) & _U64)
@@ -159,15 +161,27 @@ def _same_layout(a, b):
             and a.strides == b.strides)
 
 
+@functools.lru_cache(maxsize=256)
+def _scalar_rate(p, dtype):
+    return keep_threshold(p), inverse_keep(p, dtype)
+
+
 def _rate_arrays(p, dtype, noise_shape):
     """(threshold, scale) for the kernels: scalars, or arrays of the noise shape."""
     if isinstance(p, float):
-        return keep_threshold(p), inverse_keep(p, dtype)
+        return _scalar_rate(p, dtype)
+    if not _broadcasts_to(p.shape, noise_shape):
+        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}")
+    # Elementwise, so computed on p as given and broadcast after: the same values, less work.
+    return (np.ascontiguousarray(np.broadcast_to(keep_threshold(p), noise_shape)),
+            np.ascontiguousarray(np.broadcast_to(inverse_keep(p, dtype), noise_shape)))
+
+
+def _broadcasts_to(shape, target):
     try:
-        p = np.ascontiguousarray(np.broadcast_to(p, noise_shape))
+        return np.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
-        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}") from None
-    return keep_threshold(p), inverse_keep(p, dtype)
+        return False
 
 
 def _keep(key, offset, thr, noise_shape):
@@ -199,6 +213,16 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     or ``p == 0`` the result is a copy of ``x`` (or ``x`` written into ``out``).
     Calling it on the gradient with the same arguments is the exact backward pass.
     """
+    if (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
+            and noise_shape is None and out is None and training is True
+            and 0.0 < p < 1.0 and 0 <= seed <= _U64 and 0 <= offset < MAX_OFFSET
+            and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous and x.flags.aligned and x.size):
+        # The common call, valid as given: skip the general checks (the same kernel, the same bits).
+        thr, scale = _scalar_rate(p, x.dtype)
+        y = np.empty_like(x)
+        _backend.kernels().dropout_flat(stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
+                                        _backend.get_num_threads())
+        return y
     x = as_float_array(x)
     p = check_rate(p)
     shape = resolve_noise_shape(noise_shape, x.shape)

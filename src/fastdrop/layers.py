@@ -458,6 +458,8 @@ class AdaptiveDropout(DropoutLayer):
         return y, p
 
     def _adapt(self, x):
+        if x.size == 0:                 # no activations, no evidence: the rate stays
+            return
         axes = tuple(range(x.ndim - 1)) if self.per_unit else None
         activity = np.mean(np.abs(x), axis=axes, dtype=np.float64)
         step = self.adapt_rate * ((activity > self.high).astype(np.float64) - (activity < self.low))
