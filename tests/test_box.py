@@ -104,12 +104,12 @@ def test_work_is_the_box_size_plus_partial_blocks(monkeypatch):
 
 def test_whole_row_boxes_take_the_fused_one_pass_kernel(monkeypatch):
     calls = []
-    real = _backend.kernels().dropout_flat
-    monkeypatch.setattr(_backend.kernels(), "dropout_flat",
-                        lambda key, offset, *args: calls.append(offset) or real(key, offset, *args))
+    real = _backend.kernels().dropout_rows
+    monkeypatch.setattr(_backend.kernels(), "dropout_rows",
+                        lambda key, starts, *args: calls.append(starts.tolist()) or real(key, starts, *args))
     x = np.ones((4, 5, 6), dtype=np.float32)
     dropout_box(x, 0.5, seed=2, global_shape=(9, 5, 6), origin=(3, 0, 0), offset=7)
-    assert calls == [7 + 3 * 30]
+    assert calls == [[7 + 3 * 30]]
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -193,15 +193,15 @@ def test_exported_from_the_package():
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_long_runs_take_the_fused_kernel_one_call_per_run(backend, dtype, monkeypatch):
+def test_long_runs_take_the_fused_kernel_in_one_call(backend, dtype, monkeypatch):
     full = np.random.default_rng(7).standard_normal((5, 3000)).astype(dtype)
     expected = fd.dropout(full, 0.3, seed=15, offset=4)[1:4, 700:1800]
     calls = []
-    real = _backend.kernels().dropout_flat
-    monkeypatch.setattr(_backend.kernels(), "dropout_flat",
-                        lambda key, offset, *args: calls.append(offset) or real(key, offset, *args))
+    real = _backend.kernels().dropout_rows
+    monkeypatch.setattr(_backend.kernels(), "dropout_rows",
+                        lambda key, starts, *args: calls.append(starts.tolist()) or real(key, starts, *args))
     got = dropout_box(full[1:4, 700:1800], 0.3, seed=15, global_shape=full.shape, origin=(1, 700), offset=4)
-    assert calls == [4 + row * 3000 + 700 for row in (1, 2, 3)]
+    assert calls == [[4 + row * 3000 + 700 for row in (1, 2, 3)]]
     assert same_bits(got, expected)
     in_place = full[1:4, 700:1800].copy()
     dropout_box(in_place, 0.3, seed=15, global_shape=full.shape, origin=(1, 700), offset=4, out=in_place)
@@ -210,3 +210,16 @@ def test_long_runs_take_the_fused_kernel_one_call_per_run(backend, dtype, monkey
     dropout_box(full[1:4, 700:1800].T.copy().T, 0.3, seed=15, global_shape=full.shape, origin=(1, 700),
                 offset=4, out=strided_out)
     assert same_bits(np.ascontiguousarray(strided_out), expected)
+
+
+def test_many_runs_split_over_threads_give_the_same_bits(backend):
+    full = np.random.default_rng(9).standard_normal((400, 3000)).astype(np.float32)
+    expected = fd.dropout(full, 0.5, seed=21)[50:350, 500:2500]     # 300 runs of 2000: threads split runs
+    old = fd.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fd.set_num_threads(threads)
+            got = dropout_box(full[50:350, 500:2500], 0.5, seed=21, global_shape=full.shape, origin=(50, 500))
+            assert same_bits(got, expected)
+    finally:
+        fd.set_num_threads(old)

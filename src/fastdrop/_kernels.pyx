@@ -180,10 +180,21 @@ cdef inline void *data(cnp.ndarray a):
     return cnp.PyArray_DATA(a)
 
 
-def dropout_flat(uint64_t key, int64_t offset, int32_t thr, scale, cnp.ndarray x, cnp.ndarray out,
-                 int nthreads=1):
-    """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
-    cdef int64_t n = x.shape[0]
+cdef void dropout_rows_impl(uint64_t key, const int64_t *starts, int64_t nrows, int64_t rowlen, int32_t thr, real s,
+                            const real *x, int64_t xstride, real *out, int64_t ostride, int nthreads) noexcept nogil:
+    """Row r: the fused kernel over decisions starts[r].. (threads split rows, or one long row)."""
+    cdef int64_t r
+    if nthreads > 1 and nrows > 1 and nrows * rowlen >= PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS:
+        for r in prange(nrows, schedule="static", num_threads=nthreads):
+            dropout_range(key, starts[r], rowlen, thr, s, x + r * xstride, out + r * ostride, 1)
+    else:
+        for r in range(nrows):
+            dropout_range(key, starts[r], rowlen, thr, s, x + r * xstride, out + r * ostride, nthreads)
+
+
+cdef object dropout_rows_typed(uint64_t key, const int64_t *starts, int64_t nrows, int64_t rowlen, int32_t thr,
+                               scale, cnp.ndarray x, int64_t xstride, cnp.ndarray out, int64_t ostride, int nthreads):
+    """Dispatch on x's dtype; strides are in elements."""
     cdef int typenum = cnp.PyArray_TYPE(x)
     cdef void *xp = data(x)
     cdef void *op = data(out)
@@ -193,16 +204,33 @@ def dropout_flat(uint64_t key, int64_t offset, int32_t thr, scale, cnp.ndarray x
     if typenum == cnp.NPY_FLOAT32:
         s32 = scale
         with nogil:
-            dropout_range(key, offset, n, thr, s32, <const float *>xp, <float *>op, nthreads)
+            dropout_rows_impl(key, starts, nrows, rowlen, thr, s32, <const float *>xp, xstride, <float *>op, ostride,
+                              nthreads)
     elif typenum == cnp.NPY_FLOAT64:
         s64 = scale
         with nogil:
-            dropout_range(key, offset, n, thr, s64, <const double *>xp, <double *>op, nthreads)
+            dropout_rows_impl(key, starts, nrows, rowlen, thr, s64, <const double *>xp, xstride, <double *>op, ostride,
+                              nthreads)
     else:
         s16 = scale.view("u2")
         with nogil:
-            dropout_range(key, offset, n, thr, s16, <const uint16_t *>xp, <uint16_t *>op, nthreads)
+            dropout_rows_impl(key, starts, nrows, rowlen, thr, s16, <const uint16_t *>xp, xstride, <uint16_t *>op,
+                              ostride, nthreads)
     return out
+
+
+def dropout_flat(uint64_t key, int64_t offset, int32_t thr, scale, cnp.ndarray x, cnp.ndarray out,
+                 int nthreads=1):
+    """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
+    return dropout_rows_typed(key, &offset, 1, x.shape[0], thr, scale, x, 0, out, 0, nthreads)
+
+
+def dropout_rows(uint64_t key, cnp.ndarray starts, int32_t thr, scale, cnp.ndarray x, cnp.ndarray out,
+                 int nthreads=1):
+    """dropout_flat on each row of 2-D x and out (rows contiguous, any row stride); row r
+    takes decisions starts[r], starts[r] + 1, ... (starts: int64, one per row)."""
+    return dropout_rows_typed(key, <const int64_t *>data(starts), x.shape[0], x.shape[1], thr, scale,
+                              x, x.strides[0] // x.itemsize, out, out.strides[0] // out.itemsize, nthreads)
 
 
 def keep_mask_rows(uint64_t key, cnp.ndarray starts, thr, cnp.ndarray out):

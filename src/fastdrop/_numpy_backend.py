@@ -140,6 +140,13 @@ def dropout_flat(key, offset, thr, scale, x, out, nthreads=1):
     return out
 
 
+def dropout_rows(key, starts, thr, scale, x, out, nthreads=1):
+    """``dropout_flat`` on each row of 2-D ``x`` and ``out``; row r starts at decision starts[r]."""
+    for start, row_in, row_out in zip(starts.tolist(), x, out):
+        dropout_flat(key, start, thr, scale, row_in, row_out)
+    return out
+
+
 def _chunks_at(key, idx):
     """Decision values at arbitrary global element indices ``idx`` (int64 array)."""
     blocks, where = np.unique(idx // BLOCK_CHUNKS, return_inverse=True)

@@ -3,8 +3,8 @@
 A keep decision depends only on (seed, offset, the element's C-order index in the noise
 shape, p), so a box of a huge array can build exactly its own part of the mask: each
 contiguous run of the box in the global noise shape starts at a known global index.
-Runs of at least a block with a scalar rate go through the fused one-pass kernel, one
-call per run; otherwise one ``keep_mask_rows`` call builds the box's mask, run by run,
+Runs of at least a block with a scalar rate go through the fused one-pass kernel, all
+in one call; otherwise one ``keep_mask_rows`` call builds the box's mask, run by run,
 and it is applied.  The work is the box's size plus at most two partial blocks of 1024
 decisions per run; nothing outside the box is generated.
 Chunked and distributed engines (``fastdrop.dask``) are built on these two functions.
@@ -156,15 +156,13 @@ def _box_keep(key, starts, thr, extent):
 
 
 def _dropout_runs(key, starts, thr, scale, x, out):
-    """Each run through the fused one-pass kernel (scalar p, no broadcast): no mask is stored."""
+    """All runs through the fused one-pass kernel in one call (scalar p, no broadcast): no mask is stored."""
     rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
     if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
         rows_in = np.ascontiguousarray(rows_in)
     target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
     rows_out = target.reshape(starts.size, -1)
-    kernel, threads = _backend.kernels().dropout_flat, _backend.get_num_threads()
-    for start, row_in, row_out in zip(starts.tolist(), rows_in, rows_out):
-        kernel(key, start, thr, scale, row_in, row_out, threads)
+    _backend.kernels().dropout_rows(key, starts, thr, scale, rows_in, rows_out, _backend.get_num_threads())
     if target is not out:
         out[...] = target
     return out
