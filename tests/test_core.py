@@ -429,3 +429,10 @@ def test_fast_path_equals_general_path(backend, dtype):
     general = fd.dropout(x, np.float64(0.3), seed=np.int64(5), offset=np.int64(7), out=np.empty_like(x))
     assert same_bits(fast, general)
     assert fast.flags.c_contiguous and not np.shares_memory(fast, x)
+    out = np.empty_like(x)
+    assert fd.dropout(x, 0.3, seed=5, offset=7, out=out) is out and same_bits(out, general)
+    y = x.copy()
+    assert fd.dropout(y, 0.3, seed=5, offset=7, out=y) is y and same_bits(y, general)
+    flat = np.arange(100, dtype=dtype)            # contiguous x and out, overlapping by a shift
+    with pytest.raises(ValueError, match="out overlaps x partially"):
+        fd.dropout(flat[:-1], 0.3, seed=5, out=flat[1:])

@@ -214,12 +214,13 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     Calling it on the gradient with the same arguments is the exact backward pass.
     """
     if (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
-            and noise_shape is None and out is None and training is True
+            and noise_shape is None and training is True
             and 0.0 < p < 1.0 and 0 <= seed <= _U64 and 0 <= offset < MAX_OFFSET
-            and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous and x.flags.aligned and x.size):
+            and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous and x.flags.aligned and x.size
+            and (out is None or _direct_out(out, x))):
         # The common call, valid as given: skip the general checks (the same kernel, the same bits).
         thr, scale = _scalar_rate(p, x.dtype)
-        y = np.empty_like(x)
+        y = np.empty_like(x) if out is None else out
         _backend.kernels().dropout_flat(stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
                                         _backend.get_num_threads())
         return y
@@ -237,6 +238,12 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     if shape == x.shape and np.ndim(thr) == 0:
         return _dropout_full(key, offset, thr, scale, x, out)
     return _apply(x, _keep(key, offset, thr, shape), scale, out)
+
+
+def _direct_out(out, x):
+    """True when ``out`` takes the kernel's result as it is: x itself, or a separate array like x."""
+    return (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape and out.flags.c_contiguous
+            and out.flags.aligned and out.flags.writeable and (out is x or not np.may_share_memory(out, x)))
 
 
 def _dropout_full(key, offset, thr, scale, x, out):
