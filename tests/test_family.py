@@ -314,3 +314,11 @@ def test_twins_bit_identical_on_both_backends(name, dtype):
 def test_errors_name_the_argument_and_value(call, exc, msg):
     with pytest.raises(exc, match=msg):
         call()
+
+
+@pytest.mark.parametrize("fn", [fd.alpha_dropout, fd.alpha_dropout_grad])
+def test_alpha_edges_eval_beats_p_one(backend, fn):
+    x = np.arange(1.0, 7.0)
+    assert np.array_equal(fn(x, 1.0, seed=1, training=False), x)      # eval is the identity, whatever p
+    assert np.array_equal(fn(x, 1.0, seed=1), np.zeros(6))
+    assert np.array_equal(fn(x, 0.0, seed=1), x)

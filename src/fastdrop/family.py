@@ -125,15 +125,9 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     ``p == 1`` gives zeros (the limit of the dropped value a*alpha' + b = a*alpha'*(1-p),
     and PyTorch's choice); ``p == 0`` or ``training=False`` return a copy of ``x``.
     """
-    x = as_float_array(x)
-    p = check_scalar_rate(p)
-    offset = check_offset(offset)
-    out = check_out(out, x)
-    if not training or p == 0.0:
-        return _identity(x, out)
-    if p == 1.0:
-        out[...] = 0
-        return out
+    x, p, offset, out = _alpha_args(x, p, offset, out, "x")
+    if not training or p in (0.0, 1.0):
+        return _alpha_edge(x, p, training, out)
     a, b = _alpha_coefficients(p)
     key, thr = stream_key(resolve_seed(seed)), keep_threshold(p)
     keep = _keep(key, offset, thr, x.shape).view(bool)
@@ -144,18 +138,25 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
 
 def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """The gradient of ``alpha_dropout`` w.r.t. x for the same arguments: ``a * mask * grad``."""
-    grad = as_float_array(grad, "grad")
-    p = check_scalar_rate(p)
-    offset = check_offset(offset)
-    out = check_out(out, grad)
-    if not training or p == 0.0:
-        return _identity(grad, out)
-    if p == 1.0:
-        out[...] = 0
-        return out
+    grad, p, offset, out = _alpha_args(grad, p, offset, out, "grad")
+    if not training or p in (0.0, 1.0):
+        return _alpha_edge(grad, p, training, out)
     a, _ = _alpha_coefficients(p)
     key = stream_key(resolve_seed(seed))
     return _dropout_full(key, offset, keep_threshold(p), grad.dtype.type(a), grad, out)
+
+
+def _alpha_args(x, p, offset, out, name):
+    x = as_float_array(x, name)
+    return x, check_scalar_rate(p), check_offset(offset), check_out(out, x)
+
+
+def _alpha_edge(x, p, training, out):
+    """Alpha dropout (and its gradient) where no mask is drawn: eval or p == 0 copy, p == 1 zeros."""
+    if training and p == 1.0:
+        out[...] = 0
+        return out
+    return _identity(x, out)
 
 
 # --- normals and uniforms from the block streams --------------------------------------------
