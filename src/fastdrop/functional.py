@@ -38,7 +38,6 @@ def resolve_seed(seed):
     return int(seed)
 
 
-@functools.lru_cache(maxsize=1024)
 def stream_key(seed):
     """The key of the block streams for an already resolved integer seed."""
     return _mix64((seed + _GOLDEN) & _U64)
@@ -161,9 +160,14 @@ def _same_layout(a, b):
             and a.strides == b.strides)
 
 
-@functools.lru_cache(maxsize=256)
+# Small caches for the shortcut in ``dropout``: a forward and its backward share the seed
+# and p, so they hit; fresh seeds (seed=None, layers' substreams) only cycle 64 entries.
+@functools.lru_cache(maxsize=64)
 def _scalar_rate(p, dtype):
     return keep_threshold(p), inverse_keep(p, dtype)
+
+
+_cached_stream_key = functools.lru_cache(maxsize=64)(stream_key)
 
 
 def _rate_arrays(p, dtype, noise_shape):
@@ -221,7 +225,7 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
         # The common call, valid as given: skip the general checks (the same kernel, the same bits).
         thr, scale = _scalar_rate(p, x.dtype)
         y = np.empty_like(x) if out is None else out
-        _backend.kernels().dropout_flat(stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
+        _backend.kernels().dropout_flat(_cached_stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
                                         _backend.get_num_threads())
         return y
     x = as_float_array(x)
