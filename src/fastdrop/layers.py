@@ -27,7 +27,19 @@ class _ForwardRecord:
         self.seed, self.shape, self.extra = seed, shape, extra
 
 
-class DropoutLayer:
+class Module:
+    """What every trainable piece shares: ``layer(x)`` is ``forward(x)``, ``eval()`` is
+    ``train(False)``.  Subclasses define ``train(mode)`` and ``forward(x)``."""
+
+    def eval(self):
+        """Switch to inference mode; returns the module."""
+        return self.train(False)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
+class DropoutLayer(Module):
     """Base class: the training flag, the per-call seed counter, config and backward checks.
 
     ``counter`` is the number of training-mode forwards so far; forward number k (0-based)
@@ -67,14 +79,7 @@ class DropoutLayer:
         self.training = bool(mode)
         return self
 
-    def eval(self):
-        """Switch to inference mode; returns the layer."""
-        return self.train(False)
-
     # -- calls ------------------------------------------------------------------------
-    def __call__(self, x):
-        return self.forward(x)
-
     def forward(self, x):
         """The layer applied to ``x``; in training mode with the next mask of the sequence."""
         x = self._check_input(x)

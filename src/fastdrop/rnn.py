@@ -8,10 +8,10 @@ sequence held fixed over time (Gal and Ghahramani 2016).
 import numpy as np
 
 from .functional import derive_seed, resolve_seed
-from .layers import VariationalDropout
+from .layers import Module, VariationalDropout
 
 
-class ElmanRNN:
+class ElmanRNN(Module):
     """Batch-first Elman RNN over (N, T, input_size) arrays, float64 parameters.
 
     ``forward(x)`` returns all hidden states (N, T, hidden_size); ``backward(g)`` takes
@@ -37,15 +37,10 @@ class ElmanRNN:
         self._cache = None
 
     def train(self, mode=True):
+        """Training mode for both dropouts (``mode=False``: inference); returns the RNN."""
         self.input_dropout.train(mode)
         self.recurrent_dropout.train(mode)
         return self
-
-    def eval(self):
-        return self.train(False)
-
-    def __call__(self, x):
-        return self.forward(x)
 
     def forward(self, x):
         x = np.asarray(x, dtype=np.float64)
