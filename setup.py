@@ -70,7 +70,7 @@ class BuildExt(build_ext):
         extra = os.environ.get("FASTDROP_EXTRA_CFLAGS", "").split()
         built = []
         for ext in self.extensions:
-            isa_flags = VARIANT_FLAGS.get(ext.name.rpartition("_")[2], []) if ext.name != "fastdrop._kernels" else []
+            isa_flags = VARIANT_FLAGS.get(ext.name.rpartition("_")[2], [])     # "fastdrop._kernels": baseline, no flags
             if isa_flags and not (unix and _compiler_accepts(self.compiler, isa_flags)):
                 print(f"fastdrop: skipping {ext.name}: the compiler does not take {' '.join(isa_flags)}",
                       file=sys.stderr)

@@ -416,7 +416,7 @@ def test_use_backend_restores_and_rejects_unknown():
     assert fd.backend() == before
     with pytest.raises(ValueError, match="backend must be one of"):
         fd.set_backend("gpu")
-    with pytest.raises(ValueError, match="num_threads must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"num_threads must be an integer in \[1, 1024\], got 0"):
         fd.set_num_threads(0)
 
 
@@ -436,3 +436,38 @@ def test_fast_path_equals_general_path(backend, dtype):
     flat = np.arange(100, dtype=dtype)            # contiguous x and out, overlapping by a shift
     with pytest.raises(ValueError, match="out overlaps x partially"):
         fd.dropout(flat[:-1], 0.3, seed=5, out=flat[1:])
+
+
+def test_interleaved_out_that_shares_no_element_is_accepted(backend):
+    a = np.arange(1, 41, dtype=np.float32)
+    x = a[::2].copy()
+    fd.dropout(a[::2], 0.5, seed=1, out=a[1::2])      # same buffer, disjoint elements
+    assert same_bits(a[1::2], fd.dropout(x, 0.5, seed=1))
+    assert same_bits(a[::2], x)                        # x untouched
+
+
+def test_numpy_integer_thread_counts():
+    old = fd.get_num_threads()
+    try:
+        fd.set_num_threads(np.int64(2))
+        assert fd.get_num_threads() == 2 and type(fd.get_num_threads()) is int
+    finally:
+        fd.set_num_threads(old)
+
+
+def test_bool_mask_bytes_other_than_0_and_1_mean_true():
+    x = np.random.default_rng(13).standard_normal(64).astype(np.float32)
+    raw = np.tile(np.array([2, 1, 0, 255], np.uint8), 16)
+    mask = raw.view(bool)
+    ref, got = both(lambda: fd.apply_mask(x, mask, 0.5))
+    assert same_bits(ref, got)
+    assert same_bits(got, np.where(raw != 0, x * np.float32(2), np.float32(0)))
+
+
+def test_many_one_element_runs_on_the_numpy_backend():
+    # A column of a wide array: 20000 runs of 1 element, each in its own block.
+    from fastdrop import dropout_mask_box
+    with fd.use_backend("numpy"):
+        col = dropout_mask_box((20000, 4096), (0, 7), (20000, 1), 0.5, seed=3)
+    full_rows = fd.dropout_mask((20000, 4096), 0.5, seed=3)[:, 7:8]
+    assert np.array_equal(col, full_rows)

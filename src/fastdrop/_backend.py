@@ -11,11 +11,15 @@ not built or the CPU cannot run it).  Every variant gives the same bits.
 """
 import contextlib
 import importlib
+import numbers
 import os
+
+import numpy as np
 
 from . import _numpy_backend
 
 BACKENDS = ("cython", "numpy")
+MAX_THREADS = 1024           # an OpenMP team far beyond any core count is a mistake, not a request
 
 
 ISAS = ("baseline", "avx2", "avx512")
@@ -115,9 +119,9 @@ def openmp():
 def set_num_threads(n):
     """Threads used by the compiled kernels on large arrays (results never depend on it)."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"num_threads must be an integer >= 1, got {n!r}")
-    _num_threads = n
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"num_threads must be an integer in [1, {MAX_THREADS}], got {n!r}")
+    _num_threads = int(n)
 
 
 def get_num_threads():

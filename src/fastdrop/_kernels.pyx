@@ -14,8 +14,8 @@ cimport numpy as cnp
 import numpy as np
 
 from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_GROUP_CHUNKS, FD_GROUP_STEPS, fd_apply_f16,
-                                fd_apply_f32, fd_apply_f64, fd_block, fd_block_t, fd_gen_seed, fd_gen_steps, fd_gen_t,
-                                fd_group_t, fd_half_to_float, fd_keep_u8, fd_prefetch, fd_scale_f16, fd_scale_f32,
+                                fd_apply_f32, fd_apply_f64, fd_block, fd_block_t, fd_block_word, fd_gen_seed,
+                                fd_gen_steps, fd_gen_t, fd_group_t, fd_half_to_float, fd_keep_u8, fd_prefetch, fd_scale_f16, fd_scale_f32,
                                 fd_scale_f64, fd_select_f16, fd_select_f32, fd_select_f64)
 
 cnp.import_array()
@@ -266,7 +266,7 @@ def fill_words(uint64_t key, int64_t first_word, cnp.ndarray out):
             fd_block(key, <uint64_t>blk, &b)
             take = min(n - pos, (blk + 1) * FD_BLOCK_WORDS - w)
             for i in range(take):
-                op[pos + i] = b.word[w - blk * FD_BLOCK_WORDS + i]
+                op[pos + i] = fd_block_word(&b, w - blk * FD_BLOCK_WORDS + i)
             pos += take
     return out
 

@@ -2,7 +2,8 @@
 
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is described in ``_xoshiro.h``; every backend exposes
-the four functions below with the same arguments.
+the public functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat,
+dropout_rows) with the same arguments.
 """
 import numpy as np
 
@@ -99,7 +100,7 @@ def keep_mask_rows(key, starts, thr, out):
         for r in range(nrows):
             _keep_range(key, int(starts[r]), thr if np.ndim(thr) == 0 else thr[r], out[r])
         return out
-    per_batch = max(1, (_BATCH_BLOCKS * BLOCK_CHUNKS) // rowlen)
+    per_batch = max(1, _BATCH_BLOCKS // (rowlen // BLOCK_CHUNKS + 2))   # a row touches <= that many blocks
     for r0 in range(0, nrows, per_batch):
         r1 = min(nrows, r0 + per_batch)
         idx = np.asarray(starts[r0:r1], dtype=np.int64)[:, None] + np.arange(rowlen)

@@ -85,6 +85,17 @@ static inline void fd_gen_seed(fd_gen_t *g, uint64_t key, uint64_t block) {
     }
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define FD_BIG_ENDIAN 1
+#else
+#define FD_BIG_ENDIAN 0
+#endif
+
+/* Reverses the four 16-bit chunks of a word (its own inverse). */
+static inline uint64_t fd_swap_chunks(uint64_t w) {
+    return (w << 48) | ((w & 0xFFFF0000ULL) << 16) | ((w >> 16) & 0xFFFF0000ULL) | (w >> 48);
+}
+
 /* The next nsteps * FD_LANES words of the block into out. */
 static inline void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out) {
     for (int step = 0; step < nsteps; step++) {
@@ -94,13 +105,10 @@ static inline void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out) {
             memcpy(out + step * FD_LANES + p * FD_RNG_VLANES, &r, sizeof r);
         }
     }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#if FD_BIG_ENDIAN
     /* Decision k of word w is bits [16k, 16k+16): reorder so that reading the
        buffer as uint16 gives them in that order, as on little-endian machines. */
-    for (int i = 0; i < nsteps * FD_LANES; i++) {
-        uint64_t w = out[i];
-        out[i] = (w << 48) | ((w & 0xFFFF0000ULL) << 16) | ((w >> 16) & 0xFFFF0000ULL) | (w >> 48);
-    }
+    for (int i = 0; i < nsteps * FD_LANES; i++) out[i] = fd_swap_chunks(out[i]);
 #endif
 }
 
@@ -109,6 +117,11 @@ static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
     fd_gen_t g;
     fd_gen_seed(&g, key, block);
     fd_gen_steps(&g, FD_STEPS, b->word);
+}
+
+/* Word i of a block as the generator made it (the big-endian chunk order undone). */
+static inline uint64_t fd_block_word(const fd_block_t *b, int64_t i) {
+    return FD_BIG_ENDIAN ? fd_swap_chunks(b->word[i]) : b->word[i];
 }
 
 /* Dropout kernels generate a block FD_GROUP_STEPS steps at a time and apply each group at

@@ -18,6 +18,7 @@ cdef extern from "_xoshiro.h" nogil:
     ctypedef struct fd_gen_t:
         pass
     void fd_block(uint64_t key, uint64_t block, fd_block_t *b)
+    uint64_t fd_block_word(const fd_block_t *b, int64_t i)
     void fd_gen_seed(fd_gen_t *g, uint64_t key, uint64_t block)
     void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out)
     float fd_half_to_float(uint16_t h)

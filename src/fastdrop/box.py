@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _backend
 from .functional import (MAX_OFFSET, _apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out,
-                         check_rate, resolve_noise_shape, resolve_seed, stream_key)
+                         check_rate, kernel_target, resolve_noise_shape, resolve_seed, stream_key)
 
 __all__ = ["dropout_box", "dropout_mask_box"]
 
@@ -160,9 +160,7 @@ def _dropout_runs(key, starts, thr, scale, x, out):
     rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
     if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
         rows_in = np.ascontiguousarray(rows_in)
-    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
-    rows_out = target.reshape(starts.size, -1)
-    _backend.kernels().dropout_rows(key, starts, thr, scale, rows_in, rows_out, _backend.get_num_threads())
-    if target is not out:
-        out[...] = target
+    with kernel_target(out) as target:
+        _backend.kernels().dropout_rows(key, starts, thr, scale, rows_in, target.reshape(starts.size, -1),
+                                        _backend.get_num_threads())
     return out

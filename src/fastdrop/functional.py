@@ -3,6 +3,7 @@
 Every layer and integration goes through these functions, so there is one place that
 decides what a valid argument is and one place that says what the output is.
 """
+import contextlib
 import functools
 import numbers
 import secrets
@@ -45,7 +46,7 @@ def stream_key(seed):
 
 def derive_seed(seed, index):
     """Seed of the ``index``-th independent substream of ``seed`` (layers: one per call)."""
-    return _mix64((_mix64((seed + _GOLDEN) & _U64) + (index + 1) * _SUBSTREAM) & _U64)
+    return _mix64((stream_key(seed) + (index + 1) * _SUBSTREAM) & _U64)
 
 
 def as_float_array(x, name="x"):
@@ -150,9 +151,22 @@ def check_out(out, x):
     if out.size > 1 and 0 in out.strides[:out.ndim] and any(
             s == 0 and n > 1 for s, n in zip(out.strides, out.shape)):
         raise ValueError("out must not have zero strides (a broadcast view)")
-    if out is not x and np.may_share_memory(out, x) and not _same_layout(out, x):
+    if out is not x and _overlaps(out, x) and not _same_layout(out, x):
         raise ValueError("out overlaps x partially; pass out=x for in-place, or a separate array")
     return out
+
+
+_TooHard = getattr(np, "exceptions", np).TooHardError
+
+
+def _overlaps(a, b):
+    """True when a and b share an element; interleaved views that share none do not overlap."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=100_000)
+    except _TooHard:                   # undecided in the budget: treat as overlapping, never corrupt
+        return True
 
 
 def _same_layout(a, b):
@@ -199,13 +213,20 @@ def _keep(key, offset, thr, noise_shape):
 
 def _apply(x, keep, scale, out):
     """out = keep ? x * scale : 0 with keep/scale broadcast from the noise shape."""
-    xc = np.ascontiguousarray(x)
-    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
-    if x.size:
-        _backend.kernels().apply_keep(xc, keep, scale, target)
+    with kernel_target(out) as target:
+        if x.size:
+            _backend.kernels().apply_keep(np.ascontiguousarray(x), keep, scale, target)
+    return out
+
+
+@contextlib.contextmanager
+def kernel_target(out):
+    """An array the kernels can write (C-contiguous, aligned): ``out`` itself, or a
+    temporary that is copied into ``out`` when the block ends."""
+    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(out.shape, dtype=out.dtype)
+    yield target
     if target is not out:
         out[...] = target
-    return out
 
 
 def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, out=None):
@@ -252,14 +273,10 @@ def _direct_out(out, x):
 
 def _dropout_full(key, offset, thr, scale, x, out):
     """The fused one-pass path: scalar p, mask as large as x."""
-    if x.size == 0:
-        return out
-    xc = np.ascontiguousarray(x)
-    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(x.shape, dtype=x.dtype)
-    _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
-                                    _backend.get_num_threads())
-    if target is not out:
-        out[...] = target
+    if x.size:
+        with kernel_target(out) as target:
+            _backend.kernels().dropout_flat(key, offset, thr, scale, np.ascontiguousarray(x).reshape(-1),
+                                            target.reshape(-1), _backend.get_num_threads())
     return out
 
 
@@ -309,7 +326,7 @@ def apply_mask(x, mask, p=0.5, *, out=None):
     elif mask.dtype == np.bool_:
         if mask.ndim != x.ndim or any(m not in (1, n) for m, n in zip(mask.shape, x.shape)):
             raise ValueError(f"mask of shape {mask.shape} does not match x of shape {x.shape}")
-        keep = np.ascontiguousarray(mask).view(np.uint8)
+        keep = np.asarray(mask.view(np.uint8) != 0).view(np.uint8)    # any nonzero byte is True
     else:
         raise TypeError(f"mask must be a bool array or a packed uint8 array, got dtype {mask.dtype}")
     if isinstance(p, float) and p == 1.0:
