@@ -322,3 +322,13 @@ def test_alpha_edges_eval_beats_p_one(backend, fn):
     assert np.array_equal(fn(x, 1.0, seed=1, training=False), x)      # eval is the identity, whatever p
     assert np.array_equal(fn(x, 1.0, seed=1), np.zeros(6))
     assert np.array_equal(fn(x, 0.0, seed=1), x)
+
+
+def test_dropblock_keeps_its_precision_at_small_rates(backend):
+    # gamma = p / b**2 ~ 4e-6 here, far below 1/65536: corners must still be drawn at that rate.
+    p, shape = 0.0002, (100, 64, 32, 32)
+    keep = family.dropblock_mask(shape, p, 7, seed=3)
+    keep = keep[0] if isinstance(keep, tuple) else keep
+    blocks_expected = p * np.prod(shape) / 49                      # ~27 blocks of 49 cells
+    dropped = 1.0 - keep.mean()
+    assert abs(dropped - p) < 4.5 * p / np.sqrt(blocks_expected) + 0.1 * p

@@ -634,3 +634,20 @@ def test_elman_rnn_writes_gradients_in_place():
     first = {k: v.copy() for k, v in held.items()}
     rnn.backward(np.ones((2, 5, 4)))             # the same forward again: replaced, not summed
     assert all(np.array_equal(first[k], held[k]) and np.any(held[k]) for k in held)
+
+
+def test_elman_rnn_reports_its_mode():
+    rnn = ElmanRNN(3, 4, dropout=0.2, seed=1)
+    assert rnn.training
+    assert not rnn.eval().training and not rnn.recurrent_dropout.training
+    assert rnn.train().training
+
+
+def test_inplace_dropout_writes_into_an_ndarray_subclass(tmp_path):
+    mm = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="w+", shape=(64,))
+    mm[:] = 1.0
+    expected = fd.Dropout(0.5, seed=4)(np.ones(64, np.float32))
+    y = fd.Dropout(0.5, seed=4, inplace=True)(mm)
+    assert np.array_equal(np.asarray(mm), expected) and np.array_equal(y, expected)
+    with pytest.raises(TypeError, match="Dropout\\(inplace=True\\) needs a writeable"):
+        fd.Dropout(0.5, seed=4, inplace=True)(np.ones(64, np.float32).astype(">f4"))

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import family
-from .functional import as_float_array, derive_seed, dropout, resolve_noise_shape, resolve_seed
+from .functional import _same_layout, as_float_array, derive_seed, dropout, resolve_noise_shape, resolve_seed
 
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -170,7 +170,7 @@ class Dropout(DropoutLayer):
 
     def _check_input(self, x):
         arr = super()._check_input(x)
-        if self.inplace and not (arr is x and x.flags.writeable):
+        if self.inplace and not (isinstance(x, np.ndarray) and x.flags.writeable and _same_layout(arr, x)):
             raise TypeError(f"Dropout(inplace=True) needs a writeable native-byte-order numpy float array, "
                             f"got {type(x).__name__}")
         return arr

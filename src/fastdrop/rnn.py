@@ -36,6 +36,11 @@ class ElmanRNN(Module):
         self.recurrent_dropout = VariationalDropout(recurrent_dropout, time_axis=1, seed=derive_seed(seed, 2))
         self._cache = None
 
+    @property
+    def training(self):
+        """True in training mode (``train()`` and ``eval()`` switch both dropouts)."""
+        return self.input_dropout.training
+
     def train(self, mode=True):
         """Training mode for both dropouts (``mode=False``: inference); returns the RNN."""
         self.input_dropout.train(mode)
