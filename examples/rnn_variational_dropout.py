@@ -6,7 +6,7 @@
 at each step. Variational dropout (Gal and Ghahramani 2016, fastdrop's
 VariationalDropout) draws one mask per sequence and holds it over all 8 steps; per-step
 dropout draws a fresh mask at every step (plain Dropout on the input sequence, and one
-Dropout layer per step on the state). The last hidden state goes through Dense(64 -> 10).
+Dropout layer per step on the state). The last hidden state goes through Dense(128 -> 10).
 All variants start from the same weights and see the same batches.
 
 Measured (seed 0, 80 epochs, hidden 128): p=0.1 test accuracy 0.938 without dropout,

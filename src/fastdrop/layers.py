@@ -120,7 +120,8 @@ class DropoutLayer(Module):
 
     # -- config -----------------------------------------------------------------------
     def get_config(self):
-        """The constructor arguments (seed resolved to its int) as a plain dict."""
+        """The constructor arguments (seed resolved to its int) as a plain dict: the
+        architecture, not learned state (a learned rate restarts from ``init_p``)."""
         return {"seed": self.seed}
 
     @classmethod

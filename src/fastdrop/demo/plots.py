@@ -14,10 +14,11 @@ def pyplot():
 
 
 def _save(fig, directory, name):
+    import matplotlib.pyplot as plt     # already imported by _pyplot: this only names it
     path = os.path.join(directory, name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    fig.clf()
+    plt.close(fig)                      # pyplot keeps every open figure otherwise
     return path
 
 
