@@ -281,7 +281,7 @@ def test_out_of_wrong_shape_or_dtype_raises(backend, shape, dtype, data):
             fd.dropout(x, 0.5, seed=1, out=out)
         with pytest.raises(ValueError, match=r"out must have shape"):
             fd.apply_mask(x, np.ones(shape, bool), 0.5, out=out)
-    with pytest.raises(ValueError, match="out must be a numpy array, got list"):
+    with pytest.raises(TypeError, match="out must be a numpy array, got list"):
         fd.dropout(x, 0.5, seed=1, out=[0.0])
 
 

@@ -10,11 +10,11 @@ decisions per run; nothing outside the box is generated.
 Chunked and distributed engines (``fastdrop.dask``) are built on these two functions.
 """
 import math
-import numbers
 
 import numpy as np
 
 from . import _backend
+from ._validation import is_integer
 from .functional import (MAX_OFFSET, _apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out,
                          check_rate, kernel_target, resolve_noise_shape, resolve_seed, stream_key)
 
@@ -38,9 +38,9 @@ def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, o
     uses its slice of it) or to the box's own region of the noise shape (the box's rates);
     when it broadcasts to both the two readings select the same rates.
     """
-    x_box = as_float_array(x_box, "x_box")
+    given, x_box = x_box, as_float_array(x_box, "x_box")
     p = check_rate(p)
-    out = check_out(out, x_box)
+    out = check_out(out, x_box, given)
     key, global_noise, lo, hi = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape)
     offset = check_offset(offset)
     if isinstance(p, float) and p == 0.0:
@@ -97,7 +97,7 @@ def _check_origin(origin, box_shape, global_shape):
     except TypeError:
         raise ValueError(f"origin must be a tuple of {len(global_shape)} ints >= 0, got {origin!r}") from None
     if len(origin) != len(global_shape) or not all(
-            isinstance(o, numbers.Integral) and not isinstance(o, (bool, np.bool_)) and o >= 0 for o in origin):
+            is_integer(o) and o >= 0 for o in origin):
         raise ValueError(f"origin must be a tuple of {len(global_shape)} ints >= 0, got {origin!r}")
     origin = tuple(int(o) for o in origin)
     for axis, (o, b, n) in enumerate(zip(origin, box_shape, global_shape)):

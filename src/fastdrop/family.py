@@ -6,16 +6,17 @@ backward pass.  Masks come from the block streams of ``fastdrop.functional`` (th
 the same bits on both backends and is reproducible from ``seed`` alone.
 """
 import math
-import numbers
 
 import numpy as np
 
 from . import _backend
+from ._validation import check_bool, check_choice, is_integer, is_real
 from .functional import (_apply, _dropout_full, _keep, as_float_array, check_offset, check_out, check_rate, dropout,
-                         keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
+                         kernel_target, keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
-           "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "spatial_dropout",
+           "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "gaussian_dropout_grad",
+           "spatial_dropout",
            "variational_dropout"]
 
 DATA_FORMATS = ("channels_first", "channels_last")
@@ -23,15 +24,13 @@ DATA_FORMATS = ("channels_first", "channels_last")
 
 def check_scalar_rate(p, name="p"):
     """``p`` as a float in [0, 1]; ValueError naming ``name`` for arrays and anything else."""
-    if isinstance(p, numbers.Real) and not isinstance(p, (bool, np.bool_)):
+    if is_real(p):
         return check_rate(p, name)
     raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
 
 
 def check_data_format(data_format):
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
-    return data_format
+    return check_choice(data_format, "data_format", DATA_FORMATS)
 
 
 def _identity(x, out):
@@ -44,9 +43,10 @@ def _identity(x, out):
 def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, out=None):
     """The original (non-inverted) dropout: kept elements unscaled while training,
     everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s."""
-    x = as_float_array(x)
+    given, x = x, as_float_array(x)
     p = check_scalar_rate(p)
-    out = check_out(out, x)
+    training = check_bool(training, "training")
+    out = check_out(out, x, given)
     if not training:
         return np.multiply(x, x.dtype.type(1.0 - p), out=out)
     shape = resolve_noise_shape(noise_shape, x.shape)
@@ -61,8 +61,8 @@ def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels
     ``channels_last``.  The mask is ``fd.dropout``'s over the noise shape (N, C, 1, ..., 1)
     or (N, 1, ..., 1, C), so it is the same for both formats up to the transposition.
     """
-    x = as_float_array(x)
-    return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(x.shape, data_format),
+    shape = as_float_array(x).shape
+    return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(shape, data_format),
                    out=out)
 
 
@@ -76,7 +76,7 @@ def spatial_noise_shape(shape, data_format="channels_first"):
 
 
 def check_time_axis(time_axis):
-    if isinstance(time_axis, (bool, np.bool_)) or not isinstance(time_axis, numbers.Integral):
+    if not is_integer(time_axis):
         raise TypeError(f"time_axis must be an int, got {time_axis!r}")
     return int(time_axis)
 
@@ -88,22 +88,21 @@ def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, out=
     ``time_axis``; it equals ``fd.dropout(x_t, p, seed=seed)``'s mask for any single step
     ``x_t = x.take(t, time_axis)``, so a step-by-step RNN can apply it one step at a time.
     """
-    x = as_float_array(x)
+    shape = list(as_float_array(x).shape)
     time_axis = check_time_axis(time_axis)
-    if not -x.ndim <= time_axis < x.ndim or x.ndim < 2:
+    if not -len(shape) <= time_axis < len(shape) or len(shape) < 2:
         raise ValueError(f"variational_dropout expects input of rank >= 2 with time_axis={time_axis} "
-                         f"inside it, got shape {x.shape}")
-    shape = list(x.shape)
+                         f"inside it, got shape {tuple(shape)}")
     shape[time_axis] = 1
     return dropout(x, p, seed=seed, training=training, noise_shape=tuple(shape), out=out)
 
 
 def drop_path(x, p=0.5, *, seed=None, training=True, out=None):
     """Stochastic depth: drop whole samples (noise shape (N, 1, ..., 1)), scale the rest."""
-    x = as_float_array(x)
-    if x.ndim < 1:
-        raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {x.shape}")
-    return dropout(x, p, seed=seed, training=training, noise_shape=(x.shape[0],) + (1,) * (x.ndim - 1), out=out)
+    shape = as_float_array(x).shape
+    if len(shape) < 1:
+        raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {shape}")
+    return dropout(x, p, seed=seed, training=training, noise_shape=(shape[0],) + (1,) * (len(shape) - 1), out=out)
 
 
 # --- alpha dropout ------------------------------------------------------------------------
@@ -125,7 +124,7 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     ``p == 1`` gives zeros (the limit of the dropped value a*alpha' + b = a*alpha'*(1-p),
     and PyTorch's choice); ``p == 0`` or ``training=False`` return a copy of ``x``.
     """
-    x, p, offset, out = _alpha_args(x, p, offset, out, "x")
+    x, p, offset, training, out = _alpha_args(x, p, offset, training, out, "x")
     if not training or p in (0.0, 1.0):
         return _alpha_edge(x, p, training, out)
     a, b = _alpha_coefficients(p)
@@ -138,7 +137,7 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
 
 def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """The gradient of ``alpha_dropout`` w.r.t. x for the same arguments: ``a * mask * grad``."""
-    grad, p, offset, out = _alpha_args(grad, p, offset, out, "grad")
+    grad, p, offset, training, out = _alpha_args(grad, p, offset, training, out, "grad")
     if not training or p in (0.0, 1.0):
         return _alpha_edge(grad, p, training, out)
     a, _ = _alpha_coefficients(p)
@@ -146,9 +145,9 @@ def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=N
     return _dropout_full(key, offset, keep_threshold(p), grad.dtype.type(a), grad, out)
 
 
-def _alpha_args(x, p, offset, out, name):
-    x = as_float_array(x, name)
-    return x, check_scalar_rate(p), check_offset(offset), check_out(out, x)
+def _alpha_args(x, p, offset, training, out, name):
+    given, x = x, as_float_array(x, name)
+    return x, check_scalar_rate(p), check_offset(offset), check_bool(training, "training"), check_out(out, x, given)
 
 
 def _alpha_edge(x, p, training, out):
@@ -236,32 +235,48 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     (``standard_normals``, in float32 for float16/float32 ``x``), so the result is
     reproducible, chunkable like ``fd.dropout`` and identical on both backends.  The noise
     has mean 1 and variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et
-    al. 2014.  Calling it on the gradient with the same arguments is the exact backward pass.
+    al. 2014.  Its backward pass is ``gaussian_dropout_grad`` with the same arguments.
     """
-    x = as_float_array(x)
+    given, x = x, as_float_array(x)
+    return _gaussian(given, x, p, seed, training, offset, out, x.dtype)
+
+
+def gaussian_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, dtype=None, out=None):
+    """The gradient of ``gaussian_dropout`` w.r.t. x: ``grad`` times the forward's noise.
+
+    ``dtype`` is the dtype of the forward's input (default: grad's): the noise is drawn and
+    rounded exactly as that forward did (float32 normals for a float16/float32 input), so a
+    float64 gradient of a float32 forward is multiplied by the very values the forward used.
+    """
+    given, grad = grad, as_float_array(grad, "grad")
+    noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype").dtype
+    return _gaussian(given, grad, p, seed, training, offset, out, noise_dtype)
+
+
+def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
+    """x * noise_dtype(1 + sigma z) into ``out``, z from stream words offset.. in noise_dtype's precision."""
     p = check_gaussian_rate(p)
     offset = check_offset(offset)
-    out = check_out(out, x)
+    training = check_bool(training, "training")
+    out = check_out(out, x, given)
     if not training or p == 0.0:
         return _identity(x, out)
-    precision = _precision(x.dtype)
+    precision = _precision(noise_dtype)
     sigma = precision(np.sqrt(p / (1.0 - p)))
     xc = np.ascontiguousarray(x).reshape(-1)
-    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
-    flat = target.reshape(-1)
-    for start, stop, words in _word_passes(stream_key(resolve_seed(seed)), offset, x.size):
-        noise = standard_normals(words, precision)
-        noise *= sigma
-        noise += 1.0
-        np.multiply(xc[start:stop], noise.astype(x.dtype), out=flat[start:stop])
-    if target is not out:
-        out[...] = target
+    with kernel_target(out) as target:
+        flat = target.reshape(-1)
+        for start, stop, words in _word_passes(stream_key(resolve_seed(seed)), offset, x.size):
+            noise = standard_normals(words, precision)
+            noise *= sigma
+            noise += 1.0
+            np.multiply(xc[start:stop], noise.astype(noise_dtype), out=flat[start:stop], dtype=x.dtype)
     return out
 
 
 # --- DropBlock ------------------------------------------------------------------------------
 def check_block_size(block_size):
-    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, numbers.Integral):
+    if not is_integer(block_size):
         raise TypeError(f"block_size must be an int >= 1, got {block_size!r}")
     if block_size < 1:
         raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
@@ -304,13 +319,14 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
     ``p == 1`` (and any draw that keeps nothing) gives zeros.  Applied to the gradient with the same
     arguments it is the exact backward pass (same mask, same scale).
     """
-    x = as_float_array(x)
+    given, x = x, as_float_array(x)
     p = check_scalar_rate(p)
     block_size = check_block_size(block_size)
     check_data_format(data_format)
+    training = check_bool(training, "training")
     if x.ndim != 4:
         raise ValueError(f"dropblock2d expects input of rank 4 (N, C, H, W) or (N, H, W, C), got shape {x.shape}")
-    out = check_out(out, x)
+    out = check_out(out, x, given)
     if not training or p == 0.0 or x.size == 0:
         return _identity(x, out)
     if p == 1.0:                           # gamma's formula never covers everything: say so directly
@@ -361,8 +377,7 @@ MAX_LOGIT = 700.0      # exp(logit) stays finite: p within 1e-304 of 0 or 1
 
 def check_logit(logit):
     """The drop-rate logit as a float with |logit| <= MAX_LOGIT; ValueError otherwise."""
-    if isinstance(logit, (bool, np.bool_)) or not isinstance(logit, numbers.Real) \
-            or not -MAX_LOGIT <= float(logit) <= MAX_LOGIT:
+    if not is_real(logit) or not -MAX_LOGIT <= float(logit) <= MAX_LOGIT:
         raise ValueError(f"logit must be a real number in [-{MAX_LOGIT:g}, {MAX_LOGIT:g}] "
                          f"(drop rate sigmoid(logit)), got {logit!r}")
     return float(logit)
@@ -374,8 +389,7 @@ def _softplus(z):
 
 
 def check_temperature(temperature):
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real) \
-            or not temperature > 0 or not np.isfinite(temperature):
+    if not is_real(temperature) or not temperature > 0 or not np.isfinite(temperature):
         raise ValueError(f"temperature must be a finite real number > 0, got {temperature!r}")
     return float(temperature)
 
@@ -388,20 +402,19 @@ def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, out
     With ``training=False`` it returns a copy of ``x``: the relaxed mask divided by the keep
     rate has expectation close to 1, so inference is the identity, as for inverted dropout.
     """
-    x = as_float_array(x)
+    given, x = x, as_float_array(x)
     temperature = check_temperature(temperature)
-    out = check_out(out, x)
+    training = check_bool(training, "training")
+    logit = check_logit(logit)
+    out = check_out(out, x, given)
     if not training:
         return _identity(x, out)
     xc = np.ascontiguousarray(x).reshape(-1)
-    target = out if out.flags.c_contiguous else np.empty(x.shape, dtype=x.dtype)
-    flat = target.reshape(-1)
     key = stream_key(resolve_seed(seed))
-    passes = _concrete_passes(key, x.size, check_logit(logit), temperature, _precision(x.dtype))
-    for start, stop, w, _ in passes:
-        np.multiply(xc[start:stop], w.astype(x.dtype), out=flat[start:stop])
-    if target is not out:
-        out[...] = target
+    with kernel_target(out) as target:
+        flat = target.reshape(-1)
+        for start, stop, w, _ in _concrete_passes(key, x.size, logit, temperature, _precision(x.dtype)):
+            np.multiply(xc[start:stop], w.astype(x.dtype), out=flat[start:stop])
     return out
 
 
@@ -415,9 +428,9 @@ def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, trainin
     if grad.shape != x.shape:
         raise ValueError(f"grad must have x's shape {x.shape}, got {grad.shape}")
     temperature = check_temperature(temperature)
-    if not training:
-        return grad.copy(), 0.0
     logit = check_logit(logit)
+    if not check_bool(training, "training"):
+        return grad.copy(), 0.0
     p = _sigmoid(logit)
     xc = np.ascontiguousarray(x).reshape(-1)
     gc = np.ascontiguousarray(grad).reshape(-1)

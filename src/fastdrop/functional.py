@@ -11,6 +11,7 @@ import secrets
 import numpy as np
 
 from . import _backend
+from ._validation import check_array_container, check_bool, is_integer, is_real
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 CHUNK_BITS = 16                 # each keep decision compares 16 random bits with a threshold
@@ -32,7 +33,7 @@ def resolve_seed(seed):
         return secrets.randbits(64)
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 1 << 64, dtype=np.uint64))
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+    if not is_integer(seed):
         raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__} {seed!r}")
     if not 0 <= int(seed) <= _U64:
         raise ValueError(f"seed must be in [0, 2**64), got {int(seed)}")
@@ -50,8 +51,9 @@ def derive_seed(seed, index):
 
 
 def as_float_array(x, name="x"):
-    """``x`` as an aligned native-byte-order float16/32/64 array; TypeError naming any other dtype."""
-    arr = np.asarray(x)
+    """``x`` as an aligned native-byte-order float16/32/64 array; TypeError naming any other dtype
+    or a container whose meaning a plain array would lose (``check_array_container``)."""
+    arr = np.asarray(check_array_container(x, name))
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
     if not arr.dtype.isnative:
@@ -63,13 +65,15 @@ def as_float_array(x, name="x"):
 
 def check_rate(p, name="p"):
     """``p`` as a float in [0, 1] or a float64 array of such values; ValueError otherwise."""
-    if isinstance(p, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
-    if isinstance(p, numbers.Real):
+    if isinstance(p, (bool, np.bool_, np.timedelta64, np.datetime64)):
+        raise ValueError(f"{name} must be a real number in [0, 1], got {type(p).__name__} {p!r}")
+    if is_real(p):
         value = float(p)
         if not 0.0 <= value <= 1.0:          # also rejects NaN
             raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
         return value
+    if isinstance(p, np.ndarray) or hasattr(type(p), "__array_ufunc__"):
+        check_array_container(p, name)
     try:
         arr = np.asarray(p)
     except Exception:                        # objects NumPy cannot even wrap
@@ -120,7 +124,7 @@ def resolve_noise_shape(noise_shape, shape):
     for axis, (n, size) in enumerate(zip(entries, shape)):
         if n is None:
             n = size
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n not in (1, size):
+        if not is_integer(n) or n not in (1, size):
             raise ValueError(f"noise_shape[{axis}] must be 1, None or x.shape[{axis}]={size}, "
                              f"got {n!r} in noise_shape={noise_shape!r}")
         resolved.append(int(n))
@@ -137,22 +141,29 @@ def check_offset(offset):
     return int(offset)
 
 
-def check_out(out, x):
-    """``out`` validated against ``x`` (or a new C-contiguous array when None)."""
+def check_out(out, x, given=None, name="out"):
+    """``out`` validated against ``x`` (or a new C-contiguous array when None).
+
+    ``x`` is the validated (native-byte-order) input and ``given`` the argument it came
+    from: ``out`` must have x's shape and the dtype of either, so a byte-swapped array is
+    its own valid ``out`` (the result is written back in its byte order) and every
+    in-place call follows this one rule."""
     if out is None:
         return np.empty(x.shape, dtype=x.dtype)
     if not isinstance(out, np.ndarray):
-        raise ValueError(f"out must be a numpy array, got {type(out).__name__}")
-    if out.shape != x.shape or out.dtype != x.dtype:
-        raise ValueError(f"out must have shape {x.shape} and dtype {x.dtype}, "
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    check_array_container(out, name)
+    given_dtype = given.dtype if isinstance(given, np.ndarray) else x.dtype
+    if out.shape != x.shape or out.dtype not in (x.dtype, given_dtype):
+        raise ValueError(f"{name} must have shape {x.shape} and dtype {given_dtype}, "
                          f"got shape {out.shape} and dtype {out.dtype}")
     if not out.flags.writeable:
-        raise ValueError("out must be writeable")
+        raise ValueError(f"{name} must be writeable")
     if out.size > 1 and 0 in out.strides[:out.ndim] and any(
             s == 0 and n > 1 for s, n in zip(out.strides, out.shape)):
-        raise ValueError("out must not have zero strides (a broadcast view)")
-    if out is not x and _overlaps(out, x) and not _same_layout(out, x):
-        raise ValueError("out overlaps x partially; pass out=x for in-place, or a separate array")
+        raise ValueError(f"{name} must not have zero strides (a broadcast view)")
+    if out is not x and out is not given and _overlaps(out, x) and not _same_layout(out, x):
+        raise ValueError(f"{name} overlaps x partially; pass out=x for in-place, or a separate array")
     return out
 
 
@@ -221,9 +232,10 @@ def _apply(x, keep, scale, out):
 
 @contextlib.contextmanager
 def kernel_target(out):
-    """An array the kernels can write (C-contiguous, aligned): ``out`` itself, or a
-    temporary that is copied into ``out`` when the block ends."""
-    target = out if out.flags.c_contiguous and out.flags.aligned else np.empty(out.shape, dtype=out.dtype)
+    """An array the kernels can write (C-contiguous, aligned, native byte order): ``out``
+    itself, or a temporary that is copied into ``out`` when the block ends."""
+    direct = out.flags.c_contiguous and out.flags.aligned and out.dtype.isnative
+    target = out if direct else np.empty(out.shape, dtype=out.dtype.newbyteorder("="))
     yield target
     if target is not out:
         out[...] = target
@@ -249,11 +261,12 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
         _backend.kernels().dropout_flat(_cached_stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
                                         _backend.get_num_threads())
         return y
-    x = as_float_array(x)
+    given, x = x, as_float_array(x)
     p = check_rate(p)
     shape = resolve_noise_shape(noise_shape, x.shape)
     offset = check_offset(offset)
-    out = check_out(out, x)
+    training = check_bool(training, "training")
+    out = check_out(out, x, given)
     key = stream_key(resolve_seed(seed))
     if not training or (isinstance(p, float) and p == 0.0):
         if out is not x:
@@ -281,14 +294,13 @@ def _dropout_full(key, offset, thr, scale, x, out):
 
 
 def _check_shape(shape):
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
+    if is_integer(shape):
         shape = (shape,)
     try:
         shape = tuple(shape)
     except TypeError:
         raise ValueError(f"shape must be an int or a tuple of ints >= 0, got {shape!r}") from None
-    if not all(isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 0
-               for n in shape):
+    if not all(is_integer(n) and n >= 0 for n in shape):
         raise ValueError(f"shape must be an int or a tuple of ints >= 0, got {shape!r}")
     return tuple(int(n) for n in shape)
 
@@ -301,6 +313,7 @@ def dropout_mask(shape, p=0.5, *, seed=None, offset=0, packed=False):
     shape = _check_shape(shape)
     p = check_rate(p)
     offset = check_offset(offset)
+    packed = check_bool(packed, "packed")
     key = stream_key(resolve_seed(seed))
     thr, _ = _rate_arrays(p, np.dtype(np.float64), shape)
     mask = _keep(key, offset, thr, shape).view(bool)
@@ -313,10 +326,10 @@ def apply_mask(x, mask, p=0.5, *, out=None):
     ``mask`` is a bool array of x's shape (or broadcastable to it from size-1 axes, like a
     noise-shaped mask), or a packed uint8 array from ``dropout_mask(..., packed=True)``.
     """
-    x = as_float_array(x)
+    given, x = x, as_float_array(x)
     p = check_rate(p)
-    out = check_out(out, x)
-    mask = np.asarray(mask)
+    out = check_out(out, x, given)
+    mask = np.asarray(check_array_container(mask, "mask"))
     if mask.dtype == np.uint8:
         need = (x.size + 7) // 8
         if mask.ndim != 1 or mask.size != need:

@@ -6,13 +6,13 @@ regenerates the very same mask through the kernels instead of storing it.  The m
 each variant is in ``fastdrop.family`` (or ``fastdrop.dropout``), shared with the
 functional twins.
 """
-import numbers
 import threading
 
 import numpy as np
 
 from . import family
-from .functional import _same_layout, as_float_array, derive_seed, dropout, resolve_noise_shape, resolve_seed
+from ._validation import check_bool, check_choice, check_real, is_integer
+from .functional import as_float_array, check_out, derive_seed, dropout, resolve_noise_shape, resolve_seed
 
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -48,7 +48,10 @@ class DropoutLayer(Module):
     model was evaluated in between.  The counter is guarded by a lock, so a layer shared
     by threads gives every forward its own substream (forwards k = 0, 1, 2, ... are all
     used exactly once); but ``backward`` pairs with the layer's last forward from any
-    thread, so training code should still give each thread its own layer.
+    thread, so training code should still give each thread its own layer.  A forward that
+    fails leaves no trace: every argument is checked before a substream is taken, and a
+    substream taken by a forward that still fails is given back (unless another thread has
+    taken the next one meanwhile), so the masks keep matching a ``from_config`` clone's.
 
     Subclasses implement ``_forward(x, seed) -> (y, extra)`` (``seed`` is None in eval
     mode) and ``_backward(grad, record)``, where ``record`` holds the forward's seed,
@@ -76,26 +79,37 @@ class DropoutLayer(Module):
     # -- mode -------------------------------------------------------------------------
     def train(self, mode=True):
         """Switch to training mode (``mode=False``: inference); returns the layer."""
-        self.training = bool(mode)
+        self.training = check_bool(mode, "mode")
         return self
 
     # -- calls ------------------------------------------------------------------------
     def forward(self, x):
         """The layer applied to ``x``; in training mode with the next mask of the sequence."""
         x = self._check_input(x)
-        seed = self._next_seed()
-        y, extra = self._forward(x, seed)
-        self._last = _ForwardRecord(seed, x.shape, extra)
+        index, seed = self._take_seed()
+        try:
+            y, extra = self._forward(x, seed)
+        except BaseException:
+            self._give_back(index)
+            raise
+        self._last = _ForwardRecord(seed, np.shape(x), extra)
         return y
 
-    def _next_seed(self):
-        """The seed of the next mask in training mode (advancing the counter), else None."""
+    def _take_seed(self):
+        """(index, seed) of the next mask in training mode, advancing the counter; else (None, None)."""
         if not self.training:
-            return None
+            return None, None
         with self._counter_lock:
             index = self.counter
             self.counter = index + 1
-        return derive_seed(self.seed, index)
+        return index, derive_seed(self.seed, index)
+
+    def _give_back(self, index):
+        """Undo ``_take_seed`` for a forward that failed, if no later forward took one since."""
+        if index is not None:
+            with self._counter_lock:
+                if self.counter == index + 1:
+                    self.counter = index
 
     def backward(self, grad):
         """The gradient w.r.t. the input of the last forward, for the output gradient ``grad``."""
@@ -142,7 +156,7 @@ def _check_noise_shape(noise_shape):
     except TypeError:
         raise ValueError(f"noise_shape must be None or a tuple of ints >= 1 and None, got {noise_shape!r}") from None
     for n in entries:
-        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1):
+        if n is not None and (not is_integer(n) or n < 1):
             raise ValueError(f"noise_shape must be None or a tuple of ints >= 1 and None, got {noise_shape!r}")
     return tuple(None if n is None else int(n) for n in entries)
 
@@ -161,19 +175,17 @@ class Dropout(DropoutLayer):
     def __init__(self, p=0.5, *, noise_shape=None, seed=None, inplace=False, mode="inverted"):
         self.p = family.check_scalar_rate(p)
         self.noise_shape = _check_noise_shape(noise_shape)
-        if not isinstance(inplace, (bool, np.bool_)):
-            raise TypeError(f"inplace must be a bool, got {inplace!r}")
-        self.inplace = bool(inplace)
-        if mode not in self.MODES:
-            raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
-        self.mode = mode
+        self.inplace = check_bool(inplace, "inplace")
+        self.mode = check_choice(mode, "mode", self.MODES)
         super().__init__(seed=seed)
 
     def _check_input(self, x):
         arr = super()._check_input(x)
-        if self.inplace and not (isinstance(x, np.ndarray) and x.flags.writeable and _same_layout(arr, x)):
-            raise TypeError(f"Dropout(inplace=True) needs a writeable native-byte-order numpy float array, "
-                            f"got {type(x).__name__}")
+        resolve_noise_shape(self.noise_shape, arr.shape)
+        if self.inplace:
+            # The rule of every out= argument: fd.dropout(x, out=x) accepts exactly these.
+            check_out(x, arr, x, name="x (Dropout(inplace=True) writes into it)")
+            return x
         return arr
 
     def _forward(self, x, seed):
@@ -258,8 +270,13 @@ class GaussianDropout(_RateLayer):
     def __init__(self, p=0.5, *, seed=None):
         super().__init__(family.check_gaussian_rate(p), seed=seed)
 
-    def _apply(self, x, seed):
-        return family.gaussian_dropout(x, self.p, seed=seed, training=seed is not None)
+    def _forward(self, x, seed):
+        return family.gaussian_dropout(x, self.p, seed=seed, training=seed is not None), x.dtype
+
+    def _backward(self, grad, last):
+        # The forward's noise, drawn in the forward input's precision, whatever grad's dtype.
+        return family.gaussian_dropout_grad(grad, self.p, seed=last.seed, training=last.seed is not None,
+                                            dtype=last.extra)
 
 
 class DropPath(_RateLayer):
@@ -316,7 +333,7 @@ class VariationalDropout(_RateLayer):
 
     def start_sequence(self):
         """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer."""
-        self._sequence = _ForwardRecord(self._next_seed(), None)
+        self._sequence = _ForwardRecord(self._take_seed()[1], None)
         return self
 
     def step(self, h):
@@ -369,6 +386,11 @@ class ConcreteDropout(DropoutLayer):
         """The current drop rate sigmoid(logit)."""
         return float(family._sigmoid(self.logit))
 
+    def _check_input(self, x):
+        x = super()._check_input(x)
+        family.check_logit(self.logit)
+        return x
+
     def _forward(self, x, seed):
         logit = self.logit
         return family.concrete_dropout(x, logit, temperature=self.temperature, seed=seed,
@@ -407,18 +429,11 @@ class ConcreteDropout(DropoutLayer):
 
 
 def _check_real(value, name, low, high=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    value = float(value)
-    if high is None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-    return value
+    return check_real(value, name, low=low, high=high)
 
 
 def _check_nonnegative(value, name):
-    return _check_real(value, name, low=0.0)
+    return check_real(value, name, low=0.0)
 
 
 class AdaptiveDropout(DropoutLayer):
@@ -440,9 +455,7 @@ class AdaptiveDropout(DropoutLayer):
         self.adapt_rate = _check_nonnegative(adapt_rate, "adapt_rate")
         self.low = _check_nonnegative(low, "low")
         self.high = _check_real(high, "high", self.low)
-        if not isinstance(per_unit, (bool, np.bool_)):
-            raise TypeError(f"per_unit must be a bool, got {per_unit!r}")
-        self.per_unit = bool(per_unit)
+        self.per_unit = check_bool(per_unit, "per_unit")
         self.min_rank = 1 if self.per_unit else 0          # per-unit rates need a feature axis
         self.p = self.init_p
         super().__init__(seed=seed)
