@@ -15,24 +15,26 @@ import os
 import tempfile
 
 from ._backend import MAX_THREADS
+from ._validation import _bounds_text
 
 MAX_SEED = 2**64 - 1        # fastdrop's seeds are 64-bit
 
 
 def _interval(low, high, open_low=False, open_high=False):
-    if low is not None and high is not None:
-        return f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-    if low is not None:
-        return f" {'>' if open_low else '>='} {low}"
-    if high is not None:
-        return f" {'<' if open_high else '<='} {high}"
-    return ""
+    """The range as _validation words it (' in [low, high]', ' >= low', ...), each bound made
+    open when said."""
+    text = _bounds_text(low, high)
+    if open_low:
+        text = text.replace("[", "(").replace(">=", ">")
+    if open_high:
+        text = text.replace("]", ")").replace("<=", "<")
+    return text
 
 
 def integer(low=None, high=None, what=None):
     """An argparse type: an int in [low, high] (either bound may be None); ``what`` words
     the range in the message when the bounds' digits would not."""
-    what = what or f"an integer{_interval(low, high)}"
+    what = what or f"an integer{_bounds_text(low, high)}"
 
     def parse(text):
         try:
@@ -78,7 +80,8 @@ def output_file(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, a file path is expected")
     directory = os.path.dirname(os.path.abspath(text))
     if not os.path.isdir(directory):
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: the directory {directory!r} does not exist")
+        problem = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {directory!r} {problem}")
     existed = os.path.exists(text)
     # O_NONBLOCK: opening a FIFO nobody reads fails at once instead of hanging the parser.
     flags = os.O_WRONLY | (os.O_APPEND | os.O_NONBLOCK if existed else os.O_CREAT | os.O_EXCL)
