@@ -122,6 +122,14 @@ def test_bench_rejects_a_plot_format_and_a_plot_over_the_json(tmp_path, no_work,
     assert err.splitlines()[-1] == f"fastdrop bench: error: argument --plot: the same file as --json, got {path!r}"
 
 
+def test_bench_plot_without_matplotlib_is_refused_before_timing(tmp_path, no_work, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)       # import matplotlib raises ImportError
+    path = str(tmp_path / "b.png")
+    err = usage_error(capsys, lambda: cli.main(["bench", "--plot", path]))
+    assert err.splitlines()[-1] == (f"fastdrop bench: error: argument --plot: needs matplotlib, which is not "
+                                    f"installed, got {path!r}: pip install matplotlib")
+
+
 def test_a_rejected_command_leaves_the_output_paths_as_they_were(tmp_path, no_work, capsys):
     # The checks write for real: a new file is removed again, an existing one is not touched,
     # and directories made to test --plot DIR are removed when another argument fails.

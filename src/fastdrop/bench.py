@@ -398,7 +398,8 @@ def main(argv=None):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            parser.error("--plot needs matplotlib: pip install matplotlib")
+            parser.error(f"argument --plot: needs matplotlib, which is not installed, got {args.plot!r}: "
+                         f"pip install matplotlib")
         _check_plot_format(parser, args.plot)
         if args.json and os.path.realpath(args.json) == os.path.realpath(args.plot):
             parser.error(f"argument --plot: the same file as --json, got {args.plot!r}")
