@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 import fastdrop as fd
+from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import SGD, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
@@ -56,6 +57,6 @@ def run(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 epochs instead of 30")
-    parser.add_argument("--p", type=float, default=0.2, help="the drop rate of both dropout variants")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p", type=_cli_args.rate, default=0.2, help="the drop rate of both dropout variants")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0)
     sys.exit(run_script("cnn_spatial_dropout.py", run, parser.parse_args()))

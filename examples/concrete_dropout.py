@@ -26,6 +26,7 @@ import sys
 import numpy as np
 
 import fastdrop as fd
+from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import SGD, Dense, ReLU, Sequential, softmax_cross_entropy
@@ -86,7 +87,9 @@ def plot(rates, directory):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 epochs instead of 60")
-    parser.add_argument("--init-p", type=float, default=0.1, help="the initial drop rate")
-    parser.add_argument("--plot", metavar="DIR", help="write concrete_dropout_rate.png into DIR")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-p", type=_cli_args.real(0, 1, open_low=True, open_high=True), default=0.1,
+                        help="the initial drop rate (ConcreteDropout learns it through its logit)")
+    parser.add_argument("--plot", metavar="DIR", type=_cli_args.output_dir,
+                        help="write concrete_dropout_rate.png into DIR (created if needed)")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0)
     sys.exit(run_script("concrete_dropout.py", run, parser.parse_args()))

@@ -25,16 +25,34 @@ import zarr
 
 import fastdrop as fd
 import fastdrop.dask as fdd
+from fastdrop import _cli_args
+
+
+def layout(quick):
+    """(array shape, chunk shape) of the run."""
+    return ((512, 384), (128, 96)) if quick else ((4096, 16384), (1024, 2048))
+
+
+def n_chunks(quick):
+    shape, chunks = layout(quick)
+    return int(np.prod([n // c for n, c in zip(shape, chunks)]))
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 0.75 MiB array in 16 chunks (for tests)")
-    parser.add_argument("--dir", help="directory for the zarr stores (default: a temporary one, removed after)")
-    parser.add_argument("--p", type=float, default=0.3, help="drop rate (default 0.3)")
-    parser.add_argument("--seed", type=int, default=2024, help="the seed every chunk shares (default 2024)")
-    parser.add_argument("--sample", type=int, default=6, help="chunks verified against in-memory (default 6)")
-    return parser.parse_args(argv)
+    parser.add_argument("--dir", type=_cli_args.output_dir,
+                        help="directory for the zarr stores (default: a temporary one, removed after)")
+    parser.add_argument("--p", type=_cli_args.rate, default=0.3, help="drop rate (default 0.3)")
+    parser.add_argument("--seed", type=_cli_args.seed, default=2024, help="the seed every chunk shares (default 2024)")
+    parser.add_argument("--sample", type=_cli_args.positive, default=6,
+                        help=f"chunks verified against in-memory (default 6; the array has {n_chunks(False)}, "
+                             f"{n_chunks(True)} with --quick)")
+    args = parser.parse_args(argv)
+    if args.sample > n_chunks(args.quick):
+        parser.error(f"argument --sample: must be at most the {n_chunks(args.quick)} chunks of the array, "
+                     f"got {args.sample}")
+    return args
 
 
 def write_input(path, shape, chunks, seed):
@@ -55,7 +73,7 @@ def verify_chunk(source, result, region, p, seed):
 
 
 def run(directory, args):
-    shape, chunks = ((512, 384), (128, 96)) if args.quick else ((4096, 16384), (1024, 2048))
+    shape, chunks = layout(args.quick)
     in_path, out_path = os.path.join(directory, "input.zarr"), os.path.join(directory, "dropped.zarr")
     write_input(in_path, shape, chunks, seed=1)
     source = zarr.open_array(in_path, mode="r")
@@ -74,8 +92,7 @@ def run(directory, args):
     grid = [range(0, n, c) for n, c in zip(shape, chunks)]
     every_chunk = [(slice(r, r + chunks[0]), slice(c, c + chunks[1])) for r in grid[0] for c in grid[1]]
     rng = np.random.default_rng(0)
-    sample = [every_chunk[i] for i in rng.choice(len(every_chunk), min(args.sample, len(every_chunk)),
-                                                 replace=False)]
+    sample = [every_chunk[i] for i in rng.choice(len(every_chunk), args.sample, replace=False)]
     good = sum(verify_chunk(source, result, region, args.p, args.seed) for region in sample)
     print(f"verified {good} of {len(sample)} sampled chunks: "
           f"{'identical to in-memory fd.dropout' if good == len(sample) else 'MISMATCH'}")

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 import fastdrop as fd
+from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import DTYPE, SGD, Dense, ReLU, Sequential, softmax
@@ -56,7 +57,7 @@ def run(args):
     epochs = 10 if args.quick else 60
     for _ in range(epochs):
         train_epoch(model, optimizer, data.X_train, data.y_train, 32, rng)
-    samples = 20 if args.quick else args.samples
+    samples = args.samples or (20 if args.quick else 100)
     print(f"MLP 64-512-10 with Dropout(0.5), {epochs} epochs on {len(data.y_train)} digits; "
           f"{samples} dropout masks per input at inference")
     print(f"{'input set':<26}{'accuracy':>9}{'mean std':>10}{'mean entropy':>14}")
@@ -101,8 +102,10 @@ def plot(results, directory):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 epochs and 20 masks")
-    parser.add_argument("--samples", type=int, default=100, help="dropout masks per input (T)")
-    parser.add_argument("--plot", metavar="DIR", help="write mc_dropout_uncertainty.png into DIR")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="10 epochs and (unless --samples says) 20 masks")
+    parser.add_argument("--samples", type=_cli_args.positive,
+                        help="dropout masks per input (T; default 100, --quick 20)")
+    parser.add_argument("--plot", metavar="DIR", type=_cli_args.output_dir,
+                        help="write mc_dropout_uncertainty.png into DIR (created if needed)")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0)
     sys.exit(run_script("mc_dropout_uncertainty.py", run, parser.parse_args()))

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 import fastdrop as fd
+from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import SGD, Dense, ReLU, Sequential, softmax_cross_entropy
@@ -50,6 +51,6 @@ def run(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 epochs instead of 60")
-    parser.add_argument("--p", type=float, default=0.5, help="the dropout rate to compare with no dropout")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p", type=_cli_args.rate, default=0.5, help="the dropout rate to compare with no dropout")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0)
     sys.exit(run_script("mlp_digits.py", run, parser.parse_args()))

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 import fastdrop as fd
+from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import DTYPE, SGD, Dense, Layer, Sequential
@@ -121,6 +122,7 @@ def run(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 epochs instead of 80")
-    parser.add_argument("--p", type=float, default=0.1, help="drop rate on the inputs and on the recurrent state")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p", type=_cli_args.rate, default=0.1,
+                        help="drop rate on the inputs and on the recurrent state")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0)
     sys.exit(run_script("rnn_variational_dropout.py", run, parser.parse_args()))

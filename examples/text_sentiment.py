@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 import fastdrop as fd
+from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import Split
 from fastdrop.demo.nn import SGD, Dense, EmbeddingBag, ReLU, Sequential
@@ -80,6 +81,6 @@ def run(args):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 epochs instead of 80")
-    parser.add_argument("--p", type=float, default=0.5, help="the dropout rate compared with no dropout")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p", type=_cli_args.rate, default=0.5, help="the dropout rate compared with no dropout")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0)
     sys.exit(run_script("text_sentiment.py", run, parser.parse_args()))

@@ -121,20 +121,6 @@ def test_missing_extra_is_one_line_not_a_traceback(module, args, tmp_path):
     assert not (tmp_path / "figs").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "fastdrop demo: --epochs must be >= 1, got 0"),
-    (["--seed", "-1"], "fastdrop demo: --seed must be >= 0, got -1"),
-    (["--plot", "{file}/figs"], "fastdrop demo: --plot '{file}/figs': cannot create the directory: Not a directory"),
-])
-def test_bad_arguments_are_rejected_before_training(args, message, tmp_path):
-    a_file = tmp_path / "a_file"
-    a_file.write_text("")
-    result = run_demo(*[a.format(file=a_file) for a in args])
-    assert result.returncode == 2
-    assert result.stderr.strip() == message.format(file=a_file)
-    assert result.stdout == ""
-
-
 # -- the NumPy kit -----------------------------------------------------------------------
 
 def as_float64(layer):
@@ -265,17 +251,53 @@ def test_progress_bar_on_a_terminal_redraws_in_place():
         "run [##..] 1/2 a (t)", "run [####] 2/2 b (t)", "run [####] 2/2 b (t)\n"]
 
 
+README_ROW = re.compile(r"^\|\s*(0\.\d|0)\b[^|]*\|" + r"\s*(\d\.\d{3}) ± \d\.\d{3}\s*\|" * 4 + r"\s*$")
+# How far this machine's means may lie from the README's.  The README's table was measured
+# on one CPU; another CPU's BLAS kernels round the float32 matrix products differently,
+# and over 60 epochs the difference grows into a different (equally good) training run.
+# Seen: p = 0.8 test accuracy 0.964 on an AMD EPYC against the README's 0.962, i.e. 3 of
+# the 1497 test images.  0.01 (15 images) is five times that and about three standard
+# errors of a 3-seed mean (the widest standard deviation in the table, 0.005, over
+# sqrt(3)).  The test loss is a mean of continuous values whose seed standard deviation
+# reaches 0.012: 0.02 is the same three standard errors.
+ACCURACY_TOLERANCE = 0.01
+LOSS_TOLERANCE = 0.02
+
+
+def readme_table():
+    """{rate: (train acc, test acc, gap, test loss)} means from the README's demo table."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in readme.splitlines():
+        m = README_ROW.match(line)
+        if m:
+            rows[float(m.group(1))] = tuple(float(v) for v in m.groups()[1:])
+    return rows
+
+
 def test_default_demo_shows_what_the_readme_says():
-    # The README's table comes from this exact run: dropout narrows the gap and lowers the
-    # test loss, monotonically over the rates, and the numbers are the published ones.
+    # The README's claims about the default run, on whatever CPU and BLAS this is: its
+    # table within the tolerances above, and what its text says about the table.
     result = run_demo("--no-progress")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
-    assert sorted(rows) == [0.0, 0.2, 0.5, 0.8]
-    gaps = [rows[r][2] for r in (0.0, 0.2, 0.5, 0.8)]
-    losses = [rows[r][3] for r in (0.0, 0.2, 0.5, 0.8)]
-    assert gaps == sorted(gaps, reverse=True) and losses == sorted(losses, reverse=True)
-    assert rows[0.8][1] > rows[0.0][1] + 0.005
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for rate, (train_acc, test_acc, gap, test_loss) in rows.items():
-        assert re.search(rf"\|\s*{rate:g}[^|]*\|\s*{train_acc:.3f}[^|]*\|\s*{test_acc:.3f}", readme), rate
+    published = readme_table()
+    assert sorted(rows) == sorted(published) == [0.0, 0.2, 0.5, 0.8]
+    for rate, measured in rows.items():
+        tolerances = (ACCURACY_TOLERANCE,) * 3 + (LOSS_TOLERANCE,)
+        for name, got, readme, tolerance in zip(("train acc", "test acc", "gap", "test loss"), measured,
+                                                published[rate], tolerances):
+            assert abs(got - readme) <= tolerance, (rate, name, got, readme)
+    train, test, gap, loss = ({rate: row[i] for rate, row in rows.items()} for i in range(4))
+    # "Every network fits its 300 training images": at most 3 of the 300 missed on average.
+    assert min(train.values()) >= 0.99
+    # "dropout narrows the gap ... at p = 0.8 and lowers the test loss by 22%": the gap
+    # and the loss fall and the test accuracy rises from p = 0 to p = 0.8; the loss by at
+    # least 10%, half the README's drop, which leaves room for the rounding above.
+    assert gap[0.8] < gap[0.0] and test[0.8] > test[0.0]
+    assert loss[0.8] <= 0.9 * loss[0.0]
+    # "in steps that grow with the rate": the loss falls from p = 0 to 0.5 and again to
+    # 0.8 (README: by 0.016 and 0.023).  Its step from 0 to 0.2 (0.005) and the gap's
+    # steps (0.001 to 0.005) are smaller than another CPU's rounding can move them, so
+    # they are held only to the table's figures.
+    assert loss[0.8] < loss[0.5] < loss[0.0]

@@ -71,8 +71,9 @@ def test_rnn_variational_dropout():
 def test_mc_dropout_uncertainty_is_higher_off_distribution(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    result = run_example("mc_dropout_uncertainty.py", "--quick", "--plot", str(tmp_path))
+    result = run_example("mc_dropout_uncertainty.py", "--quick", "--samples", "30", "--plot", str(tmp_path / "figs"))
     assert result.returncode == 0, result.stderr
+    assert "30 dropout masks per input at inference" in result.stdout      # --quick does not override it
     rows = {}
     for line in result.stdout.splitlines():
         m = re.match(r"(.+?)\s+(\d\.\d{3}|-)\s+(\d\.\d{3})\s+(\d\.\d{3})$", line)
@@ -84,7 +85,7 @@ def test_mc_dropout_uncertainty_is_higher_off_distribution(tmp_path):
     for name, (_, std, ent) in rows.items():
         assert std > 1.5 * clean[1], name            # predictive std of the predicted class
         assert ent > 1.5 * clean[2], name            # entropy of the mean prediction
-    png = tmp_path / "mc_dropout_uncertainty.png"
+    png = tmp_path / "figs" / "mc_dropout_uncertainty.png"         # the directory made for the output
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 5000
 
 

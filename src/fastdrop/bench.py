@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 import fastdrop
+from fastdrop import _cli_args
 
 P = 0.5
 SEED = 1234
@@ -80,9 +81,9 @@ def implementations(x, out, p=P, torch=None):
 
 
 def _parse_size(text):
-    text = text.strip().upper()
+    number = text.strip().upper()
     try:
-        value = int(text[:-1]) * _SUFFIX[text[-1]] if text and text[-1] in _SUFFIX else int(text)
+        value = int(number[:-1]) * _SUFFIX[number[-1]] if number and number[-1] in _SUFFIX else int(number)
     except ValueError:
         value = 0
     if value < 1:
@@ -347,28 +348,61 @@ def plot(result, path):
     plt.close(fig)
 
 
+def _physical_memory():
+    """Bytes of RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes_needed(n, dtype):
+    """A lower bound of one case's peak memory: x, out, and the naive dropout's float32
+    draws and bool mask, alive together."""
+    return n * (2 * np.dtype(dtype).itemsize + 5)
+
+
+def _check_plot_format(parser, path):
+    from matplotlib.backend_bases import FigureCanvasBase
+    formats = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(path)[1][1:].lower()
+    if extension and extension not in formats:      # no extension: matplotlib writes PNG
+        parser.error(f"argument --plot: matplotlib cannot write {extension!r} files, got {path!r} "
+                     f"(it writes {', '.join(sorted(formats))})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastdrop bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=_size_list, default=DEFAULT_SIZES,
-                        help="comma-separated element counts, K/M suffixes allowed (default 1K,64K,1M,16M)")
+                        help="comma-separated element counts, K/M/G suffixes allowed (default 1K,64K,1M,16M)")
     parser.add_argument("--dtypes", type=_dtype_list, default=DTYPES, help="default float16,float32,float64")
-    parser.add_argument("--threads", type=int, default=1, help="threads for fastdrop and torch (default 1)")
-    parser.add_argument("--budget", type=float, default=1.0,
+    parser.add_argument("--threads", type=_cli_args.threads, default=1,
+                        help=f"threads for fastdrop and torch, 1 to {_cli_args.MAX_THREADS} (default 1)")
+    parser.add_argument("--budget", type=_cli_args.real(0, open_low=True), default=1.0,
                         help="seconds of timing rounds per case (at least 3 rounds; default 1.0)")
     parser.add_argument("--no-targets", action="store_true",
                         help="skip the extra target cases of issue 4 (1K call, spatial, threads)")
-    parser.add_argument("--json", metavar="FILE", help="write the raw numbers as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", help="draw ns/element against size (needs matplotlib)")
+    parser.add_argument("--json", metavar="FILE", type=_cli_args.output_file, help="write the raw numbers as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", type=_cli_args.output_file,
+                        help="draw ns/element against size (needs matplotlib)")
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
-    if args.budget <= 0:
-        parser.error(f"--budget must be > 0, got {args.budget}")
+    # Everything that could fail after the timing is checked here, before it.
+    memory = _physical_memory()
+    largest = max(args.sizes)
+    widest = max(args.dtypes, key=lambda d: np.dtype(d).itemsize)
+    if memory is not None and _bytes_needed(largest, widest) > memory:
+        parser.error(f"argument --sizes: {_label(largest)} elements of {widest} need at least "
+                     f"{_bytes_needed(largest, widest) / 2**30:.1f} GiB, more than this machine's "
+                     f"{memory / 2**30:.1f} GiB of memory")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            parser.error("--plot needs matplotlib: pip install matplotlib")
+            parser.error(f"argument --plot: needs matplotlib, which is not installed, got {args.plot!r}: "
+                         f"pip install matplotlib")
+        _check_plot_format(parser, args.plot)
+        if args.json and os.path.realpath(args.json) == os.path.realpath(args.plot):
+            parser.error(f"argument --plot: the same file as --json, got {args.plot!r}")
     result = run(args.sizes, args.dtypes, args.threads, args.budget, not args.no_targets, progress=sys.stderr)
     print(format_table(result))
     if args.json:

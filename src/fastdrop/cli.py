@@ -19,9 +19,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastdrop", description="fastdrop: fast reproducible dropout for NumPy")
     parser.add_argument("command", choices=sorted(_SUBCOMMANDS),
                         help="; ".join(f"{k}: {v[1]}" for k, v in sorted(_SUBCOMMANDS.items())))
-    if not argv or argv[0] in ("-h", "--help"):
-        parser.print_help()
-        return 0 if argv else 2
+    # Only the command is parsed here (an empty argv is argparse's usage error for it);
+    # the rest goes to the subcommand's own parser.
     args = parser.parse_args(argv[:1])
     module = importlib.import_module(_SUBCOMMANDS[args.command][0])
     return module.main(argv[1:])

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from .. import _cli_args
 from .data import MissingExtra
 
 __all__ = ["main", "run_script", "MissingExtra"]
@@ -25,11 +26,12 @@ def _parser():
         prog="fastdrop demo",
         description="Train an over-parameterised MLP on the bundled digits with dropout rates "
                     "0, 0.2, 0.5, 0.8 (3 seeds each) and print train/test accuracy and the gap.")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split, the weights, the batches and "
-                        "the dropout masks; the same seed prints the same tables (default 0)")
+    parser.add_argument("--seed", type=_cli_args.seed, default=0, help="seeds the split, the weights, the batches "
+                        "and the dropout masks; the same seed prints the same tables (default 0)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 seeds, 12 epochs")
-    parser.add_argument("--plot", metavar="DIR", help="write the figures as PNG files into DIR (created if needed)")
-    parser.add_argument("--epochs", type=int, help="epochs per run (default 60, --quick 12)")
+    parser.add_argument("--plot", metavar="DIR", type=_cli_args.output_dir,
+                        help="write the figures as PNG files into DIR (created if needed)")
+    parser.add_argument("--epochs", type=_cli_args.positive, help="epochs per run (default 60, --quick 12)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return parser
 
@@ -56,22 +58,10 @@ def _run(args):
     from . import experiment
     from .data import require
 
-    if args.epochs is not None and args.epochs < 1:
-        print(f"fastdrop demo: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
-        return 2
-    if args.seed < 0:
-        print(f"fastdrop demo: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2
     plt = None
-    if args.plot:               # fail on a missing matplotlib or a bad DIR before training, not after
+    if args.plot:               # a missing matplotlib fails before training, not after
         from .plots import pyplot
         plt = pyplot()
-        try:
-            os.makedirs(args.plot, exist_ok=True)
-        except OSError as error:
-            print(f"fastdrop demo: --plot {args.plot!r}: cannot create the directory: {error.strerror}",
-                  file=sys.stderr)
-            return 2
     require("sklearn.datasets", "the digits data")
 
     config = experiment.QUICK if args.quick else experiment.Config()
@@ -91,6 +81,7 @@ def _run(args):
     print(experiment.format_confusion(counts))
     if plt is not None:
         print()
+        os.makedirs(args.plot, exist_ok=True)       # checked when parsed, created now that there is output
         for path in _plots(plt, args.plot, runs, rows, best, counts, split):
             print(f"wrote {path}")
     print(f"fastdrop demo: {len(runs)} runs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
