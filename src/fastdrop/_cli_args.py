@@ -15,7 +15,7 @@ import os
 import tempfile
 
 from ._backend import MAX_THREADS
-from ._validation import _bounds_text
+from ._validation import bounds_text
 
 MAX_SEED = 2**64 - 1        # fastdrop's seeds are 64-bit
 
@@ -23,7 +23,8 @@ MAX_SEED = 2**64 - 1        # fastdrop's seeds are 64-bit
 def _interval(low, high, open_low=False, open_high=False):
     """The range as _validation words it (' in [low, high]', ' >= low', ...), each bound made
     open when said."""
-    text = _bounds_text(low, high)
+    text = bounds_text(low, high)
+    text = f" {text}" if text else ""
     if open_low:
         text = text.replace("[", "(").replace(">=", ">")
     if open_high:
@@ -34,7 +35,7 @@ def _interval(low, high, open_low=False, open_high=False):
 def integer(low=None, high=None, what=None):
     """An argparse type: an int in [low, high] (either bound may be None); ``what`` words
     the range in the message when the bounds' digits would not."""
-    what = what or f"an integer{_bounds_text(low, high)}"
+    what = what or f"an integer{_interval(low, high)}"
 
     def parse(text):
         try:

@@ -25,12 +25,13 @@ def is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, _NOT_NUMBERS)
 
 
-def _bounds_text(low, high):
+def bounds_text(low, high):
+    """How messages word a range: 'in [low, high]', '>= low', '<= high' ('' without bounds)."""
     if low is not None and high is not None:
         return f"in [{low}, {high}]"
     if low is not None:
         return f">= {low}"
-    return f"<= {high}"
+    return f"<= {high}" if high is not None else ""
 
 
 def check_int(value, name, *, low=None, high=None):
@@ -39,7 +40,7 @@ def check_int(value, name, *, low=None, high=None):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer {_bounds_text(low, high)}, got {value!r}")
+        raise ValueError(f"{name} must be an integer {bounds_text(low, high)}, got {value!r}")
     return value
 
 
@@ -52,7 +53,7 @@ def check_real(value, name, *, low=None, high=None, finite=True):
     if math.isnan(number) or (finite and math.isinf(number)):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     if (low is not None and number < low) or (high is not None and number > high):
-        raise ValueError(f"{name} must be {_bounds_text(low, high)}, got {value!r}")
+        raise ValueError(f"{name} must be {bounds_text(low, high)}, got {value!r}")
     return number
 
 
