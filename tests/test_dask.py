@@ -193,8 +193,13 @@ def test_distributed_cluster_matches_in_memory_on_the_compiled_backend():
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         workers = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
         backends = client.run(lambda: fd.backend())
+        addresses = sorted(backends)
         with distributed.get_task_stream(client) as stream:
-            got = fdd.dropout(darr, 0.3, seed=2024, noise_shape=(None, None, 1)).compute()
+            lazy = fdd.dropout(darr, 0.3, seed=2024, noise_shape=(None, None, 1))
+            # Each half on its own worker, so both surely run chunks whatever the load.
+            halves = [client.compute(lazy[:100], workers=[addresses[0]], allow_other_workers=False),
+                      client.compute(lazy[100:], workers=[addresses[1]], allow_other_workers=False)]
+            got = np.concatenate([h.result() for h in halves])
             spatial = fdd.spatial_dropout(darr.reshape(240, 130, 3, 1), 0.5, seed=1).compute()
         ran_dropout_on = {task["worker"] for task in stream.data if task["key"][0].startswith("fastdrop-dropout")}
     assert len({w.pid for w in workers}) == 2 and os.getpid() not in {w.pid for w in workers}
@@ -204,7 +209,7 @@ def test_distributed_cluster_matches_in_memory_on_the_compiled_backend():
     assert ran_dropout_on == set(backends)                      # both workers did part of the work
     assert same_bits(got, fd.dropout(x, 0.3, seed=2024, noise_shape=(None, None, 1)))
     assert same_bits(spatial, fd.spatial_dropout(x.reshape(240, 130, 3, 1), 0.5, seed=1))
-    _, alive = psutil.wait_procs(workers, timeout=30)      # the worker processes ended with the cluster
+    _, alive = psutil.wait_procs(workers, timeout=120)     # the worker processes ended with the cluster
     assert alive == []
 
 
