@@ -18,9 +18,10 @@ Two kinds of control, for the backend and for the kernel thread count alike:
   at the same time never sees the override, and leaving the block restores exactly what
   this context had before, whatever other threads did meanwhile.  An asyncio task copies
   its creator's context, so a task created inside the block keeps the override; a
-  ``threading.Thread`` started inside the block does not (before Python 3.14 a new thread
-  starts with an empty context), nor do thread pools such as dask's threaded scheduler:
-  they use the process-wide settings.  A ``set_*`` call inside a ``use_*`` block changes
+  ``threading.Thread`` started inside the block does not, nor does a thread pool such as
+  dask's threaded scheduler: a new thread starts with an empty context (unless Python 3.14+
+  runs with ``-X thread_inherit_context``, the default of free-threaded builds) and uses
+  the process-wide settings.  A ``set_*`` call inside a ``use_*`` block changes
   the process-wide setting, which this context sees once the block ends.
 
 Fork.  GNU OpenMP (libgomp) keeps a pool of worker threads per thread that ran a parallel
@@ -35,9 +36,9 @@ made single-threaded instead: ``get_num_threads()`` is 1 there, overrides inheri
 the parent are dropped, and asking for more than one thread raises RuntimeError.  Results
 never depend on the thread count, so one thread is always correct.  Fork hooks run only
 for forks made through Python (``os.fork``); a fork from C code that then runs
-multi-threaded kernels in the child is not covered.  The "spawn" and "forkserver" start
-methods import fastdrop afresh (or fork from a server that is covered as above) and read
-``FASTDROP_NUM_THREADS`` as usual.
+multi-threaded kernels in the child is not covered.  The "spawn" start method imports
+fastdrop afresh and reads ``FASTDROP_NUM_THREADS``; "forkserver" workers are forks, covered
+as above, of a server that did the same.
 """
 import contextlib
 import contextvars
