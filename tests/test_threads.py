@@ -2,6 +2,9 @@
 
 The kernels release the GIL, so these calls really overlap; any shared scratch buffer,
 static state or racy counter would show up as a mismatch with the serial run.
+
+``use_backend`` is context-local and a worker thread starts with an empty context, so every
+worker enters the backend under test itself; otherwise it would run the process-wide one.
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -44,13 +47,14 @@ def jobs():
     return out
 
 
-def run_concurrently(calls):
-    """Run every call on N_THREADS threads that all start together."""
+def run_concurrently(calls, backend):
+    """Run every call on N_THREADS threads on ``backend`` that all start together."""
     barrier = threading.Barrier(N_THREADS)
 
     def worker(chunk):
-        barrier.wait()
-        return [(name, call()) for name, call in chunk]
+        with fd.use_backend(backend):
+            barrier.wait()
+            return [(name, call()) for name, call in chunk]
 
     chunks = [calls[i::N_THREADS] for i in range(N_THREADS)]
     with ThreadPoolExecutor(N_THREADS) as pool:
@@ -65,7 +69,7 @@ def test_concurrent_functional_calls_equal_serial(backend, kernel_threads):
     fd.set_num_threads(kernel_threads)          # OpenMP teams nested inside Python threads
     try:
         for _ in range(ROUNDS if backend == "cython" else 1):
-            concurrent = run_concurrently(calls)
+            concurrent = run_concurrently(calls, backend)
             assert concurrent.keys() == serial.keys()
             for name, expected in serial.items():
                 assert concurrent[name].dtype == expected.dtype
@@ -83,7 +87,8 @@ def test_concurrent_in_place_calls_on_disjoint_rows(backend):
 
     def part(r):
         block = work[r[0]:r[-1] + 1]
-        fd.dropout(block, 0.4, seed=99, offset=int(r[0]) * work.shape[1], out=block)
+        with fd.use_backend(backend):
+            fd.dropout(block, 0.4, seed=99, offset=int(r[0]) * work.shape[1], out=block)
 
     with ThreadPoolExecutor(N_THREADS) as pool:
         list(pool.map(part, rows))
@@ -97,9 +102,10 @@ def test_one_layer_per_thread_equals_serial(backend):
     def train(seed):
         layer = fd.Dropout(0.3, seed=seed)
         outs = []
-        for _ in range(5):
-            y = layer(x)
-            outs.append((y, layer.backward(np.ones_like(y))))
+        with fd.use_backend(backend):
+            for _ in range(5):
+                y = layer(x)
+                outs.append((y, layer.backward(np.ones_like(y))))
         return outs
 
     serial = [train(s) for s in range(N_THREADS)]

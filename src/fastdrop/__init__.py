@@ -1,14 +1,15 @@
 """fastdrop: bit-reproducible, memory-bandwidth-fast dropout for NumPy."""
 __version__ = "0.1.0"
 
-from ._backend import backend, get_num_threads, set_backend, set_num_threads, use_backend  # noqa: E402
+from ._backend import (backend, get_num_threads, set_backend, set_num_threads, use_backend,  # noqa: E402
+                       use_num_threads)
 from .functional import apply_mask, dropout, dropout_mask, effective_keep  # noqa: E402
 from .box import dropout_box, dropout_mask_box  # noqa: E402
 from .info import info  # noqa: E402
 
 __all__ = [
     "apply_mask", "backend", "dropout", "dropout_box", "dropout_mask", "dropout_mask_box", "effective_keep",
-    "get_num_threads", "info", "set_backend", "set_num_threads", "use_backend", "__version__",
+    "get_num_threads", "info", "set_backend", "set_num_threads", "use_backend", "use_num_threads", "__version__",
 ]
 
 # The dropout family: functional twins and layers, each module listing its names in __all__.

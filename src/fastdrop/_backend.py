@@ -8,15 +8,46 @@ The compiled backend comes in ISA variants built from one source (``_kernels`` t
 baseline, ``_kernels_avx2``, ``_kernels_avx512``); the fastest one the CPU runs is
 loaded, or the one ``FASTDROP_ISA=baseline|avx2|avx512`` names (an error when it is
 not built or the CPU cannot run it).  Every variant gives the same bits.
+
+Two kinds of control, for the backend and for the kernel thread count alike:
+
+* ``set_backend`` and ``set_num_threads`` change the process-wide setting, seen by every
+  thread and task that has no override of its own.
+* ``use_backend`` and ``use_num_threads`` are context managers that override the setting
+  for the current context only (``contextvars``): another thread or asyncio task running
+  at the same time never sees the override, and leaving the block restores exactly what
+  this context had before, whatever other threads did meanwhile.  An asyncio task copies
+  its creator's context, so a task created inside the block keeps the override; a
+  ``threading.Thread`` started inside the block does not, nor does a thread pool such as
+  dask's threaded scheduler: a new thread starts with an empty context (unless Python 3.14+
+  runs with ``-X thread_inherit_context``, the default of free-threaded builds) and uses
+  the process-wide settings.  A ``set_*`` call inside a ``use_*`` block changes
+  the process-wide setting, which this context sees once the block ends.
+
+Fork.  GNU OpenMP (libgomp) keeps a pool of worker threads per thread that ran a parallel
+region, and that pool does not survive ``fork``: the child's first multi-threaded region
+waits forever for workers that do not exist.  So before every ``os.fork`` (``os.fork``
+itself, the "fork" start method of ``multiprocessing`` and ``concurrent.futures``,
+PyTorch DataLoader workers) fastdrop asks the OpenMP runtime to end the forking thread's
+pool (``omp_pause_resource_all``, OpenMP 5.0; the parent starts a new pool on its next
+large call).  The child then keeps the parent's settings and may use any thread count.
+When the runtime cannot end the pool (it lacks that function, or refuses), the child is
+made single-threaded instead: ``get_num_threads()`` is 1 there, overrides inherited from
+the parent are dropped, and asking for more than one thread raises RuntimeError.  Results
+never depend on the thread count, so one thread is always correct.  Fork hooks run only
+for forks made through Python (``os.fork``); a fork from C code that then runs
+multi-threaded kernels in the child is not covered.  The "spawn" start method imports
+fastdrop afresh and reads ``FASTDROP_NUM_THREADS``; "forkserver" workers are forks, covered
+as above, of a server that did the same.
 """
 import contextlib
+import contextvars
+import functools
 import importlib
-import numbers
 import os
 
-import numpy as np
-
 from . import _numpy_backend
+from ._validation import check_int
 
 BACKENDS = ("cython", "numpy")
 MAX_THREADS = 1024           # an OpenMP team far beyond any core count is a mistake, not a request
@@ -60,8 +91,14 @@ def _load_compiled():
 
 
 _compiled, _compiled_error = _load_compiled()
-_active = None
-_num_threads = 1
+_active = None                  # the process-wide (name, module), set by set_backend
+_num_threads = 1                # the process-wide thread count, set by set_num_threads
+# The overrides of use_backend / use_num_threads, per context.  No default: get(global) is then
+# one C call that returns the override or, in a context without one, the process-wide value.
+_backend_override = contextvars.ContextVar("fastdrop_backend")
+_threads_override = contextvars.ContextVar("fastdrop_num_threads")
+# Why this process must stay single-threaded (a fork whose OpenMP pool was not ended), or None.
+_single_threaded_because = None
 
 
 def _module_for(name):
@@ -75,30 +112,30 @@ def _module_for(name):
 
 
 def set_backend(name):
-    """Select ``"cython"`` or ``"numpy"`` for every later call."""
+    """Select ``"cython"`` or ``"numpy"`` for every later call in every thread without an override."""
     global _active
     _active = (name, _module_for(name))
 
 
 def backend():
-    """The name of the backend in use: ``"cython"`` or ``"numpy"``."""
-    return _active[0]
+    """The name of the backend in use here: ``"cython"`` or ``"numpy"``."""
+    return _backend_override.get(_active)[0]
 
 
 def kernels():
-    """The module implementing the kernels of the active backend."""
-    return _active[1]
+    """The module implementing the kernels of the backend in use here (called on every dropout call)."""
+    return _backend_override.get(_active)[1]
 
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Context manager running its body on backend ``name``, then restoring the previous one."""
-    previous = _active[0]
-    set_backend(name)
+    """Context manager running its body on backend ``name`` in this context only (this thread
+    or asyncio task), then restoring what this context had; other threads are not affected."""
+    token = _backend_override.set((name, _module_for(name)))
     try:
         yield
     finally:
-        set_backend(previous)
+        _backend_override.reset(token)
 
 
 def compiled_available():
@@ -107,8 +144,9 @@ def compiled_available():
 
 
 def isa():
-    """The instruction-set variant of the compiled kernels in use ("numpy" on that backend)."""
-    return getattr(_active[1], "ISA", "baseline") if _active[0] == "cython" else "numpy"
+    """The instruction-set variant of the compiled kernels in use here ("numpy" on that backend)."""
+    name, module = _backend_override.get(_active)
+    return getattr(module, "ISA", "baseline") if name == "cython" else "numpy"
 
 
 def openmp():
@@ -116,32 +154,101 @@ def openmp():
     return bool(getattr(_compiled, "OPENMP", False))
 
 
+def _checked_threads(n):
+    n = check_int(n, "num_threads", low=1, high=MAX_THREADS)
+    if n > 1 and _single_threaded_because:
+        raise RuntimeError(f"num_threads={n} is not possible in this process: {_single_threaded_because}")
+    return n
+
+
 def set_num_threads(n):
-    """Threads used by the compiled kernels on large arrays (results never depend on it)."""
+    """Threads used by the compiled kernels on large arrays, for every thread without an
+    override (results never depend on it)."""
     global _num_threads
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"num_threads must be an integer in [1, {MAX_THREADS}], got {n!r}")
-    _num_threads = int(n)
+    _num_threads = _checked_threads(n)
 
 
 def get_num_threads():
-    """The number of threads the compiled kernels may use."""
-    return _num_threads
+    """The number of threads the compiled kernels may use here."""
+    return _threads_override.get(_num_threads)
+
+
+@contextlib.contextmanager
+def use_num_threads(n):
+    """Context manager running its body with ``n`` kernel threads in this context only (this
+    thread or asyncio task), then restoring what this context had; other threads are not affected."""
+    # A forked single-threaded child replaces _threads_override; the block resets the variable it set.
+    override = _threads_override
+    token = override.set(_checked_threads(n))
+    try:
+        yield
+    finally:
+        override.reset(token)
+
+
+_OMP_PAUSE_SOFT = 1             # omp_pause_soft of omp_pause_resource_t (OpenMP 5.0)
+_pool_ended = False             # whether the last fork's "before" hook ended the forking thread's pool
+
+
+@functools.cache
+def _omp_pause_resource_all():
+    """``omp_pause_resource_all`` of the OpenMP runtime the compiled kernels link, or None."""
+    import ctypes               # only on the first fork: importing fastdrop stays as fast as before
+    try:
+        # dlsym on the extension's own handle searches its dependencies: the runtime it really uses,
+        # not whichever other copy (a wheel's vendored libgomp, another package's) is loaded too.
+        pause = ctypes.CDLL(_compiled.__file__).omp_pause_resource_all
+    except (OSError, AttributeError):       # a runtime older than OpenMP 5.0
+        return None
+    pause.argtypes = [ctypes.c_int]
+    pause.restype = ctypes.c_int
+    return pause
+
+
+def _before_fork():
+    global _pool_ended
+    # A child that stayed single-threaded holds a dead pool: pausing it would wait for its lost workers.
+    pause = None if _single_threaded_because else _omp_pause_resource_all()
+    _pool_ended = pause is not None and pause(_OMP_PAUSE_SOFT) == 0
+
+
+def _after_fork_in_child():
+    global _num_threads, _threads_override, _single_threaded_because
+    if _pool_ended:
+        return
+    _single_threaded_because = _single_threaded_because or (
+        "it was forked from a process whose OpenMP runtime could not end its thread pool before the fork, "
+        "and a multi-threaded call would wait forever for the lost workers; use the 'spawn' or "
+        "'forkserver' start method for multi-threaded workers")
+    _num_threads = 1
+    # Overrides copied from the parent's contexts must not apply: a new variable has none of them.
+    _threads_override = contextvars.ContextVar("fastdrop_num_threads")
+
+
+if openmp() and hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _from_env():
-    name = os.environ.get("FASTDROP_BACKEND", "").strip().lower()
-    if name:
-        set_backend(name)
-    else:
+    raw = os.environ.get("FASTDROP_BACKEND", "")
+    name = raw.strip().lower()
+    if not name:
         set_backend("cython" if _compiled is not None else "numpy")
-    threads = os.environ.get("FASTDROP_NUM_THREADS", "").strip()
-    if threads:
+    else:
         try:
-            value = int(threads)
-        except ValueError:
-            raise ValueError(f"FASTDROP_NUM_THREADS must be an integer >= 1, got {threads!r}") from None
-        set_num_threads(value)
+            set_backend(name)
+        except (ValueError, ImportError) as exc:
+            raise type(exc)(f"{exc} (from the environment variable FASTDROP_BACKEND={raw!r})") from None
+    raw = os.environ.get("FASTDROP_NUM_THREADS", "")
+    threads = raw.strip()
+    if threads:
+        # Only plain decimal digits: int() would also take "+2", "2_0" and non-ASCII digits.
+        if not (threads.isascii() and threads.isdigit()):
+            raise ValueError(f"FASTDROP_NUM_THREADS must be an integer >= 1, got {raw!r}")
+        try:
+            set_num_threads(int(threads))
+        except ValueError as exc:
+            raise ValueError(f"{exc} (from the environment variable FASTDROP_NUM_THREADS={raw!r})") from None
 
 
 _from_env()
