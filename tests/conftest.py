@@ -20,6 +20,13 @@ def pytest_report_header(config):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Run the test once per available backend."""
-    with fastdrop.use_backend(request.param):
+    """Run the test once per available backend.
+
+    Set process-wide, not with the context-local ``use_backend``: the threads a test starts
+    (dask's threaded scheduler, thread pools) must run on the backend under test too."""
+    previous = fastdrop.backend()
+    fastdrop.set_backend(request.param)
+    try:
         yield request.param
+    finally:
+        fastdrop.set_backend(previous)

@@ -363,7 +363,7 @@ def test_wrong_rank_fails_at_call_time(layer, bad_shape, msg):
     (lambda: fd.ConcreteDropout(0.1, weight_regularizer=-1e-6), ValueError,
      r"weight_regularizer must be >= 0.0, got -1e-06"),
     (lambda: fd.ConcreteDropout(0.1, dropout_regularizer="x"), TypeError,
-     r"dropout_regularizer must be a finite real number, got 'x'"),
+     r"dropout_regularizer must be a finite real number >= 0.0, got str 'x'"),
     (lambda: fd.AdaptiveDropout(0.05), ValueError, r"init_p must be in \[0.1, 0.9\], got 0.05"),
     (lambda: fd.AdaptiveDropout(0.5, p_min=0.6, p_max=0.4), ValueError, r"p_max must be in \[0.6, 1.0\], got 0.4"),
     (lambda: fd.AdaptiveDropout(0.5, low=0.8, high=0.7), ValueError, r"high must be >= 0.8, got 0.7"),

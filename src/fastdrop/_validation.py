@@ -34,13 +34,18 @@ def bounds_text(low, high):
     return f"<= {high}" if high is not None else ""
 
 
+def _described(kind, low, high):
+    bounds = bounds_text(low, high)
+    return f"{kind} {bounds}" if bounds else kind
+
+
 def check_int(value, name, *, low=None, high=None):
     """``value`` as an int within [low, high] (either bound may be None)."""
     if not is_integer(value):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
+        raise TypeError(f"{name} must be {_described('an integer', low, high)}, got {type(value).__name__} {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer {bounds_text(low, high)}, got {value!r}")
+        raise ValueError(f"{name} must be {_described('an integer', low, high)}, got {value!r}")
     return value
 
 
@@ -48,7 +53,7 @@ def check_real(value, name, *, low=None, high=None, finite=True):
     """``value`` as a float within [low, high]; NaN is refused, and inf too when ``finite``."""
     kind = "a finite real number" if finite else "a real number"
     if not is_real(value):
-        raise TypeError(f"{name} must be {kind}, got {value!r}")
+        raise TypeError(f"{name} must be {_described(kind, low, high)}, got {type(value).__name__} {value!r}")
     number = float(value)
     if math.isnan(number) or (finite and math.isinf(number)):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
