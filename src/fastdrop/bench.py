@@ -6,7 +6,7 @@ the compiled backend, the same call on the NumPy backend, a naive NumPy dropout
 (``rng.random(n) < keep`` then ``x * m / keep``) and PyTorch's ``F.dropout`` when torch is
 installed.  The implementations run in interleaved rounds (each round times each once),
 so a load change on the machine hits them all; the table shows the median ns per element
-and the median over rounds of the per-round time ratios.  The targets of issue 4 follow,
+and the median over rounds of the per-round time ratios.  The performance targets follow,
 read off the table where it has their case, plus three cases of their own: the
 1K-element call overhead, spatial dropout, two threads against one.
 
@@ -172,7 +172,7 @@ def _case(dtype, n, budget, torch):
 
 
 def _target_cases(budget, threads):
-    """The issue-4 cases that are not plain forward calls, each {case, ratio, target, met}."""
+    """The target cases that are not plain forward calls, each {case, ratio, target, met}."""
     cases = []
     x = np.random.default_rng(0).standard_normal(1024).astype(np.float32)
     scale = np.float32(2.0)
@@ -206,7 +206,7 @@ def _target_cases(budget, threads):
     return cases
 
 
-# Targets of issue 4 read off the main table: (dtype, size, what, bound); what is
+# Performance targets read off the main table: (dtype, size, what, bound); what is
 # "floor" (fastdrop / floor <= bound) or an implementation (its time / fastdrop's >= bound),
 # or "numpy-backend/naive" (<= bound).
 TABLE_TARGETS = (
@@ -317,7 +317,7 @@ def format_table(result):
                         else f"{'-':>{max(9, len(k) + 3)}}" for k in impls)
         lines.append(row)
     if result["targets"]:
-        lines += ["", f"{'targets of issue 4 (single thread unless said)':<62} {'ratio':>6}  {'target':<7} met"]
+        lines += ["", f"{'performance targets (single thread unless said)':<62} {'ratio':>6}  {'target':<7} met"]
         lines += [f"{t['case']:<62} {t['ratio']:6.2f}  {t['target']:<7} {'yes' if t['met'] else 'NO'}"
                   for t in result["targets"]]
     return "\n".join(lines)
@@ -381,7 +381,7 @@ def main(argv=None):
     parser.add_argument("--budget", type=_cli_args.real(0, open_low=True), default=1.0,
                         help="seconds of timing rounds per case (at least 3 rounds; default 1.0)")
     parser.add_argument("--no-targets", action="store_true",
-                        help="skip the extra target cases of issue 4 (1K call, spatial, threads)")
+                        help="skip the extra target cases (1K call, spatial, threads)")
     parser.add_argument("--json", metavar="FILE", type=_cli_args.output_file, help="write the raw numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", type=_cli_args.output_file,
                         help="draw ns/element against size (needs matplotlib)")
