@@ -11,8 +11,8 @@ import numbers
 import numpy as np
 
 from . import _backend
-from .functional import (_apply, _dropout_full, _keep, as_float_array, check_offset, check_out, check_rate, dropout,
-                         keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
+from .functional import (_apply, _dropout_full, _keep, as_float_array, check_index_range, check_offset, check_out,
+                         check_rate, dropout, keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
            "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "spatial_dropout",
@@ -148,7 +148,9 @@ def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=N
 
 def _alpha_args(x, p, offset, out, name):
     x = as_float_array(x, name)
-    return x, check_scalar_rate(p), check_offset(offset), check_out(out, x)
+    p, offset = check_scalar_rate(p), check_offset(offset)
+    check_index_range(offset, x.size)
+    return x, p, offset, check_out(out, x)
 
 
 def _alpha_edge(x, p, training, out):
@@ -241,6 +243,7 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     x = as_float_array(x)
     p = check_gaussian_rate(p)
     offset = check_offset(offset)
+    check_index_range(offset, x.size)           # element i uses stream word offset + i
     out = check_out(out, x)
     if not training or p == 0.0:
         return _identity(x, out)
