@@ -143,8 +143,11 @@ def _decisions(key, starts, rowlen, pos, n):
 
 
 def apply_keep(x, keep, scale, out):
-    """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x."""
-    _scale_and_select(_trim(x, out.ndim), _trim(scale, out.ndim), _trim(keep, out.ndim), out)
+    """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x, in passes
+    of bounded size (the select's temporary is a pass's, not the array's)."""
+    x, keep, scale = (np.broadcast_to(_trim(a, out.ndim), out.shape) for a in (x, keep, scale))
+    for _, _, index in _pieces(out.shape, _BATCH_BLOCKS * BLOCK_CHUNKS):
+        _scale_and_select(x[index], scale[index], keep[index], out[index])
     return out
 
 
