@@ -30,3 +30,12 @@ def case(request):
 def spatial():
     x = np.random.default_rng(0).standard_normal(SPATIAL_SHAPE, dtype=np.float32)
     return x, np.empty_like(x)
+
+
+PER_FEATURE_SHAPE = (16384, 1024)      # 16M float32, one rate per feature (AdaptiveDropout(per_unit=True))
+
+
+@pytest.fixture(scope="module")
+def per_feature():
+    x = np.random.default_rng(0).standard_normal(PER_FEATURE_SHAPE, dtype=np.float32)
+    return x, np.empty_like(x), np.linspace(0.1, 0.6, PER_FEATURE_SHAPE[1])

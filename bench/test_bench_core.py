@@ -47,3 +47,16 @@ def test_spatial_floor(benchmark, spatial, which):
 def test_spatial_fastdrop(benchmark, spatial, which):
     x, out = spatial
     benchmark(fastdrop.dropout, x, P, seed=SEED, noise_shape=SPATIAL_SHAPE[:2] + (1, 1), out=out)
+
+
+@pytest.mark.parametrize("which", ["per-feature"])
+def test_per_feature_floor(benchmark, per_feature, which):
+    x, out, _ = per_feature
+    benchmark(np.multiply, x, np.float32(1 / (1 - P)), out=out)
+
+
+@pytest.mark.parametrize("which", ["per-feature"])
+def test_per_feature_fastdrop(benchmark, per_feature, which):
+    """One rate per feature: the fused kernel reads each row's thresholds and scales in place."""
+    x, out, p = per_feature
+    benchmark(fastdrop.dropout, x, p, seed=SEED, out=out)

@@ -172,8 +172,8 @@ def test_generator_seed_draws_like_the_functional_api():
     (dict(p=np.ones((3, 3)) * 0.5), ValueError,
      r"p of shape \(3, 3\) broadcasts neither to the global noise shape \(4, 5\) nor to the box's noise region"),
     (dict(global_shape=(2**31, 2**31 + 1)), ValueError,
-     r"the noise shape \(2147483648, 2147483649\) of global_shape=.* has 4611686020574871552 elements; "
-     r"at most 2\*\*62 are addressable"),
+     r"offset \+ size must be at most 2\*\*62 \(the stream's index range\), got offset=0 and "
+     r"size=4611686020574871552"),
     (dict(offset=-1), ValueError, r"offset must be an integer in \[0, 2\*\*62\), got -1"),
 ])
 def test_bad_arguments_are_named(kwargs, error, match):

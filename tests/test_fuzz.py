@@ -510,7 +510,8 @@ def test_bad_thread_count(n):
     ({"p": 1.5}, r"p must be a real number in \[0, 1\], got 1.5"),
     ({"offset": -1}, r"offset must be an integer in \[0, 2\*\*62\)"),
     ({"noise_shape": (4, 2)}, r"noise_shape\[1\] must be 1, None or x.shape\[1\]=4"),
-    ({"global_shape": (2**31, 2**31 + 1), "origin": (0, 0)}, r"at most 2\*\*62 are addressable"),
+    ({"global_shape": (2**31, 2**31 + 1), "origin": (0, 0)},
+     r"offset \+ size must be at most 2\*\*62 \(the stream's index range\)"),
 ])
 def test_box_errors(backend, kwargs, message):
     args = {"p": 0.5, "seed": 1, "global_shape": (4, 4), "origin": (0, 0), **kwargs}

@@ -50,9 +50,27 @@ def _cases():
         ALL_HALVES[5:], fastdrop.dropout_mask(ALL_HALVES.size - 5, 0.3, seed=2), 0.3)))
     cases.append(("per-element-p-float16", lambda: fastdrop.dropout(
         ALL_HALVES[:3000], np.linspace(0, 0.999, 3000), seed=2)))
+    for dtype in (np.float16, np.float32, np.float64):     # rates read in place: rows, broadcast axes, tails
+        xr = (rng.standard_normal((37, 3, 77)) * 1e3).astype(dtype)
+        name = np.dtype(dtype).name
+        cases.append((f"{name}-rates-feature", lambda x=xr: fastdrop.dropout(x, np.linspace(0, 1, 77), seed=6,
+                                                                            offset=999)))
+        cases.append((f"{name}-rates-row", lambda x=xr: fastdrop.dropout(x, np.linspace(0, 1, 37)[:, None, None],
+                                                                        seed=6)))
+        cases.append((f"{name}-rates-middle", lambda x=xr: fastdrop.dropout(x, np.array([0.2, 0.5, 0.9])[:, None],
+                                                                           seed=6)))
+        cases.append((f"{name}-rates-shared", lambda x=xr: fastdrop.dropout(x, np.linspace(0, 1, 77), seed=6,
+                                                                           noise_shape=(1, None, None))))
+        cases.append((f"{name}-rates-box", lambda x=xr: fastdrop.dropout_box(
+            x[5:30, 1:, 10:70], np.linspace(0, 1, 77), seed=6, global_shape=x.shape, origin=(5, 1, 10))))
+        cases.append((f"{name}-apply-mask-rates", lambda x=xr: fastdrop.apply_mask(
+            x, fastdrop.dropout_mask((37, 1, 77), 0.5, seed=2), np.linspace(0, 1, 77))))
+    cases.append(("mask-rates", lambda: fastdrop.dropout_mask((5, 2051), np.linspace(0, 1, 2051), seed=9, offset=3)))
     cases.append(("words", lambda: _backend.kernels().fill_words(7, 1000, np.empty(3000, dtype=np.uint64))))
     xt = rng.standard_normal(THREAD_CASE_SIZE).astype(np.float32)
     cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
+    cases.append(("threads-rates", lambda: fastdrop.dropout(xt[:700_000].reshape(-1, 1000), np.linspace(0, 1, 1000),
+                                                            seed=4, offset=333)))
     return cases
 
 

@@ -5,6 +5,8 @@ kernels to.  The stream layout is described in ``_xoshiro.h``; every backend exp
 the public functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat,
 dropout_rows) with the same arguments.
 """
+import math
+
 import numpy as np
 
 LANES = 8
@@ -65,7 +67,7 @@ def fill_words(key, first_word, out):
     while pos < n:
         w = first_word + pos
         b0 = w // BLOCK_WORDS
-        take = min(n - pos, _BATCH_BLOCKS * BLOCK_WORDS - (w - b0 * BLOCK_WORDS))
+        take = min(n - pos, _BATCH_BLOCKS * BLOCK_WORDS - (w - b0 * BLOCK_WORDS))     # Python ints: no overflow
         nb = (w + take - 1) // BLOCK_WORDS - b0 + 1
         words = _block_words(key, np.arange(b0, b0 + nb, dtype=np.uint64)).ravel()
         out[pos:pos + take] = words[w - b0 * BLOCK_WORDS:w - b0 * BLOCK_WORDS + take]
@@ -81,37 +83,71 @@ def _chunks(key, offset, n):
     return chunks[offset - 4 * first:offset - 4 * first + n]
 
 
-def _keep_range(key, offset, thr, out):
-    step = _BATCH_BLOCKS * BLOCK_CHUNKS
-    for pos in range(0, out.size, step):
-        end = min(out.size, pos + step)
-        t = thr if np.ndim(thr) == 0 else thr[pos:end]
-        np.less(_chunks(key, offset + pos, end - pos), t, out=out[pos:end], casting="unsafe")
-    return out
-
-
 def keep_mask_rows(key, starts, thr, out):
     """out[r, i] = 1 if element starts[r] + i is kept (decision value < thr), else 0.
 
     ``out`` is a C-contiguous uint8 array (nrows, rowlen), ``starts`` int64 (nrows,);
-    ``thr`` is an int or a uint32 array shaped like ``out`` (per-element rates)."""
-    nrows, rowlen = out.shape
-    if nrows == 1 or rowlen >= BLOCK_CHUNKS:
-        for r in range(nrows):
-            _keep_range(key, int(starts[r]), thr if np.ndim(thr) == 0 else thr[r], out[r])
-        return out
-    per_batch = max(1, _BATCH_BLOCKS // (rowlen // BLOCK_CHUNKS + 2))   # a row touches <= that many blocks
-    for r0 in range(0, nrows, per_batch):
-        r1 = min(nrows, r0 + per_batch)
-        idx = np.asarray(starts[r0:r1], dtype=np.int64)[:, None] + np.arange(rowlen)
-        t = thr if np.ndim(thr) == 0 else thr[r0:r1]
-        np.less(_chunks_at(key, idx), t, out=out[r0:r1], casting="unsafe")
+    ``thr`` is an int, or a uint32 array of out's size in any shape and strides (per-element
+    rates, usually a broadcast view) whose C-order elements are out's."""
+    region = out.shape if np.ndim(thr) == 0 else thr.shape
+    keep = out.reshape(region)
+    for pos, n, index in _pieces(region, _piece_limit(out.shape)):
+        piece = keep[index]
+        t = thr if np.ndim(thr) == 0 else thr[index]
+        np.less(_decisions(key, starts, out.shape[1], pos, n).reshape(piece.shape), t, out=piece, casting="unsafe")
     return out
 
 
+def _piece_limit(rows_shape):
+    """Elements per NumPy pass over runs of this (nrows, rowlen) layout: bounded so that a
+    pass generates at most about _BATCH_BLOCKS blocks (a short run touches up to 2)."""
+    nrows, rowlen = rows_shape
+    if nrows > 1 and rowlen < BLOCK_CHUNKS:
+        return max(1, _BATCH_BLOCKS // 2 * rowlen)
+    return _BATCH_BLOCKS * BLOCK_CHUNKS
+
+
+def _pieces(shape, limit, start=0):
+    """(flat start, size, index) covering an array of ``shape`` in C order with contiguous
+    flat ranges of at most ``limit`` elements; ``index`` is the basic index selecting one
+    as a view (of any array of ``shape``, broadcast views of rates included)."""
+    if not shape:
+        yield start, 1, (Ellipsis,)
+        return
+    inner = math.prod(shape[1:])
+    if inner == 0:
+        return
+    if inner <= limit:
+        step = limit // inner
+        for i in range(0, shape[0], step):
+            stop = min(shape[0], i + step)
+            yield start + i * inner, (stop - i) * inner, (slice(i, stop), Ellipsis)
+        return
+    for i in range(shape[0]):
+        for pos, n, index in _pieces(shape[1:], limit, start + i * inner):
+            yield pos, n, (i,) + index
+
+
+def _decisions(key, starts, rowlen, pos, n):
+    """Decision values of flat elements [pos, pos + n) of runs of ``rowlen`` elements, run r
+    being stream elements starts[r], starts[r] + 1, ..."""
+    r0, r1 = pos // rowlen, (pos + n - 1) // rowlen
+    if r0 == r1:
+        return _chunks(key, int(starts[r0]) + pos - r0 * rowlen, n)
+    if rowlen >= BLOCK_CHUNKS:
+        return np.concatenate([_chunks(key, int(starts[r]) + max(pos - r * rowlen, 0),
+                                       min(pos + n - r * rowlen, rowlen) - max(pos - r * rowlen, 0))
+                               for r in range(r0, r1 + 1)])
+    j = np.arange(pos, pos + n, dtype=np.int64)
+    return _chunks_at(key, np.asarray(starts, dtype=np.int64)[j // rowlen] + j % rowlen)
+
+
 def apply_keep(x, keep, scale, out):
-    """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x."""
-    _scale_and_select(_trim(x, out.ndim), _trim(scale, out.ndim), _trim(keep, out.ndim), out)
+    """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x, in passes
+    of bounded size (the select's temporary is a pass's, not the array's)."""
+    x, keep, scale = (np.broadcast_to(_trim(a, out.ndim), out.shape) for a in (x, keep, scale))
+    for _, _, index in _pieces(out.shape, _BATCH_BLOCKS * BLOCK_CHUNKS):
+        _scale_and_select(x[index], scale[index], keep[index], out[index])
     return out
 
 
@@ -137,14 +173,30 @@ def dropout_flat(key, offset, thr, scale, x, out, nthreads=1):
     keep = np.empty(min(step, x.size), dtype=np.uint8)
     for pos in range(0, x.size, step):
         end = min(x.size, pos + step)
-        _scale_and_select(x[pos:end], scale, _keep_range(key, offset + pos, thr, keep[:end - pos]), out[pos:end])
+        np.less(_chunks(key, offset + pos, end - pos), thr, out=keep[:end - pos], casting="unsafe")
+        _scale_and_select(x[pos:end], scale, keep[:end - pos], out[pos:end])
     return out
 
 
 def dropout_rows(key, starts, thr, scale, x, out, nthreads=1):
-    """``dropout_flat`` on each row of 2-D ``x`` and ``out``; row r starts at decision starts[r]."""
-    for start, row_in, row_out in zip(starts.tolist(), x, out):
-        dropout_flat(key, start, thr, scale, row_in, row_out)
+    """``dropout_flat`` on each row of 2-D ``x`` and ``out``; row r starts at decision starts[r].
+
+    ``thr`` and ``scale`` are scalars, or per-element rates: a uint32 array and an array of
+    x's dtype of one shape (any strides: broadcast views), whose C-order elements are x's
+    rows one after the other; then ``out`` is C-contiguous and each pass reads its slice
+    of the rates, never expanding them."""
+    if np.ndim(thr) == 0:
+        for start, row_in, row_out in zip(starts.tolist(), x, out):
+            dropout_flat(key, start, thr, scale, row_in, row_out)
+        return out
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous with per-element rates")
+    region = thr.shape
+    xs, outs = x.reshape(region), out.reshape(region)
+    for pos, n, index in _pieces(region, _piece_limit(out.shape)):
+        piece = outs[index]
+        keep = np.less(_decisions(key, starts, out.shape[1], pos, n).reshape(piece.shape), thr[index])
+        _scale_and_select(xs[index], scale[index], keep, piece)
     return out
 
 

@@ -40,6 +40,7 @@ typedef uint8_t fd_u8v64 FD_V(uint8_t, FD_L64);
 typedef double fd_f64v FD_V(double, FD_L64);
 typedef int64_t fd_i64v FD_V(int64_t, FD_L64);
 typedef uint16_t fd_u16v64 FD_V(uint16_t, FD_L64);
+typedef int32_t fd_i32v64 FD_V(int32_t, FD_L64);
 #else
 #  define FD_VECTOR 0
 #endif
@@ -49,24 +50,34 @@ typedef uint16_t fd_u16v64 FD_V(uint16_t, FD_L64);
    intrinsics where GCC's generic __builtin_convertvector lowering is slow (it went
    through scalar registers for 4 x u16 -> 4 x i64 on AVX2). */
 #if FD_VECTOR
-static inline fd_i32v fd_keep32(const uint16_t *chunk, int32_t thr) {
-    fd_i32v c;
+/* The next FD_L32 decisions widened to 32-bit lanes. */
+static inline fd_i32v fd_widen32(const uint16_t *chunk) {
 #  if FD_VBYTES == 64
     __m256i in;
     memcpy(&in, chunk, sizeof in);
-    c = (fd_i32v)_mm512_cvtepu16_epi32(in);
+    return (fd_i32v)_mm512_cvtepu16_epi32(in);
 #  elif FD_VBYTES == 32
     __m128i in;
     memcpy(&in, chunk, sizeof in);
-    c = (fd_i32v)_mm256_cvtepu16_epi32(in);
+    return (fd_i32v)_mm256_cvtepu16_epi32(in);
 #  elif defined(__SSE2__)
-    c = (fd_i32v)_mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)chunk), _mm_setzero_si128());
+    return (fd_i32v)_mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)chunk), _mm_setzero_si128());
 #  else
     fd_u16v32 in;
     memcpy(&in, chunk, sizeof in);
-    c = __builtin_convertvector(in, fd_i32v);
+    return __builtin_convertvector(in, fd_i32v);
 #  endif
-    return c < thr;
+}
+
+static inline fd_i32v fd_keep32(const uint16_t *chunk, int32_t thr) {
+    return fd_widen32(chunk) < thr;
+}
+
+/* Against a threshold per decision, thr[0 .. FD_L32). */
+static inline fd_i32v fd_keep32v(const uint16_t *chunk, const int32_t *thr) {
+    fd_i32v t;
+    memcpy(&t, thr, sizeof t);
+    return fd_widen32(chunk) < t;
 }
 
 static inline fd_i64v fd_keep64(const uint16_t *chunk, int32_t thr) {
@@ -84,6 +95,30 @@ static inline fd_i64v fd_keep64(const uint16_t *chunk, int32_t thr) {
     fd_u16v64 in;
     memcpy(&in, chunk, sizeof in);
     return __builtin_convertvector(in, fd_i64v) < (int64_t)thr;
+#  endif
+}
+
+/* Against a threshold per decision, thr[0 .. FD_L64). */
+static inline fd_i64v fd_keep64v(const uint16_t *chunk, const int32_t *thr) {
+#  if FD_VBYTES == 64
+    __m256i t;
+    memcpy(&t, thr, sizeof t);
+    return (fd_i64v)_mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)chunk)) < (fd_i64v)_mm512_cvtepi32_epi64(t);
+#  elif FD_VBYTES == 32
+    return (fd_i64v)_mm256_cvtepu16_epi64(_mm_loadl_epi64((const __m128i *)chunk))
+        < (fd_i64v)_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)thr));
+#  elif defined(__SSE2__)
+    int32_t two;
+    memcpy(&two, chunk, sizeof two);
+    __m128i c = _mm_unpacklo_epi16(_mm_cvtsi32_si128(two), _mm_setzero_si128());
+    __m128i m = _mm_cmpgt_epi32(_mm_loadl_epi64((const __m128i *)thr), c);
+    return (fd_i64v)_mm_unpacklo_epi32(m, m);
+#  else
+    fd_u16v64 in;
+    fd_i32v64 t;
+    memcpy(&in, chunk, sizeof in);
+    memcpy(&t, thr, sizeof t);
+    return __builtin_convertvector(in, fd_i64v) < __builtin_convertvector(t, fd_i64v);
 #  endif
 }
 #endif
@@ -148,6 +183,26 @@ static inline fd_i16v32 fd_half_mul_v(const uint16_t *x, float s) {
     memcpy(&h, &r, sizeof h);
     return h;
 }
+
+/* The same with a half scale per element, s[0 .. FD_L32). */
+static inline fd_i16v32 fd_half_mul_vv(const uint16_t *x, const uint16_t *s) {
+    fd_i16v32 h;
+#  if FD_VBYTES == 64
+    __m256i in, sc;
+    memcpy(&in, x, sizeof in);
+    memcpy(&sc, s, sizeof sc);
+    __m256i r = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_cvtph_ps(in), _mm512_cvtph_ps(sc)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#  else
+    __m128i in, sc;
+    memcpy(&in, x, sizeof in);
+    memcpy(&sc, s, sizeof sc);
+    __m128i r = _mm256_cvtps_ph(_mm256_mul_ps(_mm256_cvtph_ps(in), _mm256_cvtph_ps(sc)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#  endif
+    memcpy(&h, &r, sizeof h);
+    return h;
+}
 #  define FD_HALF_SIMD 1
 #else
 #  define FD_HALF_SIMD 0
@@ -165,6 +220,78 @@ static inline void fd_select_f16(const uint16_t *chunk, int32_t thr, float s,
 #endif
     for (; i < n; i++)
         out[i] = fd_half_mul(x[i], s) & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr));
+}
+
+/* Per-element rates: decision i is kept when chunk[i] < thr[i * step] and then scaled by
+   s[i * step]; step is 0 (one rate over the run: the scalar loops above) or 1 (a row of
+   rates, as a per-feature p gives); any other stride takes the scalar loop. */
+static inline void fd_select_rates_f32(const uint16_t *chunk, const int32_t *thr, const float *s, int64_t step,
+                                       const float *x, float *out, int64_t n) {
+    int64_t i = 0;
+    if (step == 0) {
+        fd_select_f32(chunk, thr[0], s[0], x, out, n);
+        return;
+    }
+#if FD_VECTOR
+    for (; step == 1 && i + FD_L32 <= n; i += FD_L32) {
+        fd_f32v v, sv;
+        memcpy(&v, x + i, sizeof v);
+        memcpy(&sv, s + i, sizeof sv);
+        fd_i32v bits = (fd_i32v)(v * sv) & fd_keep32v(chunk + i, thr + i);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        float v = x[i] * s[i * step];
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= 0u - (uint32_t)((int32_t)chunk[i] < thr[i * step]);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_select_rates_f64(const uint16_t *chunk, const int32_t *thr, const double *s, int64_t step,
+                                       const double *x, double *out, int64_t n) {
+    int64_t i = 0;
+    if (step == 0) {
+        fd_select_f64(chunk, thr[0], s[0], x, out, n);
+        return;
+    }
+#if FD_VECTOR
+    for (; step == 1 && i + FD_L64 <= n; i += FD_L64) {
+        fd_f64v v, sv;
+        memcpy(&v, x + i, sizeof v);
+        memcpy(&sv, s + i, sizeof sv);
+        fd_i64v bits = (fd_i64v)(v * sv) & fd_keep64v(chunk + i, thr + i);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        double v = x[i] * s[i * step];
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= 0u - (uint64_t)((int32_t)chunk[i] < thr[i * step]);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_select_rates_f16(const uint16_t *chunk, const int32_t *thr, const uint16_t *s, int64_t step,
+                                       const uint16_t *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+    if (step == 0) {
+        fd_select_f16(chunk, thr[0], fd_half_to_float(s[0]), x, out, n);
+        return;
+    }
+#if FD_HALF_SIMD
+    for (; step == 1 && i + FD_L32 <= n; i += FD_L32) {
+        fd_i16v32 bits = fd_half_mul_vv(x + i, s + i)
+            & __builtin_convertvector(fd_keep32v(chunk + i, thr + i), fd_i16v32);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++)
+        out[i] = fd_half_mul(x[i], fd_half_to_float(s[i * step]))
+            & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr[i * step]));
 }
 
 /* out[i] = x[i] * s for a whole row (a kept row of a shared mask). */
@@ -205,13 +332,14 @@ static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64
     for (; i < n; i++) out[i] = fd_half_mul(x[i], s);
 }
 
-/* out[i] = keep[i] ? x[i] * s[i * s_step] : +0.0 for 0/1 keep bytes (a given or shared
-   mask); s_step is 0 (one scale) or 1 (a scale per element, per-element rates). */
+/* out[i] = keep[i] ? x[i] * s[i * s_step] : +0.0 for keep bytes (a given or shared mask,
+   nonzero = kept); s_step is 0 (one scale), 1 (a scale per element) or any stride (the
+   scalar loop). */
 static inline void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_step,
                                 const float *x, float *out, int64_t n) {
     int64_t i = 0;
 #if FD_VECTOR
-    for (; i + FD_L32 <= n; i += FD_L32) {
+    for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {
         fd_u8v32 k;
         fd_f32v v, sv;
         memcpy(&k, keep + i, sizeof k);
@@ -235,7 +363,7 @@ static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_
                                 const double *x, double *out, int64_t n) {
     int64_t i = 0;
 #if FD_VECTOR
-    for (; i + FD_L64 <= n; i += FD_L64) {
+    for (; (s_step == 0 || s_step == 1) && i + FD_L64 <= n; i += FD_L64) {
         fd_u8v64 k;
         fd_f64v v, sv;
         memcpy(&k, keep + i, sizeof k);
@@ -259,14 +387,13 @@ static inline void fd_apply_f16(const uint8_t *keep, const uint16_t *s, int64_t 
                                 const uint16_t *x, uint16_t *out, int64_t n) {
     int64_t i = 0;
 #if FD_HALF_SIMD
-    if (s_step == 0) {
-        float s0 = fd_half_to_float(s[0]);
-        for (; i + FD_L32 <= n; i += FD_L32) {
-            fd_u8v32 k;
-            memcpy(&k, keep + i, sizeof k);
-            fd_i16v32 bits = fd_half_mul_v(x + i, s0) & (__builtin_convertvector(k, fd_i16v32) != 0);
-            memcpy(out + i, &bits, sizeof bits);
-        }
+    float s0 = fd_half_to_float(s[0]);
+    for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {
+        fd_u8v32 k;
+        memcpy(&k, keep + i, sizeof k);
+        fd_i16v32 h = s_step ? fd_half_mul_vv(x + i, s + i) : fd_half_mul_v(x + i, s0);
+        fd_i16v32 bits = h & (__builtin_convertvector(k, fd_i16v32) != 0);
+        memcpy(out + i, &bits, sizeof bits);
     }
 #endif
     for (; i < n; i++)
@@ -283,22 +410,13 @@ static inline void fd_prefetch(const void *p, int64_t bytes, int write) {
 #endif
 }
 
-/* out[i] = chunk[i] < thr[i * thr_step] as 0/1 bytes; thr_step is 0 (one rate) or 1. */
+/* out[i] = chunk[i] < thr[i * thr_step] as 0/1 bytes; thr_step is 0 (one rate), 1, or any
+   stride (the scalar loop). */
 static inline void fd_keep_u8(const uint16_t *chunk, const int32_t *thr, int64_t thr_step, uint8_t *out, int64_t n) {
     int64_t i = 0;
 #if FD_VECTOR
-    for (; i + FD_L32 <= n; i += FD_L32) {
-        fd_i32v keep;
-        if (thr_step) {
-            fd_i32v t, c;
-            fd_u16v32 in;
-            memcpy(&t, thr + i, sizeof t);
-            memcpy(&in, chunk + i, sizeof in);
-            c = __builtin_convertvector(in, fd_i32v);
-            keep = c < t;
-        } else {
-            keep = fd_keep32(chunk + i, thr[0]);
-        }
+    for (; (thr_step == 0 || thr_step == 1) && i + FD_L32 <= n; i += FD_L32) {
+        fd_i32v keep = thr_step ? fd_keep32v(chunk + i, thr + i) : fd_keep32(chunk + i, thr[0]);
         fd_i8v32 bytes = __builtin_convertvector(keep, fd_i8v32) & 1;
         memcpy(out + i, &bytes, sizeof bytes);
     }

@@ -16,6 +16,10 @@
 #define FD_BLOCK_WORDS (FD_LANES * FD_STEPS)   /* 256 words            */
 #define FD_BLOCK_CHUNKS (4 * FD_BLOCK_WORDS)   /* 1024 16-bit decisions */
 #define FD_GOLDEN 0x9E3779B97F4A7C15ULL
+/* The stream's index range: element (and word) indices are < 2**62, so a run's start plus
+   its length, a block's end and every pointer offset stay far from int64 overflow.  The
+   Python API enforces it as fastdrop.functional.MAX_INDEX. */
+#define FD_MAX_INDEX ((int64_t)1 << 62)
 
 /* The generator is written once, as expressions over a type T that is either one lane
    (uint64_t) or a GCC/Clang vector of lanes (SSE2 xmm, AVX2 ymm or AVX-512 zmm, from the

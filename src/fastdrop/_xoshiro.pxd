@@ -9,6 +9,7 @@ cdef extern from "_xoshiro.h" nogil:
         FD_GROUP_STEPS
         FD_GROUP_WORDS
         FD_GROUP_CHUNKS
+    const int64_t FD_MAX_INDEX
     ctypedef union fd_block_t:
         uint64_t word[FD_BLOCK_WORDS]
         uint16_t chunk[FD_BLOCK_CHUNKS]
@@ -27,6 +28,12 @@ cdef extern from "_simd.h" nogil:
     void fd_select_f32(const uint16_t *chunk, int32_t thr, float s, const float *x, float *out, int64_t n)
     void fd_select_f64(const uint16_t *chunk, int32_t thr, double s, const double *x, double *out, int64_t n)
     void fd_select_f16(const uint16_t *chunk, int32_t thr, float s, const uint16_t *x, uint16_t *out, int64_t n)
+    void fd_select_rates_f32(const uint16_t *chunk, const int32_t *thr, const float *s, int64_t step,
+                             const float *x, float *out, int64_t n)
+    void fd_select_rates_f64(const uint16_t *chunk, const int32_t *thr, const double *s, int64_t step,
+                             const double *x, double *out, int64_t n)
+    void fd_select_rates_f16(const uint16_t *chunk, const int32_t *thr, const uint16_t *s, int64_t step,
+                             const uint16_t *x, uint16_t *out, int64_t n)
     void fd_scale_f32(float s, const float *x, float *out, int64_t n)
     void fd_scale_f64(double s, const double *x, double *out, int64_t n)
     void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n)

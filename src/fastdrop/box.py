@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _backend
 from ._validation import is_integer
-from .functional import (MAX_OFFSET, _apply, _check_shape, _rate_arrays, as_float_array, check_offset, check_out,
-                         check_rate, kernel_target, resolve_noise_shape, resolve_seed, stream_key)
+from .functional import (_apply, _check_shape, _rate_arrays, as_float_array, check_index_range, check_offset,
+                         check_out, check_rate, kernel_target, resolve_noise_shape, resolve_seed, stream_key)
 
 __all__ = ["dropout_box", "dropout_mask_box"]
 
@@ -41,16 +41,16 @@ def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, o
     given, x_box = x_box, as_float_array(x_box, "x_box")
     p = check_rate(p)
     out = check_out(out, x_box, given)
-    key, global_noise, lo, hi = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape)
-    offset = check_offset(offset)
+    key, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape, offset)
     if isinstance(p, float) and p == 0.0:
         if out is not x_box:
             np.copyto(out, x_box)
         return out
-    thr, scale = _rate_arrays(_box_rates(p, global_noise, lo, hi), x_box.dtype, _extent(lo, hi))
+    thr, scale = _box_rates(p, x_box.dtype, global_noise, lo, hi)
     starts = _run_starts(offset, global_noise, lo, hi)
-    if (np.ndim(thr) == 0 and _extent(lo, hi) == x_box.shape and starts.size
-            and (starts.size == 1 or x_box.size // starts.size >= FUSED_MIN_RUN)):
+    # Per-element rates always take the fused kernel (it reads them in place: no mask at all).
+    if (_extent(lo, hi) == x_box.shape and starts.size
+            and (np.ndim(thr) or starts.size == 1 or x_box.size // starts.size >= FUSED_MIN_RUN)):
         return _dropout_runs(key, starts, thr, scale, x_box, out)
     return _apply(x_box, _box_keep(key, starts, thr, _extent(lo, hi)), scale, out)
 
@@ -64,14 +64,13 @@ def dropout_mask_box(global_shape, origin, box_shape, p=0.5, *, seed, noise_shap
     """
     box_shape = _check_shape(box_shape)
     p = check_rate(p)
-    key, global_noise, lo, hi = _resolve_box(seed, global_shape, origin, box_shape, noise_shape)
-    offset = check_offset(offset)
-    thr, _ = _rate_arrays(_box_rates(p, global_noise, lo, hi), np.dtype(np.float64), _extent(lo, hi))
+    key, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset)
+    thr, _ = _box_rates(p, np.dtype(np.float64), global_noise, lo, hi)
     return _box_keep(key, _run_starts(offset, global_noise, lo, hi), thr, _extent(lo, hi)).view(bool)
 
 
-def _resolve_box(seed, global_shape, origin, box_shape, noise_shape):
-    """(key, global noise shape, box corners in the noise shape) after validation."""
+def _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset):
+    """(key, global noise shape, box corners in the noise shape, offset) after validation."""
     if seed is None:
         raise ValueError("seed must be given for a box (an int or a numpy.random.Generator), got None: "
                          "every box of one array must use the same seed")
@@ -81,14 +80,13 @@ def _resolve_box(seed, global_shape, origin, box_shape, noise_shape):
                          f"global_shape={global_shape} has {len(global_shape)}")
     origin = _check_origin(origin, box_shape, global_shape)
     global_noise = resolve_noise_shape(noise_shape, global_shape)
-    if math.prod(global_noise) >= MAX_OFFSET:       # global indices (plus offset) must fit in int64
-        raise ValueError(f"the noise shape {global_noise} of global_shape={global_shape} has "
-                         f"{math.prod(global_noise)} elements; at most 2**62 are addressable")
+    offset = check_offset(offset)
+    check_index_range(offset, math.prod(global_noise))    # the whole logical array, not just this box
     key = stream_key(resolve_seed(seed))
     # On a noise axis of size 1 every element of the box shares index 0 of that axis.
     lo = tuple(o if n > 1 else 0 for o, n in zip(origin, global_noise))
     hi = tuple(o + b if n > 1 else min(b, 1) for o, b, n in zip(origin, box_shape, global_noise))
-    return key, global_noise, lo, hi
+    return key, global_noise, lo, hi, offset
 
 
 def _check_origin(origin, box_shape, global_shape):
@@ -111,15 +109,18 @@ def _extent(lo, hi):
     return tuple(h - l for l, h in zip(lo, hi))
 
 
-def _box_rates(p, global_noise, lo, hi):
-    """``p`` restricted to the box's region of the noise shape (floats pass through)."""
-    if isinstance(p, float):
-        return p
+def _box_rates(p, dtype, global_noise, lo, hi):
+    """(threshold, scale) of the box's region of the noise shape: scalars for a float ``p``,
+    else views of p's values broadcast to the global noise shape (or the region) and
+    sliced to the region, never expanded."""
     extent = _extent(lo, hi)
+    if isinstance(p, float):
+        return _rate_arrays(p, dtype, extent)
     for target, box_slice in ((global_noise, tuple(slice(l, h) for l, h in zip(lo, hi))), (extent, ())):
         try:
             if np.broadcast_shapes(p.shape, target) == target:
-                return np.broadcast_to(p, target)[box_slice]
+                thr, scale = _rate_arrays(p, dtype, target)
+                return thr[box_slice], scale[box_slice]
         except ValueError:
             pass
     raise ValueError(f"p of shape {p.shape} broadcasts neither to the global noise shape {global_noise} "
@@ -134,15 +135,15 @@ def _run_starts(offset, global_noise, lo, hi):
     extent = _extent(lo, hi)
     if 0 in extent:
         return np.empty(0, dtype=np.int64)
-    strides = np.ones(len(extent), dtype=np.int64)
-    for axis in range(len(extent) - 2, -1, -1):
-        strides[axis] = strides[axis + 1] * global_noise[axis + 1]
+    # Strides as Python ints (NumPy int64 would wrap silently); with offset + the noise size
+    # <= 2**62 (checked by _resolve_box) every start and partial sum below fits in int64.
+    strides = [math.prod(global_noise[axis + 1:]) for axis in range(len(extent))]
     split = len(extent) - 1
     while split > 0 and extent[split] == global_noise[split]:
         split -= 1
-    starts = np.full((), offset + sum(l * int(s) for l, s in zip(lo, strides)), dtype=np.int64)
+    starts = np.full((), offset + sum(l * s for l, s in zip(lo, strides)), dtype=np.int64)
     for axis in range(split):
-        starts = np.add.outer(starts, np.arange(extent[axis], dtype=np.int64) * strides[axis])
+        starts = np.add.outer(starts, np.arange(extent[axis], dtype=np.int64) * np.int64(strides[axis]))
     return starts.reshape(-1)
 
 
@@ -150,13 +151,13 @@ def _box_keep(key, starts, thr, extent):
     """The uint8 keep mask of a noise region of shape ``extent`` whose runs begin at ``starts``."""
     keep = np.empty(extent, dtype=np.uint8)
     if keep.size:
-        rows = keep.reshape(starts.size, -1)
-        _backend.kernels().keep_mask_rows(key, starts, thr if np.ndim(thr) == 0 else thr.reshape(rows.shape), rows)
+        _backend.kernels().keep_mask_rows(key, starts, thr, keep.reshape(starts.size, -1))
     return keep
 
 
 def _dropout_runs(key, starts, thr, scale, x, out):
-    """All runs through the fused one-pass kernel in one call (scalar p, no broadcast): no mask is stored."""
+    """All runs through the fused one-pass kernel in one call (no broadcast of the mask): no
+    mask is stored.  Per-element rates are views of the box's shape, read in place."""
     rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
     if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
         rows_in = np.ascontiguousarray(rows_in)

@@ -11,12 +11,14 @@ The seed is the one thing every worker must share: an int is used as given;
 Needs the optional extra ``pip install fastdrop[dask]``; ``import fastdrop`` never
 imports this module.
 """
+import math
+
 import dask.array as da
 import numpy as np
 
 from .box import dropout_box
 from .family import spatial_noise_shape
-from .functional import as_float_array, check_offset, check_rate, resolve_noise_shape, resolve_seed
+from .functional import as_float_array, check_index_range, check_offset, check_rate, resolve_noise_shape, resolve_seed
 
 __all__ = ["dropout", "spatial_dropout"]
 
@@ -41,6 +43,7 @@ def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
         raise ValueError(f"noise_shape={noise_shape!r} cannot broadcast with darr of shape {darr.shape} "
                          f"and chunks {darr.chunks}: {exc}") from None
     offset = check_offset(offset)
+    check_index_range(offset, math.prod(global_noise))     # here, before any chunk is computed
     seed = resolve_seed(seed)        # drawn here, once, so that every chunk shares it
     kwargs = dict(seed=seed, global_shape=darr.shape, noise_shape=global_noise, offset=offset,
                   dtype=dtype, meta=np.empty((0,) * darr.ndim, dtype), token="fastdrop-dropout")

@@ -11,8 +11,9 @@ import numpy as np
 
 from . import _backend
 from ._validation import check_bool, check_choice, is_integer, is_real
-from .functional import (_apply, _dropout_full, _keep, as_float_array, check_offset, check_out, check_rate, dropout,
-                         kernel_target, keep_threshold, resolve_noise_shape, resolve_seed, stream_key)
+from .functional import (_apply, _dropout_full, _keep, as_float_array, check_index_range, check_offset, check_out,
+                         check_rate, dropout, kernel_target, keep_threshold, resolve_noise_shape, resolve_seed,
+                         stream_key)
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
            "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "gaussian_dropout_grad",
@@ -147,7 +148,9 @@ def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=N
 
 def _alpha_args(x, p, offset, training, out, name):
     given, x = x, as_float_array(x, name)
-    return x, check_scalar_rate(p), check_offset(offset), check_bool(training, "training"), check_out(out, x, given)
+    p, offset = check_scalar_rate(p), check_offset(offset)
+    check_index_range(offset, x.size)
+    return x, p, offset, check_bool(training, "training"), check_out(out, x, given)
 
 
 def _alpha_edge(x, p, training, out):
@@ -257,6 +260,7 @@ def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
     """x * noise_dtype(1 + sigma z) into ``out``, z from stream words offset.. in noise_dtype's precision."""
     p = check_gaussian_rate(p)
     offset = check_offset(offset)
+    check_index_range(offset, x.size)           # element i uses stream word offset + i
     training = check_bool(training, "training")
     out = check_out(out, x, given)
     if not training or p == 0.0:

@@ -5,6 +5,7 @@ decides what a valid argument is and one place that says what the output is.
 """
 import contextlib
 import functools
+import math
 import numbers
 import secrets
 
@@ -131,14 +132,24 @@ def resolve_noise_shape(noise_shape, shape):
     return tuple(resolved)
 
 
-MAX_OFFSET = 1 << 62            # offset + size stays far from int64 overflow in the kernels
+# The stream's index range: every element's stream index (offset + its C-order index in the
+# noise shape; the word index for the word-per-element variants) is < 2**62, so the kernels'
+# int64 arithmetic on starts, block ends and pointer offsets never overflows.
+MAX_INDEX = 1 << 62
 
 
 def check_offset(offset):
     if (isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral)
-            or not 0 <= offset < MAX_OFFSET):
+            or not 0 <= offset < MAX_INDEX):
         raise ValueError(f"offset must be an integer in [0, 2**62), got {offset!r}")
     return int(offset)
+
+
+def check_index_range(offset, size):
+    """ValueError unless stream indices offset .. offset + size - 1 are all below MAX_INDEX."""
+    if offset + size > MAX_INDEX:
+        raise ValueError(f"offset + size must be at most 2**62 (the stream's index range), "
+                         f"got offset={offset} and size={size}")
 
 
 def check_out(out, x, given=None, name="out"):
@@ -196,14 +207,17 @@ _cached_stream_key = functools.lru_cache(maxsize=64)(stream_key)
 
 
 def _rate_arrays(p, dtype, noise_shape):
-    """(threshold, scale) for the kernels: scalars, or arrays of the noise shape."""
+    """(threshold, scale) for the kernels: scalars, or read-only views of the noise shape.
+
+    The values are computed on p as given (O(p.size), C-contiguous) and broadcast as views
+    with stride 0 on the broadcast axes, which the kernels read in place: a per-feature p
+    costs the size of p, not of x.  Both views have the same layout in elements."""
     if isinstance(p, float):
         return _scalar_rate(p, dtype)
     if not _broadcasts_to(p.shape, noise_shape):
         raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}")
-    # Elementwise, so computed on p as given and broadcast after: the same values, less work.
-    return (np.ascontiguousarray(np.broadcast_to(keep_threshold(p), noise_shape)),
-            np.ascontiguousarray(np.broadcast_to(inverse_keep(p, dtype), noise_shape)))
+    return (np.broadcast_to(np.ascontiguousarray(keep_threshold(p)), noise_shape),
+            np.broadcast_to(np.ascontiguousarray(inverse_keep(p, dtype)), noise_shape))
 
 
 def _broadcasts_to(shape, target):
@@ -217,8 +231,7 @@ def _keep(key, offset, thr, noise_shape):
     """The uint8 keep mask over the noise shape (1 = kept)."""
     keep = np.empty(noise_shape, dtype=np.uint8)
     if keep.size:
-        _backend.kernels().keep_mask_rows(key, np.array([offset], dtype=np.int64), thr if np.ndim(thr) == 0
-                                          else thr.reshape(1, -1), keep.reshape(1, -1))
+        _backend.kernels().keep_mask_rows(key, np.array([offset], dtype=np.int64), thr, keep.reshape(1, -1))
     return keep
 
 
@@ -252,7 +265,7 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     """
     if (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
             and noise_shape is None and training is True
-            and 0.0 < p < 1.0 and 0 <= seed <= _U64 and 0 <= offset < MAX_OFFSET
+            and 0.0 < p < 1.0 and 0 <= seed <= _U64 and 0 <= offset and offset + x.size <= MAX_INDEX
             and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous and x.flags.aligned and x.size
             and (out is None or _direct_out(out, x))):
         # The common call, valid as given: skip the general checks (the same kernel, the same bits).
@@ -265,6 +278,7 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     p = check_rate(p)
     shape = resolve_noise_shape(noise_shape, x.shape)
     offset = check_offset(offset)
+    check_index_range(offset, math.prod(shape))
     training = check_bool(training, "training")
     out = check_out(out, x, given)
     key = stream_key(resolve_seed(seed))
@@ -273,7 +287,7 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
             np.copyto(out, x)
         return out
     thr, scale = _rate_arrays(p, x.dtype, shape)
-    if shape == x.shape and np.ndim(thr) == 0:
+    if shape == x.shape:
         return _dropout_full(key, offset, thr, scale, x, out)
     return _apply(x, _keep(key, offset, thr, shape), scale, out)
 
@@ -285,11 +299,17 @@ def _direct_out(out, x):
 
 
 def _dropout_full(key, offset, thr, scale, x, out):
-    """The fused one-pass path: scalar p, mask as large as x."""
+    """The fused one-pass path, mask as large as x: no mask is stored.  Per-element rates
+    (views of x's shape) are read with their strides as the kernel goes."""
     if x.size:
         with kernel_target(out) as target:
-            _backend.kernels().dropout_flat(key, offset, thr, scale, np.ascontiguousarray(x).reshape(-1),
-                                            target.reshape(-1), _backend.get_num_threads())
+            xc = np.ascontiguousarray(x)
+            if np.ndim(thr) == 0:
+                _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
+                                                _backend.get_num_threads())
+            else:
+                _backend.kernels().dropout_rows(key, np.array([offset], dtype=np.int64), thr, scale,
+                                                xc.reshape(1, -1), target.reshape(1, -1), _backend.get_num_threads())
     return out
 
 
@@ -313,6 +333,7 @@ def dropout_mask(shape, p=0.5, *, seed=None, offset=0, packed=False):
     shape = _check_shape(shape)
     p = check_rate(p)
     offset = check_offset(offset)
+    check_index_range(offset, math.prod(shape))
     packed = check_bool(packed, "packed")
     key = stream_key(resolve_seed(seed))
     thr, _ = _rate_arrays(p, np.dtype(np.float64), shape)
@@ -346,6 +367,6 @@ def apply_mask(x, mask, p=0.5, *, out=None):
         out[...] = 0
         return out
     _, scale = _rate_arrays(p, x.dtype, keep.shape)
-    if not isinstance(p, float):
-        keep = keep & (np.broadcast_to(p, keep.shape) < 1.0)
+    if not isinstance(p, float):       # rate 1 drops whatever the mask says; keep is ours, p broadcasts to it
+        np.bitwise_and(keep, p < 1.0, out=keep)
     return _apply(x, keep, scale, out)
