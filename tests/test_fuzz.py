@@ -395,13 +395,15 @@ def test_bad_seed(backend, seed, error, message):
             call()
 
 
-@pytest.mark.parametrize("offset", [-1, 1.0, True, "3", None, 2**62, 2**64, -(2**70)], ids=repr)
-def test_bad_offset(backend, offset):
+@pytest.mark.parametrize("offset, exc", [(-1, ValueError), (1.0, TypeError), (True, TypeError), ("3", TypeError),
+                                         (None, TypeError), (np.timedelta64(3), TypeError), (2**62, ValueError),
+                                         (2**64, ValueError), (-(2**70), ValueError)], ids=repr)
+def test_bad_offset(backend, offset, exc):
     x = np.ones(3, np.float32)
     for call in (lambda: fd.dropout(x, 0.5, seed=1, offset=offset),
                  lambda: fd.dropout(x, 0.5, seed=1, offset=offset, noise_shape=(1,)),
                  lambda: fd.dropout_mask(3, 0.5, seed=1, offset=offset)):
-        with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*62\), got"):
+        with pytest.raises(exc, match=r"offset must be an integer in \[0, 2\*\*62\), got"):
             call()
 
 

@@ -6,7 +6,6 @@ decides what a valid argument is and one place that says what the output is.
 import contextlib
 import functools
 import math
-import numbers
 import secrets
 
 import numpy as np
@@ -139,8 +138,10 @@ MAX_INDEX = 1 << 62
 
 
 def check_offset(offset):
-    if (isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral)
-            or not 0 <= offset < MAX_INDEX):
+    """``offset`` as an int in [0, MAX_INDEX): TypeError for a non-integer, ValueError out of range."""
+    if not is_integer(offset):
+        raise TypeError(f"offset must be an integer in [0, 2**62), got {type(offset).__name__} {offset!r}")
+    if not 0 <= offset < MAX_INDEX:
         raise ValueError(f"offset must be an integer in [0, 2**62), got {offset!r}")
     return int(offset)
 
