@@ -651,3 +651,14 @@ def test_inplace_dropout_writes_into_an_ndarray_subclass(tmp_path):
     assert np.array_equal(np.asarray(mm), expected) and np.array_equal(y, expected)
     with pytest.raises(ValueError, match=r"x \(Dropout\(inplace=True\) writes into it\) must be writeable"):
         fd.Dropout(0.5, seed=4, inplace=True)(np.frombuffer(np.ones(64, np.float32).tobytes(), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (5, 7), (3, 4, 7), (1000, 3)])
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_adaptive_activity_is_mean_abs_in_bounded_slices(shape, per_feature):
+    from fastdrop.layers import _mean_abs
+    x = RNG.standard_normal(shape).astype(np.float32)
+    axes = tuple(range(x.ndim - 1)) if per_feature else None
+    expected = np.mean(np.abs(x), axis=axes if x.ndim else None, dtype=np.float64)
+    for chunk in (1, 7, None):
+        np.testing.assert_allclose(_mean_abs(x, per_feature, chunk), expected, rtol=1e-12)

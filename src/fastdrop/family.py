@@ -51,8 +51,10 @@ def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, out
     if not training:
         return np.multiply(x, x.dtype.type(1.0 - p), out=out)
     shape = resolve_noise_shape(noise_shape, x.shape)
-    keep = _keep(stream_key(resolve_seed(seed)), 0, keep_threshold(p), shape)
-    return _apply(x, keep, x.dtype.type(1.0), out)
+    key, thr, one = stream_key(resolve_seed(seed)), keep_threshold(p), x.dtype.type(1.0)
+    if shape == x.shape:                   # the fused one-pass kernel: no mask kept
+        return _dropout_full(key, 0, thr, one, x, out)
+    return _apply(x, _keep(key, 0, thr, shape), one, out)
 
 
 def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", out=None):

@@ -436,6 +436,23 @@ def _check_nonnegative(value, name):
     return check_real(value, name, low=0.0)
 
 
+# Elements per slice when AdaptiveDropout measures mean |x|: a fixed buffer (256 KiB of
+# float32), not one of x's size, at a Python-loop cost that stays small next to the pass.
+MEAN_ABS_CHUNK = 1 << 16
+
+
+def _mean_abs(x, per_feature, chunk_elements=None):
+    """mean |x| over all of x, or per feature (last axis) over the others, summed in float64
+    over slices of about ``chunk_elements`` along the first axis: memory O(chunk), not O(x)."""
+    chunk_elements = chunk_elements or MEAN_ABS_CHUNK
+    if x.ndim == 0 or (per_feature and x.ndim == 1):
+        return np.abs(x).astype(np.float64)
+    axes = tuple(range(x.ndim - 1)) if per_feature else None
+    step = max(1, chunk_elements // max(1, x[0].size))
+    total = sum(np.abs(x[i:i + step]).sum(axis=axes, dtype=np.float64) for i in range(0, x.shape[0], step))
+    return total / (x.size // x.shape[-1] if per_feature else x.size)
+
+
 class AdaptiveDropout(DropoutLayer):
     """Dropout whose rate follows the activations: after each training forward the rate
     rises by ``adapt_rate`` when the input's mean |x| exceeds ``high``, falls by it when
@@ -479,8 +496,7 @@ class AdaptiveDropout(DropoutLayer):
     def _adapt(self, x):
         if x.size == 0:                 # no activations, no evidence: the rate stays
             return
-        axes = tuple(range(x.ndim - 1)) if self.per_unit else None
-        activity = np.mean(np.abs(x), axis=axes, dtype=np.float64)
+        activity = _mean_abs(x, self.per_unit)
         step = self.adapt_rate * ((activity > self.high).astype(np.float64) - (activity < self.low))
         self.p = np.clip(self.p + step, self.p_min, self.p_max)
         if not self.per_unit:
