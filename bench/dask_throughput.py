@@ -21,6 +21,7 @@ from distributed import Client, LocalCluster, wait
 
 import fastdrop as fd
 import fastdrop.dask as fdd
+from fastdrop import _cli_args
 
 CHUNK_MIB = 64
 
@@ -65,8 +66,9 @@ def measure(scheduler, persist, repeat, gib):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--gib", type=float, default=2.0, help="array size in GiB (default 2)")
-    parser.add_argument("--repeat", type=int, default=3, help="timings per case, best kept (default 3)")
+    parser.add_argument("--gib", type=_cli_args.real(CHUNK_MIB / 1024), default=2.0,
+                        help=f"array size in GiB, at least one {CHUNK_MIB} MiB chunk (default 2)")
+    parser.add_argument("--repeat", type=_cli_args.positive, default=3, help="timings per case, best kept (default 3)")
     parser.add_argument("--skip-cluster", action="store_true", help="threaded scheduler only")
     args = parser.parse_args(argv)
 
