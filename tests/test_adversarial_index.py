@@ -59,7 +59,7 @@ G = 2**62 - 1
 
 def test_the_issues_mask_box_example_raises():
     with pytest.raises(ValueError, match=OVER):
-        fd.dropout_mask_box((G,), (G - 3000,), (3000,), 0.5, seed=3, offset=G)
+        fd.dropout_mask_box((3000,), 0.5, seed=3, global_shape=(G,), origin=(G - 3000,), offset=G)
 
 
 def test_the_issues_box_example_raises_and_leaves_out_alone(backend):
@@ -107,10 +107,10 @@ def test_dropout_mask_raises_one_past_the_limit():
 
 def test_a_global_shape_past_the_limit_raises_even_for_a_small_box():
     with pytest.raises(ValueError, match=OVER):
-        fd.dropout_mask_box((2**31, 2**31 + 1), (0, 0), (2, 2), 0.5, seed=1)
+        fd.dropout_mask_box((2, 2), 0.5, seed=1, global_shape=(2**31, 2**31 + 1), origin=(0, 0))
     with pytest.raises(ValueError, match=OVER):           # the noise shape counts, with the offset
-        fd.dropout_mask_box((2**40, 2**22), (0, 0), (2, 2), 0.5, seed=1, offset=1)
-    fd.dropout_mask_box((2**40, 2**22), (0, 0), (2, 2), 0.5, seed=1, noise_shape=(None, 1), offset=1)
+        fd.dropout_mask_box((2, 2), 0.5, seed=1, global_shape=(2**40, 2**22), origin=(0, 0), offset=1)
+    fd.dropout_mask_box((2, 2), 0.5, seed=1, global_shape=(2**40, 2**22), origin=(0, 0), noise_shape=(None, 1), offset=1)
 
 
 @pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
@@ -139,7 +139,7 @@ def test_at_the_limit_every_variant_matches_the_numpy_backend(variant):
         "dropout": fd.dropout(x, 0.4, seed=3, offset=TOP),
         "dropout-p": fd.dropout(x, p, seed=3, offset=TOP),
         "mask": fd.dropout_mask(N, 0.4, seed=3, offset=TOP),
-        "mask-box": fd.dropout_mask_box((G - 4999,), (G - 8999,), (4000,), 0.4, seed=3, offset=5000),
+        "mask-box": fd.dropout_mask_box((4000,), 0.4, seed=3, global_shape=(G - 4999,), origin=(G - 8999,), offset=5000),
         "box": fd.dropout_box(x[:3000], 0.4, seed=3, global_shape=(MAX_INDEX - 5000,), origin=(MAX_INDEX - 8000,),
                               offset=5000),
         "words": _backend.kernels().fill_words(9, MAX_INDEX - 3000, np.empty(3000, dtype=np.uint64)),
@@ -203,7 +203,7 @@ def test_slice_identity_near_the_limit(variant, i, j):
          fd.dropout(x, 0.3, seed=7, offset=TOP)[i:j]),
         (fd.dropout_box(x[i:j], p, seed=7, global_shape=(N,), origin=(i,), offset=TOP),
          fd.dropout(x, p, seed=7, offset=TOP)[i:j]),
-        (fd.dropout_mask_box((N,), (i,), (j - i,), 0.3, seed=7, offset=TOP),
+        (fd.dropout_mask_box((j - i,), 0.3, seed=7, global_shape=(N,), origin=(i,), offset=TOP),
          fd.dropout_mask(N, 0.3, seed=7, offset=TOP)[i:j]),
         (fd.alpha_dropout(x[i:j], 0.3, seed=7, offset=TOP + i), fd.alpha_dropout(x, 0.3, seed=7, offset=TOP)[i:j]),
         (fd.alpha_dropout_grad(x[i:j], 0.3, seed=7, offset=TOP + i),

@@ -49,7 +49,7 @@ def test_mask_box_equals_slice_of_full_mask(backend, case, offset):
     noise_shape = tuple(1 if n == 1 else size for n, size in zip(noise, shape))
     region = tuple(slice(o, o + b) if n > 1 else slice(0, min(b, 1)) for o, b, n in zip(origin, box, noise_shape))
     expected = fd.dropout_mask(noise_shape, 0.4, seed=9, offset=offset)[region]
-    got = dropout_mask_box(shape, origin, box, 0.4, seed=9, noise_shape=noise, offset=offset)
+    got = dropout_mask_box(box, 0.4, seed=9, global_shape=shape, origin=origin, noise_shape=noise, offset=offset)
     assert got.dtype == np.bool_ and np.array_equal(got, expected)
 
 
@@ -73,7 +73,7 @@ def test_a_small_box_of_a_huge_array_matches_the_stream_at_its_global_index(back
     # this would run out of memory. Each element is checked against the stream at its index.
     shape = (3, 2**40)
     origin, box = (1, 2**40 - 5), (2, 5)
-    got = dropout_mask_box(shape, origin, box, 0.5, seed=77, offset=10)
+    got = dropout_mask_box(box, 0.5, seed=77, global_shape=shape, origin=origin, offset=10)
     expected = np.array([[fd.dropout_mask(1, 0.5, seed=77, offset=10 + i * 2**40 + j)[0]
                           for j in range(origin[1], origin[1] + box[1])]
                          for i in range(origin[0], origin[0] + box[0])])
@@ -93,12 +93,12 @@ def test_work_is_the_box_size_plus_partial_blocks(monkeypatch):
         return real(key, starts, thr, out)
 
     monkeypatch.setattr(_backend.kernels(), "keep_mask_rows", recording)
-    dropout_mask_box((50, 4000, 6), (10, 100, 0), (3, 20, 6), 0.5, seed=1)
+    dropout_mask_box((3, 20, 6), 0.5, seed=1, global_shape=(50, 4000, 6), origin=(10, 100, 0))
     (starts, rows_shape), = calls
     assert rows_shape == (3, 120)       # the trailing axis is spanned, so runs merge over two axes
     assert starts.tolist() == [(10 + i) * 24000 + 600 for i in range(3)]
     calls.clear()
-    dropout_mask_box((50, 4000, 6), (0, 0, 0), (50, 4000, 6), 0.5, seed=1)
+    dropout_mask_box((50, 4000, 6), 0.5, seed=1, global_shape=(50, 4000, 6), origin=(0, 0, 0))
     assert calls[0][1] == (1, 50 * 4000 * 6)   # the whole array is a single run
 
 
@@ -165,7 +165,7 @@ def test_generator_seed_draws_like_the_functional_api():
     (dict(global_shape=(4, -5)), ValueError, r"shape must be an int or a tuple of ints >= 0, got \(4, -5\)"),
     (dict(origin=(1,)), ValueError, r"origin must be a tuple of 2 ints >= 0, got \(1,\)"),
     (dict(origin=(1, -1)), ValueError, r"origin must be a tuple of 2 ints >= 0, got \(1, -1\)"),
-    (dict(origin=5), ValueError, r"origin must be a tuple of 2 ints >= 0, got 5"),
+    (dict(origin=5), TypeError, r"origin must be a tuple of 2 ints >= 0, got 5"),
     (dict(origin=(3, 0)), ValueError, r"the box \[3, 5\) on axis 0 .* does not fit in global_shape=\(4, 5\)"),
     (dict(noise_shape=(2, 1)), ValueError, r"noise_shape\[0\] must be 1, None or x.shape\[0\]=4"),
     (dict(p=1.5), ValueError, r"p must be a real number in \[0, 1\], got 1.5"),

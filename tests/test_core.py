@@ -332,9 +332,11 @@ def test_non_float_dtype_is_a_type_error(dtype):
         fd.dropout(np.zeros(3, dtype=dtype), 0.5, seed=1)
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan"), float("inf"), "0.5", None, True, [0.2, 1.2]])
-def test_bad_rate_is_a_value_error(p):
-    with pytest.raises(ValueError, match=r"p must be"):
+@pytest.mark.parametrize("p, exc", [(-0.1, ValueError), (1.5, ValueError), (float("nan"), ValueError),
+                                    (float("inf"), ValueError), ([0.2, 1.2], ValueError), ("0.5", TypeError),
+                                    (None, TypeError), (True, TypeError)])
+def test_bad_rate_value_or_type(p, exc):
+    with pytest.raises(exc, match=r"p must be"):
         fd.dropout(np.zeros(2), p, seed=1)
 
 
@@ -359,11 +361,16 @@ def test_bad_seed(seed, exc, msg):
 @pytest.mark.parametrize("noise,msg", [((1,), r"noise_shape must have length 2 \(x.ndim\), got \(1,\)"),
                                        ((0, 3), r"noise_shape\[0\] must be 1, None or x.shape\[0\]=2, got 0"),
                                        ((2, -1), r"noise_shape\[1\] must be 1, None or x.shape\[1\]=3, got -1"),
-                                       ((2, 2), r"noise_shape\[1\] must be 1, None or x.shape\[1\]=3, got 2"),
-                                       (5, r"noise_shape must be a tuple of length 2, got 5")])
+                                       ((2, 2), r"noise_shape\[1\] must be 1, None or x.shape\[1\]=3, got 2")])
 def test_bad_noise_shape(noise, msg):
     with pytest.raises(ValueError, match=msg):
         fd.dropout(np.zeros((2, 3)), 0.5, seed=1, noise_shape=noise)
+
+
+def test_a_noise_shape_of_the_wrong_type_is_a_type_error():
+    for noise in (5, "ab", (2, 3.0)):
+        with pytest.raises(TypeError, match=r"noise_shape"):
+            fd.dropout(np.zeros((2, 3)), 0.5, seed=1, noise_shape=noise)
 
 
 def test_bad_offset_and_out():
@@ -468,6 +475,6 @@ def test_many_one_element_runs_on_the_numpy_backend():
     # A column of a wide array: 20000 runs of 1 element, each in its own block.
     from fastdrop import dropout_mask_box
     with fd.use_backend("numpy"):
-        col = dropout_mask_box((20000, 4096), (0, 7), (20000, 1), 0.5, seed=3)
+        col = dropout_mask_box((20000, 1), 0.5, seed=3, global_shape=(20000, 4096), origin=(0, 7))
     full_rows = fd.dropout_mask((20000, 4096), 0.5, seed=3)[:, 7:8]
     assert np.array_equal(col, full_rows)

@@ -98,7 +98,7 @@ def test_per_element_rates_with_noise_shape(backend):
 
 def test_seed_none_draws_one_seed_once_on_the_client(monkeypatch):
     drawn = []
-    monkeypatch.setattr("fastdrop.functional.secrets.randbits", lambda bits: drawn.append(bits) or 123456789)
+    monkeypatch.setattr("fastdrop._validation.secrets.randbits", lambda bits: drawn.append(bits) or 123456789)
     x = data((20, 30))
     result = fdd.dropout(da.from_array(x, chunks=(7, 8)), 0.5)
     assert drawn == [64]

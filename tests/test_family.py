@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastdrop as fd
-from fastdrop import family
+from fastdrop import _core, family
 
 RNG = np.random.default_rng(2024)
 BACKENDS = ("cython", "numpy") if fd._backend.compiled_available() else ("numpy",)
@@ -107,7 +107,7 @@ def test_alpha_dropout_offset_chunks_the_array_and_out_may_be_x():
 
 @pytest.mark.parametrize("precision", [np.float32, np.float64])
 def test_standard_normals_are_standard_normal(precision):
-    words = family._stream_words(fd.functional.stream_key(1), 0, 200_000)
+    words = _core.stream_words(fd.functional.stream_key(1), 0, 200_000)
     z = family.standard_normals(words, precision)
     assert z.dtype == precision and np.isfinite(z).all()
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
@@ -127,10 +127,10 @@ def test_gaussian_dropout_is_x_times_the_noise_in_x_dtype(backend):
     x = RNG.standard_normal((33, 17)).astype(np.float32)
     noise = fd.gaussian_dropout(np.ones(x.shape, np.float32), 0.4, seed=6)
     assert np.array_equal(fd.gaussian_dropout(x, 0.4, seed=6), x * noise)
-    z = family.standard_normals(family._stream_words(fd.functional.stream_key(6), 0, x.size), np.float32)
+    z = family.standard_normals(_core.stream_words(fd.functional.stream_key(6), 0, x.size), np.float32)
     assert z.dtype == np.float32
     assert np.array_equal(noise.ravel(), 1 + np.float32(np.sqrt(0.4 / 0.6)) * z)
-    z64 = family.standard_normals(family._stream_words(fd.functional.stream_key(6), 0, x.size))
+    z64 = family.standard_normals(_core.stream_words(fd.functional.stream_key(6), 0, x.size))
     np.testing.assert_allclose(z, z64, rtol=0, atol=1e-5)    # 24 of the same 32 bits
     assert np.array_equal(fd.gaussian_dropout(np.ones(x.size), 0.4, seed=6), 1 + np.sqrt(0.4 / 0.6) * z64)
 
@@ -306,8 +306,8 @@ def test_twins_bit_identical_on_both_backends(name, dtype):
      r"temperature must be a finite real number > 0, got 0"),
     (lambda: fd.concrete_dropout_grad(np.ones(3), np.ones(4), 0.0), ValueError,
      r"grad must have x's shape \(3,\), got \(4,\)"),
-    (lambda: fd.classic_dropout(np.ones(3), np.array([0.5])), ValueError,
-     r"p must be a real number in \[0, 1\], got array\(\[0.5\]\)"),
+    (lambda: fd.classic_dropout(np.ones(3), np.array([0.5])), TypeError,
+     r"p must be a real number in \[0, 1\], got ndarray array\(\[0.5\]\)"),
     (lambda: fd.gaussian_dropout(np.arange(3), 0.5), TypeError,
      r"x must have dtype float16, float32 or float64, got dtype int64"),
 ])
@@ -332,3 +332,46 @@ def test_dropblock_keeps_its_precision_at_small_rates(backend):
     blocks_expected = p * np.prod(shape) / 49                      # ~27 blocks of 49 cells
     dropped = 1.0 - keep.mean()
     assert abs(dropped - p) < 4.5 * p / np.sqrt(blocks_expected) + 0.1 * p
+
+
+# --- offset: every variant that draws from the stream takes it, as fd.dropout does ---------
+def _data(shape, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("offset", [0, 5, 4093])
+def test_shared_mask_variants_take_an_offset_into_their_noise_shape(backend, offset):
+    x = _data((6, 4, 3, 5))
+    cases = [(fd.spatial_dropout(x, 0.4, seed=3, offset=offset), (6, 4, 1, 1)),
+             (fd.variational_dropout(x, 0.4, seed=3, offset=offset), (6, 1, 3, 5)),
+             (fd.drop_path(x, 0.4, seed=3, offset=offset), (6, 1, 1, 1))]
+    for got, noise in cases:
+        assert np.array_equal(got, fd.dropout(x, 0.4, seed=3, noise_shape=noise, offset=offset))
+    # Samples i..j of a batch are the batch's noise-shape elements from i * (its row size) on.
+    i, j = 2, 5
+    assert np.array_equal(fd.spatial_dropout(x[i:j], 0.4, seed=3, offset=offset + i * 4),
+                          fd.spatial_dropout(x, 0.4, seed=3, offset=offset)[i:j])
+    assert np.array_equal(fd.drop_path(x[i:j], 0.4, seed=3, offset=offset + i),
+                          fd.drop_path(x, 0.4, seed=3, offset=offset)[i:j])
+
+
+@pytest.mark.parametrize("offset", [0, 7, 1 << 40])
+def test_element_and_word_variants_follow_the_slice_identity_with_an_offset(backend, offset):
+    x = _data(3000)
+    i, j = 1000, 2500
+    for f in (lambda v, o: fd.classic_dropout(v, 0.3, seed=4, offset=o),
+              lambda v, o: fd.concrete_dropout(v, -1.0, seed=4, offset=o),
+              lambda v, o: fd.concrete_dropout_grad(v, np.ones_like(v), -1.0, seed=4, offset=o)[0]):
+        assert np.array_equal(f(x[i:j], offset + i), f(x, offset)[i:j])
+        assert not np.array_equal(f(x, offset), f(x, offset + 1))
+
+
+def test_dropblock_corners_follow_the_offset_sample_by_sample(backend):
+    shape, b = (5, 3, 9, 9), 3
+    per_sample = 3 * (9 - b + 1) ** 2                 # corner words of one sample
+    whole = family.dropblock_mask(shape, 0.3, b, seed=6, offset=11)
+    part = family.dropblock_mask((2,) + shape[1:], 0.3, b, seed=6, offset=11 + 2 * per_sample)
+    assert np.array_equal(part, whole[2:4])
+    x = _data(shape)
+    assert np.array_equal(fd.dropblock2d(x, 0.3, b, seed=6, offset=11),
+                          fd.apply_mask(x, whole, 0.0) * np.float32(whole.size / whole.sum()))

@@ -313,17 +313,18 @@ def test_python_scalars_and_lists_are_float64(backend, x, p, seed):
     assert_same_bits(got, oracle(np.asarray(x, dtype=np.float64), p, seed, None, 0))
 
 
-BAD_P = [-1e-12, 1 + 1e-12, -1.0, 2.0, float("nan"), float("inf"), -float("inf"), True, np.True_,
-         "0.5", None, 0.5 + 0j, [0.5, "a"], object()]
+BAD_P_VALUES = [-1e-12, 1 + 1e-12, -1.0, 2.0, float("nan"), float("inf"), -float("inf")]
+BAD_P_TYPES = [True, np.True_, "0.5", None, 0.5 + 0j, [0.5, "a"], object(), np.timedelta64(1)]
 
 
-@pytest.mark.parametrize("p", BAD_P, ids=repr)
-def test_bad_rate_raises_value_error_naming_p(backend, p):
+@pytest.mark.parametrize("p, exc", [(p, ValueError) for p in BAD_P_VALUES] + [(p, TypeError) for p in BAD_P_TYPES],
+                         ids=repr)
+def test_bad_rate_raises_naming_p(backend, p, exc):
     x = np.ones(4, np.float32)
     for call in (lambda: fd.dropout(x, p, seed=1), lambda: fd.dropout(x, p, seed=1, training=False),
                  lambda: fd.dropout_mask(4, p, seed=1), lambda: fd.apply_mask(x, np.ones(4, bool), p),
                  lambda: fd.effective_keep(p)):
-        with pytest.raises(ValueError, match=r"p must be"):
+        with pytest.raises(exc, match=r"p must be"):
             call()
 
 
@@ -370,12 +371,13 @@ def test_invalid_noise_shapes_raise(backend, shape, data):
     assume(bad_entry not in (1, shape[axis]) or isinstance(bad_entry, (bool, float, str)))
     entries = list(shape)
     entries[axis] = bad_entry
-    with pytest.raises(ValueError, match=rf"noise_shape\[{axis}\] must be 1, None or x.shape\[{axis}\]"):
+    exc = TypeError if isinstance(bad_entry, (bool, float, str)) else ValueError
+    with pytest.raises(exc, match=rf"noise_shape\[{axis}\] must be 1, None or x.shape\[{axis}\]"):
         fd.dropout(x, 0.5, seed=1, noise_shape=tuple(entries))
     for wrong_length in (tuple(shape) + (1,), tuple(shape)[1:]):
         with pytest.raises(ValueError, match=rf"noise_shape must have length {len(shape)}"):
             fd.dropout(x, 0.5, seed=1, noise_shape=wrong_length)
-    with pytest.raises(ValueError, match="noise_shape must be a tuple"):
+    with pytest.raises(TypeError, match="noise_shape must be None or a tuple"):
         fd.dropout(x, 0.5, seed=1, noise_shape=3)
 
 
@@ -438,9 +440,11 @@ def test_dropout_mask_and_packed_form(backend, shape, p, seed, offset, as_int):
         assert not mask.any()
 
 
-@pytest.mark.parametrize("shape", [-1, (2, -1), (2.0,), "3", None, (True,), [[2]], 1.5], ids=repr)
-def test_dropout_mask_bad_shape(backend, shape):
-    with pytest.raises(ValueError, match=r"shape must be an int or a tuple of ints >= 0, got"):
+@pytest.mark.parametrize("shape, exc", [(-1, ValueError), ((2, -1), ValueError), ((2.0,), TypeError),
+                                        ("3", TypeError), (None, TypeError), ((True,), TypeError),
+                                        ([[2]], TypeError), (1.5, TypeError)], ids=repr)
+def test_dropout_mask_bad_shape(backend, shape, exc):
+    with pytest.raises(exc, match=r"shape must be an int or a tuple of ints >= 0, got"):
         fd.dropout_mask(shape, 0.5, seed=1)
 
 
@@ -502,28 +506,29 @@ def test_bad_thread_count(n):
 
 # ---- the box entry points ---------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seed": None}, r"seed must be given for a box"),
-    ({"global_shape": (4,), "origin": (0,)}, r"the box has 2 dimensions \(shape \(2, 3\)\) but global_shape=\(4,\) has 1"),
-    ({"origin": (0, -1)}, r"origin must be a tuple of 2 ints >= 0, got \(0, -1\)"),
-    ({"origin": 3}, r"origin must be a tuple of 2 ints >= 0, got 3"),
-    ({"origin": (3, 0)}, r"the box \[3, 5\) on axis 0 .* does not fit in global_shape=\(4, 4\)"),
-    ({"p": np.full(7, 0.5)}, r"p of shape \(7,\) broadcasts neither to the global noise shape"),
-    ({"p": 1.5}, r"p must be a real number in \[0, 1\], got 1.5"),
-    ({"offset": -1}, r"offset must be an integer in \[0, 2\*\*62\)"),
-    ({"noise_shape": (4, 2)}, r"noise_shape\[1\] must be 1, None or x.shape\[1\]=4"),
-    ({"global_shape": (2**31, 2**31 + 1), "origin": (0, 0)},
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"seed": None}, ValueError, r"seed must be given for a box"),
+    ({"global_shape": (4,), "origin": (0,)}, ValueError,
+     r"the box has 2 dimensions \(shape \(2, 3\)\) but global_shape=\(4,\) has 1"),
+    ({"origin": (0, -1)}, ValueError, r"origin must be a tuple of 2 ints >= 0, got \(0, -1\)"),
+    ({"origin": 3}, TypeError, r"origin must be a tuple of 2 ints >= 0, got 3"),
+    ({"origin": (0, 1.0)}, TypeError, r"origin must be a tuple of 2 ints >= 0, got \(0, 1.0\)"),
+    ({"origin": (3, 0)}, ValueError, r"the box \[3, 5\) on axis 0 .* does not fit in global_shape=\(4, 4\)"),
+    ({"p": np.full(7, 0.5)}, ValueError, r"p of shape \(7,\) broadcasts neither to the global noise shape"),
+    ({"p": 1.5}, ValueError, r"p must be a real number in \[0, 1\], got 1.5"),
+    ({"offset": -1}, ValueError, r"offset must be an integer in \[0, 2\*\*62\)"),
+    ({"noise_shape": (4, 2)}, ValueError, r"noise_shape\[1\] must be 1, None or x.shape\[1\]=4"),
+    ({"global_shape": (2**31, 2**31 + 1), "origin": (0, 0)}, ValueError,
      r"offset \+ size must be at most 2\*\*62 \(the stream's index range\)"),
 ])
-def test_box_errors(backend, kwargs, message):
+def test_box_errors(backend, kwargs, exc, message):
     args = {"p": 0.5, "seed": 1, "global_shape": (4, 4), "origin": (0, 0), **kwargs}
     p = args.pop("p")
     x = np.ones((2, 3), np.float32)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(exc, match=message):
         fd.dropout_box(x, p, **args)
-    shape, origin = args.pop("global_shape"), args.pop("origin")
-    with pytest.raises(ValueError, match=message):
-        fd.dropout_mask_box(shape, origin, x.shape, p, **args)
+    with pytest.raises(exc, match=message):
+        fd.dropout_mask_box(x.shape, p, **args)
 
 
 @fuzz
@@ -739,3 +744,39 @@ def test_rate_and_seed_of_any_numeric_type_give_the_same_result(backend, p, seed
         assert_same_bits(fd.dropout(x, p, seed=np.int64(seed)), expected)
     if p in (0.0, 1.0):
         assert_same_bits(fd.dropout(x, int(p), seed=seed), expected)
+
+
+# ---- the common call's shortcut -------------------------------------------------------------
+
+@fuzz
+@given(dtype=st.sampled_from(FLOATS), order=st.sampled_from(["C", "F", "strided", "swapped"]),
+       n=st.integers(0, 70), p=st.sampled_from([0.0, 0.3, 1.0, 1.5, np.float64(0.3), "0.3"]),
+       seed=st.sampled_from([5, -1, 2**64, np.int64(5), 1.0, True]),
+       offset=st.sampled_from([0, 7, 2**62 - 10, 2**62, -1, True]),
+       training=st.sampled_from([True, False, "yes"]), out_kind=st.sampled_from(["none", "x", "new", "shifted"]))
+def test_the_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypatch, dtype, order, n, p, seed,
+                                                                       offset, training, out_kind):
+    """``is_plain_dropout_call`` lets the common call skip the checks: whenever it says yes,
+    the general path must accept the same arguments and give the same bits."""
+    from fastdrop import _validation, functional
+
+    def arguments(base):
+        x = {"C": base[:n * 3].reshape(n, 3), "F": np.asfortranarray(base[:n * 3].reshape(n, 3)),
+             "strided": base[::2][:n * 3].reshape(n, 3),
+             "swapped": base[:n * 3].reshape(n, 3).astype(dtype.newbyteorder())}[order]
+        out = {"none": None, "x": x, "new": np.empty_like(x), "shifted": base[1:n * 3 + 1].reshape(n, 3)}[out_kind]
+        return x, out
+
+    base = np.random.default_rng(n).standard_normal(2 * n * 3 + 2).astype(dtype)
+    x, out = arguments(base)
+    plain = _validation.is_plain_dropout_call(x, p, seed, training, None, offset, out)
+    with monkeypatch.context() as patch:
+        patch.setattr(functional, "is_plain_dropout_call", lambda *args: False)
+        try:
+            expected = fd.dropout(*arguments(base.copy())[:1], p, seed=seed, training=training, offset=offset,
+                                  out=arguments(base.copy())[1] if out_kind == "new" else None)
+        except (TypeError, ValueError):
+            assert not plain
+            return
+    if plain:
+        assert_same_bits(fd.dropout(x, p, seed=seed, training=training, offset=offset, out=out), expected)

@@ -149,8 +149,8 @@ def test_dropout_config_round_trip():
 @pytest.mark.parametrize("kwargs, exc, msg", [
     ({"p": 1.5}, ValueError, r"p must be a real number in \[0, 1\], got 1.5"),
     ({"p": -0.1}, ValueError, r"p must be a real number in \[0, 1\], got -0.1"),
-    ({"p": "0.5"}, ValueError, r"p must be a real number in \[0, 1\], got '0.5'"),
-    ({"p": [0.5]}, ValueError, r"p must be a real number in \[0, 1\], got \[0.5\]"),
+    ({"p": "0.5"}, TypeError, r"p must be a real number in \[0, 1\], got str '0.5'"),
+    ({"p": [0.5]}, TypeError, r"p must be a real number in \[0, 1\], got list \[0.5\]"),
     ({"mode": "standard"}, ValueError, r"mode must be 'inverted' or 'classic', got 'standard'"),
     ({"inplace": 1}, TypeError, r"inplace must be a bool, got 1"),
     ({"noise_shape": (0, 1)}, ValueError, r"noise_shape must be None or a tuple of ints >= 1"),

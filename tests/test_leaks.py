@@ -64,7 +64,7 @@ ENTRY_POINTS = {
     "apply_mask_packed": (CALLS, lambda: fd.apply_mask(X, PACKED, 0.5)),
     "effective_keep": (CALLS, lambda: fd.effective_keep(0.3)),
     "dropout_box": (CALLS, lambda: fd.dropout_box(X, 0.5, seed=6, global_shape=(8, 9), origin=(1, 2))),
-    "dropout_mask_box": (CALLS, lambda: fd.dropout_mask_box((8, 9), (1, 2), (3, 4), 0.5, seed=7)),
+    "dropout_mask_box": (CALLS, lambda: fd.dropout_mask_box((3, 4), 0.5, seed=7, global_shape=(8, 9), origin=(1, 2))),
     "error_dtype": (ERROR_CALLS, lambda: expect_error(lambda: fd.dropout(MASK, 0.5), TypeError)),
     "error_rate": (ERROR_CALLS, lambda: expect_error(lambda: fd.dropout(X, P_ROWS + 1), ValueError)),
     "error_out": (ERROR_CALLS, lambda: expect_error(lambda: fd.dropout(X, 0.5, out=X16), ValueError)),

@@ -99,7 +99,7 @@ ENTRY_POINTS = {
                       floor_bound(X2.nbytes, p=P_FEATURE)),
     "dropout_box-p-columns": (lambda: fd.dropout_box(X2, P_FEATURE[:2048], seed=1, global_shape=(1024, 4096),
                                                      origin=(100, 1000)), floor_bound(X2.nbytes, p=P_FEATURE)),
-    "dropout_mask_box": (lambda: fd.dropout_mask_box((1024, 4096), (100, 1000), X2.shape, 0.3, seed=1),
+    "dropout_mask_box": (lambda: fd.dropout_mask_box(X2.shape, 0.3, seed=1, global_shape=(1024, 4096), origin=(100, 1000)),
                          floor_bound(X2.size)),
     "alpha_dropout": (lambda: fd.alpha_dropout(X2, 0.3, seed=1), CURRENT["alpha"] * X2.nbytes),
     "alpha_dropout_grad": (lambda: fd.alpha_dropout_grad(X2, 0.3, seed=1), floor_bound(X2.nbytes)),

@@ -1,4 +1,5 @@
-"""Argument checks shared by every public function, layer and command of fastdrop.
+"""Argument checks shared by every public function, layer and command of fastdrop: the
+one place that decides what a valid argument is.
 
 One rule everywhere: an argument of the wrong type raises TypeError, one of the right
 type with a wrong value raises ValueError, and the message names the argument and the
@@ -8,8 +9,11 @@ so ``numbers.Integral`` alone lets it through) nor ``np.datetime64``.
 """
 import math
 import numbers
+import secrets
 
 import numpy as np
+
+from ._stream import MAX_INDEX, U64
 
 _NOT_NUMBERS = (bool, np.bool_, np.timedelta64, np.datetime64)
 
@@ -108,3 +112,271 @@ def check_array_container(value, name):
         raise TypeError(f"{name} is a {what}, a container whose labels or semantics a plain ndarray result "
                         f"would lose; pass np.asarray({name}) (or its .to_numpy()) explicitly")
     return value
+
+
+# --- arrays --------------------------------------------------------------------------------
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(x, name="x"):
+    """``x`` as an aligned native-byte-order float16/32/64 array; TypeError naming any other dtype
+    or a container whose meaning a plain array would lose (``check_array_container``)."""
+    arr = np.asarray(check_array_container(x, name))
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
+        raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not arr.flags.aligned:              # e.g. np.frombuffer at an odd offset: the kernels need aligned data
+        arr = arr.copy()
+    return arr
+
+
+def check_out(out, x, given=None, name="out"):
+    """``out`` validated against ``x`` (or a new C-contiguous array when None).
+
+    ``x`` is the validated (native-byte-order) input and ``given`` the argument it came
+    from: ``out`` must have x's shape and the dtype of either, so a byte-swapped array is
+    its own valid ``out`` (the result is written back in its byte order) and every
+    in-place call follows this one rule."""
+    if out is None:
+        return np.empty(x.shape, dtype=x.dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    check_array_container(out, name)
+    given_dtype = given.dtype if isinstance(given, np.ndarray) else x.dtype
+    if out.shape != x.shape or out.dtype not in (x.dtype, given_dtype):
+        raise ValueError(f"{name} must have shape {x.shape} and dtype {given_dtype}, "
+                         f"got shape {out.shape} and dtype {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if out.size > 1 and any(s == 0 and n > 1 for s, n in zip(out.strides, out.shape)):
+        raise ValueError(f"{name} must not have zero strides (a broadcast view)")
+    if out is not x and out is not given and _overlaps(out, x) and not _same_layout(out, x):
+        raise ValueError(f"{name} overlaps x partially; pass out=x for in-place, or a separate array")
+    return out
+
+
+_TooHard = getattr(np, "exceptions", np).TooHardError
+
+
+def _overlaps(a, b):
+    """True when a and b share an element; interleaved views that share none do not overlap."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=100_000)
+    except _TooHard:                   # undecided in the budget: treat as overlapping, never corrupt
+        return True
+
+
+def _same_layout(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides)
+
+
+# --- rates ---------------------------------------------------------------------------------
+def check_rate(p, name="p"):
+    """``p`` as a float in [0, 1] or a float64 array of such values.
+
+    TypeError for what is not a real number or an array of them (bools, timedeltas,
+    strings, complex numbers, ...), ValueError for a value outside [0, 1] or NaN."""
+    if is_real(p):
+        value = float(p)
+        if not 0.0 <= value <= 1.0:          # also rejects NaN
+            raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
+        return value
+    if isinstance(p, _NOT_NUMBERS):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(p).__name__} {p!r}")
+    if isinstance(p, np.ndarray) or hasattr(type(p), "__array_ufunc__"):
+        check_array_container(p, name)
+    try:
+        arr = np.asarray(p)
+    except Exception:                        # objects NumPy cannot even wrap
+        arr = np.asarray(None)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real number in [0, 1] or an array of them, got {p!r}")
+    arr = arr.astype(np.float64)
+    bad = ~((arr >= 0.0) & (arr <= 1.0))
+    if bad.any():
+        raise ValueError(f"{name} must be in [0, 1], got {float(arr[bad].ravel()[0])!r} in {name}")
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def check_scalar_rate(p, name="p"):
+    """``p`` as a float in [0, 1]: the variants with one rate take no arrays (TypeError)."""
+    if not is_real(p):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(p).__name__} {p!r}")
+    return check_rate(p, name)
+
+
+def check_gaussian_rate(p, name="p"):
+    """``p`` in [0, 1): Gaussian dropout's noise variance p / (1 - p) is infinite at 1."""
+    p = check_scalar_rate(p, name)
+    if p == 1.0:
+        raise ValueError(f"{name} must be in [0, 1) for Gaussian dropout (the noise variance p/(1-p) "
+                         f"is infinite at 1), got {p!r}")
+    return p
+
+
+# --- seeds and stream positions ------------------------------------------------------------
+def resolve_seed(seed):
+    """An int in [0, 2**64) from ``None`` (fresh entropy), an int, a numpy ``Generator``."""
+    if seed is None:
+        return secrets.randbits(64)
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 1 << 64, dtype=np.uint64))
+    if not is_integer(seed):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) <= U64:
+        raise ValueError(f"seed must be in [0, 2**64), got {int(seed)}")
+    return int(seed)
+
+
+def check_offset(offset):
+    """``offset`` as an int in [0, MAX_INDEX): TypeError for a non-integer, ValueError out of range."""
+    if not is_integer(offset):
+        raise TypeError(f"offset must be an integer in [0, 2**62), got {type(offset).__name__} {offset!r}")
+    if not 0 <= offset < MAX_INDEX:
+        raise ValueError(f"offset must be an integer in [0, 2**62), got {offset!r}")
+    return int(offset)
+
+
+def check_index_range(offset, size):
+    """ValueError unless stream indices offset .. offset + size - 1 are all below MAX_INDEX."""
+    if offset + size > MAX_INDEX:
+        raise ValueError(f"offset + size must be at most 2**62 (the stream's index range), "
+                         f"got offset={offset} and size={size}")
+
+
+# --- shapes --------------------------------------------------------------------------------
+def _entries(value, name, what):
+    """``value`` as a tuple, TypeError naming ``what`` when it is no sequence."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+
+
+def check_shape(shape, name="shape"):
+    """An int or a sequence of ints >= 0, as a tuple of ints."""
+    what = "an int or a tuple of ints >= 0"
+    entries = (shape,) if is_integer(shape) else _entries(shape, name, what)
+    if not all(is_integer(n) for n in entries):
+        raise TypeError(f"{name} must be {what}, got {shape!r}")
+    if not all(n >= 0 for n in entries):
+        raise ValueError(f"{name} must be {what}, got {shape!r}")
+    return tuple(int(n) for n in entries)
+
+
+def resolve_noise_shape(noise_shape, shape):
+    """Keras semantics: same length as ``shape``, each entry the size, 1, or None."""
+    if noise_shape is None:
+        return tuple(shape)
+    entries = _entries(noise_shape, "noise_shape", f"None or a tuple of length {len(shape)}")
+    if len(entries) != len(shape):
+        raise ValueError(f"noise_shape must have length {len(shape)} (x.ndim), got {noise_shape!r}")
+    resolved = []
+    for axis, (n, size) in enumerate(zip(entries, shape)):
+        if n is None:
+            n = size
+        message = f"noise_shape[{axis}] must be 1, None or x.shape[{axis}]={size}, got {n!r} in noise_shape={noise_shape!r}"
+        if not is_integer(n):
+            raise TypeError(message)
+        if n not in (1, size):
+            raise ValueError(message)
+        resolved.append(int(n))
+    return tuple(resolved)
+
+
+def check_layer_noise_shape(noise_shape):
+    """A layer's ``noise_shape`` before it sees an input: None, or entries that are None or ints >= 1."""
+    if noise_shape is None:
+        return None
+    what = "None or a tuple of ints >= 1 and None"
+    entries = _entries(noise_shape, "noise_shape", what)
+    if not all(n is None or is_integer(n) for n in entries):
+        raise TypeError(f"noise_shape must be {what}, got {noise_shape!r}")
+    if not all(n is None or n >= 1 for n in entries):
+        raise ValueError(f"noise_shape must be {what}, got {noise_shape!r}")
+    return tuple(None if n is None else int(n) for n in entries)
+
+
+def check_origin(origin, box_shape, global_shape):
+    """A box's origin: one int >= 0 per axis, the box inside ``global_shape``."""
+    what = f"a tuple of {len(global_shape)} ints >= 0"
+    entries = _entries(origin, "origin", what)
+    if not all(is_integer(o) for o in entries):
+        raise TypeError(f"origin must be {what}, got {origin!r}")
+    if len(entries) != len(global_shape) or not all(o >= 0 for o in entries):
+        raise ValueError(f"origin must be {what}, got {origin!r}")
+    origin = tuple(int(o) for o in entries)
+    for axis, (o, b, n) in enumerate(zip(origin, box_shape, global_shape)):
+        if o + b > n:
+            raise ValueError(f"the box [{o}, {o + b}) on axis {axis} (origin={origin}, box shape "
+                             f"{tuple(box_shape)}) does not fit in global_shape={global_shape}")
+    return origin
+
+
+# --- the family's own arguments ----------------------------------------------------------------
+DATA_FORMATS = ("channels_first", "channels_last")
+MAX_LOGIT = 700.0      # exp(logit) stays finite: p within 1e-304 of 0 or 1
+
+
+def check_data_format(data_format):
+    return check_choice(data_format, "data_format", DATA_FORMATS)
+
+
+def check_time_axis(time_axis):
+    if not is_integer(time_axis):
+        raise TypeError(f"time_axis must be an int, got {time_axis!r}")
+    return int(time_axis)
+
+
+def check_block_size(block_size):
+    if not is_integer(block_size):
+        raise TypeError(f"block_size must be an int >= 1, got {block_size!r}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    return int(block_size)
+
+
+def check_logit(logit):
+    """The drop-rate logit as a float with |logit| <= MAX_LOGIT."""
+    what = f"a real number in [-{MAX_LOGIT:g}, {MAX_LOGIT:g}] (drop rate sigmoid(logit))"
+    if not is_real(logit):
+        raise TypeError(f"logit must be {what}, got {type(logit).__name__} {logit!r}")
+    if not -MAX_LOGIT <= float(logit) <= MAX_LOGIT:
+        raise ValueError(f"logit must be {what}, got {logit!r}")
+    return float(logit)
+
+
+def check_temperature(temperature):
+    if not is_real(temperature):
+        raise TypeError(f"temperature must be a finite real number > 0, got {type(temperature).__name__} "
+                        f"{temperature!r}")
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite real number > 0, got {temperature!r}")
+    return float(temperature)
+
+
+# --- the common call -------------------------------------------------------------------------
+def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
+    """True when a ``dropout`` call is the common one and already valid as given: an aligned
+    C-contiguous native float ndarray, a float rate strictly inside (0, 1), an int seed and
+    offset in range, no noise shape, training, and no ``out`` or one the kernel can write
+    directly.  Every check of the general path then passes, so the caller may skip them
+    (``tests/test_fuzz.py`` holds the two paths to the same bits); anything else is False
+    and takes the general path, which raises where an argument is wrong."""
+    return (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
+            and noise_shape is None and training is True
+            and 0.0 < p < 1.0 and 0 <= seed <= U64 and 0 <= offset and offset + x.size <= MAX_INDEX
+            and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous and x.flags.aligned and x.size > 0
+            and (out is None or _is_direct_out(out, x)))
+
+
+def _is_direct_out(out, x):
+    """True when ``out`` takes the kernel's result as it is: x itself, or a separate array like x."""
+    return (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape and out.flags.c_contiguous
+            and out.flags.aligned and out.flags.writeable and (out is x or not np.may_share_memory(out, x)))

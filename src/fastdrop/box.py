@@ -13,16 +13,16 @@ import math
 
 import numpy as np
 
-from . import _backend
-from ._validation import is_integer
-from .functional import (_apply, _check_shape, _rate_arrays, as_float_array, check_index_range, check_offset,
-                         check_out, check_rate, kernel_target, resolve_noise_shape, resolve_seed, stream_key)
+from . import _core
+from ._stream import BLOCK_CHUNKS, stream_key
+from ._validation import (as_float_array, check_index_range, check_offset, check_origin, check_out, check_rate,
+                          check_shape, resolve_noise_shape, resolve_seed)
 
 __all__ = ["dropout_box", "dropout_mask_box"]
 
-# From one block (1024 decisions) per run, a fused kernel call per run beats building the
-# mask and applying it in a second pass (measured: 2.7x faster at 1024, break-even near 256).
-FUSED_MIN_RUN = 1024
+# From one block per run, a fused kernel call per run beats building the mask and applying
+# it in a second pass (measured: 2.7x faster at 1024 elements, break-even near 256).
+FUSED_MIN_RUN = BLOCK_CHUNKS
 
 
 def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, offset=0, out=None):
@@ -43,30 +43,29 @@ def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, o
     out = check_out(out, x_box, given)
     key, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape, offset)
     if isinstance(p, float) and p == 0.0:
-        if out is not x_box:
-            np.copyto(out, x_box)
-        return out
+        return _core.copy_into(x_box, out)
     thr, scale = _box_rates(p, x_box.dtype, global_noise, lo, hi)
     starts = _run_starts(offset, global_noise, lo, hi)
     # Per-element rates always take the fused kernel (it reads them in place: no mask at all).
     if (_extent(lo, hi) == x_box.shape and starts.size
             and (np.ndim(thr) or starts.size == 1 or x_box.size // starts.size >= FUSED_MIN_RUN)):
-        return _dropout_runs(key, starts, thr, scale, x_box, out)
-    return _apply(x_box, _box_keep(key, starts, thr, _extent(lo, hi)), scale, out)
+        return _core.dropout_runs(key, starts, thr, scale, x_box, out)
+    return _core.apply_keep(x_box, _core.keep_mask(key, starts, thr, _extent(lo, hi)), scale, out)
 
 
-def dropout_mask_box(global_shape, origin, box_shape, p=0.5, *, seed, noise_shape=None, offset=0):
-    """The keep mask (True = kept) of a box's region of the global noise shape.
+def dropout_mask_box(box_shape, p=0.5, *, seed, global_shape, origin, noise_shape=None, offset=0):
+    """The keep mask (True = kept) of a box's region of the global noise shape: the box of
+    ``box_shape`` at ``origin`` of an array of ``global_shape`` (arguments as ``dropout_box``'s).
 
     Its shape is ``box_shape`` with 1 on the axes where the noise shape is 1, and it equals
     ``fd.dropout_mask(global_noise_shape, p, seed=seed, offset=offset)`` sliced to the box
     (``0:1`` on those axes), so it broadcasts against the box's data.
     """
-    box_shape = _check_shape(box_shape)
+    box_shape = check_shape(box_shape, "box_shape")
     p = check_rate(p)
     key, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset)
     thr, _ = _box_rates(p, np.dtype(np.float64), global_noise, lo, hi)
-    return _box_keep(key, _run_starts(offset, global_noise, lo, hi), thr, _extent(lo, hi)).view(bool)
+    return _core.keep_mask(key, _run_starts(offset, global_noise, lo, hi), thr, _extent(lo, hi)).view(bool)
 
 
 def _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset):
@@ -74,11 +73,11 @@ def _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset):
     if seed is None:
         raise ValueError("seed must be given for a box (an int or a numpy.random.Generator), got None: "
                          "every box of one array must use the same seed")
-    global_shape = _check_shape(global_shape)
+    global_shape = check_shape(global_shape, "global_shape")
     if len(box_shape) != len(global_shape):
         raise ValueError(f"the box has {len(box_shape)} dimensions (shape {tuple(box_shape)}) but "
                          f"global_shape={global_shape} has {len(global_shape)}")
-    origin = _check_origin(origin, box_shape, global_shape)
+    origin = check_origin(origin, box_shape, global_shape)
     global_noise = resolve_noise_shape(noise_shape, global_shape)
     offset = check_offset(offset)
     check_index_range(offset, math.prod(global_noise))    # the whole logical array, not just this box
@@ -87,22 +86,6 @@ def _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset):
     lo = tuple(o if n > 1 else 0 for o, n in zip(origin, global_noise))
     hi = tuple(o + b if n > 1 else min(b, 1) for o, b, n in zip(origin, box_shape, global_noise))
     return key, global_noise, lo, hi, offset
-
-
-def _check_origin(origin, box_shape, global_shape):
-    try:
-        origin = tuple(origin)
-    except TypeError:
-        raise ValueError(f"origin must be a tuple of {len(global_shape)} ints >= 0, got {origin!r}") from None
-    if len(origin) != len(global_shape) or not all(
-            is_integer(o) and o >= 0 for o in origin):
-        raise ValueError(f"origin must be a tuple of {len(global_shape)} ints >= 0, got {origin!r}")
-    origin = tuple(int(o) for o in origin)
-    for axis, (o, b, n) in enumerate(zip(origin, box_shape, global_shape)):
-        if o + b > n:
-            raise ValueError(f"the box [{o}, {o + b}) on axis {axis} (origin={origin}, box shape "
-                             f"{tuple(box_shape)}) does not fit in global_shape={global_shape}")
-    return origin
 
 
 def _extent(lo, hi):
@@ -115,11 +98,11 @@ def _box_rates(p, dtype, global_noise, lo, hi):
     sliced to the region, never expanded."""
     extent = _extent(lo, hi)
     if isinstance(p, float):
-        return _rate_arrays(p, dtype, extent)
+        return _core.rate_arrays(p, dtype, extent)
     for target, box_slice in ((global_noise, tuple(slice(l, h) for l, h in zip(lo, hi))), (extent, ())):
         try:
             if np.broadcast_shapes(p.shape, target) == target:
-                thr, scale = _rate_arrays(p, dtype, target)
+                thr, scale = _core.rate_arrays(p, dtype, target)
                 return thr[box_slice], scale[box_slice]
         except ValueError:
             pass
@@ -145,23 +128,3 @@ def _run_starts(offset, global_noise, lo, hi):
     for axis in range(split):
         starts = np.add.outer(starts, np.arange(extent[axis], dtype=np.int64) * np.int64(strides[axis]))
     return starts.reshape(-1)
-
-
-def _box_keep(key, starts, thr, extent):
-    """The uint8 keep mask of a noise region of shape ``extent`` whose runs begin at ``starts``."""
-    keep = np.empty(extent, dtype=np.uint8)
-    if keep.size:
-        _backend.kernels().keep_mask_rows(key, starts, thr, keep.reshape(starts.size, -1))
-    return keep
-
-
-def _dropout_runs(key, starts, thr, scale, x, out):
-    """All runs through the fused one-pass kernel in one call (no broadcast of the mask): no
-    mask is stored.  Per-element rates are views of the box's shape, read in place."""
-    rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
-    if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
-        rows_in = np.ascontiguousarray(rows_in)
-    with kernel_target(out) as target:
-        _backend.kernels().dropout_rows(key, starts, thr, scale, rows_in, target.reshape(starts.size, -1),
-                                        _backend.get_num_threads())
-    return out

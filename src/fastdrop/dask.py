@@ -18,7 +18,7 @@ import numpy as np
 
 from .box import dropout_box
 from .family import spatial_noise_shape
-from .functional import as_float_array, check_index_range, check_offset, check_rate, resolve_noise_shape, resolve_seed
+from ._validation import as_float_array, check_index_range, check_offset, check_rate, resolve_noise_shape, resolve_seed
 
 __all__ = ["dropout", "spatial_dropout"]
 
@@ -55,16 +55,16 @@ def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
     return da.map_blocks(_dropout_chunk, darr, _rates_like(da.from_array(p), darr, global_noise), **kwargs)
 
 
-def spatial_dropout(darr, p=0.5, *, seed=None, data_format="channels_first"):
+def spatial_dropout(darr, p=0.5, *, seed=None, data_format="channels_first", offset=0):
     """Lazy spatial dropout: one decision per (sample, channel), shared over the spatial axes.
 
     ``darr`` has rank >= 3: (N, C, *spatial) for ``"channels_first"``, (N, *spatial, C)
-    for ``"channels_last"``.  The result equals
-    ``fd.spatial_dropout(darr.compute(), p, seed=seed, data_format=data_format)`` bit for bit.
+    for ``"channels_last"``.  The result equals ``fd.spatial_dropout(darr.compute(), p,
+    seed=seed, data_format=data_format, offset=offset)`` bit for bit.
     """
     if not isinstance(darr, da.Array):
         raise TypeError(f"darr must be a dask.array.Array, got {type(darr).__module__}.{type(darr).__name__}")
-    return dropout(darr, p, seed=seed, noise_shape=spatial_noise_shape(darr.shape, data_format))
+    return dropout(darr, p, seed=seed, noise_shape=spatial_noise_shape(darr.shape, data_format), offset=offset)
 
 
 def _rates_like(p, darr, global_noise):

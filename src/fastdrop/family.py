@@ -1,63 +1,49 @@
 """The dropout family as functions: each variant's math lives here once.
 
 The layers in ``fastdrop.layers`` call these functions for both their forward and their
-backward pass.  Masks come from the block streams of ``fastdrop.functional`` (through
-``fd.dropout`` with a noise shape where that suffices), so every function here gives
-the same bits on both backends and is reproducible from ``seed`` alone.
+backward pass.  Masks come from the block streams (through ``fd.dropout`` with a noise
+shape where that suffices, else the private core), so every function here gives the same
+bits on both backends and is reproducible from ``seed`` and ``offset`` alone.  Every
+function that draws from the stream takes ``offset``, the stream index of its first
+element (or word), as ``fd.dropout`` does.
 """
 import math
 
 import numpy as np
 
-from . import _backend
-from ._validation import check_bool, check_choice, is_integer, is_real
-from .functional import (_apply, _dropout_full, _keep, as_float_array, check_index_range, check_offset, check_out,
-                         check_rate, dropout, kernel_target, keep_threshold, resolve_noise_shape, resolve_seed,
-                         stream_key)
+from . import _core
+from ._stream import stream_key
+from ._validation import (as_float_array, check_block_size, check_bool, check_data_format, check_gaussian_rate,
+                          check_index_range, check_logit, check_offset, check_out, check_scalar_rate,
+                          check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
+from .functional import dropout
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
-           "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "gaussian_dropout_grad",
+           "concrete_rate", "concrete_regularization", "drop_path", "dropblock2d", "gaussian_dropout", "gaussian_dropout_grad",
            "spatial_dropout",
            "variational_dropout"]
 
-DATA_FORMATS = ("channels_first", "channels_last")
 
 
-def check_scalar_rate(p, name="p"):
-    """``p`` as a float in [0, 1]; ValueError naming ``name`` for arrays and anything else."""
-    if is_real(p):
-        return check_rate(p, name)
-    raise ValueError(f"{name} must be a real number in [0, 1], got {p!r}")
-
-
-def check_data_format(data_format):
-    return check_choice(data_format, "data_format", DATA_FORMATS)
-
-
-def _identity(x, out):
-    if out is None:
-        return x.copy()
-    np.copyto(out, x)
-    return out
-
-
-def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, out=None):
+def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, out=None):
     """The original (non-inverted) dropout: kept elements unscaled while training,
     everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s."""
     given, x = x, as_float_array(x)
     p = check_scalar_rate(p)
+    shape = resolve_noise_shape(noise_shape, x.shape)
+    offset = check_offset(offset)
+    check_index_range(offset, math.prod(shape))
     training = check_bool(training, "training")
     out = check_out(out, x, given)
     if not training:
         return np.multiply(x, x.dtype.type(1.0 - p), out=out)
-    shape = resolve_noise_shape(noise_shape, x.shape)
-    key, thr, one = stream_key(resolve_seed(seed)), keep_threshold(p), x.dtype.type(1.0)
+    key, thr, one = stream_key(resolve_seed(seed)), _core.keep_threshold(p), x.dtype.type(1.0)
     if shape == x.shape:                   # the fused one-pass kernel: no mask kept
-        return _dropout_full(key, 0, thr, one, x, out)
-    return _apply(x, _keep(key, 0, thr, shape), one, out)
+        return _core.dropout_full(key, offset, thr, one, x, out)
+    return _core.apply_keep(x, _core.keep_mask(key, offset, thr, shape), one, out)
 
 
-def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", out=None):
+def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", offset=0, out=None):
     """Drop whole feature maps: one decision per (sample, channel), shared over the spatial axes.
 
     ``x`` has rank >= 3: (N, C, *spatial) for ``channels_first``, (N, *spatial, C) for
@@ -66,7 +52,7 @@ def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels
     """
     shape = as_float_array(x).shape
     return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(shape, data_format),
-                   out=out)
+                   offset=offset, out=out)
 
 
 def spatial_noise_shape(shape, data_format="channels_first"):
@@ -78,13 +64,7 @@ def spatial_noise_shape(shape, data_format="channels_first"):
     return tuple(n if axis in (0, channel_axis) else 1 for axis, n in enumerate(shape))
 
 
-def check_time_axis(time_axis):
-    if not is_integer(time_axis):
-        raise TypeError(f"time_axis must be an int, got {time_axis!r}")
-    return int(time_axis)
-
-
-def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, out=None):
+def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, offset=0, out=None):
     """One mask per sequence, shared over all time steps (Gal and Ghahramani 2016).
 
     The mask over the other axes is ``fd.dropout``'s with ``noise_shape`` 1 on
@@ -97,15 +77,16 @@ def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, out=
         raise ValueError(f"variational_dropout expects input of rank >= 2 with time_axis={time_axis} "
                          f"inside it, got shape {tuple(shape)}")
     shape[time_axis] = 1
-    return dropout(x, p, seed=seed, training=training, noise_shape=tuple(shape), out=out)
+    return dropout(x, p, seed=seed, training=training, noise_shape=tuple(shape), offset=offset, out=out)
 
 
-def drop_path(x, p=0.5, *, seed=None, training=True, out=None):
+def drop_path(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Stochastic depth: drop whole samples (noise shape (N, 1, ..., 1)), scale the rest."""
     shape = as_float_array(x).shape
     if len(shape) < 1:
         raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {shape}")
-    return dropout(x, p, seed=seed, training=training, noise_shape=(shape[0],) + (1,) * (len(shape) - 1), out=out)
+    return dropout(x, p, seed=seed, training=training, noise_shape=(shape[0],) + (1,) * (len(shape) - 1),
+                   offset=offset, out=out)
 
 
 # --- alpha dropout ------------------------------------------------------------------------
@@ -131,9 +112,9 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     if not training or p in (0.0, 1.0):
         return _alpha_edge(x, p, training, out)
     a, b = _alpha_coefficients(p)
-    key, thr = stream_key(resolve_seed(seed)), keep_threshold(p)
-    keep = _keep(key, offset, thr, x.shape)
-    _apply(x, keep, x.dtype.type(a), out)                          # kept: a * x, dropped: 0
+    key, thr = stream_key(resolve_seed(seed)), _core.keep_threshold(p)
+    keep = _core.keep_mask(key, offset, thr, x.shape)
+    _core.apply_keep(x, keep, x.dtype.type(a), out)                # kept: a * x, dropped: 0
     shift = np.where(keep.view(bool), x.dtype.type(b), x.dtype.type(a * SELU_ALPHA_PRIME + b))
     return np.add(out, shift, out=out)     # (a masked add/copyto is 3x slower than this temporary)
 
@@ -145,7 +126,7 @@ def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=N
         return _alpha_edge(grad, p, training, out)
     a, _ = _alpha_coefficients(p)
     key = stream_key(resolve_seed(seed))
-    return _dropout_full(key, offset, keep_threshold(p), grad.dtype.type(a), grad, out)
+    return _core.dropout_full(key, offset, _core.keep_threshold(p), grad.dtype.type(a), grad, out)
 
 
 def _alpha_args(x, p, offset, training, out, name):
@@ -160,7 +141,7 @@ def _alpha_edge(x, p, training, out):
     if training and p == 1.0:
         out[...] = 0
         return out
-    return _identity(x, out)
+    return _core.copy_into(x, out)
 
 
 # --- normals and uniforms from the block streams --------------------------------------------
@@ -169,18 +150,11 @@ def _alpha_edge(x, p, training, out):
 _WORDS_PER_PASS = 1 << 14
 
 
-def _stream_words(key, first_word, n):
-    words = np.empty(n, dtype=np.uint64)
-    if n:
-        _backend.kernels().fill_words(key, first_word, words)
-    return words
-
-
 def _word_passes(key, first_word, n):
     """(start, stop, words) covering stream words first_word .. first_word + n - 1 in passes."""
     for pos in range(0, n, _WORDS_PER_PASS):
         stop = min(n, pos + _WORDS_PER_PASS)
-        yield pos, stop, _stream_words(key, first_word + pos, stop - pos)
+        yield pos, stop, _core.stream_words(key, first_word + pos, stop - pos)
 
 
 def standard_normals(words, precision=np.float64):
@@ -225,14 +199,6 @@ def _precision(dtype):
     return np.float64 if dtype == np.float64 else np.float32
 
 
-def check_gaussian_rate(p, name="p"):
-    p = check_scalar_rate(p, name)
-    if p == 1.0:
-        raise ValueError(f"{name} must be in [0, 1) for Gaussian dropout (the noise variance p/(1-p) "
-                         f"is infinite at 1), got {p!r}")
-    return p
-
-
 def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
@@ -266,11 +232,11 @@ def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
     training = check_bool(training, "training")
     out = check_out(out, x, given)
     if not training or p == 0.0:
-        return _identity(x, out)
+        return _core.copy_into(x, out)
     precision = _precision(noise_dtype)
     sigma = precision(np.sqrt(p / (1.0 - p)))
     xc = np.ascontiguousarray(x).reshape(-1)
-    with kernel_target(out) as target:
+    with _core.kernel_target(out) as target:
         flat = target.reshape(-1)
         for start, stop, words in _word_passes(stream_key(resolve_seed(seed)), offset, x.size):
             noise = standard_normals(words, precision)
@@ -281,21 +247,14 @@ def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
 
 
 # --- DropBlock ------------------------------------------------------------------------------
-def check_block_size(block_size):
-    if not is_integer(block_size):
-        raise TypeError(f"block_size must be an int >= 1, got {block_size!r}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
-    return int(block_size)
-
-
-def dropblock_mask(shape, p, block_size, *, seed=None):
+def dropblock_mask(shape, p, block_size, *, seed=None, offset=0):
     """The keep mask (bool, shape (N, C, H, W)) of DropBlock and the fraction it keeps.
 
     Block corners are drawn with probability gamma = p * H * W / (b**2 * (H-b+1) * (W-b+1))
     (Ghiasi et al. 2018) at the (H-b+1) x (W-b+1) positions where a whole b x b block fits,
     over (N, C, H-b+1, W-b+1), so every channel has its own blocks; b is ``block_size``
-    clipped to min(H, W).  A corner is drawn when the 53-bit uniform of its stream word is
+    clipped to min(H, W).  Corner k (C order) uses stream word ``offset + k``; it is drawn when
+    the 53-bit uniform of that word is
     below gamma, so small rates keep their precision (gamma ~ p / b**2 is often below the
     1/65536 resolution of the dropout decisions).  Overlapping blocks make the dropped
     fraction fall below p: a little for small p and blocks, much for large p or blocks
@@ -305,7 +264,7 @@ def dropblock_mask(shape, p, block_size, *, seed=None):
     b = min(block_size, h, w)
     hv, wv = h - b + 1, w - b + 1
     gamma = min(1.0, p * h * w / (b * b * hv * wv)) if h and w else 0.0
-    words = _stream_words(stream_key(resolve_seed(seed)), 0, n * c * hv * wv)
+    words = _core.stream_words(stream_key(resolve_seed(seed)), offset, n * c * hv * wv)
     corners = (open_uniforms(words) < gamma).reshape(n, c, hv, wv)
     rows = np.zeros((n, c, hv, w), dtype=bool)
     for dj in range(b):                    # dilate right, then down: 2b passes instead of b**2
@@ -316,7 +275,8 @@ def dropblock_mask(shape, p, block_size, *, seed=None):
     return ~dropped
 
 
-def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format="channels_first", out=None):
+def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format="channels_first", offset=0,
+                out=None):
     """DropBlock (Ghiasi et al. 2018): drop b x b squares of each feature map, then rescale
     the kept elements by size / kept (the actual kept fraction over the whole array).
 
@@ -329,31 +289,34 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
     p = check_scalar_rate(p)
     block_size = check_block_size(block_size)
     check_data_format(data_format)
+    offset = check_offset(offset)
     training = check_bool(training, "training")
     if x.ndim != 4:
         raise ValueError(f"dropblock2d expects input of rank 4 (N, C, H, W) or (N, H, W, C), got shape {x.shape}")
+    check_index_range(offset, x.size)     # corners use at most one word per element
     out = check_out(out, x, given)
     if not training or p == 0.0 or x.size == 0:
-        return _identity(x, out)
+        return _core.copy_into(x, out)
     if p == 1.0:                           # gamma's formula never covers everything: say so directly
         out[...] = 0
         return out
     nchw = x.shape if data_format == "channels_first" else (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
-    keep = dropblock_mask(nchw, p, block_size, seed=seed)
+    keep = dropblock_mask(nchw, p, block_size, seed=seed, offset=offset)
     kept = np.count_nonzero(keep)
     scale = x.dtype.type(keep.size / kept if kept else 1.0)
     if data_format == "channels_last":
         keep = np.ascontiguousarray(keep.transpose(0, 2, 3, 1))
-    return _apply(x, keep.view(np.uint8), scale, out)
+    return _core.apply_keep(x, keep.view(np.uint8), scale, out)
 
 
 # --- Concrete dropout -----------------------------------------------------------------------
-def _sigmoid(z):
-    """sigmoid of a Python float, without overflow for large |z|."""
+def concrete_rate(logit):
+    """The drop rate sigmoid(logit) of a Concrete dropout logit, without overflow for large |logit|."""
+    z = logit
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _concrete_passes(key, n, logit, temperature, precision):
+def _concrete_passes(key, offset, n, logit, temperature, precision):
     """(start, stop, w, drop) in passes over n elements: the relaxed drop value and the keep
     weight w = (1 - drop) / (1 - p) (Gal, Hron and Kendall 2017), in ``precision``.
 
@@ -363,7 +326,7 @@ def _concrete_passes(key, n, logit, temperature, precision):
     which gives drop = 0 exactly, so that warning is silenced.
     """
     inverse_keep_rate = 1.0 + math.exp(logit)                     # 1 / (1 - sigmoid(logit))
-    for start, stop, words in _word_passes(key, 0, n):
+    for start, stop, words in _word_passes(key, offset, n):
         u = open_uniforms(words, precision)
         z = np.log(u)
         z -= np.log1p(-u)
@@ -378,29 +341,12 @@ def _concrete_passes(key, n, logit, temperature, precision):
         yield start, stop, w, drop
 
 
-MAX_LOGIT = 700.0      # exp(logit) stays finite: p within 1e-304 of 0 or 1
-
-
-def check_logit(logit):
-    """The drop-rate logit as a float with |logit| <= MAX_LOGIT; ValueError otherwise."""
-    if not is_real(logit) or not -MAX_LOGIT <= float(logit) <= MAX_LOGIT:
-        raise ValueError(f"logit must be a real number in [-{MAX_LOGIT:g}, {MAX_LOGIT:g}] "
-                         f"(drop rate sigmoid(logit)), got {logit!r}")
-    return float(logit)
-
-
 def _softplus(z):
     """log(1 + exp(z)) for a Python float, without overflow."""
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
-def check_temperature(temperature):
-    if not is_real(temperature) or not temperature > 0 or not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a finite real number > 0, got {temperature!r}")
-    return float(temperature)
-
-
-def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, out=None):
+def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, offset=0, out=None):
     """Concrete (relaxed Bernoulli) dropout with drop rate sigmoid(logit):
     ``x * dtype((1 - drop) / (1 - p))``, differentiable in ``logit``.  The relaxed mask is
     computed in float64 for float64 ``x`` and in float32 for float16/float32 ``x``.
@@ -412,19 +358,21 @@ def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, out
     temperature = check_temperature(temperature)
     training = check_bool(training, "training")
     logit = check_logit(logit)
+    offset = check_offset(offset)
+    check_index_range(offset, x.size)           # element i uses stream word offset + i
     out = check_out(out, x, given)
     if not training:
-        return _identity(x, out)
+        return _core.copy_into(x, out)
     xc = np.ascontiguousarray(x).reshape(-1)
     key = stream_key(resolve_seed(seed))
-    with kernel_target(out) as target:
+    with _core.kernel_target(out) as target:
         flat = target.reshape(-1)
-        for start, stop, w, _ in _concrete_passes(key, x.size, logit, temperature, _precision(x.dtype)):
+        for start, stop, w, _ in _concrete_passes(key, offset, x.size, logit, temperature, _precision(x.dtype)):
             np.multiply(xc[start:stop], w.astype(x.dtype), out=flat[start:stop])
     return out
 
 
-def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, training=True):
+def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, training=True, offset=0):
     """(d/dx, d/dlogit) of sum(grad * concrete_dropout(x, logit, ...)) for the same seed.
 
     With w = (1 - drop) / (1 - p): dy/dx = w and dy/dlogit = x * w * (p - drop / temperature).
@@ -435,16 +383,18 @@ def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, trainin
         raise ValueError(f"grad must have x's shape {x.shape}, got {grad.shape}")
     temperature = check_temperature(temperature)
     logit = check_logit(logit)
+    offset = check_offset(offset)
+    check_index_range(offset, x.size)
     if not check_bool(training, "training"):
         return grad.copy(), 0.0
-    p = _sigmoid(logit)
+    p = concrete_rate(logit)
     xc = np.ascontiguousarray(x).reshape(-1)
     gc = np.ascontiguousarray(grad).reshape(-1)
     grad_x = np.empty(grad.shape, dtype=grad.dtype)
     flat = grad_x.reshape(-1)
     grad_logit = 0.0
     key = stream_key(resolve_seed(seed))
-    passes = _concrete_passes(key, x.size, logit, temperature, _precision(x.dtype))
+    passes = _concrete_passes(key, offset, x.size, logit, temperature, _precision(x.dtype))
     for start, stop, w, drop in passes:
         np.multiply(gc[start:stop], w.astype(grad.dtype), out=flat[start:stop])
         drop *= -1.0 / temperature
@@ -466,7 +416,7 @@ def concrete_regularization(logit, input_dim, weights=(), *, weight_regularizer=
     the Bernoulli rate, which pushes p towards 1/2).
     """
     logit = float(logit)
-    p, q = _sigmoid(logit), _sigmoid(-logit)
+    p, q = concrete_rate(logit), concrete_rate(-logit)
     squares = sum(float(np.sum(np.square(np.asarray(w, dtype=np.float64)))) for w in weights)
     neg_entropy = -(p * _softplus(-logit) + q * _softplus(logit))       # log p = -softplus(-logit)
     value = weight_regularizer * squares / q + dropout_regularizer * input_dim * neg_entropy

@@ -11,8 +11,11 @@ import threading
 import numpy as np
 
 from . import family
-from ._validation import check_bool, check_choice, check_real, is_integer
-from .functional import as_float_array, check_out, derive_seed, dropout, resolve_noise_shape, resolve_seed
+from ._stream import derive_seed
+from ._validation import (as_float_array, check_block_size, check_bool, check_choice, check_data_format,
+                          check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
+                          check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
+from .functional import dropout
 
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -148,19 +151,6 @@ class DropoutLayer(Module):
         return f"{type(self).__name__}({args})"
 
 
-def _check_noise_shape(noise_shape):
-    if noise_shape is None:
-        return None
-    try:
-        entries = tuple(noise_shape)
-    except TypeError:
-        raise ValueError(f"noise_shape must be None or a tuple of ints >= 1 and None, got {noise_shape!r}") from None
-    for n in entries:
-        if n is not None and (not is_integer(n) or n < 1):
-            raise ValueError(f"noise_shape must be None or a tuple of ints >= 1 and None, got {noise_shape!r}")
-    return tuple(None if n is None else int(n) for n in entries)
-
-
 class Dropout(DropoutLayer):
     """Dropout with drop probability ``p`` (PyTorch's ``nn.Dropout``, Keras's ``Dropout``).
 
@@ -173,8 +163,8 @@ class Dropout(DropoutLayer):
     MODES = ("inverted", "classic")
 
     def __init__(self, p=0.5, *, noise_shape=None, seed=None, inplace=False, mode="inverted"):
-        self.p = family.check_scalar_rate(p)
-        self.noise_shape = _check_noise_shape(noise_shape)
+        self.p = check_scalar_rate(p)
+        self.noise_shape = check_layer_noise_shape(noise_shape)
         self.inplace = check_bool(inplace, "inplace")
         self.mode = check_choice(mode, "mode", self.MODES)
         super().__init__(seed=seed)
@@ -212,7 +202,7 @@ class _RateLayer(DropoutLayer):
     function applied to the input and to the gradient with the same seed."""
 
     def __init__(self, p=0.5, *, seed=None):
-        self.p = family.check_scalar_rate(p)
+        self.p = check_scalar_rate(p)
         super().__init__(seed=seed)
 
     def _forward(self, x, seed):
@@ -227,7 +217,7 @@ class _RateLayer(DropoutLayer):
 
 class _SpatialDropout(_RateLayer):
     def __init__(self, p=0.5, *, data_format="channels_first", seed=None):
-        self.data_format = family.check_data_format(data_format)
+        self.data_format = check_data_format(data_format)
         super().__init__(p, seed=seed)
 
     def _apply(self, x, seed):
@@ -268,7 +258,7 @@ class GaussianDropout(_RateLayer):
     """Multiplicative noise N(1, p/(1-p)) (Keras's ``GaussianDropout``); ``p`` in [0, 1)."""
 
     def __init__(self, p=0.5, *, seed=None):
-        super().__init__(family.check_gaussian_rate(p), seed=seed)
+        super().__init__(check_gaussian_rate(p), seed=seed)
 
     def _forward(self, x, seed):
         return family.gaussian_dropout(x, self.p, seed=seed, training=seed is not None), x.dtype
@@ -294,8 +284,8 @@ class DropBlock2D(_RateLayer):
     expected_ranks = (4,)
 
     def __init__(self, p=0.1, block_size=7, *, data_format="channels_first", seed=None):
-        self.block_size = family.check_block_size(block_size)
-        self.data_format = family.check_data_format(data_format)
+        self.block_size = check_block_size(block_size)
+        self.data_format = check_data_format(data_format)
         super().__init__(p, seed=seed)
 
     def _apply(self, x, seed):
@@ -317,7 +307,7 @@ class VariationalDropout(_RateLayer):
     """
 
     def __init__(self, p=0.5, *, time_axis=1, seed=None):
-        self.time_axis = family.check_time_axis(time_axis)
+        self.time_axis = check_time_axis(time_axis)
         super().__init__(p, seed=seed)
         self._sequence = None
 
@@ -370,11 +360,11 @@ class ConcreteDropout(DropoutLayer):
 
     def __init__(self, init_p=0.1, *, temperature=0.1, weight_regularizer=1e-6, dropout_regularizer=1e-5,
                  seed=None):
-        init_p = family.check_scalar_rate(init_p, "init_p")
+        init_p = check_scalar_rate(init_p, "init_p")
         if not 0.0 < init_p < 1.0:
             raise ValueError(f"init_p must be in (0, 1) (the rate is learned through its logit), got {init_p!r}")
         self.init_p = init_p
-        self.temperature = family.check_temperature(temperature)
+        self.temperature = check_temperature(temperature)
         self.weight_regularizer = _check_nonnegative(weight_regularizer, "weight_regularizer")
         self.dropout_regularizer = _check_nonnegative(dropout_regularizer, "dropout_regularizer")
         self.logit = float(np.log(init_p) - np.log1p(-init_p))
@@ -384,11 +374,11 @@ class ConcreteDropout(DropoutLayer):
     @property
     def p(self):
         """The current drop rate sigmoid(logit)."""
-        return float(family._sigmoid(self.logit))
+        return float(family.concrete_rate(self.logit))
 
     def _check_input(self, x):
         x = super()._check_input(x)
-        family.check_logit(self.logit)
+        check_logit(self.logit)
         return x
 
     def _forward(self, x, seed):

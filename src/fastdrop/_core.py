@@ -1,0 +1,146 @@
+"""The private core: rates as thresholds and scales, masks, the fused passes, output staging.
+
+Everything here takes arguments that ``_validation`` has already checked.  It is the only
+module that calls the backend (``_backend.kernels()``): the public functions of
+``functional``, ``family`` and ``box`` describe *what* to compute and come here for *how*.
+"""
+import contextlib
+import functools
+
+import numpy as np
+
+from . import _backend
+from ._stream import CHUNK_RANGE, stream_key
+
+
+# --- rates -----------------------------------------------------------------------------------
+def keep_threshold(p):
+    """The integer threshold t of rate(s) ``p``: an element is kept when its decision is < t."""
+    if isinstance(p, float):
+        return int(np.floor((1.0 - p) * CHUNK_RANGE + 0.5))
+    return np.floor((1.0 - p) * CHUNK_RANGE + 0.5).astype(np.uint32)
+
+
+def inverse_keep(p, dtype):
+    """``dtype(1 / (1 - p))``, the scale of kept elements (1 where p == 1: never used).
+
+    In float16 it is inf for p > 1 - 1/65504, exactly as NumPy rounds it."""
+    with np.errstate(divide="ignore", over="ignore"):
+        if isinstance(p, float):
+            return dtype.type(1.0 / (1.0 - p)) if p < 1.0 else dtype.type(1.0)
+        return np.where(p < 1.0, 1.0 / (1.0 - p), 1.0).astype(dtype)
+
+
+# Small caches for the common call: a forward and its backward share the seed and p, so
+# they hit; fresh seeds (seed=None, layers' substreams) only cycle 64 entries.
+@functools.lru_cache(maxsize=64)
+def _scalar_rate(p, dtype):
+    return keep_threshold(p), inverse_keep(p, dtype)
+
+
+_cached_stream_key = functools.lru_cache(maxsize=64)(stream_key)
+
+
+def rate_arrays(p, dtype, noise_shape):
+    """(threshold, scale) for the kernels: scalars, or read-only views of the noise shape.
+
+    The values are computed on p as given (O(p.size), C-contiguous) and broadcast as views
+    with stride 0 on the broadcast axes, which the kernels read in place: a per-feature p
+    costs the size of p, not of x.  Both views have the same layout in elements."""
+    if isinstance(p, float):
+        return _scalar_rate(p, dtype)
+    if not broadcasts_to(p.shape, noise_shape):
+        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}")
+    return (np.broadcast_to(np.ascontiguousarray(keep_threshold(p)), noise_shape),
+            np.broadcast_to(np.ascontiguousarray(inverse_keep(p, dtype)), noise_shape))
+
+
+def broadcasts_to(shape, target):
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
+# --- output staging --------------------------------------------------------------------------
+@contextlib.contextmanager
+def kernel_target(out):
+    """An array the kernels can write (C-contiguous, aligned, native byte order): ``out``
+    itself, or a temporary that is copied into ``out`` when the block ends."""
+    direct = out.flags.c_contiguous and out.flags.aligned and out.dtype.isnative
+    target = out if direct else np.empty(out.shape, dtype=out.dtype.newbyteorder("="))
+    yield target
+    if target is not out:
+        out[...] = target
+
+
+def copy_into(x, out):
+    """``x`` copied into ``out`` (the result of a call that drops nothing), unless it is x."""
+    if out is not x:
+        np.copyto(out, x)
+    return out
+
+
+# --- masks and passes --------------------------------------------------------------------------
+def keep_mask(key, starts, thr, extent):
+    """The uint8 keep mask (1 = kept) of a noise region of shape ``extent`` whose C-order runs
+    begin at the stream indices ``starts`` (one start: the whole region is one run)."""
+    keep = np.empty(extent, dtype=np.uint8)
+    if keep.size:
+        starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+        _backend.kernels().keep_mask_rows(key, starts, thr, keep.reshape(starts.size, -1))
+    return keep
+
+
+def apply_keep(x, keep, scale, out):
+    """out = keep ? x * scale : 0 with keep/scale broadcast from the noise shape."""
+    with kernel_target(out) as target:
+        if x.size:
+            _backend.kernels().apply_keep(np.ascontiguousarray(x), keep, scale, target)
+    return out
+
+
+def dropout_full(key, offset, thr, scale, x, out):
+    """The fused one-pass path, mask as large as x: no mask is stored.  Per-element rates
+    (views of x's shape) are read with their strides as the kernel goes."""
+    if x.size:
+        with kernel_target(out) as target:
+            xc = np.ascontiguousarray(x)
+            if np.ndim(thr) == 0:
+                _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
+                                                _backend.get_num_threads())
+            else:
+                _backend.kernels().dropout_rows(key, np.array([offset], dtype=np.int64), thr, scale,
+                                                xc.reshape(1, -1), target.reshape(1, -1), _backend.get_num_threads())
+    return out
+
+
+def dropout_plain(x, p, seed, offset, out):
+    """The common call (``_validation.is_plain_dropout_call``): the fused kernel straight on
+    x and out, with the cached threshold, scale and key: the same bits as ``dropout_full``."""
+    thr, scale = _scalar_rate(p, x.dtype)
+    y = np.empty_like(x) if out is None else out
+    _backend.kernels().dropout_flat(_cached_stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
+                                    _backend.get_num_threads())
+    return y
+
+
+def dropout_runs(key, starts, thr, scale, x, out):
+    """Row r of x (reshaped to one row per start) through the fused kernel from stream index
+    starts[r], all in one call: no mask is stored.  Per-element rates are views of x's
+    shape, read in place."""
+    rows_in = x.reshape(starts.size, -1)        # a view when the runs are contiguous, as in a tile of a C array
+    if rows_in.shape[1] > 1 and rows_in.strides[1] != x.itemsize:
+        rows_in = np.ascontiguousarray(rows_in)
+    with kernel_target(out) as target:
+        _backend.kernels().dropout_rows(key, starts, thr, scale, rows_in, target.reshape(starts.size, -1),
+                                        _backend.get_num_threads())
+    return out
+
+
+def stream_words(key, first_word, n):
+    """Stream words first_word .. first_word + n - 1 as uint64 (the word-per-element variants)."""
+    words = np.empty(n, dtype=np.uint64)
+    if n:
+        _backend.kernels().fill_words(key, first_word, words)
+    return words
