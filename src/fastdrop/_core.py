@@ -115,6 +115,14 @@ def dropout_full(key, offset, thr, scale, x, out):
     return out
 
 
+def dropout_over(key, offset, thr, scale, x, noise_shape, out):
+    """out = x * scale where kept, 0 where dropped, one decision per noise-shape element: the
+    fused pass when the noise shape is x's, else a keep mask of the noise shape applied."""
+    if noise_shape == x.shape:
+        return dropout_full(key, offset, thr, scale, x, out)
+    return apply_keep(x, keep_mask(key, offset, thr, noise_shape), scale, out)
+
+
 def dropout_plain(x, p, seed, offset, out):
     """The common call (``_validation.is_plain_dropout_call``): the fused kernel straight on
     x and out, with the cached threshold, scale and key: the same bits as ``dropout_full``."""

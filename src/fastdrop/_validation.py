@@ -361,6 +361,19 @@ def check_temperature(temperature):
     return float(temperature)
 
 
+# --- a dropout call --------------------------------------------------------------------------
+def check_dropout_call(x, p, noise_shape, offset, training, out, *, scalar_rate=False):
+    """The checked arguments of a dropout over a noise shape: (x, p, noise shape, offset,
+    training, out), in the order the checks run, ``p`` a float when ``scalar_rate``."""
+    given, x = x, as_float_array(x)
+    p = check_scalar_rate(p) if scalar_rate else check_rate(p)
+    shape = resolve_noise_shape(noise_shape, x.shape)
+    offset = check_offset(offset)
+    check_index_range(offset, math.prod(shape))
+    training = check_bool(training, "training")
+    return x, p, shape, offset, training, check_out(out, x, given)
+
+
 # --- the common call -------------------------------------------------------------------------
 def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
     """True when a ``dropout`` call is the common one and already valid as given: an aligned

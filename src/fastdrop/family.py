@@ -13,9 +13,9 @@ import numpy as np
 
 from . import _core
 from ._stream import stream_key
-from ._validation import (as_float_array, check_block_size, check_bool, check_data_format, check_gaussian_rate,
-                          check_index_range, check_logit, check_offset, check_out, check_scalar_rate,
-                          check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
+from ._validation import (as_float_array, check_block_size, check_bool, check_data_format, check_dropout_call,
+                          check_gaussian_rate, check_index_range, check_logit, check_offset, check_out,
+                          check_scalar_rate, check_temperature, check_time_axis, resolve_seed)
 from .functional import dropout
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
@@ -28,19 +28,12 @@ __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_d
 def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, out=None):
     """The original (non-inverted) dropout: kept elements unscaled while training,
     everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s."""
-    given, x = x, as_float_array(x)
-    p = check_scalar_rate(p)
-    shape = resolve_noise_shape(noise_shape, x.shape)
-    offset = check_offset(offset)
-    check_index_range(offset, math.prod(shape))
-    training = check_bool(training, "training")
-    out = check_out(out, x, given)
+    x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out,
+                                                            scalar_rate=True)
     if not training:
         return np.multiply(x, x.dtype.type(1.0 - p), out=out)
-    key, thr, one = stream_key(resolve_seed(seed)), _core.keep_threshold(p), x.dtype.type(1.0)
-    if shape == x.shape:                   # the fused one-pass kernel: no mask kept
-        return _core.dropout_full(key, offset, thr, one, x, out)
-    return _core.apply_keep(x, _core.keep_mask(key, offset, thr, shape), one, out)
+    key = stream_key(resolve_seed(seed))
+    return _core.dropout_over(key, offset, _core.keep_threshold(p), x.dtype.type(1.0), x, shape, out)
 
 
 def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", offset=0, out=None):

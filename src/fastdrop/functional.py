@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _core
 from ._stream import CHUNK_RANGE, MAX_INDEX, derive_seed, stream_key
-from ._validation import (as_float_array, check_array_container, check_bool, check_index_range, check_offset,
-                          check_out, check_rate, check_shape, is_plain_dropout_call, resolve_noise_shape,
+from ._validation import (as_float_array, check_array_container, check_bool, check_dropout_call,
+                          check_index_range, check_offset, check_out, check_rate, check_shape, is_plain_dropout_call,
                           resolve_seed)
 
 __all__ = ["MAX_INDEX", "apply_mask", "derive_seed", "dropout", "dropout_mask", "effective_keep", "stream_key"]
@@ -29,20 +29,12 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     """
     if is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
         return _core.dropout_plain(x, p, seed, offset, out)
-    given, x = x, as_float_array(x)
-    p = check_rate(p)
-    shape = resolve_noise_shape(noise_shape, x.shape)
-    offset = check_offset(offset)
-    check_index_range(offset, math.prod(shape))
-    training = check_bool(training, "training")
-    out = check_out(out, x, given)
+    x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out)
     key = stream_key(resolve_seed(seed))
     if not training or (isinstance(p, float) and p == 0.0):
         return _core.copy_into(x, out)
     thr, scale = _core.rate_arrays(p, x.dtype, shape)
-    if shape == x.shape:
-        return _core.dropout_full(key, offset, thr, scale, x, out)
-    return _core.apply_keep(x, _core.keep_mask(key, offset, thr, shape), scale, out)
+    return _core.dropout_over(key, offset, thr, scale, x, shape, out)
 
 
 def dropout_mask(shape, p=0.5, *, seed=None, offset=0, packed=False):
