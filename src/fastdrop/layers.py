@@ -186,11 +186,12 @@ class Dropout(DropoutLayer):
         return self._apply(grad, last.seed, None)
 
     def _apply(self, x, seed, out):
-        shape = resolve_noise_shape(self.noise_shape, x.shape)
+        # noise_shape as configured (None entries included): fd.dropout resolves it, and None
+        # lets the common call take its shortcut.
         if self.mode == "classic":
             return family.classic_dropout(x, self.p, seed=seed, training=seed is not None,
-                                          noise_shape=shape, out=out)
-        return dropout(x, self.p, seed=seed, training=seed is not None, noise_shape=shape, out=out)
+                                          noise_shape=self.noise_shape, out=out)
+        return dropout(x, self.p, seed=seed, training=seed is not None, noise_shape=self.noise_shape, out=out)
 
     def get_config(self):
         return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed, "inplace": self.inplace,
