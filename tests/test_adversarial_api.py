@@ -356,3 +356,30 @@ def test_float32_normals_against_float64_ones_within_the_documented_bounds():
     assert np.mean(diff > 1e-5) < 2e-3 and np.mean(diff > 1e-4) < 2e-4
     assert diff[np.abs(z64) < 4].max() < 0.05
     assert np.abs(z32).max() <= np.sqrt(-2 * np.log(2.0 ** -24)) + 1e-6     # 5.77: u1 >= 2**-24
+
+
+class DLPackOnly:
+    """An array from another library that offers only the DLPack protocol."""
+
+    def __init__(self, data, device=(1, 0)):
+        self._data, self._device = data, device
+
+    def __dlpack__(self, **kwargs):
+        if self._device != (1, 0):
+            raise BufferError("the data lives on another device")
+        return self._data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._device
+
+
+def test_dlpack_only_objects_are_read_without_a_copy_or_refused_by_device(backend):
+    y = fd.dropout(DLPackOnly(X4), 0.5, seed=1)
+    assert type(y) is np.ndarray and np.array_equal(y, fd.dropout(X4, 0.5, seed=1))
+    # zero-copy: the kernels read the producer's memory (out=x writes it)
+    data = X4.copy()
+    fd.dropout(np.from_dlpack(DLPackOnly(data)), 0.5, seed=1, out=np.from_dlpack(DLPackOnly(data)))
+    assert np.array_equal(data, fd.dropout(X4, 0.5, seed=1))
+    with pytest.raises(TypeError, match=r"x \(.*DLPackOnly, DLPack device \(2, 0\)\) cannot be read as a NumPy "
+                                        r"array in host memory: the data lives on another device"):
+        fd.dropout(DLPackOnly(X4, device=(2, 0)), 0.5, seed=1)

@@ -121,7 +121,7 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 def as_float_array(x, name="x"):
     """``x`` as an aligned native-byte-order float16/32/64 array; TypeError naming any other dtype
     or a container whose meaning a plain array would lose (``check_array_container``)."""
-    arr = np.asarray(check_array_container(x, name))
+    arr = np.asarray(check_array_container(_from_dlpack(x, name), name))
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
     if not arr.dtype.isnative:
@@ -129,6 +129,24 @@ def as_float_array(x, name="x"):
     if not arr.flags.aligned:              # e.g. np.frombuffer at an odd offset: the kernels need aligned data
         arr = arr.copy()
     return arr
+
+
+def _from_dlpack(x, name):
+    """An object that offers only ``__dlpack__`` (no ``__array__``, no buffer) read as an
+    ndarray without a copy; one living on another device is refused naming why."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__") or hasattr(x, "__array__"):
+        return x
+    try:
+        memoryview(x)
+        return x
+    except TypeError:
+        pass
+    try:
+        return np.from_dlpack(x)
+    except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+        device = getattr(x, "__dlpack_device__", lambda: "unknown")()
+        raise TypeError(f"{name} ({type(x).__module__}.{type(x).__qualname__}, DLPack device {device}) cannot be "
+                        f"read as a NumPy array in host memory: {exc}") from None
 
 
 def check_out(out, x, given=None, name="out"):
