@@ -25,7 +25,7 @@ def _describe(a):
 
 def _check_array(a, name, dtype):
     if not (isinstance(a, np.ndarray) and a.dtype == np.dtype(dtype) and a.dtype.isnative):
-        raise TypeError(f"{name} must be a {np.dtype(dtype)} array, got {_describe(a)}")
+        raise TypeError(f"{name} must be an array of dtype {np.dtype(dtype)}, got {_describe(a)}")
 
 
 def _check_ndim(a, name, ndim):
