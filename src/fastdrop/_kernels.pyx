@@ -146,9 +146,9 @@ cdef class Kernels:
         return f"<fastdrop compiled kernels, isa {self.ISA}>"
 
     cdef object rows(self, uint64_t key, const int64_t *starts, int64_t nrows, int64_t rowlen, thr, scale,
-                     cnp.ndarray x, int64_t xstride, cnp.ndarray out, int64_t ostride, int nthreads):
-        """Run the fused kernel over checked arguments; strides are in elements."""
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+                     fd_kind_t kind, cnp.ndarray x, int64_t xstride, cnp.ndarray out, int64_t ostride, int nthreads):
+        """Run the fused kernel (FD_KEEP: the mask alone, scale None) over checked arguments;
+        strides are in elements."""
         cdef const void *xp = data(x)
         cdef void *op = data(out)
         cdef fd_rates_t g
@@ -160,7 +160,9 @@ cdef class Kernels:
             set_rates(&g, thr, scale)
         else:
             t = thr
-            if kind == FD_F32:
+            if kind == FD_KEEP:
+                set_scalar_rate(&g, &t, NULL)
+            elif kind == FD_F32:
                 s32 = scale
                 set_scalar_rate(&g, &t, &s32)
             elif kind == FD_F64:
@@ -177,7 +179,8 @@ cdef class Kernels:
         """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
         if not common_flat_call(offset, thr, scale, x, out):
             _kernel_args.check_dropout_flat(offset, thr, scale, x, out)
-        return self.rows(key, &offset, 1, cnp.PyArray_DIM(x, 0), thr, scale, x, 0, out, 0, nthreads)
+        return self.rows(key, &offset, 1, cnp.PyArray_DIM(x, 0), thr, scale, float_kind(cnp.PyArray_TYPE(x)),
+                         x, 0, out, 0, nthreads)
 
     def dropout_rows(self, uint64_t key, starts, thr, scale, x, out, int nthreads=1):
         """dropout_flat on each row of 2-D x and out (rows contiguous, any row stride); row r
@@ -188,26 +191,16 @@ cdef class Kernels:
         are x's rows one after the other; then out is C-contiguous."""
         _kernel_args.check_dropout_rows(starts, thr, scale, x, out)
         return self.rows(key, <const int64_t *>data(starts), x.shape[0], x.shape[1], thr, scale,
-                         x, x.strides[0] // x.itemsize, out, out.strides[0] // out.itemsize, nthreads)
+                         float_kind(cnp.PyArray_TYPE(x)), x, x.strides[0] // x.itemsize,
+                         out, out.strides[0] // out.itemsize, nthreads)
 
     def keep_mask_rows(self, uint64_t key, starts, thr, out):
         """out[r, i] = 1 if element starts[r] + i is kept; out is C-contiguous uint8 (nrows, rowlen),
         thr an integer or a uint32 array of out's size (any shape and strides: a broadcast view)
         whose C-order elements are out's."""
         _kernel_args.check_keep_mask_rows(starts, thr, out)
-        cdef int64_t nrows = out.shape[0], rowlen = out.shape[1]
-        cdef const int64_t *sp = <const int64_t *>data(starts)
-        cdef uint8_t *op = <uint8_t *>data(out)
-        cdef fd_rates_t g
-        cdef int32_t t
-        if isinstance(thr, cnp.ndarray):
-            set_rates(&g, thr, None)
-        else:
-            t = thr
-            set_scalar_rate(&g, &t, NULL)
-        with nogil:
-            self.k.dropout_rows(key, sp, nrows, rowlen, &g, FD_KEEP, op, rowlen, op, rowlen, 1)
-        return out
+        return self.rows(key, <const int64_t *>data(starts), out.shape[0], out.shape[1], thr, None, FD_KEEP,
+                         out, out.shape[1], out, out.shape[1], 1)
 
     def fill_words(self, uint64_t key, int64_t first_word, out):
         """Fill the C-contiguous uint64 array out with stream words first_word, first_word + 1, ..."""
