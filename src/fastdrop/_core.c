@@ -19,10 +19,21 @@
 #define PREFETCH_MIN_BYTES ((int64_t)4 << 20)
 #define PARALLEL_MIN_BLOCKS 256       /* below ~256K elements threads cost more than they save */
 
+/* The walkers take the element kind as an argument and are inlined into one copy per kind
+   (range_block_of), where it is a constant: each copy is the specialised loop Cython's fused
+   types gave, with no per-segment dispatch. */
+#if defined(__GNUC__)
+#  define FD_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define FD_INLINE static __forceinline
+#else
+#  define FD_INLINE static inline
+#endif
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static inline int64_t kind_size(fd_kind_t kind) {
+FD_INLINE int64_t kind_size(fd_kind_t kind) {
     switch (kind) {
     case FD_F16: return 2;
     case FD_F32: return 4;
@@ -56,7 +67,7 @@ static inline int64_t next_row(const fd_rates_t *g, int64_t *idx, int64_t base) 
 }
 
 /* n elements of one row whose rates begin at offset r. */
-static inline void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
+FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
                                   const void *x, void *out, int64_t n) {
     switch (kind) {
     case FD_F16:
@@ -77,7 +88,7 @@ static inline void select_segment(const uint16_t *chunk, const fd_rates_t *g, in
 /* Elements lo..lo+n of block `block`, region elements j..j+n (x and out point at element
    lo), one group of generator steps at a time (see FD_GROUP_STEPS), each group split where
    a row of rates ends. */
-static void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int64_t j, const fd_rates_t *g,
+FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int64_t j, const fd_rates_t *g,
                           fd_kind_t kind, const char *x, char *out, int prefetch) {
     fd_gen_t gen;
     fd_group_t words;
@@ -110,13 +121,24 @@ static void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, in
 /* The part of a run in its k-th block.  The run starts at decision head of block first;
    positions are relative to the run, so no index past the run's start plus its length is
    ever formed (no int64 overflow whatever the offset). */
-static inline void range_block(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
+FD_INLINE void range_block(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
                                const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch) {
     int64_t lo = max64(k * FD_BLOCK_CHUNKS - head, 0);
     int64_t hi = min64(k * FD_BLOCK_CHUNKS - head + FD_BLOCK_CHUNKS, n);
     int64_t size = kind_size(kind);
     dropout_block(key, first + k, head + lo - k * FD_BLOCK_CHUNKS, hi - lo, j0 + lo, g, kind,
                   x + lo * size, out + lo * size, prefetch);
+}
+
+/* range_block with the kind a constant in each case: one specialised copy per kind. */
+static void range_block_of(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
+                           const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch) {
+    switch (kind) {
+    case FD_F16: range_block(key, first, head, n, k, j0, g, FD_F16, x, out, prefetch); break;
+    case FD_F32: range_block(key, first, head, n, k, j0, g, FD_F32, x, out, prefetch); break;
+    case FD_F64: range_block(key, first, head, n, k, j0, g, FD_F64, x, out, prefetch); break;
+    case FD_KEEP: range_block(key, first, head, n, k, j0, g, FD_KEEP, x, out, prefetch); break;
+    }
 }
 
 /* Stream elements offset..offset+n, which are region elements j0..j0+n. */
@@ -129,9 +151,9 @@ static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, c
     if (n <= 0) return;
     if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int64_t k = 0; k < nblocks; k++) range_block(key, first, head, n, k, j0, g, kind, x, out, prefetch);
+        for (int64_t k = 0; k < nblocks; k++) range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch);
     } else {
-        for (int64_t k = 0; k < nblocks; k++) range_block(key, first, head, n, k, j0, g, kind, x, out, prefetch);
+        for (int64_t k = 0; k < nblocks; k++) range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch);
     }
 }
 
