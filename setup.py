@@ -1,12 +1,15 @@
-"""Build of the compiled kernels: one Cython source, one extension per ISA variant.
+"""Build of the compiled kernels: one extension module, ``fastdrop._kernels``.
 
-``_kernels`` is the baseline every CPU of the architecture runs (no -march flags).  On
-x86-64 with GCC or Clang the same source is also compiled as ``_kernels_avx2`` and
-``_kernels_avx512`` with per-extension target flags; ``_backend`` picks the best one
-the CPU runs at import.  Their .pyx files are copies generated here (git-ignored).
--ffp-contract=off everywhere: a fused multiply-add would change the bits.  OpenMP when
-the compiler has it.  Compiler directives are set here, once, for every .pyx.
+Its Python entry points (``_kernels.pyx``, compiled without target flags) call the kernels
+of ``_core.c``, which is compiled here once per ISA variant of ``src/fastdrop/_isa.py`` with
+that variant's flags and ``-DFD_VARIANT=<name>`` into the build directory and linked in;
+``_backend`` picks the best variant the CPU runs at import.  Variants other than the
+baseline are x86-64 GCC/Clang only, and one the compiler rejects is skipped (said on
+stderr).  Cython writes its C into the build directory too: nothing is generated in src/.
+-ffp-contract=off everywhere: a fused multiply-add would change the bits.  OpenMP when the
+compiler has it.  Compiler directives are set here, once.
 """
+import importlib.util
 import os
 import platform
 import sys
@@ -26,12 +29,20 @@ DIRECTIVES = {
     "embedsignature": True,
 }
 BASE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing"]
-SOURCE = "src/fastdrop/_kernels.pyx"
-VARIANT_FLAGS = {   # x86-64 only; the names match the module attribute ISA each one reports
-    "avx2": ["-mavx2", "-mf16c"],
-    "avx512": ["-mavx2", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
-               "-mprefer-vector-width=512"],
-}
+PACKAGE = "src/fastdrop"
+CORE = f"{PACKAGE}/_core.c"
+HEADERS = [f"{PACKAGE}/{h}" for h in ("_core.h", "_cpu.h", "_simd.h", "_vec.h", "_xoshiro.h")]
+
+
+def _load_isa_table():
+    """src/fastdrop/_isa.py by path: the package cannot be imported before it is built."""
+    spec = importlib.util.spec_from_file_location("_fastdrop_isa", f"{PACKAGE}/_isa.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ISA = _load_isa_table()
 
 
 def _compiler_has_openmp(compiler):
@@ -62,55 +73,45 @@ def _compiler_accepts(compiler, flags):
 
 
 class BuildExt(build_ext):
-    def build_extensions(self):
+    def build_extension(self, ext):
         unix = self.compiler.compiler_type == "unix"
         openmp = unix and os.environ.get("FASTDROP_NO_OPENMP") != "1" and _compiler_has_openmp(self.compiler)
         if not openmp:
             print("fastdrop: building without OpenMP (kernels run single-threaded)", file=sys.stderr)
         extra = os.environ.get("FASTDROP_EXTRA_CFLAGS", "").split()
-        built = []
-        for ext in self.extensions:
-            isa_flags = VARIANT_FLAGS.get(ext.name.rpartition("_")[2], [])     # "fastdrop._kernels": baseline, no flags
-            if isa_flags and not (unix and _compiler_accepts(self.compiler, isa_flags)):
-                print(f"fastdrop: skipping {ext.name}: the compiler does not take {' '.join(isa_flags)}",
+        common = (BASE_FLAGS if unix else ["/O2"]) + (["-fopenmp"] if openmp else []) + extra
+        x86 = unix and platform.machine().lower() in ISA.TARGET_MACHINES
+        built, objects = [], []
+        for variant in ISA.VARIANTS:
+            flags = list(variant.flags + variant.tuning)
+            if variant.name != "baseline" and not (x86 and _compiler_accepts(self.compiler, flags)):
+                print(f"fastdrop: skipping the {variant.name} variant: "
+                      + (f"the compiler does not take {' '.join(flags)}" if x86 else "x86-64 GCC/Clang only"),
                       file=sys.stderr)
                 continue
-            ext.extra_compile_args = (BASE_FLAGS if unix else ["/O2"]) + isa_flags + (["-fopenmp"] if openmp else []) + extra
-            ext.extra_link_args = (["-fopenmp"] if openmp else []) + extra
-            built.append(ext)
-        self.extensions = built
-        super().build_extensions()
+            # One object per variant, in a directory of its own: the same source, other flags.
+            objects += self.compiler.compile(
+                [CORE], output_dir=os.path.join(self.build_temp, variant.name),
+                macros=[("FD_VARIANT", variant.name)], include_dirs=[PACKAGE],
+                extra_postargs=common + flags, depends=HEADERS)
+            built.append(variant.name)
+        if unix:     # the X-macro of _core.h: which tables the entry points link to
+            ext.define_macros.append(("FD_BUILT(X)", " ".join(f"X({name})" for name in built)))
+        ext.extra_objects = objects
+        ext.extra_compile_args = common
+        ext.extra_link_args = (["-fopenmp"] if openmp else []) + extra
+        super().build_extension(ext)
 
 
-def _variant_sources():
-    """{module name: .pyx path}: the baseline, plus generated copies on x86-64."""
-    sources = {"fastdrop._kernels": SOURCE}
-    if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
-        return sources
-    with open(SOURCE) as f:
-        text = f.read()
-    for isa in VARIANT_FLAGS:
-        path = f"src/fastdrop/_kernels_{isa}.pyx"
-        generated = f"# Generated by setup.py from _kernels.pyx for the {isa} variant: edit that file.\n" + text
-        if not os.path.exists(path) or open(path).read() != generated:
-            with open(path, "w") as f:
-                f.write(generated)
-        sources[f"fastdrop._kernels_{isa}"] = path
-    return sources
-
-
-extensions = [
-    Extension(
-        name,
-        [path],
-        include_dirs=[numpy.get_include(), "src/fastdrop"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["src/fastdrop/_xoshiro.h", "src/fastdrop/_simd.h", "src/fastdrop/_xoshiro.pxd"],
-    )
-    for name, path in _variant_sources().items()
-]
+extension = Extension(
+    "fastdrop._kernels",
+    [f"{PACKAGE}/_kernels.pyx"],
+    include_dirs=[numpy.get_include(), PACKAGE],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    depends=HEADERS + [CORE] + [f"{PACKAGE}/{p}" for p in ("_core.pxd", "_cpu.pxd", "_xoshiro.pxd")],
+)
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES),
+    ext_modules=cythonize([extension], compiler_directives=DIRECTIVES, build_dir="build/cython"),
     cmdclass={"build_ext": BuildExt},
 )

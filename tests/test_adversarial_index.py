@@ -6,7 +6,6 @@ limit every entry point raises ValueError before touching anything; at the limit
 kernels work bit for bit like the NumPy backend, write nothing past their output, and
 the slice identity ``dropout(x[i:j], offset=o + i) == dropout(x, offset=o)[i:j]`` holds.
 """
-import importlib
 
 import numpy as np
 import pytest
@@ -31,10 +30,9 @@ def same_bits(a, b):
 def _kernel_variants():
     """(name, kernel module) for the NumPy backend and every compiled ISA variant this CPU runs."""
     variants = [("numpy", _backend._module_for("numpy"))]
-    if _backend.compiled_available():
-        import fastdrop._kernels as baseline
-        for isa in baseline.cpu_isas():
-            variants.append((isa, importlib.import_module(_backend._variant_module(isa))))
+    for isa in _backend.runnable_isas():
+        if isa in _backend.built_isas():
+            variants.append((isa, _backend.variant(isa)))
     return variants
 
 

@@ -1,4 +1,5 @@
-"""Every ISA variant of the compiled kernels gives the bits of the NumPy backend.
+"""Every ISA variant of the compiled kernels gives the bits of the NumPy backend, and the
+variant table of ``_isa.py`` matches the build and the CPU checks.
 
 Each variant this machine can execute runs in its own interpreter (``FASTDROP_ISA`` is
 read at import), computes a fixed set of cases and saves them; the parent computes the
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastdrop
-from fastdrop import _backend
+from fastdrop import _backend, _isa
 
 pytestmark = pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
 
@@ -79,9 +80,9 @@ def _bits(a):
     return a.view(f"u{a.itemsize}") if a.dtype.kind == "f" else a
 
 
-def _runnable_variants():
-    import fastdrop._kernels as baseline
-    return baseline.cpu_isas()
+def _best_built():
+    """The variant fastdrop should load here: the best one the CPU runs that is built."""
+    return [isa for isa in _backend.runnable_isas() if isa in _backend.built_isas()][-1]
 
 
 _CHILD = textwrap.dedent("""
@@ -110,8 +111,10 @@ def oracle():
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_variant_matches_numpy_backend(isa, threads, oracle, tmp_path):
-    if isa not in _runnable_variants():
+    if isa not in _backend.runnable_isas():
         pytest.skip(f"this CPU cannot run the {isa} variant")
+    if isa not in _backend.built_isas():
+        pytest.skip(f"this CPU runs the {isa} variant but it is not built (setup.py skipped it: see the build log)")
     out = tmp_path / "cases.npz"
     r = _run(_CHILD.format(tests=os.path.dirname(__file__)), str(out), str(threads), FASTDROP_ISA=isa)
     assert r.returncode == 0, r.stderr
@@ -147,8 +150,8 @@ def test_thread_count_does_not_change_bits(dtype):
 
 
 def test_isa_reports_the_loaded_variant():
-    expected = os.environ.get("FASTDROP_ISA") or _runnable_variants()[-1]     # all variants are built here
-    assert fastdrop.info()["isa"] == _backend.kernels().ISA == expected
+    expected = os.environ.get("FASTDROP_ISA") or _best_built()
+    assert fastdrop.info()["isa"] == _backend.isa() == _backend.kernels().ISA == expected
     with fastdrop.use_backend("numpy"):
         assert fastdrop.info()["isa"] == "numpy"
 
@@ -161,7 +164,7 @@ def test_invalid_isa_is_an_error():
 
 def test_isa_the_cpu_cannot_run_is_an_error():
     code = ("import importlib, os, fastdrop, fastdrop._kernels as k\n"
-            "k.cpu_isas = lambda: ('baseline',)\n"
+            "k.cpu_features = lambda: {}\n"
             "os.environ['FASTDROP_ISA'] = 'avx512'\n"
             "importlib.reload(fastdrop._backend)")
     r = _run(code)
@@ -170,17 +173,69 @@ def test_isa_the_cpu_cannot_run_is_an_error():
 
 
 def test_isa_not_built_is_an_error():
-    if "avx2" not in _runnable_variants():
+    if "avx2" not in _backend.runnable_isas():
         pytest.skip("this CPU cannot run the avx2 variant")
-    code = "import sys; sys.modules['fastdrop._kernels_avx2'] = None\nimport fastdrop"
+    code = "import importlib, fastdrop, fastdrop._kernels as k\nk.VARIANTS.pop('avx2')\nimportlib.reload(fastdrop._backend)"
     r = _run(code, FASTDROP_ISA="avx2")
     assert r.returncode != 0
     assert "ImportError: FASTDROP_ISA=avx2: that variant is not built on this platform" in r.stderr
 
 
 def test_default_falls_back_past_a_variant_not_built():
-    code = ("import sys; sys.modules['fastdrop._kernels_avx512'] = None\n"
-            "import fastdrop; print(fastdrop.info()['isa'])")
+    code = ("import importlib, fastdrop, fastdrop._kernels as k\nk.VARIANTS.pop('avx512', None)\n"
+            "importlib.reload(fastdrop._backend); print(fastdrop.info()['isa'])")
     r = _run(code, FASTDROP_ISA="")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == ("avx2" if "avx2" in _runnable_variants() else "baseline")
+    expected = [isa for isa in _backend.runnable_isas() if isa in _backend.built_isas() and isa != "avx512"][-1]
+    assert r.stdout.strip() == expected
+
+
+# --- the variant table: build flags, CPU checks and the choice at import agree ------------
+
+def test_every_instruction_flag_is_guarded_by_a_feature_check():
+    for variant in _isa.VARIANTS:
+        for flag in variant.flags:
+            assert flag.startswith("-m") and flag[2:] in variant.features, (
+                f"{variant.name}: {flag} enables instructions no CPU check of the variant guards")
+        for flag in variant.tuning:      # code generation only: no instruction set enabled
+            assert flag.startswith(("-mprefer-vector-width=", "-mtune=")), f"{variant.name}: {flag} is not tuning-only"
+
+
+def test_every_required_feature_is_known_to_the_cpu_checker():
+    import fastdrop._kernels as k
+    known = set(k.cpu_features())
+    for variant in _isa.VARIANTS:
+        assert set(variant.features) <= known, f"{variant.name} needs features the C checker does not test"
+
+
+def test_variants_are_ordered_and_nested():
+    """Slowest first, each needing at least its predecessor's features: "the best runnable" is the last one."""
+    assert _isa.VARIANTS[0].name == "baseline" and not _isa.VARIANTS[0].features
+    for slower, faster in zip(_isa.VARIANTS, _isa.VARIANTS[1:]):
+        assert set(slower.features) <= set(faster.features)
+
+
+def test_built_variants_are_table_variants_with_the_baseline():
+    built = _backend.built_isas()
+    assert built[0] == "baseline" and list(built) == [isa for isa in _isa.NAMES if isa in built]
+    assert all(_backend.variant(isa).ISA == isa for isa in built)
+
+
+def test_the_variant_chosen_at_import_is_the_best_the_cpu_runs():
+    import fastdrop._kernels as k
+    features = k.cpu_features()
+    best = [v.name for v in _isa.VARIANTS if all(features[f] for f in v.features) and v.name in k.VARIANTS][-1]
+    r = _run("import fastdrop; print(fastdrop.info()['isa'])", FASTDROP_ISA="")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == best
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo to compare with")
+def test_cpu_features_agree_with_the_kernel():
+    import fastdrop._kernels as k
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    if flags is None:
+        pytest.skip("/proc/cpuinfo lists no flags (not x86)")
+    for feature, supported in k.cpu_features().items():
+        assert supported == (feature in flags), feature

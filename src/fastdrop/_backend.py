@@ -4,10 +4,11 @@ The compiled extension is used when it is built; ``FASTDROP_BACKEND=numpy|cython
 forces one.  Asking for ``cython`` when it is not built raises ImportError instead of
 falling back silently.  Both backends give the same bits, so the choice is about speed.
 
-The compiled backend comes in ISA variants built from one source (``_kernels`` the
-baseline, ``_kernels_avx2``, ``_kernels_avx512``); the fastest one the CPU runs is
-loaded, or the one ``FASTDROP_ISA=baseline|avx2|avx512`` names (an error when it is
-not built or the CPU cannot run it).  Every variant gives the same bits.
+The compiled backend is one extension module, ``fastdrop._kernels``, holding the kernels
+of every ISA variant of ``_isa.py`` that was built (one ``Kernels`` object each); the
+fastest built one whose CPU features the machine has is used, or the one
+``FASTDROP_ISA=baseline|avx2|avx512`` names (an error when it is not built or the CPU
+cannot run it).  Every variant gives the same bits.
 
 Two kinds of control, for the backend and for the kernel thread count alike:
 
@@ -46,22 +47,19 @@ import functools
 import importlib
 import os
 
-from . import _numpy_backend
+from . import _isa, _numpy_backend
 from ._validation import check_int
 
 BACKENDS = ("cython", "numpy")
 MAX_THREADS = 1024           # an OpenMP team far beyond any core count is a mistake, not a request
 
 
-ISAS = ("baseline", "avx2", "avx512")
-
-
-def _variant_module(isa):
-    return "fastdrop._kernels" if isa == "baseline" else f"fastdrop._kernels_{isa}"
+ISAS = _isa.NAMES
 
 
 def _load_compiled():
-    """The compiled kernel module of the chosen ISA variant, or the ImportError that says why there is none.
+    """(the compiled module, the Kernels of the chosen ISA variant, None), or (None, None, the
+    ImportError that says why there is none).
 
     An invalid ``FASTDROP_ISA`` raises ValueError; a valid one this build or CPU cannot
     provide raises ImportError: a forced variant never falls back silently."""
@@ -69,28 +67,39 @@ def _load_compiled():
     if requested and requested not in ISAS:
         raise ValueError(f"FASTDROP_ISA must be one of {', '.join(ISAS)}, got {os.environ['FASTDROP_ISA']!r}")
     try:
-        baseline = importlib.import_module(_variant_module("baseline"))
+        module = importlib.import_module("fastdrop._kernels")
     except ImportError as exc:
         if requested:
             raise ImportError(f"the cython backend is not available, and FASTDROP_ISA={requested} needs it: {exc}") from exc
-        return None, exc
-    runnable = baseline.cpu_isas()
+        return None, None, exc
+    runnable = _isa.runnable(module.cpu_features())
     if requested:
         if requested not in runnable:
             raise ImportError(f"FASTDROP_ISA={requested}: this CPU cannot run it (it runs {', '.join(runnable)})")
-        try:
-            return importlib.import_module(_variant_module(requested)), None
-        except ImportError as exc:
-            raise ImportError(f"FASTDROP_ISA={requested}: that variant is not built on this platform: {exc}") from exc
-    for isa in reversed(runnable[1:]):
-        try:
-            return importlib.import_module(_variant_module(isa)), None
-        except ImportError:         # variant not built here (another architecture or compiler)
-            continue
-    return baseline, None
+        if requested not in module.VARIANTS:
+            raise ImportError(f"FASTDROP_ISA={requested}: that variant is not built on this platform "
+                              f"(built: {', '.join(module.VARIANTS)})")
+        return module, module.VARIANTS[requested], None
+    best = [name for name in runnable if name in module.VARIANTS][-1]     # the baseline is always built
+    return module, module.VARIANTS[best], None
 
 
-_compiled, _compiled_error = _load_compiled()
+def runnable_isas():
+    """The ISA variants this CPU can execute, slowest first (each may or may not be built)."""
+    return _isa.runnable(_compiled.cpu_features()) if _compiled is not None else ()
+
+
+def built_isas():
+    """The ISA variants the compiled module holds, slowest first."""
+    return tuple(_compiled.VARIANTS) if _compiled is not None else ()
+
+
+def variant(name):
+    """The compiled kernels of ISA variant ``name`` (KeyError when it is not built)."""
+    return _compiled.VARIANTS[name]
+
+
+_compiled, _compiled_kernels, _compiled_error = _load_compiled()
 _active = None                  # the process-wide (name, module), set by set_backend
 _num_threads = 1                # the process-wide thread count, set by set_num_threads
 # The overrides of use_backend / use_num_threads, per context.  No default: get(global) is then
@@ -108,7 +117,7 @@ def _module_for(name):
         return _numpy_backend
     if _compiled is None:
         raise ImportError(f"the cython backend is not available: {_compiled_error}")
-    return _compiled
+    return _compiled_kernels
 
 
 def set_backend(name):
@@ -145,8 +154,8 @@ def compiled_available():
 
 def isa():
     """The instruction-set variant of the compiled kernels in use here ("numpy" on that backend)."""
-    name, module = _backend_override.get(_active)
-    return getattr(module, "ISA", "baseline") if name == "cython" else "numpy"
+    name, kernels = _backend_override.get(_active)
+    return kernels.ISA if name == "cython" else "numpy"
 
 
 def openmp():

@@ -1,28 +1,28 @@
 """The NumPy twin of the compiled kernels: same streams, same bits.
 
 It is the fallback when the extension is not built and the oracle the tests hold the
-kernels to.  The stream layout is described in ``_xoshiro.h``; every backend exposes
-the public functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat,
-dropout_rows) with the same arguments.
+kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
+functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows) with
+the same arguments and the same checks (``_kernel_args``).
 """
 import math
 
 import numpy as np
 
-LANES = 8
-STEPS = 32
-BLOCK_WORDS = LANES * STEPS
-BLOCK_CHUNKS = 4 * BLOCK_WORDS
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+from . import _kernel_args, _stream
+from ._stream import BLOCK_CHUNKS, BLOCK_WORDS, CHUNK_BITS, CHUNKS_PER_WORD, LANES, STEPS
+
+GOLDEN = np.uint64(_stream.GOLDEN)
+_MIX_MULTIPLIERS = tuple(np.uint64(m) for m in _stream.MIX_MULTIPLIERS)
+_MIX_SHIFTS = tuple(np.uint64(k) for k in _stream.MIX_SHIFTS)
+_CHUNK = f"<u{CHUNK_BITS // 8}"   # a decision as a little-endian integer: word w's k-th is bits [16k, 16k+16)
 _BATCH_BLOCKS = 2048          # blocks generated per NumPy pass: bounds temporary memory
 
 
 def _mix64(z):
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
+    z = (z ^ (z >> _MIX_SHIFTS[0])) * _MIX_MULTIPLIERS[0]
+    z = (z ^ (z >> _MIX_SHIFTS[1])) * _MIX_MULTIPLIERS[1]
+    return z ^ (z >> _MIX_SHIFTS[2])
 
 
 _SHIFT = {k: np.array(k, dtype=np.uint64) for k in (17, 19, 23, 41, 45)}   # 0-d arrays: ~25% faster than scalars
@@ -61,7 +61,12 @@ def _block_words(key, blocks):
 
 
 def fill_words(key, first_word, out):
-    """Fill the uint64 array ``out`` with stream words first_word, first_word+1, ..."""
+    """Fill the C-contiguous uint64 array ``out`` with stream words first_word, first_word+1, ..."""
+    _kernel_args.check_fill_words(first_word, out)
+    return _fill_words(key, first_word, out)
+
+
+def _fill_words(key, first_word, out):
     n = out.size
     pos = 0
     while pos < n:
@@ -77,10 +82,10 @@ def fill_words(key, first_word, out):
 
 def _chunks(key, offset, n):
     """The 16-bit decision values of elements [offset, offset + n) as uint16."""
-    first = offset // 4
-    words = fill_words(key, first, np.empty((offset + n + 3) // 4 - first, dtype=np.uint64))
-    chunks = words.astype("<u8", copy=False).view("<u2")
-    return chunks[offset - 4 * first:offset - 4 * first + n]
+    first = offset // CHUNKS_PER_WORD
+    words = _fill_words(key, first, np.empty((offset + n - 1) // CHUNKS_PER_WORD + 1 - first, dtype=np.uint64))
+    chunks = words.astype("<u8", copy=False).view(_CHUNK)
+    return chunks[offset - CHUNKS_PER_WORD * first:offset - CHUNKS_PER_WORD * first + n]
 
 
 def keep_mask_rows(key, starts, thr, out):
@@ -89,6 +94,7 @@ def keep_mask_rows(key, starts, thr, out):
     ``out`` is a C-contiguous uint8 array (nrows, rowlen), ``starts`` int64 (nrows,);
     ``thr`` is an int, or a uint32 array of out's size in any shape and strides (per-element
     rates, usually a broadcast view) whose C-order elements are out's."""
+    _kernel_args.check_keep_mask_rows(starts, thr, out)
     region = out.shape if np.ndim(thr) == 0 else thr.shape
     keep = out.reshape(region)
     for pos, n, index in _pieces(region, _piece_limit(out.shape)):
@@ -145,17 +151,11 @@ def _decisions(key, starts, rowlen, pos, n):
 def apply_keep(x, keep, scale, out):
     """out = keep ? x * scale : 0, broadcasting keep (uint8) and scale against x, in passes
     of bounded size (the select's temporary is a pass's, not the array's)."""
-    x, keep, scale = (np.broadcast_to(_trim(a, out.ndim), out.shape) for a in (x, keep, scale))
-    for _, _, index in _pieces(out.shape, _BATCH_BLOCKS * BLOCK_CHUNKS):
-        _scale_and_select(x[index], scale[index], keep[index], out[index])
+    keep, scale = _kernel_args.apply_keep_views(x, keep, scale, out)
+    target = out.reshape(x.shape)           # out is C-contiguous: a view
+    for _, _, index in _pieces(x.shape, _BATCH_BLOCKS * BLOCK_CHUNKS):
+        _scale_and_select(x[index], scale[index], keep[index], target[index])
     return out
-
-
-def _trim(a, ndim):
-    """``a`` without leading length-1 axes beyond ``ndim``: results are written into out in
-    place, so operands cannot have more axes (np.ascontiguousarray makes a 0-d x (1,))."""
-    a = np.asarray(a)
-    return a.reshape(a.shape[a.ndim - ndim:]) if a.ndim > ndim else a
 
 
 def _scale_and_select(x, scale, keep, out):
@@ -168,7 +168,12 @@ def _scale_and_select(x, scale, keep, out):
 
 
 def dropout_flat(key, offset, thr, scale, x, out, nthreads=1):
-    """Fused mask generation and scaling over 1-D arrays (``out`` may be ``x``)."""
+    """Fused mask generation and scaling over C-contiguous 1-D arrays (``out`` may be ``x``)."""
+    _kernel_args.check_dropout_flat(offset, thr, scale, x, out)
+    return _dropout_flat(key, offset, thr, x.dtype.type(scale), x, out)
+
+
+def _dropout_flat(key, offset, thr, scale, x, out):
     step = _BATCH_BLOCKS * BLOCK_CHUNKS
     keep = np.empty(min(step, x.size), dtype=np.uint8)
     for pos in range(0, x.size, step):
@@ -185,12 +190,12 @@ def dropout_rows(key, starts, thr, scale, x, out, nthreads=1):
     x's dtype of one shape (any strides: broadcast views), whose C-order elements are x's
     rows one after the other; then ``out`` is C-contiguous and each pass reads its slice
     of the rates, never expanding them."""
+    _kernel_args.check_dropout_rows(starts, thr, scale, x, out)
     if np.ndim(thr) == 0:
+        scale = x.dtype.type(scale)
         for start, row_in, row_out in zip(starts.tolist(), x, out):
-            dropout_flat(key, start, thr, scale, row_in, row_out)
+            _dropout_flat(key, start, thr, scale, row_in, row_out)
         return out
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous with per-element rates")
     region = thr.shape
     xs, outs = x.reshape(region), out.reshape(region)
     for pos, n, index in _pieces(region, _piece_limit(out.shape)):
@@ -204,5 +209,5 @@ def _chunks_at(key, idx):
     """Decision values at arbitrary global element indices ``idx`` (int64 array)."""
     blocks, where = np.unique(idx // BLOCK_CHUNKS, return_inverse=True)
     words = _block_words(key, blocks)
-    chunks = words.astype("<u8", copy=False).view("<u2").reshape(-1, BLOCK_CHUNKS)
+    chunks = words.astype("<u8", copy=False).view(_CHUNK).reshape(-1, BLOCK_CHUNKS)
     return chunks[where.reshape(idx.shape), idx % BLOCK_CHUNKS]

@@ -1,7 +1,7 @@
 /* fastdrop element loops: out[i] = keep ? x[i] * s : +0.0 over one block's decisions.
  *
- * Written with GCC/Clang vector types of FD_VBYTES bytes, which follow the target flags
- * of the extension variant being compiled (SSE2 for the baseline, AVX2, AVX-512): the
+ * Written with GCC/Clang vector types of FD_VBYTES bytes (_vec.h), which follow the target
+ * flags of the ISA variant being compiled (SSE2 for the baseline, AVX2, AVX-512): the
  * same source gives every variant, and the compiler's auto-vectorizer is not trusted
  * with the mixed 16/32/64-bit widths.  A kept element is the IEEE product in x's dtype
  * (no FMA, no flush-to-zero), a dropped one is +0.0 by a bitwise select, so NaN and inf
@@ -11,6 +11,7 @@
 #define FASTDROP_SIMD_H
 #include <stdint.h>
 #include <string.h>
+#include "_vec.h"
 #include "_xoshiro.h"
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -18,18 +19,7 @@
 #include <emmintrin.h>
 #endif
 
-#if defined(__GNUC__)
-#  define FD_VECTOR 1
-#  if defined(__AVX512F__)
-#    define FD_VBYTES 64
-#  elif defined(__AVX2__)
-#    define FD_VBYTES 32
-#  else
-#    define FD_VBYTES 16
-#  endif
-#  define FD_V(T, n) __attribute__((vector_size((n) * sizeof(T))))
-#  define FD_L32 (FD_VBYTES / 4)          /* elements per vector of 32-bit values */
-#  define FD_L64 (FD_VBYTES / 8)
+#if FD_VECTOR
 typedef float fd_f32v FD_V(float, FD_L32);
 typedef int32_t fd_i32v FD_V(int32_t, FD_L32);
 typedef uint16_t fd_u16v32 FD_V(uint16_t, FD_L32);   /* FD_L32 decisions */
@@ -41,8 +31,6 @@ typedef double fd_f64v FD_V(double, FD_L64);
 typedef int64_t fd_i64v FD_V(int64_t, FD_L64);
 typedef uint16_t fd_u16v64 FD_V(uint16_t, FD_L64);
 typedef int32_t fd_i32v64 FD_V(int32_t, FD_L64);
-#else
-#  define FD_VECTOR 0
 #endif
 
 /* Keep masks (-1 kept, 0 dropped) of the next FD_L32 (or FD_L64) decisions, compared as

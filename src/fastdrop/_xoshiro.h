@@ -10,12 +10,22 @@
 #define FASTDROP_XOSHIRO_H
 #include <stdint.h>
 #include <string.h>
+#include "_vec.h"
 
+/* The layout of fastdrop._stream, which defines it; the compiled module reports these as
+   STREAM_LAYOUT and tests/test_kernel_interface.py holds them equal. */
 #define FD_LANES 8
 #define FD_STEPS 32
-#define FD_BLOCK_WORDS (FD_LANES * FD_STEPS)   /* 256 words            */
-#define FD_BLOCK_CHUNKS (4 * FD_BLOCK_WORDS)   /* 1024 16-bit decisions */
+#define FD_BLOCK_WORDS (FD_LANES * FD_STEPS)                /* 256 words            */
+#define FD_CHUNK_BITS 16
+#define FD_CHUNKS_PER_WORD (64 / FD_CHUNK_BITS)
+#define FD_BLOCK_CHUNKS (FD_CHUNKS_PER_WORD * FD_BLOCK_WORDS)   /* 1024 16-bit decisions */
 #define FD_GOLDEN 0x9E3779B97F4A7C15ULL
+#define FD_MIX_SHIFT0 30
+#define FD_MIX_SHIFT1 27
+#define FD_MIX_SHIFT2 31
+#define FD_MIX_MULTIPLIER0 0xBF58476D1CE4E5B9ULL
+#define FD_MIX_MULTIPLIER1 0x94D049BB133111EBULL
 /* The stream's index range: element (and word) indices are < 2**62, so a run's start plus
    its length, a block's end and every pointer offset stay far from int64 overflow.  The
    Python API enforces it as fastdrop.functional.MAX_INDEX. */
@@ -25,9 +35,9 @@
    (uint64_t) or a GCC/Clang vector of lanes (SSE2 xmm, AVX2 ymm or AVX-512 zmm, from the
    variant's target flags: the auto-vectorizer does not find this by itself). */
 #define FD_MIX64(z) do {                                       \
-        (z) = ((z) ^ ((z) >> 30)) * 0xBF58476D1CE4E5B9ULL;     \
-        (z) = ((z) ^ ((z) >> 27)) * 0x94D049BB133111EBULL;     \
-        (z) = (z) ^ ((z) >> 31);                               \
+        (z) = ((z) ^ ((z) >> FD_MIX_SHIFT0)) * FD_MIX_MULTIPLIER0; \
+        (z) = ((z) ^ ((z) >> FD_MIX_SHIFT1)) * FD_MIX_MULTIPLIER1; \
+        (z) = (z) ^ ((z) >> FD_MIX_SHIFT2);                   \
     } while (0)
 #define FD_ROTL(x, k) (((x) << (k)) | ((x) >> (64 - (k))))
 /* Seed the state of the lanes whose 1-based stream index (block * FD_LANES + lane + 1) is idx. */
@@ -54,18 +64,12 @@ typedef union {
     uint16_t chunk[FD_BLOCK_CHUNKS];
 } fd_block_t;
 
-#if defined(__GNUC__)
-/* Lanes in vectors of the widest registers this variant's target flags allow, so the
-   compiler keeps the whole state in registers (a 64-byte vector on AVX2 lives in memory). */
-#  if defined(__AVX512F__)
-#    define FD_RNG_VBYTES 64
-#  elif defined(__AVX2__)
-#    define FD_RNG_VBYTES 32
-#  else
-#    define FD_RNG_VBYTES 16
-#  endif
-#  define FD_RNG_VLANES (FD_RNG_VBYTES / 8)
-typedef uint64_t fd_lanes_t __attribute__((vector_size(FD_RNG_VBYTES)));
+/* Lanes in vectors of the widest registers this variant's target flags allow (FD_VBYTES),
+   so the compiler keeps the whole state in registers (a 64-byte vector on AVX2 lives in
+   memory). */
+#if FD_VECTOR
+#  define FD_RNG_VLANES FD_L64
+typedef uint64_t fd_lanes_t FD_V(uint64_t, FD_L64);
 #else
 #  define FD_RNG_VLANES 1
 typedef uint64_t fd_lanes_t;
@@ -80,7 +84,7 @@ typedef struct {
 static inline void fd_gen_seed(fd_gen_t *g, uint64_t key, uint64_t block) {
     for (int p = 0; p < FD_RNG_PIECES; p++) {
         fd_lanes_t idx;
-#if defined(__GNUC__)
+#if FD_VECTOR
         for (int l = 0; l < FD_RNG_VLANES; l++) idx[l] = block * FD_LANES + (uint64_t)(p * FD_RNG_VLANES + l) + 1;
 #else
         idx = block * FD_LANES + (uint64_t)p + 1;
@@ -132,7 +136,7 @@ static inline uint64_t fd_block_word(const fd_block_t *b, int64_t i) {
    once, so loads and stores keep flowing while the generator computes. */
 #define FD_GROUP_STEPS 8
 #define FD_GROUP_WORDS (FD_GROUP_STEPS * FD_LANES)
-#define FD_GROUP_CHUNKS (4 * FD_GROUP_WORDS)
+#define FD_GROUP_CHUNKS (FD_CHUNKS_PER_WORD * FD_GROUP_WORDS)
 typedef union {
     uint64_t word[FD_GROUP_WORDS];
     uint16_t chunk[FD_GROUP_CHUNKS];

@@ -1,0 +1,234 @@
+/* The kernels of one ISA variant: the block and run walkers over the element loops of _simd.h.
+ *
+ * setup.py compiles this file once per variant of _isa.py with that variant's target flags
+ * and -DFD_VARIANT=<name>.  Everything here is static except the variant's table
+ * fd_kernels_<name> (_core.h), so the objects of all variants link into one module side by
+ * side.  _numpy_backend.py is the bit-exact twin of every kernel.
+ */
+#include <string.h>
+#include "_core.h"
+#include "_simd.h"
+
+#ifndef FD_VARIANT
+#error "compile with -DFD_VARIANT=<name>, a variant of _isa.py"
+#endif
+
+/* Arrays larger than PREFETCH_MIN_BYTES (beyond L2) are prefetched PREFETCH_AHEAD elements
+   ahead: the generator's bursts of arithmetic otherwise leave the memory pipe idle. */
+#define PREFETCH_AHEAD 2048
+#define PREFETCH_MIN_BYTES ((int64_t)4 << 20)
+#define PARALLEL_MIN_BLOCKS 256       /* below ~256K elements threads cost more than they save */
+
+/* The walkers take the element kind as an argument and are inlined into one copy per kind
+   (range_block_of), where it is a constant: each copy is the specialised loop Cython's fused
+   types gave, with no per-segment dispatch. */
+#if defined(__GNUC__)
+#  define FD_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#  define FD_INLINE static __forceinline
+#else
+#  define FD_INLINE static inline
+#endif
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+FD_INLINE int64_t kind_size(fd_kind_t kind) {
+    switch (kind) {
+    case FD_F16: return 2;
+    case FD_F32: return 4;
+    case FD_F64: return 8;
+    default: return 1;
+    }
+}
+
+/* Set the cursor (outer indices idx, column col) to element j; returns its row's base. */
+static inline int64_t seek_row(const fd_rates_t *g, int64_t j, int64_t *idx, int64_t *col) {
+    int64_t row = j / g->inner, base = 0;
+    *col = j - row * g->inner;
+    for (int a = g->nouter - 1; a >= 0; a--) {
+        idx[a] = row % g->dims[a];
+        row /= g->dims[a];
+        base += idx[a] * g->stride[a];
+    }
+    return base;
+}
+
+/* Move the cursor to the next row (an odometer over the outer axes); returns its base. */
+static inline int64_t next_row(const fd_rates_t *g, int64_t *idx, int64_t base) {
+    for (int a = g->nouter - 1; a >= 0; a--) {
+        idx[a]++;
+        base += g->stride[a];
+        if (idx[a] < g->dims[a]) return base;
+        base -= idx[a] * g->stride[a];
+        idx[a] = 0;
+    }
+    return base;
+}
+
+/* n elements of one row whose rates begin at offset r. */
+FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
+                                  const void *x, void *out, int64_t n) {
+    switch (kind) {
+    case FD_F16:
+        fd_select_rates_f16(chunk, g->thr + r, (const uint16_t *)g->scale + r, g->step, x, out, n);
+        break;
+    case FD_F32:
+        fd_select_rates_f32(chunk, g->thr + r, (const float *)g->scale + r, g->step, x, out, n);
+        break;
+    case FD_F64:
+        fd_select_rates_f64(chunk, g->thr + r, (const double *)g->scale + r, g->step, x, out, n);
+        break;
+    case FD_KEEP:
+        fd_keep_u8(chunk, g->thr + r, g->step, out, n);
+        break;
+    }
+}
+
+/* Elements lo..lo+n of block `block`, region elements j..j+n (x and out point at element
+   lo), one group of generator steps at a time (see FD_GROUP_STEPS), each group split where
+   a row of rates ends. */
+FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int64_t j, const fd_rates_t *g,
+                          fd_kind_t kind, const char *x, char *out, int prefetch) {
+    fd_gen_t gen;
+    fd_group_t words;
+    int64_t idx[FD_MAX_DIMS], col, size = kind_size(kind);
+    int64_t base = seek_row(g, j, idx, &col);
+    fd_gen_seed(&gen, key, (uint64_t)block);
+    for (int64_t group = 0; group < (lo + n + FD_GROUP_CHUNKS - 1) / FD_GROUP_CHUNKS; group++) {
+        fd_gen_steps(&gen, FD_GROUP_STEPS, words.word);
+        int64_t start = group * FD_GROUP_CHUNKS;
+        if (start + FD_GROUP_CHUNKS <= lo) continue;
+        int64_t a = max64(lo, start), b = min64(lo + n, start + FD_GROUP_CHUNKS);
+        if (prefetch) {
+            fd_prefetch(x + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 0);
+            fd_prefetch(out + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 1);
+        }
+        while (a < b) {
+            int64_t take = min64(b - a, g->inner - col);
+            select_segment(&words.chunk[a - start], g, base + col * g->step, kind,
+                           x + (a - lo) * size, out + (a - lo) * size, take);
+            a += take;
+            col += take;
+            if (col == g->inner) {
+                col = 0;
+                base = next_row(g, idx, base);
+            }
+        }
+    }
+}
+
+/* The part of a run in its k-th block.  The run starts at decision head of block first;
+   positions are relative to the run, so no index past the run's start plus its length is
+   ever formed (no int64 overflow whatever the offset). */
+FD_INLINE void range_block(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
+                               const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch) {
+    int64_t lo = max64(k * FD_BLOCK_CHUNKS - head, 0);
+    int64_t hi = min64(k * FD_BLOCK_CHUNKS - head + FD_BLOCK_CHUNKS, n);
+    int64_t size = kind_size(kind);
+    dropout_block(key, first + k, head + lo - k * FD_BLOCK_CHUNKS, hi - lo, j0 + lo, g, kind,
+                  x + lo * size, out + lo * size, prefetch);
+}
+
+/* range_block with the kind a constant in each case: one specialised copy per kind. */
+static void range_block_of(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
+                           const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch) {
+    switch (kind) {
+    case FD_F16: range_block(key, first, head, n, k, j0, g, FD_F16, x, out, prefetch); break;
+    case FD_F32: range_block(key, first, head, n, k, j0, g, FD_F32, x, out, prefetch); break;
+    case FD_F64: range_block(key, first, head, n, k, j0, g, FD_F64, x, out, prefetch); break;
+    case FD_KEEP: range_block(key, first, head, n, k, j0, g, FD_KEEP, x, out, prefetch); break;
+    }
+}
+
+/* Stream elements offset..offset+n, which are region elements j0..j0+n. */
+static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, const fd_rates_t *g,
+                          fd_kind_t kind, const char *x, char *out, int nthreads) {
+    int64_t first = offset / FD_BLOCK_CHUNKS;
+    int64_t head = offset - first * FD_BLOCK_CHUNKS;
+    int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
+    int prefetch = kind != FD_KEEP && n * kind_size(kind) > PREFETCH_MIN_BYTES;
+    if (n <= 0) return;
+    if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t k = 0; k < nblocks; k++) range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch);
+    } else {
+        for (int64_t k = 0; k < nblocks; k++) range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch);
+    }
+}
+
+static void dropout_rows(uint64_t key, const int64_t *starts, int64_t nrows, int64_t rowlen, const fd_rates_t *g,
+                         fd_kind_t kind, const void *x, int64_t xstride, void *out, int64_t ostride, int nthreads) {
+    const char *xb = x;
+    char *ob = out;
+    int64_t size = kind_size(kind);
+    if (nthreads > 1 && nrows > 1 && nrows * rowlen >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS) {
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t r = 0; r < nrows; r++)
+            dropout_range(key, starts[r], rowlen, r * rowlen, g, kind, xb + r * xstride * size,
+                          ob + r * ostride * size, 1);
+    } else {
+        for (int64_t r = 0; r < nrows; r++)
+            dropout_range(key, starts[r], rowlen, r * rowlen, g, kind, xb + r * xstride * size,
+                          ob + r * ostride * size, nthreads);
+    }
+}
+
+/* n elements of one row with keep and scale read at steps s_step (0: one decision). */
+static inline void apply_row(fd_kind_t kind, const uint8_t *keep, const void *s, int64_t s_step,
+                             const void *x, void *out, int64_t n) {
+    switch (kind) {
+    case FD_F16: fd_apply_f16(keep, s, s_step, x, out, n); break;
+    case FD_F32: fd_apply_f32(keep, s, s_step, x, out, n); break;
+    case FD_F64: fd_apply_f64(keep, s, s_step, x, out, n); break;
+    case FD_KEEP: break;
+    }
+}
+
+static inline void scale_row(fd_kind_t kind, const void *s, const void *x, void *out, int64_t n) {
+    switch (kind) {
+    case FD_F16: fd_scale_f16(fd_half_to_float(*(const uint16_t *)s), x, out, n); break;
+    case FD_F32: fd_scale_f32(*(const float *)s, x, out, n); break;
+    case FD_F64: fd_scale_f64(*(const double *)s, x, out, n); break;
+    case FD_KEEP: break;
+    }
+}
+
+static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale, int ndim,
+                       const int64_t *dims, const int64_t *kstride, const int64_t *sstride, int64_t nrows) {
+    int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1], ss = sstride[ndim - 1], size = kind_size(kind);
+    const char *xb = x, *sb = scale;
+    char *ob = out;
+    for (int64_t r = 0; r < nrows; r++) {
+        int64_t rest = r, k = 0, s = 0;
+        for (int a = ndim - 2; a >= 0; a--) {
+            int64_t i = rest % dims[a];
+            k += i * kstride[a];
+            s += i * sstride[a];
+            rest /= dims[a];
+        }
+        const char *xr = xb + r * inner * size;
+        char *orow = ob + r * inner * size;
+        if (ks == 0) {          /* the row shares one decision, hence one scale */
+            if (keep[k]) scale_row(kind, sb + s * size, xr, orow, inner);
+            else memset(orow, 0, (size_t)(inner * size));
+        } else {                /* keep's last varying axis has stride 1 */
+            apply_row(kind, keep + k, sb + s * size, ss, xr, orow, inner);
+        }
+    }
+}
+
+static void fill_words(uint64_t key, int64_t first_word, uint64_t *out, int64_t n) {
+    fd_block_t b;
+    for (int64_t pos = 0; pos < n;) {
+        int64_t w = first_word + pos, blk = w / FD_BLOCK_WORDS, at = w - blk * FD_BLOCK_WORDS;
+        int64_t take = min64(n - pos, FD_BLOCK_WORDS - at);
+        fd_block(key, (uint64_t)blk, &b);
+        for (int64_t i = 0; i < take; i++) out[pos + i] = fd_block_word(&b, at + i);
+        pos += take;
+    }
+}
+
+#define FD_STR_(s) #s
+#define FD_STR(s) FD_STR_(s)
+const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words};

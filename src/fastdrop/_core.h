@@ -1,0 +1,66 @@
+/* The interface between the Python entry points (_kernels.pyx) and the kernels of each ISA
+ * variant (_core.c).
+ *
+ * _core.c is compiled once per variant of _isa.py, with that variant's target flags and
+ * -DFD_VARIANT=<name>; each object exports one symbol, the table fd_kernels_<name> of
+ * pointers to its kernels.  The entry points validate their arguments, describe the arrays
+ * in the plain C terms below, release the GIL and call through the table of the variant in
+ * use.  The kernels assume valid arguments: they check nothing.
+ */
+#ifndef FASTDROP_CORE_H
+#define FASTDROP_CORE_H
+#include <stdint.h>
+
+#define FD_MAX_DIMS 64
+
+/* What an element is: dropout in a float type, or a keep byte (0/1: the mask alone). */
+typedef enum { FD_F16, FD_F32, FD_F64, FD_KEEP } fd_kind_t;
+
+/* The rates of a region (an array read in C order, element j its flat index) collapsed into
+   rows: element j is column j % inner of row j // inner; its threshold is
+   thr[base(row) + column * step] and its scale the same element of scale (x's dtype; float16
+   as its bits), base(row) being the row's outer indices times stride.  Broadcast axes have
+   stride 0, so rates are never expanded.  One scalar rate is one endless row with step 0. */
+typedef struct {
+    const int32_t *thr;
+    const void *scale;
+    int64_t inner;
+    int64_t step;
+    int nouter;
+    int64_t dims[FD_MAX_DIMS];
+    int64_t stride[FD_MAX_DIMS];
+} fd_rates_t;
+
+typedef struct {
+    const char *name;               /* the variant, as in _isa.py */
+    /* Row r of x (rowlen elements, rows xstride elements apart) through the fused kernel into
+       row r of out, its decisions being stream elements starts[r], starts[r] + 1, ... and its
+       rates region elements r * rowlen ...; FD_KEEP writes keep bytes and reads no x.  Threads
+       split rows, or the blocks of one long row (static schedule on block boundaries). */
+    void (*dropout_rows)(uint64_t key, const int64_t *starts, int64_t nrows, int64_t rowlen,
+                         const fd_rates_t *rates, fd_kind_t kind, const void *x, int64_t xstride,
+                         void *out, int64_t ostride, int nthreads);
+    /* out = keep ? x * scale : 0 over collapsed dims (ndim >= 1); the last dim is one
+       contiguous row of x and out, C-contiguous over nrows rows; keep and scale are read with
+       their strides in elements (0 on broadcast axes; kstride[ndim - 1] is 0 or 1, and where
+       it is 0 so is sstride[ndim - 1]). */
+    void (*apply_rows)(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale,
+                       int ndim, const int64_t *dims, const int64_t *kstride, const int64_t *sstride,
+                       int64_t nrows);
+    /* Stream words first_word .. first_word + n into out. */
+    void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n);
+} fd_kernels_t;
+
+#define FD_CAT_(a, b) a##b
+#define FD_CAT(a, b) FD_CAT_(a, b)
+#define FD_TABLE(variant) FD_CAT(fd_kernels_, variant)
+
+/* The variants linked into the module, slowest first, as an X-macro: setup.py defines
+   FD_BUILT(X) as X(baseline) X(avx2) ... from the variants it compiled.  A build that does
+   not define it (a compiler without function-like -D macros) links the baseline alone. */
+#ifndef FD_BUILT
+#define FD_BUILT(X) X(baseline)
+#endif
+#define FD_DECLARE_TABLE(variant) extern const fd_kernels_t FD_TABLE(variant);
+FD_BUILT(FD_DECLARE_TABLE)
+#endif

@@ -1,0 +1,28 @@
+# Cython view of _core.h.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+cdef extern from "_core.h" nogil:
+    enum:
+        FD_MAX_DIMS
+    ctypedef enum fd_kind_t:
+        FD_F16
+        FD_F32
+        FD_F64
+        FD_KEEP
+    ctypedef struct fd_rates_t:
+        const int32_t *thr
+        const void *scale
+        int64_t inner
+        int64_t step
+        int nouter
+        int64_t dims[FD_MAX_DIMS]
+        int64_t stride[FD_MAX_DIMS]
+    ctypedef struct fd_kernels_t:
+        const char *name
+        void (*dropout_rows)(uint64_t key, const int64_t *starts, int64_t nrows, int64_t rowlen,
+                             const fd_rates_t *rates, fd_kind_t kind, const void *x, int64_t xstride,
+                             void *out, int64_t ostride, int nthreads) noexcept nogil
+        void (*apply_rows)(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale,
+                           int ndim, const int64_t *dims, const int64_t *kstride, const int64_t *sstride,
+                           int64_t nrows) noexcept nogil
+        void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n) noexcept nogil

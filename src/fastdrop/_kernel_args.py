@@ -1,0 +1,173 @@
+"""The argument checks of the kernel interface, the same for both backends.
+
+The kernels (``dropout_flat``, ``dropout_rows``, ``keep_mask_rows``, ``fill_words``,
+``apply_keep``) are called by fastdrop's Python layer with arguments it has already
+checked; these checks keep a direct call, or a slip in that layer, from reading or writing
+out of bounds or taking the wrong path (an int16 array is not float16).  The NumPy backend
+runs them on every call.  The compiled one runs them too, except on the common call of
+``dropout_flat``, which it tests in C and hands here only when that test fails, so that
+both backends raise the same exception with the same message
+(``tests/test_kernel_interface.py``).
+
+Each ``check_*`` function returns normally when the arguments are valid.
+"""
+import numpy as np
+
+from ._stream import CHUNK_RANGE, MAX_INDEX
+
+FLOAT_TYPES = (np.float16, np.float32, np.float64)
+REAL_SCALARS = (int, float, np.integer, np.floating)
+
+
+def _describe(a):
+    return str(a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
+
+
+def _check_array(a, name, dtype):
+    if not (isinstance(a, np.ndarray) and a.dtype == np.dtype(dtype) and a.dtype.isnative):
+        raise TypeError(f"{name} must be an array of dtype {np.dtype(dtype)}, got {_describe(a)}")
+
+
+def _check_ndim(a, name, ndim):
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {a.ndim}-D")
+
+
+def _check_contiguous(a, name):
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise ValueError(f"{name} must be C-contiguous and aligned")
+
+
+def _check_rows(a, name):
+    """Rows contiguous and aligned, row stride a whole number of elements (any sign)."""
+    if not (a.flags.aligned and (a.shape[1] <= 1 or a.strides[1] == a.itemsize) and a.strides[0] % a.itemsize == 0):
+        raise ValueError(f"{name} must have contiguous, aligned rows")
+
+
+def _check_writeable(out):
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable")
+
+
+def check_float_arrays(x, out):
+    """x a float16/32/64 array in native byte order, out an array of its dtype and shape."""
+    if not (isinstance(x, np.ndarray) and x.dtype.type in FLOAT_TYPES and x.dtype.isnative):
+        raise TypeError(f"x must be a float16, float32 or float64 array in native byte order, got {_describe(x)}")
+    if not (isinstance(out, np.ndarray) and out.dtype == x.dtype):
+        raise TypeError(f"out must be an array of x's dtype {x.dtype}, got {_describe(out)}")
+    if out.shape != x.shape:
+        raise ValueError(f"out must have x's shape {x.shape}, got {out.shape}")
+    _check_writeable(out)
+
+
+def check_runs(starts, rowlen):
+    """Every run's stream indices in [0, 2**62): no int64 arithmetic in the kernels can wrap."""
+    for start in starts:
+        start = int(start)
+        if start < 0 or rowlen > MAX_INDEX or start > MAX_INDEX - rowlen:
+            raise ValueError(f"stream elements [{start}, {start} + {rowlen}) leave the index range [0, 2**62)")
+
+
+def _check_starts(starts, nrows):
+    _check_array(starts, "starts", np.int64)
+    if starts.shape != (nrows,):
+        raise ValueError(f"starts must have one run start per row, shape ({nrows},), got {starts.shape}")
+    _check_contiguous(starts, "starts")
+
+
+def _check_threshold(thr, size):
+    """An integer in [0, CHUNK_RANGE] (any integer type), or, where size is not None, a
+    uint32 array of size elements (any shape and strides: a broadcast view)."""
+    if isinstance(thr, (int, np.integer)):
+        if not 0 <= thr <= CHUNK_RANGE:
+            raise ValueError(f"thr must be in [0, {CHUNK_RANGE}], got {thr}")
+        return
+    if size is None:
+        raise TypeError(f"thr must be an integer, got {_describe(thr)}")
+    if not (isinstance(thr, np.ndarray) and thr.dtype == np.uint32 and thr.dtype.isnative):
+        raise TypeError(f"thr must be an integer or a uint32 array, got {_describe(thr)}")
+    if thr.size != size:
+        raise ValueError(f"thr must have {size} elements, one per decision, got {thr.size}")
+    if not thr.flags.aligned:
+        raise ValueError("thr must be aligned")
+
+
+def _check_rates(thr, scale, x, out, arrays=True):
+    """A scalar thr with a real scale, or (where arrays) a thr array with a scale array of
+    x's dtype and thr's shape and layout (in elements: broadcast axes alike); then out is
+    C-contiguous."""
+    _check_threshold(thr, x.size if arrays else None)
+    if not isinstance(thr, np.ndarray):
+        if not isinstance(scale, REAL_SCALARS):
+            raise TypeError(f"scale must be a real number with a scalar thr, got {_describe(scale)}")
+        return
+    if not (isinstance(scale, np.ndarray) and scale.dtype == x.dtype):
+        raise TypeError(f"scale must be an array of x's dtype {x.dtype} with a thr array, got {_describe(scale)}")
+    if scale.shape != thr.shape or any(s // scale.itemsize != t // 4 or s % scale.itemsize
+                                       for s, t in zip(scale.strides, thr.strides)):
+        raise ValueError("scale must have thr's shape and layout (in elements)")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous with a thr array")
+
+
+def check_dropout_flat(offset, thr, scale, x, out):
+    check_float_arrays(x, out)
+    _check_ndim(x, "x", 1)
+    _check_contiguous(x, "x")
+    _check_contiguous(out, "out")
+    _check_rates(thr, scale, x, out, arrays=False)
+    check_runs((offset,), x.size)
+
+
+def check_dropout_rows(starts, thr, scale, x, out):
+    check_float_arrays(x, out)
+    _check_ndim(x, "x", 2)
+    _check_rows(x, "x")
+    _check_rows(out, "out")
+    _check_starts(starts, x.shape[0])
+    _check_rates(thr, scale, x, out)
+    check_runs(starts, x.shape[1])
+
+
+def check_keep_mask_rows(starts, thr, out):
+    _check_array(out, "out", np.uint8)
+    _check_ndim(out, "out", 2)
+    _check_contiguous(out, "out")
+    _check_writeable(out)
+    _check_starts(starts, out.shape[0])
+    _check_threshold(thr, out.size)
+    check_runs(starts, out.shape[1])
+
+
+def check_fill_words(first_word, out):
+    _check_array(out, "out", np.uint64)
+    _check_ndim(out, "out", 1)
+    _check_contiguous(out, "out")
+    _check_writeable(out)
+    check_runs((first_word,), out.size)
+
+
+def apply_keep_views(x, keep, scale, out):
+    """(keep, scale) as views of x's shape for ``apply_keep``, after its checks.
+
+    out has x's shape, or x has extra leading length-1 axes (``np.ascontiguousarray`` makes
+    a 0-d array 1-d); keep (uint8, made C-contiguous) and scale (converted to x's dtype)
+    broadcast to x, and scale varies only where keep does (one scale per decision)."""
+    if isinstance(x, np.ndarray) and isinstance(out, np.ndarray) and x.ndim > out.ndim and x.size == 1:
+        check_float_arrays(x.reshape(out.shape), out)
+    else:
+        check_float_arrays(x, out)
+    _check_contiguous(x, "x")
+    _check_contiguous(out, "out")
+    _check_array(keep, "keep", np.uint8)
+    views = []
+    keep = np.ascontiguousarray(keep).reshape(keep.shape)     # a 0-d keep stays 0-d
+    for name, a in (("keep", keep), ("scale", np.asarray(scale, dtype=x.dtype))):
+        try:
+            views.append(np.broadcast_to(a, x.shape))
+        except ValueError:
+            raise ValueError(f"{name} of shape {a.shape} does not broadcast to x's shape {x.shape}") from None
+    kview, sview = views
+    if any(n != 1 and k == 0 and s != 0 for n, k, s in zip(x.shape, kview.strides, sview.strides)):
+        raise ValueError("scale must broadcast to keep's shape (one scale per decision)")
+    return kview, sview
