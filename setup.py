@@ -1,7 +1,7 @@
 """Build of the compiled kernels: one extension module, ``fastdrop._kernels``.
 
 Its Python entry points (``_kernels.pyx``, compiled without target flags) call the kernels
-of ``_core.c``, which is compiled here once per ISA variant of ``src/fastdrop/_isa.py`` with
+of ``_walkers.c``, which is compiled here once per ISA variant of ``src/fastdrop/_isa.py`` with
 that variant's flags and ``-DFD_VARIANT=<name>`` into the build directory and linked in;
 ``_backend`` picks the best variant the CPU runs at import.  Variants other than the
 baseline are x86-64 GCC/Clang only, and one the compiler rejects is skipped (said on
@@ -30,8 +30,8 @@ DIRECTIVES = {
 }
 BASE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing"]
 PACKAGE = "src/fastdrop"
-CORE = f"{PACKAGE}/_core.c"
-HEADERS = [f"{PACKAGE}/{h}" for h in ("_core.h", "_cpu.h", "_simd.h", "_vec.h", "_xoshiro.h")]
+WALKERS = f"{PACKAGE}/_walkers.c"
+HEADERS = [f"{PACKAGE}/{h}" for h in ("_walkers.h", "_cpu.h", "_simd.h", "_vec.h", "_xoshiro.h")]
 
 
 def _load_isa_table():
@@ -91,11 +91,11 @@ class BuildExt(build_ext):
                 continue
             # One object per variant, in a directory of its own: the same source, other flags.
             objects += self.compiler.compile(
-                [CORE], output_dir=os.path.join(self.build_temp, variant.name),
+                [WALKERS], output_dir=os.path.join(self.build_temp, variant.name),
                 macros=[("FD_VARIANT", variant.name)], include_dirs=[PACKAGE],
                 extra_postargs=common + flags, depends=HEADERS)
             built.append(variant.name)
-        if unix:     # the X-macro of _core.h: which tables the entry points link to
+        if unix:     # the X-macro of _walkers.h: which tables the entry points link to
             ext.define_macros.append(("FD_BUILT(X)", " ".join(f"X({name})" for name in built)))
         ext.extra_objects = objects
         ext.extra_compile_args = common
@@ -108,7 +108,7 @@ extension = Extension(
     [f"{PACKAGE}/_kernels.pyx"],
     include_dirs=[numpy.get_include(), PACKAGE],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    depends=HEADERS + [CORE] + [f"{PACKAGE}/{p}" for p in ("_core.pxd", "_cpu.pxd", "_xoshiro.pxd")],
+    depends=HEADERS + [WALKERS] + [f"{PACKAGE}/{p}" for p in ("_walkers.pxd", "_cpu.pxd", "_xoshiro.pxd")],
 )
 
 setup(

@@ -1,8 +1,8 @@
 """The compiled kernels' entry points: one ``Kernels`` object per ISA variant linked in.
 
-The element loops and the block and run walkers are C (``_core.c``), compiled once per
+The element loops and the block and run walkers are C (``_walkers.c``), compiled once per
 variant of ``_isa.py``; each variant's object exports a table of function pointers
-(``_core.h``), and a ``Kernels`` object calls through one of them.  Its methods are thin:
+(``_walkers.h``), and a ``Kernels`` object calls through one of them.  Its methods are thin:
 check the arguments (``_kernel_args``, the NumPy backend's checks), describe the arrays in
 C terms, release the GIL, call the kernel.  ``_backend`` picks the variant;
 ``_numpy_backend.py`` is the bit-exact twin of every method.  Compiler directives live in
@@ -13,7 +13,7 @@ from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint64_
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._core cimport FD_F16, FD_F32, FD_F64, FD_KEEP, FD_MAX_DIMS, fd_kernels_t, fd_kind_t, fd_rates_t
+from fastdrop._walkers cimport FD_F16, FD_F32, FD_F64, FD_KEEP, FD_MAX_DIMS, fd_kernels_t, fd_kind_t, fd_rates_t
 from fastdrop._cpu cimport FD_NFEATURES, fd_cpu_feature_t, fd_cpu_features
 from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_CHUNK_BITS, FD_CHUNKS_PER_WORD, FD_GOLDEN,
                                 FD_LANES, FD_MAX_INDEX, FD_MIX_MULTIPLIER0, FD_MIX_MULTIPLIER1, FD_MIX_SHIFT0,

@@ -1,7 +1,8 @@
 """The layout of fastdrop's random stream: the one definition the core and the NumPy twin use.
 
 The compiled kernels spell the same numbers in ``_xoshiro.h`` (C cannot import them);
-``tests/test_core.py`` checks that the compiled module reports exactly these values.
+``tests/test_kernel_interface.py`` checks that the compiled module reports exactly these values
+(``fastdrop._kernels.STREAM_LAYOUT``).
 
 Global word ``w`` of the stream keyed by ``key`` lives in block ``w // BLOCK_WORDS``,
 which ``LANES`` xoshiro256++ generators make in lock step, ``STEPS`` steps each: word ``r``

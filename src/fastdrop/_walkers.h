@@ -1,14 +1,14 @@
 /* The interface between the Python entry points (_kernels.pyx) and the kernels of each ISA
- * variant (_core.c).
+ * variant (_walkers.c).
  *
- * _core.c is compiled once per variant of _isa.py, with that variant's target flags and
+ * _walkers.c is compiled once per variant of _isa.py, with that variant's target flags and
  * -DFD_VARIANT=<name>; each object exports one symbol, the table fd_kernels_<name> of
  * pointers to its kernels.  The entry points validate their arguments, describe the arrays
  * in the plain C terms below, release the GIL and call through the table of the variant in
  * use.  The kernels assume valid arguments: they check nothing.
  */
-#ifndef FASTDROP_CORE_H
-#define FASTDROP_CORE_H
+#ifndef FASTDROP_WALKERS_H
+#define FASTDROP_WALKERS_H
 #include <stdint.h>
 
 #define FD_MAX_DIMS 64

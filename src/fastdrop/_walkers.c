@@ -2,11 +2,11 @@
  *
  * setup.py compiles this file once per variant of _isa.py with that variant's target flags
  * and -DFD_VARIANT=<name>.  Everything here is static except the variant's table
- * fd_kernels_<name> (_core.h), so the objects of all variants link into one module side by
+ * fd_kernels_<name> (_walkers.h), so the objects of all variants link into one module side by
  * side.  _numpy_backend.py is the bit-exact twin of every kernel.
  */
 #include <string.h>
-#include "_core.h"
+#include "_walkers.h"
 #include "_simd.h"
 
 #ifndef FD_VARIANT

@@ -1,7 +1,7 @@
-# Cython view of _core.h.
+# Cython view of _walkers.h.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
-cdef extern from "_core.h" nogil:
+cdef extern from "_walkers.h" nogil:
     enum:
         FD_MAX_DIMS
     ctypedef enum fd_kind_t:
