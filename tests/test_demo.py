@@ -1,4 +1,6 @@
-"""``fastdrop demo``: real training results, determinism, plots, missing extras; the NumPy kit's gradients."""
+"""``fastdrop demo --data digits``: real training results, determinism, plots, missing extras; the NumPy kit.
+
+The MNIST-1D demo (the default) is tested in test_demo_mnist1d.py."""
 import io
 import os
 import re
@@ -47,7 +49,7 @@ def confusion_from(stdout):
 
 @pytest.fixture(scope="module")
 def quick_run():
-    return run_demo("--quick", "--seed", "7")
+    return run_demo("--data", "digits", "--quick", "--seed", "7")
 
 
 def test_quick_demo_trains_real_networks(quick_run):
@@ -76,10 +78,10 @@ def test_progress_bars_go_to_stderr(quick_run):
 
 
 def test_same_seed_prints_the_same_tables(quick_run):
-    again = run_demo("--quick", "--seed", "7", "--no-progress")
+    again = run_demo("--data", "digits", "--quick", "--seed", "7", "--no-progress")
     assert again.returncode == 0, again.stderr
     assert again.stdout == quick_run.stdout
-    other = run_demo("--quick", "--seed", "8", "--no-progress")
+    other = run_demo("--data", "digits", "--quick", "--seed", "8", "--no-progress")
     assert other.returncode == 0, other.stderr
     assert table_rows(other.stdout) != table_rows(quick_run.stdout)
 
@@ -87,8 +89,8 @@ def test_same_seed_prints_the_same_tables(quick_run):
 @pytest.mark.skipif(not _backend.compiled_available(), reason="needs the compiled backend to compare with")
 def test_both_backends_train_the_same_networks():
     # Same mask bits from either backend, so the whole training run is the same.
-    compiled = run_demo("--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="cython")
-    numpy_twin = run_demo("--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="numpy")
+    compiled = run_demo("--data", "digits", "--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="cython")
+    numpy_twin = run_demo("--data", "digits", "--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="numpy")
     assert compiled.returncode == numpy_twin.returncode == 0, compiled.stderr + numpy_twin.stderr
     assert table_rows(compiled.stdout)
     assert compiled.stdout == numpy_twin.stdout
@@ -96,7 +98,7 @@ def test_both_backends_train_the_same_networks():
 
 def test_plot_writes_the_figures(tmp_path):
     out = tmp_path / "figs"
-    result = run_demo("--quick", "--epochs", "2", "--no-progress", "--plot", str(out))
+    result = run_demo("--data", "digits", "--quick", "--epochs", "2", "--no-progress", "--plot", str(out))
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == ["accuracy_vs_rate.png", "confusion_matrix.png", "hidden_activations.png",
@@ -107,16 +109,20 @@ def test_plot_writes_the_figures(tmp_path):
         assert f"wrote {out / name}" in result.stdout
 
 
-@pytest.mark.parametrize("module, args", [("sklearn", ["--quick"]), ("matplotlib", ["--quick", "--plot", "x"])])
-def test_missing_extra_is_one_line_not_a_traceback(module, args, tmp_path):
+@pytest.mark.parametrize("module, args, purpose", [
+    ("sklearn", ["--data", "digits", "--quick"], "the digits data"),
+    ("matplotlib", ["--data", "digits", "--quick", "--plot", "x"], "--plot"),
+    ("mnist1d", ["--quick"], "MNIST-1D"),
+    ("matplotlib", ["--quick", "--plot", "x"], "--plot"),
+])
+def test_missing_extra_is_one_line_not_a_traceback(module, args, purpose, tmp_path):
     args = [a if a != "x" else str(tmp_path / "figs") for a in args]
-    result = run_demo(*args, extra_code=f"sys.modules[{module!r}] = None")
+    result = run_demo(*args, extra_code=f"sys.modules[{module!r}] = None", FASTDROP_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     package = {"sklearn": "scikit-learn"}.get(module, module)
     assert result.stderr.strip().splitlines() == [
-        f'fastdrop demo: {"--plot" if module == "matplotlib" else "the digits data"} needs {package}, '
-        f'which is not installed: pip install "fastdrop[demo]"']
+        f'fastdrop demo: {purpose} needs {package}, which is not installed: pip install "fastdrop[demo]"']
     assert result.stdout == ""
     assert not (tmp_path / "figs").exists()
 
@@ -160,7 +166,7 @@ def test_backward_matches_finite_differences(make, shape):
     loss = lambda: float((layer(x) * weights).sum())  # noqa: E731
     loss()
     gx = layer.backward(weights)
-    analytic = [(p, g.copy()) for p, g in layer.params()]
+    analytic = [(p, g.copy()) for p, g in layer.parameters()]
     np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
     for p, g in analytic:
         np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-6, atol=1e-7)
@@ -265,10 +271,12 @@ LOSS_TOLERANCE = 0.02
 
 
 def readme_table():
-    """{rate: (train acc, test acc, gap, test loss)} means from the README's demo table."""
+    """{rate: (train acc, test acc, gap, test loss)} means from the README's digits table."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The digits"):]
+    section = section[:section.index("\n## ")]
     rows = {}
-    for line in readme.splitlines():
+    for line in section.splitlines():
         m = README_ROW.match(line)
         if m:
             rows[float(m.group(1))] = tuple(float(v) for v in m.groups()[1:])
@@ -278,7 +286,7 @@ def readme_table():
 def test_default_demo_shows_what_the_readme_says():
     # The README's claims about the default run, on whatever CPU and BLAS this is: its
     # table within the tolerances above, and what its text says about the table.
-    result = run_demo("--no-progress")
+    result = run_demo("--data", "digits", "--no-progress")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
     published = readme_table()
