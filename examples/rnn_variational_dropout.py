@@ -28,12 +28,11 @@ from fastdrop.demo.nn import DTYPE, SGD, Dense, Layer, Sequential
 from fastdrop.demo.rnn import ElmanRNN
 from fastdrop.demo.train import fit
 from fastdrop.functional import derive_seed
-from fastdrop.layers import Module
 
 HIDDEN = 128
 
 
-class PerStepDropout(Module):
+class PerStepDropout(Layer):
     """Recurrent dropout with a new mask at every step, in VariationalDropout's step API.
 
     Step t of every sequence uses its own Dropout layer, so each layer's backward (which
@@ -42,30 +41,24 @@ class PerStepDropout(Module):
     """
 
     def __init__(self, p, seed):
-        self.p, self.seed, self.training = p, seed, True
-        self._layers = []
+        self.p, self.seed = p, seed
+        self.children = []              # the Dropout layer of step t, made when step t first runs
         self._t = 0
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        for layer in self._layers:
-            layer.train(mode)
-        return self
 
     def start_sequence(self):
         self._t = 0
         return self
 
     def step(self, h):
-        if self._t == len(self._layers):
-            self._layers.append(fd.Dropout(self.p, seed=derive_seed(self.seed, self._t)).train(self.training))
-        out = self._layers[self._t](h)
+        if self._t == len(self.children):
+            self.children.append(fd.Dropout(self.p, seed=derive_seed(self.seed, self._t)).train(self.training))
+        out = self.children[self._t](h)
         self._t += 1
         return out
 
     def step_backward(self, grad):
         self._t -= 1
-        return self._layers[self._t].backward(grad)
+        return self.children[self._t].backward(grad)
 
 
 class RowReader(Layer):

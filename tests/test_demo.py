@@ -1,6 +1,8 @@
-"""``fastdrop demo --data digits``: real training results, determinism, plots, missing extras; the NumPy kit.
+"""``fastdrop demo --data digits``: real training results, determinism, plots, missing extras; the NumPy kit
+and its Elman RNN (gradients by finite differences, masks, modes).
 
 The MNIST-1D demo (the default) is tested in test_demo_mnist1d.py."""
+import copy
 import io
 import os
 import re
@@ -15,7 +17,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from fastdrop import _backend  # noqa: E402
-from fastdrop.demo import experiment, nn  # noqa: E402
+from fastdrop.demo import experiment, mnist1d, nn  # noqa: E402
+from fastdrop.demo.rnn import ElmanRNN  # noqa: E402
 from fastdrop.demo.train import ProgressBar  # noqa: E402
 
 N_TEST = 1797 - experiment.Config().train_size
@@ -129,12 +132,20 @@ def test_missing_extra_is_one_line_not_a_traceback(module, args, purpose, tmp_pa
 
 # -- the NumPy kit -----------------------------------------------------------------------
 
-def as_float64(layer):
-    """The layer with float64 parameters, so finite differences are accurate."""
-    for name in ("W", "b"):
-        setattr(layer, name, getattr(layer, name).astype(np.float64))
-        setattr(layer, "d" + name, np.zeros_like(getattr(layer, name)))
-    return layer
+def as_float64(model):
+    """The model (a layer or a network) with float64 parameters, so finite differences are accurate."""
+    for layer in _walk(model):
+        for name in ("W", "b"):
+            if hasattr(layer, name):
+                setattr(layer, name, getattr(layer, name).astype(np.float64))
+                setattr(layer, "d" + name, np.zeros_like(getattr(layer, name)))
+    return model
+
+
+def _walk(layer):
+    yield layer
+    for child in getattr(layer, "children", ()):
+        yield from _walk(child)
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -157,6 +168,14 @@ def numeric_grad(f, x, eps=1e-6):
     (lambda rng: nn.ReLU(), (4, 7)),
     (lambda rng: nn.Sequential(as_float64(nn.Conv2D(1, 2, 3, rng)), nn.ReLU(), nn.MaxPool2D(), nn.Flatten(),
                                as_float64(nn.Dense(8, 3, rng))), (2, 1, 4, 4)),
+    # MNIST-1D's pieces: the strided, padded Conv1D (odd and even lengths: an even one leaves
+    # the last input unread), the residual block, and the reference models whole.
+    (lambda rng: as_float64(nn.Conv1D(2, 3, 5, rng, stride=2, padding=1)), (2, 11, 2)),
+    (lambda rng: as_float64(nn.Conv1D(3, 2, 3, rng, stride=2, padding=1)), (2, 10, 3)),
+    (lambda rng: as_float64(nn.Conv1D(2, 2, 3, rng, stride=1, padding=0)), (1, 6, 2)),
+    (lambda rng: as_float64(nn.Residual(nn.Sequential(nn.Dense(4, 4, rng, init="torch"), nn.ReLU()))), (3, 4)),
+    (lambda rng: as_float64(mnist1d.build(mnist1d.Variant("cnn"), rng, 0)[0]), (2, 40)),
+    (lambda rng: as_float64(mnist1d.build(mnist1d.Variant("mlp"), rng, 0)[0]), (2, 40)),
 ])
 def test_backward_matches_finite_differences(make, shape):
     rng = np.random.default_rng(0)
@@ -255,6 +274,87 @@ def test_progress_bar_on_a_terminal_redraws_in_place():
     lines = stream.getvalue().split("\r")[1:]
     assert [re.sub(r"\(\d+\.\d s\)", "(t)", line) for line in lines] == [
         "run [##..] 1/2 a (t)", "run [####] 2/2 b (t)", "run [####] 2/2 b (t)\n"]
+
+
+# -- the kit's Elman RNN (fastdrop.demo.rnn) ---------------------------------------------------
+
+RNN_RNG = np.random.default_rng(1234)
+
+
+def test_elman_rnn_gradients_match_finite_differences():
+    rnn = ElmanRNN(3, 4, dropout=0.3, recurrent_dropout=0.4, seed=5)
+    x = RNN_RNG.standard_normal((2, 5, 3))
+    g = RNN_RNG.standard_normal((2, 5, 4))
+    masks = copy.deepcopy({"input": rnn.input_dropout.__getstate__(), "state": rnn.recurrent_dropout.__getstate__()})
+
+    def replay(z):
+        rnn.input_dropout.__dict__.update(copy.deepcopy(masks["input"]))
+        rnn.recurrent_dropout.__dict__.update(copy.deepcopy(masks["state"]))
+        return rnn(z)
+
+    def loss():
+        return np.sum(replay(x) * g)
+    loss()
+    gx = rnn.backward(g)
+    grads = copy.deepcopy(rnn.grads)
+    np.testing.assert_allclose(gx, numeric_grad(lambda: float(np.sum(replay(x) * g)), x), atol=1e-8)
+    for name, param in rnn.params.items():
+        analytic = grads[name]
+        assert np.count_nonzero(analytic) > 0
+        numeric = np.zeros_like(param)
+        for i in np.ndindex(param.shape):
+            old = param[i]
+            param[i] = old + 1e-6
+            up = loss()
+            param[i] = old - 1e-6
+            down = loss()
+            param[i] = old
+            numeric[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, atol=1e-8)
+
+
+def test_elman_rnn_applies_one_mask_per_sequence_to_inputs_and_state():
+    rnn = ElmanRNN(6, 5, dropout=0.5, recurrent_dropout=0.5, seed=1)
+    x = RNN_RNG.standard_normal((3, 8, 6))
+    rnn(x)
+    xd, hs, hds = rnn._cache
+    in_mask = xd != 0
+    assert all(np.array_equal(in_mask[:, t], in_mask[:, 0]) for t in range(8))
+    state_mask = hds[:, 1:] != 0                           # step 0 sees the zero initial state
+    assert all(np.array_equal(state_mask[:, t], state_mask[:, 0]) for t in range(7))
+    assert 0 < state_mask[:, 0].sum() < state_mask[:, 0].size
+    rnn.eval()
+    a, b = rnn(x), rnn(x)
+    assert np.array_equal(a, b)
+
+
+def test_elman_rnn_errors():
+    with pytest.raises(ValueError, match=r"hidden_size must be an int >= 1, got 0"):
+        ElmanRNN(3, 0)
+    rnn = ElmanRNN(3, 4, seed=0)
+    with pytest.raises(RuntimeError, match="ElmanRNN.backward called before any forward"):
+        rnn.backward(np.ones((1, 2, 4)))
+    with pytest.raises(ValueError, match=r"ElmanRNN expects input of rank 3 \(N, T, 3\), got shape \(2, 4\)"):
+        rnn(np.ones((2, 4)))
+
+
+def test_elman_rnn_writes_gradients_in_place():
+    rnn = ElmanRNN(3, 4, dropout=0.2, recurrent_dropout=0.2, seed=1)
+    held = dict(rnn.grads)                       # what an optimizer would keep
+    x = RNN_RNG.standard_normal((2, 5, 3))
+    for _ in range(2):
+        rnn.backward(np.ones_like(rnn(x)))
+        assert all(rnn.grads[k] is held[k] for k in held)
+    first = {k: v.copy() for k, v in held.items()}
+    rnn.backward(np.ones((2, 5, 4)))             # the same forward again: replaced, not summed
+    assert all(np.array_equal(first[k], held[k]) and np.any(held[k]) for k in held)
+
+
+def test_elman_rnn_reports_its_mode():
+    rnn = ElmanRNN(3, 4, dropout=0.2, seed=1)
+    assert rnn.training
+    assert not rnn.eval().training and not rnn.recurrent_dropout.training
+    assert rnn.train().training
 
 
 README_ROW = re.compile(r"^\|\s*(0\.\d|0)\b[^|]*\|" + r"\s*(\d\.\d{3}) ± \d\.\d{3}\s*\|" * 4 + r"\s*$")

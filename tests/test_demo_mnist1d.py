@@ -150,57 +150,6 @@ def test_every_rate_starts_from_the_same_weights():
     assert all(len(np.unique(dropped[n, :, c])) == 1 for n in range(4) for c in range(25))   # whole channels
 
 
-def to_float64(model):
-    """The model with float64 parameters, so that finite differences are accurate."""
-    for layer in _walk(model):
-        for name in ("W", "b"):
-            if hasattr(layer, name):
-                setattr(layer, name, getattr(layer, name).astype(np.float64))
-                setattr(layer, "d" + name, np.zeros_like(getattr(layer, name)))
-    return model
-
-
-def _walk(layer):
-    yield layer
-    for child in getattr(layer, "children", ()):
-        yield from _walk(child)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
-
-
-@pytest.mark.parametrize("make, shape", [
-    (lambda rng: nn.Conv1D(2, 3, 5, rng, stride=2, padding=1), (2, 11, 2)),
-    (lambda rng: nn.Conv1D(3, 2, 3, rng, stride=2, padding=1), (2, 10, 3)),     # even length: last input unused
-    (lambda rng: nn.Conv1D(2, 2, 3, rng, stride=1, padding=0), (1, 6, 2)),
-    (lambda rng: nn.Residual(nn.Sequential(nn.Dense(4, 4, rng, init="torch"), nn.ReLU())), (3, 4)),
-    (lambda rng: mnist1d.build(mnist1d.Variant("cnn"), rng, 0)[0], (2, 40)),
-    (lambda rng: mnist1d.build(mnist1d.Variant("mlp"), rng, 0)[0], (2, 40)),
-])
-def test_backward_matches_finite_differences(make, shape):
-    rng = np.random.default_rng(0)
-    layer = to_float64(make(rng))
-    x = rng.standard_normal(shape)
-    weights = rng.standard_normal(layer(x).shape)
-    loss = lambda: float((layer(x) * weights).sum())  # noqa: E731
-    loss()
-    gx = layer.backward(weights)
-    analytic = [(p, g.copy()) for p, g in layer.parameters()]
-    np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
-    for p, g in analytic:
-        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-6, atol=1e-7)
-
-
 def test_conv1d_is_pytorch_conv1d_arithmetic():
     # The definition, term by term: y[n, t, o] = b[o] + sum_j,c xpad[n, t * stride + j, c] w[o, c, j].
     rng = np.random.default_rng(1)
@@ -440,3 +389,51 @@ def test_default_demo_seed_0_is_what_the_readme_says(cache):
         assert all(row["gap"] < rows["no dropout"]["gap"] for label, row in rows.items() if label != "no dropout")
     # ConvBase lands within the tolerance of the paper's 94% without dropout.
     assert abs(cnn["no dropout"]["test"] - mnist1d.PAPER["CNN"]) <= TOLERANCE["cnn"]
+
+
+def test_one_layer_protocol_for_the_kit_and_fastdrop():
+    from fastdrop.demo.rnn import ElmanRNN
+    from fastdrop.layers import Module
+
+    rng = np.random.default_rng(0)
+    dropout = fd.Dropout(0.5, seed=1)
+    rnn = ElmanRNN(3, 4, seed=0)
+    model = nn.Sequential(nn.Dense(4, 4, rng), nn.ReLU(), dropout, nn.Residual(nn.Dense(4, 4, rng)))
+    assert all(isinstance(m, Module) for m in (model, dropout, rnn, *model.layers))
+    assert dropout.parameters() == []
+    assert [w.shape for w, _ in model.parameters()] == [(4, 4), (4,), (4, 4), (4,)]
+    assert [w for w, _ in rnn.parameters()] == list(rnn.params.values())
+    assert model.eval() is model and not model.training and not dropout.training
+    assert model.train().training and dropout.training and model.layers[3].body.training
+
+
+def test_progress_board_draws_running_bars_on_one_line():
+    import io
+
+    from fastdrop.demo.train import ProgressBoard
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    board = ProgressBoard(stream)
+    board.start(0, 2, "a")
+    board.start(1, 2, "b")
+    board.update(0, 1)
+    board.update(1, 2)
+    board.close(1)
+    board.close(0)
+    text = re.sub(r"\(\d+\.\d s\)", "(t)", stream.getvalue())
+    assert text.split("\r\x1b[K")[1:] == [
+        "a [############............] 1/2  (t) | b [........................] 0/2  (t)",
+        "a [############............] 1/2  (t) | b [########################] 2/2  (t)",
+        "b [########################] 2/2  (t)\n",             # b's final line, then a still running
+        "a [############............] 1/2  (t)",
+        "a [############............] 1/2  (t)\n"]
+    plain = io.StringIO()                                        # off a terminal: final lines only
+    board = ProgressBoard(plain)
+    board.start(0, 1, "c")
+    board.update(0, 1, "done")
+    board.close(0)
+    assert re.fullmatch(r"c \[#+\] 1/1 done \(\d+\.\d s\)\n", plain.getvalue())

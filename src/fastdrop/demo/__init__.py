@@ -96,14 +96,29 @@ def run_script(name, body, args):
         return 2
 
 
+def _pyplot_if_plotting(args):
+    """matplotlib.pyplot when --plot is given, else None: a missing matplotlib fails before
+    training, not after."""
+    if not args.plot:
+        return None
+    from .plots import pyplot
+    return pyplot()
+
+
+def _write_figures(directory, draw):
+    """Create ``directory`` (checked when parsed, created now that there is output), call
+    ``draw()`` and print the paths it returns."""
+    print()
+    os.makedirs(directory, exist_ok=True)
+    for path in draw():
+        print(f"wrote {path}")
+
+
 def _run_digits(args):
     from . import experiment
     from .data import require
 
-    plt = None
-    if args.plot:               # a missing matplotlib fails before training, not after
-        from .plots import pyplot
-        plt = pyplot()
+    plt = _pyplot_if_plotting(args)
     require("sklearn.datasets", "the digits data")
 
     config = experiment.QUICK if args.quick else experiment.Config()
@@ -123,10 +138,7 @@ def _run_digits(args):
           f"test accuracy {best.test_acc:.3f}) on the {len(split.y_test)} test images")
     print(experiment.format_confusion(counts))
     if plt is not None:
-        print()
-        os.makedirs(args.plot, exist_ok=True)       # checked when parsed, created now that there is output
-        for path in _digits_plots(plt, args.plot, runs, rows, best, counts, split):
-            print(f"wrote {path}")
+        _write_figures(args.plot, lambda: _digits_plots(plt, args.plot, runs, rows, best, counts, split))
     print(f"fastdrop demo: {len(runs)} runs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
@@ -154,10 +166,7 @@ def _run_mnist1d(args):
     from . import experiment, mnist1d, parallel
     from .data import require
 
-    plt = None
-    if args.plot:               # a missing matplotlib fails before training, not after
-        from .plots import pyplot
-        plt = pyplot()
+    plt = _pyplot_if_plotting(args)
     require("mnist1d.data", "MNIST-1D")
 
     config = mnist1d.QUICK if args.quick else mnist1d.Config()
@@ -186,11 +195,8 @@ def _run_mnist1d(args):
           f"on the {len(split.y_test)} test signals")
     print(experiment.format_confusion(counts))
     if plt is not None:
-        from . import plots
-        print()
-        os.makedirs(args.plot, exist_ok=True)       # checked when parsed, created now that there is output
-        for written in plots.mnist1d_figures(plt, args.plot, runs, tables, config, best, counts, split):
-            print(f"wrote {written}")
+        from .plots import mnist1d_figures
+        _write_figures(args.plot, lambda: mnist1d_figures(plt, args.plot, runs, tables, config, best, counts, split))
     print(mnist1d.format_timing(runs, trained - started, workers), file=sys.stderr)
     print(f"fastdrop demo: {len(runs)} runs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
