@@ -294,12 +294,12 @@ def test_quick_demo_reports_progress_and_time_on_stderr(quick_run):
 
 
 def test_results_do_not_depend_on_the_workers_and_repeat(cache, quick_run):
-    args = ("--quick", "--seed", "3", "--steps", "200", "--seeds", "1", "--no-progress")
+    args = ("--quick", "--seed", "3", "--steps", "100", "--seeds", "1", "--no-progress")
     one = run_demo(*args, "--workers", "1", cache=cache)
     two = run_demo(*args, "--workers", "2", cache=cache)
     assert one.returncode == two.returncode == 0, one.stderr + two.stderr
     assert tables(one.stdout) and one.stdout == two.stdout
-    other = run_demo("--quick", "--seed", "4", "--steps", "200", "--seeds", "1", "--no-progress", cache=cache)
+    other = run_demo("--quick", "--seed", "4", "--steps", "100", "--seeds", "1", "--no-progress", cache=cache)
     assert tables(other.stdout) != tables(one.stdout)
 
 
