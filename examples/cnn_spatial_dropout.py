@@ -22,9 +22,9 @@ import numpy as np
 import fastdrop as fd
 from fastdrop import _cli_args
 from fastdrop.demo import run_script
-from fastdrop.demo.data import load_digits_split
+from fastdrop.demo.data import Split, load_digits_split
 from fastdrop.demo.nn import SGD, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
-from fastdrop.demo.train import evaluate, train_epoch
+from fastdrop.demo.train import fit
 
 
 def build(dropout, seed):
@@ -34,7 +34,7 @@ def build(dropout, seed):
 
 def run(args):
     data = load_digits_split(train_size=300, seed=args.seed)
-    images = {name: getattr(data, name).reshape(-1, 1, 8, 8) for name in ("X_train", "X_test")}
+    images = Split(data.X_train.reshape(-1, 1, 8, 8), data.y_train, data.X_test.reshape(-1, 1, 8, 8), data.y_test)
     epochs = 3 if args.quick else 30
     variants = {
         "no dropout": fd.Dropout(0.0, seed=args.seed),
@@ -44,14 +44,9 @@ def run(args):
     print(f"{len(data.y_train)} training / {len(data.y_test)} test digits as 1x8x8 images, {epochs} epochs")
     for name, dropout in variants.items():
         model = build(dropout, args.seed)
-        optimizer = SGD(model.params(), lr=0.05, momentum=0.9)
-        batches = np.random.default_rng(args.seed + 1)
-        for _ in range(epochs):
-            train_epoch(model, optimizer, images["X_train"], data.y_train, 32, batches)
-        _, train_acc = evaluate(model, images["X_train"], data.y_train)
-        test_loss, test_acc = evaluate(model, images["X_test"], data.y_test)
-        print(f"{name:<24} train accuracy {train_acc:.3f}, test accuracy {test_acc:.3f}, "
-              f"test loss {test_loss:.3f}")
+        optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+        history = fit(model, optimizer, images, epochs=epochs, batch_size=32, rng=np.random.default_rng(args.seed + 1))
+        print(f"{name:<24} {history.summary()}")
 
 
 if __name__ == "__main__":

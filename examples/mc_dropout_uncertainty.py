@@ -10,7 +10,6 @@ Both should be low on clean test digits and higher on corrupted digits and on in
 that are not digits at all.
 """
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -20,7 +19,7 @@ from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import DTYPE, SGD, Dense, ReLU, Sequential, softmax
-from fastdrop.demo.train import train_epoch
+from fastdrop.demo.train import fit
 
 
 def mc_predict(model, X, samples):
@@ -53,10 +52,9 @@ def run(args):
     data = load_digits_split(train_size=300, seed=args.seed)
     rng = np.random.default_rng(args.seed)
     model = Sequential(Dense(64, 512, rng), ReLU(), fd.Dropout(0.5, seed=args.seed), Dense(512, 10, rng))
-    optimizer = SGD(model.params(), lr=0.05, momentum=0.9)
+    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
     epochs = 10 if args.quick else 60
-    for _ in range(epochs):
-        train_epoch(model, optimizer, data.X_train, data.y_train, 32, rng)
+    fit(model, optimizer, data, epochs=epochs, batch_size=32, rng=rng)
     samples = args.samples or (20 if args.quick else 100)
     print(f"MLP 64-512-10 with Dropout(0.5), {epochs} epochs on {len(data.y_train)} digits; "
           f"{samples} dropout masks per input at inference")
@@ -73,9 +71,8 @@ def run(args):
 
 
 def plot(results, directory):
-    from fastdrop.demo.plots import pyplot
+    from fastdrop.demo.plots import pyplot, save
     plt = pyplot()
-    os.makedirs(directory, exist_ok=True)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     bins = np.linspace(0, max(r[0].max() for r in results.values()), 30)
     for name, (std, ent, _, _) in results.items():
@@ -94,10 +91,7 @@ def plot(results, directory):
     axes[2].set_xlabel("class")
     axes[2].set_ylabel("probability: mean +- std over masks")
     axes[2].legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(directory, "mc_dropout_uncertainty.png")
-    fig.savefig(path, dpi=110)
-    return path
+    return save(fig, directory, "mc_dropout_uncertainty.png")
 
 
 if __name__ == "__main__":

@@ -16,26 +16,18 @@ import fastdrop as fd
 from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
-from fastdrop.demo.nn import SGD, Dense, ReLU, Sequential, softmax_cross_entropy
-
-
-def accuracy(model, X, y):
-    model.eval()                              # dropout off: the identity at inference
-    return float((model(X).argmax(axis=1) == y).mean())
+from fastdrop.demo.nn import SGD, Dense, ReLU, Sequential
+from fastdrop.demo.train import fit
 
 
 def train(p, data, epochs, seed):
+    """The History of one network trained with dropout rate p (measured with dropout off)."""
     rng = np.random.default_rng(seed)         # the same weights and batches for every p
     model = Sequential(Dense(64, 1024, rng), ReLU(), fd.Dropout(p, seed=seed), Dense(1024, 10, rng))
-    optimizer = SGD(model.params(), lr=0.05, momentum=0.9)
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(len(data.y_train))
-        for batch in np.array_split(order, len(order) // 32):
-            _, grad = softmax_cross_entropy(model(data.X_train[batch]), data.y_train[batch])
-            model.backward(grad)              # through Dense, Dropout (same mask), ReLU, Dense
-            optimizer.step()
-    return accuracy(model, data.X_train, data.y_train), accuracy(model, data.X_test, data.y_test)
+    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    # Each step: forward, softmax cross-entropy, backward through Dense, Dropout (the same
+    # mask, regenerated from its seed), ReLU and Dense, then the SGD update.
+    return fit(model, optimizer, data, epochs=epochs, batch_size=32, rng=rng)
 
 
 def run(args):
@@ -43,9 +35,8 @@ def run(args):
     epochs = 5 if args.quick else 60
     print(f"{len(data.y_train)} training / {len(data.y_test)} test digits, {epochs} epochs")
     for p in (0.0, args.p):
-        train_acc, test_acc = train(p, data, epochs, args.seed)
-        print(f"p={p:.2f}: train accuracy {train_acc:.3f}, test accuracy {test_acc:.3f}, "
-              f"gap {train_acc - test_acc:.3f}")
+        history = train(p, data, epochs, args.seed)
+        print(f"p={p:.2f}: {history.summary()}, gap {history.train_acc[-1] - history.test_acc[-1]:.3f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python examples/rnn_variational_dropout.py [--quick] [--p 0.1] [--seed 0]
 
-``fastdrop.rnn.ElmanRNN`` applies dropout to the inputs and to the hidden state fed back
+``fastdrop.demo.rnn.ElmanRNN`` (the demo kit's RNN) applies dropout to the inputs and to the hidden state fed back
 at each step. Variational dropout (Gal and Ghahramani 2016, fastdrop's
 VariationalDropout) draws one mask per sequence and holds it over all 8 steps; per-step
 dropout draws a fresh mask at every step (plain Dropout on the input sequence, and one
@@ -25,14 +25,14 @@ from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import load_digits_split
 from fastdrop.demo.nn import DTYPE, SGD, Dense, Layer, Sequential
-from fastdrop.demo.train import evaluate, train_epoch
+from fastdrop.demo.rnn import ElmanRNN
+from fastdrop.demo.train import fit
 from fastdrop.functional import derive_seed
-from fastdrop.rnn import ElmanRNN
 
 HIDDEN = 128
 
 
-class PerStepDropout:
+class PerStepDropout(Layer):
     """Recurrent dropout with a new mask at every step, in VariationalDropout's step API.
 
     Step t of every sequence uses its own Dropout layer, so each layer's backward (which
@@ -41,30 +41,24 @@ class PerStepDropout:
     """
 
     def __init__(self, p, seed):
-        self.p, self.seed, self.training = p, seed, True
-        self._layers = []
+        self.p, self.seed = p, seed
+        self.children = []              # the Dropout layer of step t, made when step t first runs
         self._t = 0
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        for layer in self._layers:
-            layer.train(mode)
-        return self
 
     def start_sequence(self):
         self._t = 0
         return self
 
     def step(self, h):
-        if self._t == len(self._layers):
-            self._layers.append(fd.Dropout(self.p, seed=derive_seed(self.seed, self._t)).train(self.training))
-        out = self._layers[self._t](h)
+        if self._t == len(self.children):
+            self.children.append(fd.Dropout(self.p, seed=derive_seed(self.seed, self._t)).train(self.training))
+        out = self.children[self._t](h)
         self._t += 1
         return out
 
     def step_backward(self, grad):
         self._t -= 1
-        return self._layers[self._t].backward(grad)
+        return self.children[self._t].backward(grad)
 
 
 class RowReader(Layer):
@@ -72,17 +66,7 @@ class RowReader(Layer):
 
     def __init__(self, rnn):
         self.rnn = rnn
-
-    def params(self):
-        return [(self.rnn.params[k], self.rnn.grads[k]) for k in self.rnn.params]
-
-    def train(self):
-        self.rnn.train()
-        return super().train()
-
-    def eval(self):
-        self.rnn.eval()
-        return super().eval()
+        self.children = (rnn,)          # train()/eval() and parameters() reach the RNN
 
     def forward(self, x):
         self._states = self.rnn(x.reshape(-1, 8, 8))
@@ -110,13 +94,9 @@ def run(args):
           f"{epochs} epochs, dropout p={args.p} on inputs and recurrent state")
     for scheme in ("no dropout", "per-step", "variational"):
         model = build(scheme, args.p, args.seed)
-        optimizer = SGD(model.params(), lr=0.02, momentum=0.9)
-        batches = np.random.default_rng(args.seed + 1)
-        for _ in range(epochs):
-            train_epoch(model, optimizer, data.X_train, data.y_train, 32, batches)
-        _, train_acc = evaluate(model, data.X_train, data.y_train)
-        test_loss, test_acc = evaluate(model, data.X_test, data.y_test)
-        print(f"{scheme:<12} train accuracy {train_acc:.3f}, test accuracy {test_acc:.3f}, test loss {test_loss:.3f}")
+        optimizer = SGD(model.parameters(), lr=0.02, momentum=0.9)
+        history = fit(model, optimizer, data, epochs=epochs, batch_size=32, rng=np.random.default_rng(args.seed + 1))
+        print(f"{scheme:<12} {history.summary()}")
 
 
 if __name__ == "__main__":

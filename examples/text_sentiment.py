@@ -19,7 +19,7 @@ from fastdrop import _cli_args
 from fastdrop.demo import run_script
 from fastdrop.demo.data import Split
 from fastdrop.demo.nn import SGD, Dense, EmbeddingBag, ReLU, Sequential
-from fastdrop.demo.train import evaluate, train_epoch
+from fastdrop.demo.train import fit
 
 VOCAB, N_POSITIVE, N_NEGATIVE = 400, 30, 30
 PAD = -1
@@ -69,13 +69,9 @@ def run(args):
         init = np.random.default_rng(args.seed + 1)
         model = Sequential(EmbeddingBag(VOCAB, 32, init, padding=PAD), Dense(32, 64, init), ReLU(),
                            fd.Dropout(p, seed=args.seed), Dense(64, 2, init))
-        optimizer = SGD(model.params(), lr=0.1, momentum=0.9)
-        batches = np.random.default_rng(args.seed + 2)
-        for _ in range(epochs):
-            train_epoch(model, optimizer, data.X_train, data.y_train, 32, batches)
-        _, train_acc = evaluate(model, data.X_train, data.y_train)
-        _, test_acc = evaluate(model, data.X_test, data.y_test)
-        print(f"dropout p={p:.2f}: {epochs} epochs, train accuracy {train_acc:.3f}, test accuracy {test_acc:.3f}")
+        optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+        history = fit(model, optimizer, data, epochs=epochs, batch_size=32, rng=np.random.default_rng(args.seed + 2))
+        print(f"dropout p={p:.2f}: {epochs} epochs, {history.summary()}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from fastdrop import bench, cli
-from fastdrop.demo import experiment
+from fastdrop.demo import experiment, mnist1d
 
 pytestmark = pytest.mark.adversarial
 
@@ -42,6 +42,8 @@ def no_work(monkeypatch):
     monkeypatch.setattr(bench, "run", _refuse_work)
     monkeypatch.setattr(experiment, "load", _refuse_work)
     monkeypatch.setattr(experiment, "run_all", _refuse_work)
+    monkeypatch.setattr(mnist1d, "load", _refuse_work)
+    monkeypatch.setattr(mnist1d, "train_run", _refuse_work)
     monkeypatch.setattr("fastdrop.demo.run_script", _refuse_work)
 
 
@@ -139,6 +141,7 @@ def test_a_rejected_command_leaves_the_output_paths_as_they_were(tmp_path, no_wo
         usage_error(capsys, lambda: cli.main(["bench", "--json", str(target), "--threads", "0"]))
     assert not new.exists() and kept.read_text() == "earlier numbers"
     usage_error(capsys, lambda: cli.main(["demo", "--plot", str(tmp_path / "a" / "b"), "--epochs", "0"]))
+    usage_error(capsys, lambda: cli.main(["demo", "--data-dir", str(tmp_path / "c" / "d"), "--steps", "0"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
 
 
@@ -166,6 +169,20 @@ DEMO_CASES = [
     (["--plot", "{file}/figs"], "argument --plot: cannot create or write in the directory '{file}/figs': "
                                 "Not a directory"),
     (["--plot", ""], "argument --plot: must be a directory path, got ''"),
+    (["--steps", "0"], "argument --steps: must be an integer >= 1, got '0'"),
+    (["--steps", "1e3"], "argument --steps: must be an integer >= 1, got '1e3'"),
+    (["--seeds", "0"], "argument --seeds: must be an integer >= 1, got '0'"),
+    (["--workers", "0"], "argument --workers: must be an integer in [1, 64], got '0'"),
+    (["--workers", "65"], "argument --workers: must be an integer in [1, 64], got '65'"),
+    (["--data-dir", "{file}"], "argument --data-dir: '{file}' exists and is not a directory"),
+    (["--data-dir", "{file}/cache"], "argument --data-dir: cannot create or write in the directory "
+                                     "'{file}/cache': Not a directory"),
+    (["--quick", "--full"], "argument --full: not allowed with argument --quick"),
+    (["--epochs", "3"], "argument --epochs: applies to --data digits only (MNIST-1D runs --steps)"),
+    (["--data", "digits", "--steps", "10"], "argument --steps: applies to --data mnist1d only"),
+    (["--data", "digits", "--full"], "argument --full: applies to --data mnist1d only"),
+    (["--data", "digits", "--workers", "2"], "argument --workers: applies to --data mnist1d only"),
+    (["--data", "digits", "--data-dir", "{tmp}"], "argument --data-dir: applies to --data mnist1d only"),
 ]
 
 
@@ -197,10 +214,40 @@ def test_demo_accepts_the_bounds_and_creates_no_directory_before_its_output(tmp_
     monkeypatch.setattr(experiment, "load", record)
     figs = tmp_path / "new" / "figs"
     with pytest.raises(Reached):
-        cli.main(["demo", "--seed", str(2**64 - 1), "--epochs", "1", "--plot", str(figs)])
+        cli.main(["demo", "--data", "digits", "--seed", str(2**64 - 1), "--epochs", "1", "--plot", str(figs)])
     assert seen == {"seed": 2**64 - 1, "epochs": 1}
     assert not (tmp_path / "new").exists()      # made when the figures are written
     assert capsys.readouterr().out == ""
+
+
+def test_mnist1d_demo_accepts_the_bounds_and_creates_no_directory_before_its_output(tmp_path, monkeypatch,
+                                                                                    capsys):
+    pytest.importorskip("mnist1d")
+    pytest.importorskip("matplotlib")
+    seen = {}
+
+    def record(directory):
+        seen.update(directory=directory)
+        raise Reached
+
+    monkeypatch.setattr(mnist1d, "load", record)
+    figs, cache = tmp_path / "new" / "figs", tmp_path / "other" / "cache"
+    with pytest.raises(Reached):
+        cli.main(["demo", "--seed", str(2**64 - 1), "--steps", "1", "--seeds", "1", "--workers", "64",
+                  "--data-dir", str(cache), "--plot", str(figs)])
+    assert seen == {"directory": str(cache)}
+    assert sorted(tmp_path.iterdir()) == []     # both made when there is something to write
+    assert capsys.readouterr().out == ""
+
+
+@needs_proc
+def test_mnist1d_demo_rejects_an_unwritable_default_cache_before_working(no_work, monkeypatch, capsys):
+    # The default cache ($FASTDROP_CACHE_DIR here) is an output path like --data-dir: checked when parsed.
+    monkeypatch.setenv("FASTDROP_CACHE_DIR", "/proc/fastdrop-cache")
+    err = usage_error(capsys, lambda: cli.main(["demo", "--quick"]))
+    assert err.splitlines()[-1].startswith("fastdrop demo: error: argument --data-dir: the default cache directory: "
+                                           "cannot create or write in the directory '/proc/fastdrop-cache': ")
+    assert err.splitlines()[-1].endswith("; pass --data-dir DIR")
 
 
 def test_info_and_the_command_itself(no_work, capsys):

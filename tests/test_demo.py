@@ -1,4 +1,8 @@
-"""``fastdrop demo``: real training results, determinism, plots, missing extras; the NumPy kit's gradients."""
+"""``fastdrop demo --data digits``: real training results, determinism, plots, missing extras; the NumPy kit
+and its Elman RNN (gradients by finite differences, masks, modes).
+
+The MNIST-1D demo (the default) is tested in test_demo_mnist1d.py."""
+import copy
 import io
 import os
 import re
@@ -13,7 +17,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from fastdrop import _backend  # noqa: E402
-from fastdrop.demo import experiment, nn  # noqa: E402
+from fastdrop.demo import experiment, mnist1d, nn  # noqa: E402
+from fastdrop.demo.rnn import ElmanRNN  # noqa: E402
 from fastdrop.demo.train import ProgressBar  # noqa: E402
 
 N_TEST = 1797 - experiment.Config().train_size
@@ -47,7 +52,7 @@ def confusion_from(stdout):
 
 @pytest.fixture(scope="module")
 def quick_run():
-    return run_demo("--quick", "--seed", "7")
+    return run_demo("--data", "digits", "--quick", "--seed", "7")
 
 
 def test_quick_demo_trains_real_networks(quick_run):
@@ -76,10 +81,10 @@ def test_progress_bars_go_to_stderr(quick_run):
 
 
 def test_same_seed_prints_the_same_tables(quick_run):
-    again = run_demo("--quick", "--seed", "7", "--no-progress")
+    again = run_demo("--data", "digits", "--quick", "--seed", "7", "--no-progress")
     assert again.returncode == 0, again.stderr
     assert again.stdout == quick_run.stdout
-    other = run_demo("--quick", "--seed", "8", "--no-progress")
+    other = run_demo("--data", "digits", "--quick", "--seed", "8", "--no-progress")
     assert other.returncode == 0, other.stderr
     assert table_rows(other.stdout) != table_rows(quick_run.stdout)
 
@@ -87,8 +92,8 @@ def test_same_seed_prints_the_same_tables(quick_run):
 @pytest.mark.skipif(not _backend.compiled_available(), reason="needs the compiled backend to compare with")
 def test_both_backends_train_the_same_networks():
     # Same mask bits from either backend, so the whole training run is the same.
-    compiled = run_demo("--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="cython")
-    numpy_twin = run_demo("--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="numpy")
+    compiled = run_demo("--data", "digits", "--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="cython")
+    numpy_twin = run_demo("--data", "digits", "--quick", "--epochs", "3", "--no-progress", FASTDROP_BACKEND="numpy")
     assert compiled.returncode == numpy_twin.returncode == 0, compiled.stderr + numpy_twin.stderr
     assert table_rows(compiled.stdout)
     assert compiled.stdout == numpy_twin.stdout
@@ -96,7 +101,7 @@ def test_both_backends_train_the_same_networks():
 
 def test_plot_writes_the_figures(tmp_path):
     out = tmp_path / "figs"
-    result = run_demo("--quick", "--epochs", "2", "--no-progress", "--plot", str(out))
+    result = run_demo("--data", "digits", "--quick", "--epochs", "2", "--no-progress", "--plot", str(out))
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == ["accuracy_vs_rate.png", "confusion_matrix.png", "hidden_activations.png",
@@ -107,28 +112,40 @@ def test_plot_writes_the_figures(tmp_path):
         assert f"wrote {out / name}" in result.stdout
 
 
-@pytest.mark.parametrize("module, args", [("sklearn", ["--quick"]), ("matplotlib", ["--quick", "--plot", "x"])])
-def test_missing_extra_is_one_line_not_a_traceback(module, args, tmp_path):
+@pytest.mark.parametrize("module, args, purpose", [
+    ("sklearn", ["--data", "digits", "--quick"], "the digits data"),
+    ("matplotlib", ["--data", "digits", "--quick", "--plot", "x"], "--plot"),
+    ("mnist1d", ["--quick"], "MNIST-1D"),
+    ("matplotlib", ["--quick", "--plot", "x"], "--plot"),
+])
+def test_missing_extra_is_one_line_not_a_traceback(module, args, purpose, tmp_path):
     args = [a if a != "x" else str(tmp_path / "figs") for a in args]
-    result = run_demo(*args, extra_code=f"sys.modules[{module!r}] = None")
+    result = run_demo(*args, extra_code=f"sys.modules[{module!r}] = None", FASTDROP_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     package = {"sklearn": "scikit-learn"}.get(module, module)
     assert result.stderr.strip().splitlines() == [
-        f'fastdrop demo: {"--plot" if module == "matplotlib" else "the digits data"} needs {package}, '
-        f'which is not installed: pip install "fastdrop[demo]"']
+        f'fastdrop demo: {purpose} needs {package}, which is not installed: pip install "fastdrop[demo]"']
     assert result.stdout == ""
     assert not (tmp_path / "figs").exists()
 
 
 # -- the NumPy kit -----------------------------------------------------------------------
 
-def as_float64(layer):
-    """The layer with float64 parameters, so finite differences are accurate."""
-    for name in ("W", "b"):
-        setattr(layer, name, getattr(layer, name).astype(np.float64))
-        setattr(layer, "d" + name, np.zeros_like(getattr(layer, name)))
-    return layer
+def as_float64(model):
+    """The model (a layer or a network) with float64 parameters, so finite differences are accurate."""
+    for layer in _walk(model):
+        for name in ("W", "b"):
+            if hasattr(layer, name):
+                setattr(layer, name, getattr(layer, name).astype(np.float64))
+                setattr(layer, "d" + name, np.zeros_like(getattr(layer, name)))
+    return model
+
+
+def _walk(layer):
+    yield layer
+    for child in getattr(layer, "children", ()):
+        yield from _walk(child)
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -151,6 +168,14 @@ def numeric_grad(f, x, eps=1e-6):
     (lambda rng: nn.ReLU(), (4, 7)),
     (lambda rng: nn.Sequential(as_float64(nn.Conv2D(1, 2, 3, rng)), nn.ReLU(), nn.MaxPool2D(), nn.Flatten(),
                                as_float64(nn.Dense(8, 3, rng))), (2, 1, 4, 4)),
+    # MNIST-1D's pieces: the strided, padded Conv1D (odd and even lengths: an even one leaves
+    # the last input unread), the residual block, and the reference models whole.
+    (lambda rng: as_float64(nn.Conv1D(2, 3, 5, rng, stride=2, padding=1)), (2, 11, 2)),
+    (lambda rng: as_float64(nn.Conv1D(3, 2, 3, rng, stride=2, padding=1)), (2, 10, 3)),
+    (lambda rng: as_float64(nn.Conv1D(2, 2, 3, rng, stride=1, padding=0)), (1, 6, 2)),
+    (lambda rng: as_float64(nn.Residual(nn.Sequential(nn.Dense(4, 4, rng, init="torch"), nn.ReLU()))), (3, 4)),
+    (lambda rng: as_float64(mnist1d.build(mnist1d.Variant("cnn"), rng, 0)[0]), (2, 40)),
+    (lambda rng: as_float64(mnist1d.build(mnist1d.Variant("mlp"), rng, 0)[0]), (2, 40)),
 ])
 def test_backward_matches_finite_differences(make, shape):
     rng = np.random.default_rng(0)
@@ -160,7 +185,7 @@ def test_backward_matches_finite_differences(make, shape):
     loss = lambda: float((layer(x) * weights).sum())  # noqa: E731
     loss()
     gx = layer.backward(weights)
-    analytic = [(p, g.copy()) for p, g in layer.params()]
+    analytic = [(p, g.copy()) for p, g in layer.parameters()]
     np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
     for p, g in analytic:
         np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-6, atol=1e-7)
@@ -251,6 +276,87 @@ def test_progress_bar_on_a_terminal_redraws_in_place():
         "run [##..] 1/2 a (t)", "run [####] 2/2 b (t)", "run [####] 2/2 b (t)\n"]
 
 
+# -- the kit's Elman RNN (fastdrop.demo.rnn) ---------------------------------------------------
+
+RNN_RNG = np.random.default_rng(1234)
+
+
+def test_elman_rnn_gradients_match_finite_differences():
+    rnn = ElmanRNN(3, 4, dropout=0.3, recurrent_dropout=0.4, seed=5)
+    x = RNN_RNG.standard_normal((2, 5, 3))
+    g = RNN_RNG.standard_normal((2, 5, 4))
+    masks = copy.deepcopy({"input": rnn.input_dropout.__getstate__(), "state": rnn.recurrent_dropout.__getstate__()})
+
+    def replay(z):
+        rnn.input_dropout.__dict__.update(copy.deepcopy(masks["input"]))
+        rnn.recurrent_dropout.__dict__.update(copy.deepcopy(masks["state"]))
+        return rnn(z)
+
+    def loss():
+        return np.sum(replay(x) * g)
+    loss()
+    gx = rnn.backward(g)
+    grads = copy.deepcopy(rnn.grads)
+    np.testing.assert_allclose(gx, numeric_grad(lambda: float(np.sum(replay(x) * g)), x), atol=1e-8)
+    for name, param in rnn.params.items():
+        analytic = grads[name]
+        assert np.count_nonzero(analytic) > 0
+        numeric = np.zeros_like(param)
+        for i in np.ndindex(param.shape):
+            old = param[i]
+            param[i] = old + 1e-6
+            up = loss()
+            param[i] = old - 1e-6
+            down = loss()
+            param[i] = old
+            numeric[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(analytic, numeric, atol=1e-8)
+
+
+def test_elman_rnn_applies_one_mask_per_sequence_to_inputs_and_state():
+    rnn = ElmanRNN(6, 5, dropout=0.5, recurrent_dropout=0.5, seed=1)
+    x = RNN_RNG.standard_normal((3, 8, 6))
+    rnn(x)
+    xd, hs, hds = rnn._cache
+    in_mask = xd != 0
+    assert all(np.array_equal(in_mask[:, t], in_mask[:, 0]) for t in range(8))
+    state_mask = hds[:, 1:] != 0                           # step 0 sees the zero initial state
+    assert all(np.array_equal(state_mask[:, t], state_mask[:, 0]) for t in range(7))
+    assert 0 < state_mask[:, 0].sum() < state_mask[:, 0].size
+    rnn.eval()
+    a, b = rnn(x), rnn(x)
+    assert np.array_equal(a, b)
+
+
+def test_elman_rnn_errors():
+    with pytest.raises(ValueError, match=r"hidden_size must be an int >= 1, got 0"):
+        ElmanRNN(3, 0)
+    rnn = ElmanRNN(3, 4, seed=0)
+    with pytest.raises(RuntimeError, match="ElmanRNN.backward called before any forward"):
+        rnn.backward(np.ones((1, 2, 4)))
+    with pytest.raises(ValueError, match=r"ElmanRNN expects input of rank 3 \(N, T, 3\), got shape \(2, 4\)"):
+        rnn(np.ones((2, 4)))
+
+
+def test_elman_rnn_writes_gradients_in_place():
+    rnn = ElmanRNN(3, 4, dropout=0.2, recurrent_dropout=0.2, seed=1)
+    held = dict(rnn.grads)                       # what an optimizer would keep
+    x = RNN_RNG.standard_normal((2, 5, 3))
+    for _ in range(2):
+        rnn.backward(np.ones_like(rnn(x)))
+        assert all(rnn.grads[k] is held[k] for k in held)
+    first = {k: v.copy() for k, v in held.items()}
+    rnn.backward(np.ones((2, 5, 4)))             # the same forward again: replaced, not summed
+    assert all(np.array_equal(first[k], held[k]) and np.any(held[k]) for k in held)
+
+
+def test_elman_rnn_reports_its_mode():
+    rnn = ElmanRNN(3, 4, dropout=0.2, seed=1)
+    assert rnn.training
+    assert not rnn.eval().training and not rnn.recurrent_dropout.training
+    assert rnn.train().training
+
+
 README_ROW = re.compile(r"^\|\s*(0\.\d|0)\b[^|]*\|" + r"\s*(\d\.\d{3}) ± \d\.\d{3}\s*\|" * 4 + r"\s*$")
 # How far this machine's means may lie from the README's.  The README's table was measured
 # on one CPU; another CPU's BLAS kernels round the float32 matrix products differently,
@@ -265,10 +371,12 @@ LOSS_TOLERANCE = 0.02
 
 
 def readme_table():
-    """{rate: (train acc, test acc, gap, test loss)} means from the README's demo table."""
+    """{rate: (train acc, test acc, gap, test loss)} means from the README's digits table."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The digits"):]
+    section = section[:section.index("\n## ")]
     rows = {}
-    for line in readme.splitlines():
+    for line in section.splitlines():
         m = README_ROW.match(line)
         if m:
             rows[float(m.group(1))] = tuple(float(v) for v in m.groups()[1:])
@@ -278,7 +386,7 @@ def readme_table():
 def test_default_demo_shows_what_the_readme_says():
     # The README's claims about the default run, on whatever CPU and BLAS this is: its
     # table within the tolerances above, and what its text says about the table.
-    result = run_demo("--no-progress")
+    result = run_demo("--data", "digits", "--no-progress")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
     published = readme_table()

@@ -32,7 +32,14 @@ class _ForwardRecord:
 
 class Module:
     """What every trainable piece shares: ``layer(x)`` is ``forward(x)``, ``eval()`` is
-    ``train(False)``.  Subclasses define ``train(mode)`` and ``forward(x)``."""
+    ``train(False)``, ``training`` is True in training mode.  Subclasses define
+    ``train(mode)`` and ``forward(x)``; those that learn arrays also override ``parameters()``."""
+
+    def parameters(self):
+        """The trainable arrays as ``(value, gradient)`` pairs: ``backward`` writes the
+        gradients and an optimizer updates the values, both in place.  The dropout layers
+        have none (ConcreteDropout's learned rate is the float ``logit``)."""
+        return []
 
     def eval(self):
         """Switch to inference mode; returns the module."""

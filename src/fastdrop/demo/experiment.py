@@ -1,4 +1,5 @@
-"""The rate-selection experiment: one MLP trained per (dropout rate, seed) on the digits."""
+"""The digits experiment (``fastdrop demo --data digits``): one MLP trained per (dropout rate, seed),
+and the summaries and tables the MNIST-1D experiment shares."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,11 +81,11 @@ def run_all(config, split, progress=True):
         for seed_index in range(config.seeds):
             rng, dropout_seed = _seeds(config, seed_index, rate_index)
             model = build_mlp(split.X_train.shape[1], config.hidden, rate, rng, dropout_seed)
-            optimizer = SGD(model.params(), lr=config.lr, momentum=config.momentum)
+            optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
             bar = ProgressBar(config.epochs, f"run {len(runs) + 1:2d}/{total} p={rate:.1f} seed {seed_index}") \
                 if progress else None
             history = fit(model, optimizer, split, epochs=config.epochs, batch_size=config.batch_size,
-                          rng=rng, progress=bar)
+                          rng=rng, eval_every=1, progress=bar)
             runs.append(Run(rate, seed_index, model, history))
     return runs
 
@@ -101,6 +102,11 @@ def best_run(runs):
     return max(runs, key=lambda r: r.test_acc)
 
 
+def mean_and_spread(values):
+    """(mean, sample standard deviation) of ``values``; the spread of one value is 0."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarize(runs, rates):
     """Per rate: mean and sample standard deviation over seeds of train acc, test acc, gap, test loss."""
     rows = []
@@ -112,8 +118,7 @@ def summarize(runs, rates):
             "gap": [r.gap for r in mine],
             "test loss": [r.history.test_loss[-1] for r in mine],
         }
-        stats = {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) for k, v in columns.items()}
-        rows.append((rate, stats))
+        rows.append((rate, {k: mean_and_spread(v) for k, v in columns.items()}))
     return rows
 
 

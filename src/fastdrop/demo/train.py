@@ -27,11 +27,25 @@ def single_threaded_blas():
 
 @dataclass
 class History:
-    """Per-epoch loss and accuracy, both measured in eval mode (no dropout) on each set."""
+    """Loss and accuracy on each set, measured in eval mode (no dropout) at the points in ``at``
+    (epochs or steps done, as the schedule counts)."""
+    at: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
     test_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
     test_acc: list = field(default_factory=list)
+
+    def record(self, done, model, split):
+        self.at.append(done)
+        for name, (X, y) in (("train", (split.X_train, split.y_train)), ("test", (split.X_test, split.y_test))):
+            loss, acc = evaluate(model, X, y)
+            getattr(self, f"{name}_loss").append(loss)
+            getattr(self, f"{name}_acc").append(acc)
+
+    def summary(self):
+        """The last measurement in words, the line the examples print."""
+        return (f"train accuracy {self.train_acc[-1]:.3f}, test accuracy {self.test_acc[-1]:.3f}, "
+                f"test loss {self.test_loss[-1]:.3f}")
 
 
 def predict_logits(model, X, batch_size=1024):
@@ -52,31 +66,51 @@ def evaluate(model, X, y):
     return loss, float((logits.argmax(axis=1) == y).mean())
 
 
-def train_epoch(model, optimizer, X, y, batch_size, rng):
-    """One pass over (X, y) in a random order drawn from ``rng``; returns the mean batch loss."""
-    model.train()
-    order = rng.permutation(len(y))
-    losses = []
-    for start in range(0, len(y), batch_size):
-        batch = order[start:start + batch_size]
-        loss, grad = softmax_cross_entropy(model(X[batch]), y[batch])
-        model.backward(grad)
-        optimizer.step()
-        losses.append(loss)
-    return float(np.mean(losses))
+def train_batch(model, optimizer, X, y, before_step=None):
+    """One optimizer step on the batch (X, y), in the model's current mode; returns its loss.
+
+    ``before_step()``, when given, runs between backward and the update (to add a
+    regularizer's gradient, say)."""
+    loss, grad = softmax_cross_entropy(model(X), y)
+    model.backward(grad)
+    if before_step is not None:
+        before_step()
+    optimizer.step()
+    return loss
 
 
-def fit(model, optimizer, split, *, epochs, batch_size, rng, progress=None):
-    """Train for ``epochs`` epochs; returns the History measured after each epoch."""
+def fit(model, optimizer, split, *, batch_size, epochs=None, rng=None, steps=None, eval_every=None,
+        progress=None, before_step=None):
+    """Train ``model`` on ``split`` and return its History. Two schedules, exactly one given:
+
+    ``epochs``: passes over the training set, each in a new random order drawn from
+    ``rng`` (the digits demo and the examples). ``steps``: batches taken in order, step i
+    on the training rows ``[(i * batch_size) % n, + batch_size)``, the loop of the
+    MNIST-1D reference code. Loss and accuracy on both sets are recorded after every
+    ``eval_every`` epochs or steps and at the end (``eval_every=None``: at the end only);
+    ``progress.update(done, note)`` follows each record and ``progress.close()`` ends
+    the run.
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs and steps")
     history = History()
-    for epoch in range(epochs):
-        train_epoch(model, optimizer, split.X_train, split.y_train, batch_size, rng)
-        for name, (X, y) in (("train", (split.X_train, split.y_train)), ("test", (split.X_test, split.y_test))):
-            loss, acc = evaluate(model, X, y)
-            getattr(history, f"{name}_loss").append(loss)
-            getattr(history, f"{name}_acc").append(acc)
-        if progress is not None:
-            progress.update(epoch + 1, f"train loss {history.train_loss[-1]:.3f} test acc {history.test_acc[-1]:.3f}")
+    model.train()                   # evaluate() puts the model back in this mode after each record
+    total = epochs if steps is None else steps
+    n = len(split.y_train)
+    for done in range(1, total + 1):
+        if steps is None:
+            order = rng.permutation(n)
+            for start in range(0, n, batch_size):
+                batch = order[start:start + batch_size]
+                train_batch(model, optimizer, split.X_train[batch], split.y_train[batch], before_step)
+        else:
+            start = ((done - 1) * batch_size) % n
+            rows = slice(start, start + batch_size)
+            train_batch(model, optimizer, split.X_train[rows], split.y_train[rows], before_step)
+        if done == total or (eval_every and done % eval_every == 0):
+            history.record(done, model, split)
+            if progress is not None:
+                progress.update(done, f"train loss {history.train_loss[-1]:.3f} test acc {history.test_acc[-1]:.3f}")
     if progress is not None:
         progress.close()
     return history
@@ -96,7 +130,7 @@ class ProgressBar:
         self.start = time.perf_counter()
         self.done, self.note = 0, ""
 
-    def _line(self):
+    def line(self):
         filled = self.width * self.done // self.total
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.start
@@ -105,9 +139,43 @@ class ProgressBar:
     def update(self, done, note=""):
         self.done, self.note = done, note
         if self.live:
-            self.stream.write("\r" + self._line())
+            self.stream.write("\r" + self.line())
             self.stream.flush()
 
     def close(self):
-        self.stream.write(("\r" if self.live else "") + self._line() + "\n")
+        self.stream.write(("\r" if self.live else "") + self.line() + "\n")
         self.stream.flush()
+
+
+class ProgressBoard:
+    """Progress bars of runs that go on at the same time (in worker processes), on stderr.
+
+    On a terminal the bars of the running runs share one line, redrawn in place, and each
+    run leaves its final line when it ends; elsewhere only the final lines are written,
+    one per run, as ProgressBar does.
+    """
+
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.live = self.stream.isatty()
+        self.bars = {}
+
+    def start(self, key, total, label):
+        bar = ProgressBar(total, label, stream=self.stream)
+        bar.live = False                # the board draws the running bars itself
+        self.bars[key] = bar
+
+    def update(self, key, done, note=""):
+        self.bars[key].update(done, note)
+        self._draw()
+
+    def close(self, key):
+        if self.live:
+            self.stream.write("\r\x1b[K")     # clear the shared line before the final one
+        self.bars.pop(key).close()
+        self._draw()
+
+    def _draw(self):
+        if self.live and self.bars:
+            self.stream.write("\r\x1b[K" + " | ".join(bar.line() for bar in self.bars.values()))
+            self.stream.flush()

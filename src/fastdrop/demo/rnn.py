@@ -7,8 +7,8 @@ sequence held fixed over time (Gal and Ghahramani 2016).
 """
 import numpy as np
 
-from .functional import derive_seed, resolve_seed
-from .layers import Module, VariationalDropout
+from ..functional import derive_seed, resolve_seed
+from ..layers import Module, VariationalDropout
 
 
 class ElmanRNN(Module):
@@ -16,7 +16,7 @@ class ElmanRNN(Module):
 
     ``forward(x)`` returns all hidden states (N, T, hidden_size); ``backward(g)`` takes
     their gradient, returns d/dx and writes the parameter gradients into ``grads`` (same
-    keys as ``params``) in place, so an optimizer may hold on to those arrays.
+    keys as ``params``) in place; ``parameters()`` pairs them for the kit's optimizers.
     """
 
     def __init__(self, input_size, hidden_size, *, dropout=0.0, recurrent_dropout=0.0, seed=None):
@@ -35,6 +35,9 @@ class ElmanRNN(Module):
         self.input_dropout = VariationalDropout(dropout, time_axis=1, seed=derive_seed(seed, 1))
         self.recurrent_dropout = VariationalDropout(recurrent_dropout, time_axis=1, seed=derive_seed(seed, 2))
         self._cache = None
+
+    def parameters(self):
+        return [(self.params[name], self.grads[name]) for name in self.params]
 
     @property
     def training(self):
