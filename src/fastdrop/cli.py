@@ -8,7 +8,7 @@ import importlib
 import sys
 
 _SUBCOMMANDS = {
-    "demo": ("fastdrop.demo", "train networks with and without dropout on bundled digits"),
+    "demo": ("fastdrop.demo", "train networks with and without dropout on MNIST-1D (or the bundled digits) and compare"),
     "bench": ("fastdrop.bench", "time fastdrop against NumPy, PyTorch and the bandwidth floor"),
     "info": ("fastdrop.info", "version, backend, ISA variant, threads, optional extras"),
 }
