@@ -1,6 +1,6 @@
 """The ISA variants of the compiled kernels: the one table the build and the runtime read.
 
-Each variant compiles the same C source (``_core.c``) with its own target flags; at import
+Each variant compiles the same C source (``_walkers.c``) with its own target flags; at import
 ``_backend`` loads the best variant that was built and whose CPU features the machine has.
 A flag that enables instructions (``-m<feature>``) must name a feature in ``features``, so
 the CPU check guards every instruction the flags allow (``tests/test_isa.py`` ties them);
