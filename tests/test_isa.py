@@ -72,6 +72,16 @@ def _cases():
     cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
     cases.append(("threads-rates", lambda: fastdrop.dropout(xt[:700_000].reshape(-1, 1000), np.linspace(0, 1, 1000),
                                                             seed=4, offset=333)))
+    for dtype in (np.float16, np.float32, np.float64):      # Gaussian noise: odd lengths, offsets, vector tails
+        for n, offset in ((1, 0), (63, 7), (257, 255), (5000, 1021)):
+            xg = (rng.standard_normal(n) * 1e3).astype(dtype)
+            xg[: min(n, 3)] = [np.inf, -np.nan, np.finfo(dtype).smallest_subnormal][: min(n, 3)]
+            cases.append((f"{np.dtype(dtype).name}-gaussian-n{n}-o{offset}",
+                          lambda x=xg, o=offset: fastdrop.gaussian_dropout(x, 0.3, seed=8, offset=o)))
+            cases.append((f"{np.dtype(dtype).name}-gaussian-grad-n{n}-o{offset}",
+                          lambda x=xg, o=offset: fastdrop.gaussian_dropout_grad(x, 0.3, seed=8, offset=o,
+                                                                                dtype=np.float16)))
+    cases.append(("gaussian-threads", lambda: fastdrop.gaussian_dropout(xt, 0.6, seed=4, offset=333)))
     return cases
 
 
@@ -108,7 +118,7 @@ def oracle():
         return {name: _bits(f()) for name, f in _cases()}
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 def test_variant_matches_numpy_backend(isa, threads, oracle, tmp_path):
     if isa not in _backend.runnable_isas():

@@ -152,3 +152,13 @@ def stream_words(key, first_word, n):
     if n:
         _backend.kernels().fill_words(key, first_word, words)
     return words
+
+
+def gaussian_into(key, offset, sigma, half_noise, x, out):
+    """out = x * (1 + sigma * z), z the float32 standard normal of stream word offset + i, in
+    one pass of the kernel (no noise array); the noise is rounded to float16 where half_noise."""
+    if x.size:
+        with kernel_target(out) as target:
+            _backend.kernels().gaussian_flat(key, offset, sigma, half_noise, np.ascontiguousarray(x).reshape(-1),
+                                             target.reshape(-1), _backend.get_num_threads())
+    return out

@@ -171,3 +171,13 @@ def apply_keep_views(x, keep, scale, out):
     if any(n != 1 and k == 0 and s != 0 for n, k, s in zip(x.shape, kview.strides, sview.strides)):
         raise ValueError("scale must broadcast to keep's shape (one scale per decision)")
     return kview, sview
+
+
+def check_gaussian_flat(offset, sigma, x, out):
+    check_float_arrays(x, out)
+    _check_ndim(x, "x", 1)
+    _check_contiguous(x, "x")
+    _check_contiguous(out, "out")
+    if not isinstance(sigma, REAL_SCALARS):
+        raise TypeError(f"sigma must be a real number, got {_describe(sigma)}")
+    check_runs((offset,), x.size)

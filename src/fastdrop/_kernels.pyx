@@ -254,6 +254,21 @@ cdef class Kernels:
         return out
 
 
+    def gaussian_flat(self, uint64_t key, int64_t offset, sigma, bint half_noise, x, out, int nthreads=1):
+        """out = x * (1 + sigma * z) over C-contiguous 1-D arrays (out may be x), z the standard
+        normal of stream word offset + i (float32 arithmetic, _noise.h); the noise is rounded to
+        float16 before the product where half_noise."""
+        _kernel_args.check_gaussian_flat(offset, sigma, x, out)
+        cdef float s = sigma
+        cdef int64_t n = cnp.PyArray_DIM(x, 0)
+        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef const void *xp = data(x)
+        cdef void *op = data(out)
+        with nogil:
+            self.k.gaussian_flat(key, offset, s, half_noise, kind, xp, op, n, nthreads)
+        return out
+
+
 cdef Kernels _kernels_of(const fd_kernels_t *table):
     cdef Kernels kernels = Kernels.__new__(Kernels)
     kernels.k = table
@@ -263,3 +278,4 @@ cdef Kernels _kernels_of(const fd_kernels_t *table):
 
 # The variants linked into this module, slowest first: {name: Kernels}.
 VARIANTS = {kernels.ISA: kernels for kernels in [_kernels_of(fd_built_table(i)) for i in range(FD_NBUILT)]}
+

@@ -2,7 +2,7 @@
 
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
-functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows) with
+functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat) with
 the same arguments and the same checks (``_kernel_args``).
 """
 import math
@@ -211,3 +211,99 @@ def _chunks_at(key, idx):
     words = _block_words(key, blocks)
     chunks = words.astype("<u8", copy=False).view(_CHUNK).reshape(-1, BLOCK_CHUNKS)
     return chunks[where.reshape(idx.shape), idx % BLOCK_CHUNKS]
+
+
+# --- Gaussian noise: _noise.h's transform, step for step in float32 ---------------------------
+def _f32(hex_literal):
+    return np.float32(float.fromhex(hex_literal))
+
+
+_NZ = {name: _f32(h) for name, h in (
+    ("LN2_HI", "0x1.62e4p-1"), ("LN2_LO", "0x1.7f7d1cp-20"), ("SQRT2", "0x1.6a09e6p+0"),
+    ("L3", "0x1.555556p-1"), ("L5", "0x1.99999ap-2"), ("L7", "0x1.24924ap-2"), ("L9", "0x1.c71c72p-3"),
+    ("C2", "-0x1p-1"), ("C4", "0x1.555556p-5"), ("C6", "-0x1.6c16c2p-10"), ("C8", "0x1.a01a02p-16"),
+    ("S2", "-0x1.555556p-3"), ("S4", "0x1.111112p-7"), ("S6", "-0x1.a01a02p-13"), ("S8", "0x1.71de3ap-19"),
+    ("PHI", "0x1.921fb6p-25"), ("ONE", "0x1p+0"), ("TWO", "0x1p+1"), ("MINUS_TWO", "-0x1p+1"),
+    ("UNIT", "0x1p-31"))}
+_WORDS_PER_PASS = 1 << 14     # float32 temporaries of a pass (64 KiB each) stay in cache
+
+
+def _horner(t, coefficients, last):
+    """((c[0] t + c[1]) t + ...) t + last in float32, the order _noise.h writes."""
+    acc = _NZ[coefficients[0]] * t
+    for name in coefficients[1:]:
+        acc += _NZ[name]
+        acc *= t
+    acc += last
+    return acc
+
+
+def standard_normals(words):
+    """The float32 standard normal of each uint64 stream word, bit for bit _noise.h's nz_normal:
+    integer steps on int32 (exact), float32 +, -, *, /, sqrt and conversions (correctly rounded)."""
+    halves = words.astype("<u8", copy=False).view("<u4").reshape(-1, 2)
+    radius = log_unit(halves[:, 1].view(np.int32))
+    radius *= _NZ["MINUS_TWO"]
+    np.sqrt(radius, out=radius)
+    z = cos_angle(halves[:, 0].view(np.int32))
+    z *= radius
+    return z
+
+
+def log_unit(hi):
+    """ln u in float32 for u = (2 (hi >> 2) + 1) / 2**31 (hi: int32 array), as _noise.h computes it."""
+    one = _NZ["ONE"]
+    odd = ((hi >> 2) & 0x3FFFFFFF) * 2 + 1
+    u = odd.astype(np.float32)
+    u *= _NZ["UNIT"]
+    bits = u.view(np.int32)
+    e = ((bits >> 23) & 0xFF) - 127
+    mbits = (bits & 0x7FFFFF) | 0x3F800000
+    big = (mbits.view(np.float32) > _NZ["SQRT2"]).astype(np.int32)
+    mbits -= big << 23                 # m / 2, exactly, and one more in the exponent
+    e += big
+    m = mbits.view(np.float32)
+    s = np.subtract(m, one)
+    s /= np.add(m, one)
+    ln_m = _horner(s * s, ("L9", "L7", "L5", "L3"), _NZ["TWO"])
+    ln_m *= s
+    ef = e.astype(np.float32)
+    ln_u = ef * _NZ["LN2_LO"]
+    ln_u += ln_m
+    ln_u += ef * _NZ["LN2_HI"]       # a + b == b + a: IEEE addition commutes
+    return ln_u
+
+
+def cos_angle(lo):
+    """cos(2 pi (octant + f) / 8) in float32 from the int32 array lo, as _noise.h computes it."""
+    octant = (lo >> 29) & 7
+    h = ((lo >> 6) & 0x7FFFFF) * 2 + 1
+    np.subtract(1 << 24, h, out=h, where=(octant & 1).astype(bool))
+    phi = h.astype(np.float32)
+    phi *= _NZ["PHI"]
+    p2 = phi * phi
+    c = _horner(p2, ("C8", "C6", "C4", "C2"), _NZ["ONE"])
+    sn = _horner(p2, ("S8", "S6", "S4", "S2"), _NZ["ONE"])
+    sn *= phi
+    np.copyto(c, sn, where=(((octant + 1) >> 1) & 1).astype(bool))
+    c.view(np.int32)[...] ^= (((octant + 2) >> 2) & 1) << 31
+    return c
+
+
+def gaussian_flat(key, offset, sigma, half_noise, x, out, nthreads=1):
+    """out = x * (1 + sigma * z) over C-contiguous 1-D arrays, z = ``standard_normals`` of
+    stream words offset + i; the noise is rounded to float16 first where ``half_noise``."""
+    _kernel_args.check_gaussian_flat(offset, sigma, x, out)
+    sigma = np.float32(sigma)
+    step = min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS)      # _BATCH_BLOCKS bounds every pass's memory
+    words = np.empty(min(step, x.size), dtype=np.uint64)
+    for pos in range(0, x.size, step):
+        end = min(x.size, pos + step)
+        noise = standard_normals(_fill_words(key, offset + pos, words[:end - pos]))
+        noise *= sigma
+        noise += _NZ["ONE"]
+        if half_noise:
+            noise = noise.astype(np.float16)
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.multiply(x[pos:end], noise, out=out[pos:end], dtype=x.dtype)
+    return out

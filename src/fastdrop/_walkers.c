@@ -8,6 +8,7 @@
 #include <string.h>
 #include "_walkers.h"
 #include "_simd.h"
+#include "_noise.h"
 
 #ifndef FD_VARIANT
 #error "compile with -DFD_VARIANT=<name>, a variant of _isa.py"
@@ -231,4 +232,9 @@ static void fill_words(uint64_t key, int64_t first_word, uint64_t *out, int64_t 
 
 #define FD_STR_(s) #s
 #define FD_STR(s) FD_STR_(s)
-const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words};
+static void gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind, const void *x,
+                          void *out, int64_t n, int nthreads) {
+    nz_gaussian_flat(key, offset, sigma, half_noise, kind, x, out, n, nthreads, PARALLEL_MIN_BLOCKS);
+}
+
+const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words, gaussian_flat};

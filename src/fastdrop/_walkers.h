@@ -49,6 +49,11 @@ typedef struct {
                        int64_t nrows);
     /* Stream words first_word .. first_word + n into out. */
     void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n);
+    /* out[i] = x[i] * (1 + sigma * z) over n elements of a C-contiguous kind (not FD_KEEP),
+       z the standard normal of stream word offset + i (_noise.h); the noise is rounded to
+       float16 first where half_noise.  Threads split blocks of words. */
+    void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
+                          const void *x, void *out, int64_t n, int nthreads);
 } fd_kernels_t;
 
 #define FD_CAT_(a, b) a##b

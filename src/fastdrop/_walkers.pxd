@@ -26,3 +26,5 @@ cdef extern from "_walkers.h" nogil:
                            int ndim, const int64_t *dims, const int64_t *kstride, const int64_t *sstride,
                            int64_t nrows) noexcept nogil
         void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n) noexcept nogil
+        void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
+                              const void *x, void *out, int64_t n, int nthreads) noexcept nogil

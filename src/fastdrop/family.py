@@ -150,33 +150,6 @@ def _word_passes(key, first_word, n):
         yield pos, stop, _core.stream_words(key, first_word + pos, stop - pos)
 
 
-def standard_normals(words, precision=np.float64):
-    """One standard normal per uint64 stream word, the same on every backend.
-
-    Box-Muller on the word's two 32-bit halves hi and lo: u1 = (hi + 1) / 2**32 in (0, 1]
-    keeps the logarithm finite, u2 = lo / 2**32 in [0, 1) gives the angle, and
-    z = sqrt(-2 ln u1) cos(2 pi u2) in float64.  With ``precision=np.float32`` the halves'
-    top 24 bits are used instead (exact in float32) and the arithmetic is float32, about 4x
-    faster; that is what float16 and float32 inputs get.  Only NumPy arithmetic touches the
-    words, so both backends' identical words give identical normals.
-    """
-    halves = words.astype("<u8", copy=False).view("<u4").reshape(-1, 2)     # (lo, hi) per word
-    lo, hi = halves[:, 0], halves[:, 1]
-    bits = 32
-    if precision == np.float32:
-        bits = 24
-        lo, hi = lo >> np.uint32(8), hi >> np.uint32(8)
-    unit = precision(2.0 ** -bits)
-    radius = np.multiply(hi, unit, dtype=precision)
-    radius += unit
-    np.log(radius, out=radius)
-    radius *= precision(-2.0)
-    np.sqrt(radius, out=radius)
-    angle = np.multiply(lo, precision(2.0 * np.pi * 2.0 ** -bits), dtype=precision)
-    np.cos(angle, out=angle)
-    return np.multiply(radius, angle, out=angle)
-
-
 def open_uniforms(words, precision=np.float64):
     """One uniform in the open interval (0, 1) per uint64 word: (top 53 bits + 1/2) / 2**53,
     or with ``precision=np.float32`` (top 23 bits + 1/2) / 2**23, both exact."""
@@ -195,11 +168,14 @@ def _precision(dtype):
 def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
-    Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``
-    (``standard_normals``, in float32 for float16/float32 ``x``), so the result is
-    reproducible, chunkable like ``fd.dropout`` and identical on both backends.  The noise
-    has mean 1 and variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et
-    al. 2014.  Its backward pass is ``gaussian_dropout_grad`` with the same arguments.
+    Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``: z is
+    the float32 Box-Muller normal of that word computed with correctly rounded IEEE
+    operations only (``_noise.h``; its NumPy twin is ``_numpy_backend.standard_normals``),
+    for every dtype, so the result is reproducible, chunkable like ``fd.dropout`` and
+    bit-identical on every backend, ISA variant and thread count.  The noise has mean 1 and
+    variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et al. 2014; it is
+    rounded to float16 for float16 data.  Its backward pass is ``gaussian_dropout_grad``
+    with the same arguments.
     """
     given, x = x, as_float_array(x)
     return _gaussian(given, x, p, seed, training, offset, out, x.dtype)
@@ -208,9 +184,10 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
 def gaussian_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, dtype=None, out=None):
     """The gradient of ``gaussian_dropout`` w.r.t. x: ``grad`` times the forward's noise.
 
-    ``dtype`` is the dtype of the forward's input (default: grad's): the noise is drawn and
-    rounded exactly as that forward did (float32 normals for a float16/float32 input), so a
-    float64 gradient of a float32 forward is multiplied by the very values the forward used.
+    ``dtype`` is the dtype of the forward's input (default: grad's): the noise is rounded
+    exactly as that forward did (to float16 for a float16 input), so a float64 gradient of
+    a float16 forward is multiplied by the very values the forward used.  Nothing is stored:
+    the noise is regenerated from the seed.
     """
     given, grad = grad, as_float_array(grad, "grad")
     noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype").dtype
@@ -218,7 +195,7 @@ def gaussian_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, dt
 
 
 def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
-    """x * noise_dtype(1 + sigma z) into ``out``, z from stream words offset.. in noise_dtype's precision."""
+    """x * noise_dtype(1 + sigma z) into ``out``, z from stream words offset.. (float32)."""
     p = check_gaussian_rate(p)
     offset = check_offset(offset)
     check_index_range(offset, x.size)           # element i uses stream word offset + i
@@ -226,17 +203,9 @@ def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
     out = check_out(out, x, given)
     if not training or p == 0.0:
         return _core.copy_into(x, out)
-    precision = _precision(noise_dtype)
-    sigma = precision(np.sqrt(p / (1.0 - p)))
-    xc = np.ascontiguousarray(x).reshape(-1)
-    with _core.kernel_target(out) as target:
-        flat = target.reshape(-1)
-        for start, stop, words in _word_passes(stream_key(resolve_seed(seed)), offset, x.size):
-            noise = standard_normals(words, precision)
-            noise *= sigma
-            noise += 1.0
-            np.multiply(xc[start:stop], noise.astype(noise_dtype), out=flat[start:stop], dtype=x.dtype)
-    return out
+    half_noise = np.float16 in (noise_dtype, x.dtype)      # a float16 product rounds its factors to half
+    return _core.gaussian_into(stream_key(resolve_seed(seed)), offset, np.float32(np.sqrt(p / (1.0 - p))),
+                               half_noise, x, out)
 
 
 # --- DropBlock ------------------------------------------------------------------------------

@@ -1,0 +1,214 @@
+/* Gaussian noise from the block streams: one standard normal per stream word, computed with
+ * correctly rounded IEEE float32 operations only (+, -, *, /, sqrt, int <-> float
+ * conversions, integer bit operations) in a fixed order and without FMA (-ffp-contract=off),
+ * so that every ISA variant, every thread count and the NumPy twin
+ * (_numpy_backend.standard_normals, which spells the same steps in NumPy) give the same bits.
+ * libm is never called: its log and cos differ between builds.
+ *
+ * Box-Muller on the word's halves, z = sqrt(-2 ln u) cos(theta):
+ *   u = (2 (hi >> 2) + 1) / 2**31 in (0, 1): a 31-bit odd integer, converted to float32
+ *     (one rounding) and scaled by 2**-31 (exact); ln u = E ln 2 + ln m from the float's
+ *     exponent E and mantissa m in [sqrt(2)/2, sqrt(2)), ln m = 2 atanh(s),
+ *     s = (m - 1)/(m + 1), by its Taylor series to s**9 (|s| <= 0.172: truncation < 2e-9
+ *     relative); |z| <= sqrt(62 ln 2) = 6.56.
+ *   theta = 2 pi (octant + f) / 8: the octant is the top 3 bits of lo, f = (2g + 1) / 2**24
+ *     with g the next 23 bits (exact), reflected to 1 - f (exact, in integers) in odd
+ *     octants, so cos(theta) is +-sin or +-cos of phi = f pi/4 in (0, pi/4), each a Taylor
+ *     polynomial to phi**8 / phi**9 (truncation < 3e-8).
+ * Measured against float64 libm (tests/test_noise.py): see the README's "Gaussian noise".
+ */
+#ifndef FASTDROP_NOISE_H
+#define FASTDROP_NOISE_H
+#include <stdint.h>
+#include <string.h>
+#include "_vec.h"
+#include "_xoshiro.h"
+
+/* The constants as float32 bit-exact hex literals; _numpy_backend.py spells the same ones. */
+#define FD_NZ_LN2_HI 0x1.62e4p-1f          /* 11 significant bits: E * LN2_HI is exact */
+#define FD_NZ_LN2_LO 0x1.7f7d1cp-20f
+#define FD_NZ_SQRT2 0x1.6a09e6p+0f
+#define FD_NZ_L3 0x1.555556p-1f            /* 2/3, 2/5, 2/7, 2/9 */
+#define FD_NZ_L5 0x1.99999ap-2f
+#define FD_NZ_L7 0x1.24924ap-2f
+#define FD_NZ_L9 0x1.c71c72p-3f
+#define FD_NZ_C2 -0x1p-1f                  /* -1/2!, 1/4!, -1/6!, 1/8! */
+#define FD_NZ_C4 0x1.555556p-5f
+#define FD_NZ_C6 -0x1.6c16c2p-10f
+#define FD_NZ_C8 0x1.a01a02p-16f
+#define FD_NZ_S2 -0x1.555556p-3f           /* -1/3!, 1/5!, -1/7!, 1/9! */
+#define FD_NZ_S4 0x1.111112p-7f
+#define FD_NZ_S6 -0x1.a01a02p-13f
+#define FD_NZ_S8 0x1.71de3ap-19f
+#define FD_NZ_PHI 0x1.921fb6p-25f          /* pi/4 / 2**24 */
+
+/* One transform, written once over nz_f/nz_i: FD_L32-lane vectors where GCC vector types
+   exist (comparisons give -1/0 lanes), else scalars (NZ_TRUE turns 1/0 into -1/0). */
+#if FD_VECTOR
+typedef fd_f32v nz_f;
+typedef fd_i32v nz_i;
+#  define NZ_LANES FD_L32
+#  define NZ_TRUE(c) (c)
+#  define NZ_TO_FLOAT(i) __builtin_convertvector(i, fd_f32v)
+#  define NZ_AS_INT(f) ((fd_i32v)(f))
+#  define NZ_AS_FLOAT(i) ((fd_f32v)(i))
+static inline nz_f nz_sqrt(nz_f a) {
+#  if FD_VBYTES == 64
+    return (nz_f)_mm512_sqrt_ps((__m512)a);
+#  elif FD_VBYTES == 32
+    return (nz_f)_mm256_sqrt_ps((__m256)a);
+#  elif defined(__SSE2__)
+    return (nz_f)_mm_sqrt_ps((__m128)a);
+#  else
+    for (int l = 0; l < NZ_LANES; l++) a[l] = __builtin_sqrtf(a[l]);
+    return a;
+#  endif
+}
+#else
+typedef float nz_f;
+typedef int32_t nz_i;
+#  define NZ_LANES 1
+#  define NZ_TRUE(c) (-(int32_t)(c))
+#  define NZ_TO_FLOAT(i) ((float)(i))
+static inline int32_t nz_as_int(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
+static inline float nz_as_float(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
+#  define NZ_AS_INT(f) nz_as_int(f)
+#  define NZ_AS_FLOAT(i) nz_as_float(i)
+#  include <math.h>
+static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded (IEEE 754) */
+#endif
+
+/* __builtin_shufflevector (Clang, GCC >= 12) splits words into halves in registers. */
+#if FD_VECTOR && !FD_BIG_ENDIAN && (defined(__clang__) || __GNUC__ >= 12)
+#  define NZ_SHUFFLE 1
+#  if NZ_LANES == 16
+#    define NZ_EVEN 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#    define NZ_ODD 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#  elif NZ_LANES == 8
+#    define NZ_EVEN 0, 2, 4, 6, 8, 10, 12, 14
+#    define NZ_ODD 1, 3, 5, 7, 9, 11, 13, 15
+#  else
+#    define NZ_EVEN 0, 2, 4, 6
+#    define NZ_ODD 1, 3, 5, 7
+#  endif
+#else
+#  define NZ_SHUFFLE 1
+#endif
+
+/* The standard normals of NZ_LANES words given as their high and low 32-bit halves. */
+static inline nz_f nz_normal(nz_i hi, nz_i lo) {
+    /* radius: -2 ln u */
+    nz_i odd = ((hi >> 2) & 0x3FFFFFFF) * 2 + 1;           /* the arithmetic shift's sign bits masked off */
+    nz_f u = NZ_TO_FLOAT(odd) * 0x1p-31f;
+    nz_i bits = NZ_AS_INT(u);
+    nz_i e = ((bits >> 23) & 0xFF) - 127;
+    nz_i mbits = (bits & 0x7FFFFF) | 0x3F800000;
+    nz_i big = NZ_TRUE(NZ_AS_FLOAT(mbits) > FD_NZ_SQRT2);
+    mbits -= big & 0x800000;                                /* m / 2, exactly */
+    e -= big;
+    nz_f m = NZ_AS_FLOAT(mbits);
+    nz_f s = (m - 1.0f) / (m + 1.0f);
+    nz_f s2 = s * s;
+    nz_f ln_m = s * ((((FD_NZ_L9 * s2 + FD_NZ_L7) * s2 + FD_NZ_L5) * s2 + FD_NZ_L3) * s2 + 2.0f);
+    nz_f ef = NZ_TO_FLOAT(e);
+    nz_f ln_u = ef * FD_NZ_LN2_HI + (ef * FD_NZ_LN2_LO + ln_m);
+    nz_f radius = nz_sqrt(ln_u * -2.0f);
+    /* angle: octant and reflected fraction in integers */
+    nz_i octant = (lo >> 29) & 7;
+    nz_i h = ((lo >> 6) & 0x7FFFFF) * 2 + 1;
+    nz_i reflect = NZ_TRUE((octant & 1) != 0);
+    h = (h & ~reflect) | (((1 << 24) - h) & reflect);
+    nz_f phi = NZ_TO_FLOAT(h) * FD_NZ_PHI;
+    nz_f p2 = phi * phi;
+    nz_f c = (((FD_NZ_C8 * p2 + FD_NZ_C6) * p2 + FD_NZ_C4) * p2 + FD_NZ_C2) * p2 + 1.0f;
+    nz_f sn = phi * ((((FD_NZ_S8 * p2 + FD_NZ_S6) * p2 + FD_NZ_S4) * p2 + FD_NZ_S2) * p2 + 1.0f);
+    nz_i use_sin = NZ_TRUE((((octant + 1) >> 1) & 1) != 0);
+    nz_i negative = NZ_TRUE(((octant + 2) & 4) != 0) & INT32_MIN;    /* octants 2..5 */
+    nz_i t = ((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(sn) & use_sin)) ^ negative;
+    return radius * NZ_AS_FLOAT(t);
+}
+
+/* noise[i] = 1 + sigma * z for the n (a multiple of NZ_LANES) words w; rounded to float16
+   and back where half_noise (the noise of a float16 forward). */
+static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
+#if NZ_SHUFFLE
+    /* Little-endian words as 32-bit lanes: word j's low half is lane 2j, its high half 2j + 1;
+       one shuffle of two vectors deinterleaves them (a scalar split cost ~15% of the time). */
+    for (int64_t i = 0; i < n; i += NZ_LANES) {
+        nz_i a, b;
+        memcpy(&a, w + i, sizeof a);
+        memcpy(&b, w + i + NZ_LANES / 2, sizeof b);
+        nz_f v = 1.0f + sigma * nz_normal(__builtin_shufflevector(a, b, NZ_ODD), __builtin_shufflevector(a, b, NZ_EVEN));
+        memcpy(noise + i, &v, sizeof v);
+    }
+#else
+    int32_t hi[FD_GROUP_WORDS], lo[FD_GROUP_WORDS];
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t word = FD_BIG_ENDIAN ? fd_swap_chunks(w[i]) : w[i];
+        hi[i] = (int32_t)(uint32_t)(word >> 32);
+        lo[i] = (int32_t)(uint32_t)word;
+    }
+    for (int64_t i = 0; i < n; i += NZ_LANES) {
+        nz_i vh, vl;
+        memcpy(&vh, hi + i, sizeof vh);
+        memcpy(&vl, lo + i, sizeof vl);
+        nz_f v = 1.0f + sigma * nz_normal(vh, vl);
+        memcpy(noise + i, &v, sizeof v);
+    }
+#endif
+    if (half_noise)
+        for (int64_t i = 0; i < n; i++) noise[i] = fd_half_to_float(fd_float_to_half(noise[i]));
+}
+
+/* out[i] = x[i] * noise[i] in x's type (float16: the correctly rounded product of two halves). */
+static inline void nz_multiply(fd_kind_t kind, const float *noise, const char *x, char *out, int64_t n) {
+    switch (kind) {
+    case FD_F16:
+        for (int64_t i = 0; i < n; i++)
+            ((uint16_t *)out)[i] = fd_half_mul(((const uint16_t *)x)[i], noise[i]);
+        break;
+    case FD_F32:
+        for (int64_t i = 0; i < n; i++) ((float *)out)[i] = ((const float *)x)[i] * noise[i];
+        break;
+    case FD_F64:
+        for (int64_t i = 0; i < n; i++) ((double *)out)[i] = ((const double *)x)[i] * (double)noise[i];
+        break;
+    case FD_KEEP:
+        break;
+    }
+}
+
+/* Elements of block `block` at words lo..lo+n of it (x and out point at word lo). */
+static inline void nz_gaussian_block(uint64_t key, int64_t block, int64_t lo, int64_t n, float sigma, int half_noise,
+                                     fd_kind_t kind, int64_t size, const char *x, char *out) {
+    fd_gen_t gen;
+    uint64_t words[FD_GROUP_WORDS];
+    float noise[FD_GROUP_WORDS];
+    fd_gen_seed(&gen, key, (uint64_t)block);
+    for (int64_t start = 0; start < lo + n; start += FD_GROUP_WORDS) {
+        fd_gen_steps(&gen, FD_GROUP_STEPS, words);
+        if (start + FD_GROUP_WORDS <= lo) continue;
+        int64_t a = lo > start ? lo : start, b = lo + n < start + FD_GROUP_WORDS ? lo + n : start + FD_GROUP_WORDS;
+        nz_gaussian_noise(words, FD_GROUP_WORDS, sigma, half_noise, noise);
+        nz_multiply(kind, noise + (a - start), x + (a - lo) * size, out + (a - lo) * size, b - a);
+    }
+}
+
+/* out = x * noise over stream words offset..offset+n; threads split blocks (static schedule),
+   so each element's word, hence its bits, is independent of the thread count. */
+static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
+                             const void *x, void *out, int64_t n, int nthreads, int64_t parallel_min_blocks) {
+    int64_t first = offset / FD_BLOCK_WORDS, head = offset - first * FD_BLOCK_WORDS;
+    int64_t nblocks = n > 0 ? (head + n - 1) / FD_BLOCK_WORDS + 1 : 0;
+    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    const char *xb = x;
+    char *ob = out;
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && nblocks > parallel_min_blocks)
+    for (int64_t k = 0; k < nblocks; k++) {
+        int64_t lo = k == 0 ? head : 0;                              /* word in the block */
+        int64_t at = k * FD_BLOCK_WORDS + lo - head;                 /* element of the run */
+        int64_t take = (n - at) < (FD_BLOCK_WORDS - lo) ? (n - at) : (FD_BLOCK_WORDS - lo);
+        nz_gaussian_block(key, first + k, lo, take, sigma, half_noise, kind, size, xb + at * size, ob + at * size);
+    }
+}
+#endif
