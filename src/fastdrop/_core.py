@@ -152,3 +152,19 @@ def stream_words(key, first_word, n):
     if n:
         _backend.kernels().fill_words(key, first_word, words)
     return words
+
+
+# --- the dropout family's fused kernels ----------------------------------------------------------
+def alpha_full(key, offset, thr, coef, x, out):
+    """out = kept ? x * a + b : d in one pass (coef = (a, b, d)), no temporaries of x's size."""
+    if x.size:
+        with kernel_target(out) as target:
+            _backend.kernels().alpha_flat(key, offset, thr, coef, np.ascontiguousarray(x).reshape(-1),
+                                          target.reshape(-1), _backend.get_num_threads())
+    return out
+
+
+def dropblock_keep(key, offset, block, thr53, keep):
+    """DropBlock's keep bytes into the uint8 (N, C, H, W) array or view ``keep``; the kept count."""
+    return _backend.kernels().dropblock_keep(key, offset, block, thr53, keep, _backend.get_num_threads())
+

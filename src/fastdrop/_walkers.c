@@ -8,6 +8,7 @@
 #include <string.h>
 #include "_walkers.h"
 #include "_simd.h"
+#include "_fused.h"
 
 #ifndef FD_VARIANT
 #error "compile with -DFD_VARIANT=<name>, a variant of _isa.py"
@@ -231,4 +232,5 @@ static void fill_words(uint64_t key, int64_t first_word, uint64_t *out, int64_t 
 
 #define FD_STR_(s) #s
 #define FD_STR(s) FD_STR_(s)
-const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words};
+const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
+                                           fd_alpha_flat, fd_dropblock_keep};
