@@ -581,3 +581,17 @@ def test_adaptive_activity_is_mean_abs_in_bounded_slices(shape, per_feature):
     expected = np.mean(np.abs(x), axis=axes if x.ndim else None, dtype=np.float64)
     for chunk in (1, 7, None):
         np.testing.assert_allclose(_mean_abs(x, per_feature, chunk), expected, rtol=1e-12)
+
+
+def test_layer_keeps_its_stream_key_with_its_seed():
+    """A layer derives forward k's seed from the key it keeps with ``seed``: reassigning the
+    seed changes the masks exactly as a layer built with it, and the common call's shortcut
+    gives fd.dropout's bits for forward and backward."""
+    x = np.random.default_rng(3).standard_normal((37, 29)).astype(np.float32)
+    layer = fd.Dropout(0.3, seed=5)
+    layer.seed = 9
+    for k in range(3):
+        want = fd.dropout(x, 0.3, seed=fd.functional.derive_seed(9, k))
+        assert np.array_equal(layer.forward(x), want)
+        assert np.array_equal(layer.backward(x), want)
+    assert layer.counter == 3 and layer.get_config()["seed"] == 9

@@ -108,42 +108,62 @@ static void fd_alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, 
 /* Stream words read in order, one block generated at a time. */
 typedef struct {
     uint64_t key;
-    int64_t block;
+    int64_t block, at;          /* the block in b, the next word's index in it */
     fd_block_t b;
 } fd_word_cursor_t;
 
-static inline uint64_t fd_cursor_word(fd_word_cursor_t *cur, int64_t w) {
+static inline void fd_cursor_seek(fd_word_cursor_t *cur, int64_t w) {
     int64_t blk = w / FD_BLOCK_WORDS;
     if (blk != cur->block) {
         fd_block(cur->key, (uint64_t)blk, &cur->b);
         cur->block = blk;
     }
-    return fd_block_word(&cur->b, w - blk * FD_BLOCK_WORDS);
+    cur->at = w - blk * FD_BLOCK_WORDS;
 }
 
-/* One map: corner (i, j) (of hv x wv) is drawn when word first + i * wv + j has
-   word >> 11 < thr53; a drawn corner drops the b x b square below and right of it.  Row i
-   of the corners is dilated right as it is read (covered while the last drawn column is
-   within b - 1), and last[j] keeps the last corner row covering column j, so output row i
-   is dropped at j when last[j] > i - b.  Returns the kept count. */
-static inline int64_t fd_dropblock_map(fd_word_cursor_t *cur, int64_t first, int64_t h, int64_t w, int64_t b,
-                                       uint64_t thr53, int64_t *last, uint8_t *keep, int64_t sh, int64_t sw) {
+static inline uint64_t fd_cursor_next(fd_word_cursor_t *cur) {
+    if (cur->at == FD_BLOCK_WORDS) {
+        cur->block++;
+        fd_block(cur->key, (uint64_t)cur->block, &cur->b);
+        cur->at = 0;
+    }
+    return fd_block_word(&cur->b, cur->at++);
+}
+
+/* Keep bytes of one output row: element j is kept unless a corner row after `edge` covers it. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int64_t fd_keep_row(uint8_t *row, const int64_t *last, int64_t edge, int64_t w, int64_t sw) {
+    int64_t kept = 0;
+    for (int64_t j = 0; j < w; j++) {
+        uint8_t k = last[j] <= edge;
+        row[j * sw] = k;
+        kept += k;
+    }
+    return kept;
+}
+
+/* One map whose corners (hv x wv, C order) are the cursor's next words: corner (i, j) is
+   drawn when its word >> 11 < thr53, and drops the b x b square below and right of it.
+   Row i of the corners is dilated right as it is read (covered while the last drawn column
+   is within b - 1), and last[j] keeps the last corner row covering column j, so output
+   row i is dropped at j when last[j] > i - b.  Returns the kept count. */
+static inline int64_t fd_dropblock_map(fd_word_cursor_t *cur, int64_t h, int64_t w, int64_t b, uint64_t thr53,
+                                       int64_t *last, uint8_t *keep, int64_t sh, int64_t sw) {
     int64_t hv = h - b + 1, wv = w - b + 1, kept = 0;
     for (int64_t j = 0; j < w; j++) last[j] = -b;
     for (int64_t i = 0; i < h; i++) {
         if (i < hv) {
-            int64_t col = -b;
-            for (int64_t j = 0; j < w; j++) {
-                if (j < wv && (fd_cursor_word(cur, first + i * wv + j) >> 11) < thr53) col = j;
+            int64_t col = -b, j = 0;
+            for (; j < wv; j++) {
+                if ((fd_cursor_next(cur) >> 11) < thr53) col = j;
                 if (col > j - b) last[j] = i;
             }
+            for (; j < w && col > j - b; j++) last[j] = i;
         }
-        uint8_t *row = keep + i * sh;
-        for (int64_t j = 0; j < w; j++) {
-            uint8_t k = last[j] <= i - b;
-            row[j * sw] = k;
-            kept += k;
-        }
+        /* a contiguous row (channels_first) gets its own copy of the loop, which vectorizes */
+        kept += sw == 1 ? fd_keep_row(keep + i * sh, last, i - b, w, 1) : fd_keep_row(keep + i * sh, last, i - b, w, sw);
     }
     return kept;
 }
@@ -171,7 +191,8 @@ static int64_t fd_dropblock_keep(uint64_t key, int64_t offset, int64_t n, int64_
         for (int64_t m = 0; m < nmaps; m++) {
             if (!last) continue;
             uint8_t *map = keep + (m / c) * strides[0] + (m % c) * strides[1];
-            kept += fd_dropblock_map(&cur, offset + m * corners, h, w, b, thr53, last, map, strides[2], strides[3]);
+            fd_cursor_seek(&cur, offset + m * corners);
+            kept += fd_dropblock_map(&cur, h, w, b, thr53, last, map, strides[2], strides[3]);
         }
         free(last);
     }

@@ -46,4 +46,10 @@ def stream_key(seed):
 
 def derive_seed(seed, index):
     """Seed of the ``index``-th independent substream of ``seed`` (layers: one per call)."""
-    return mix64((stream_key(seed) + (index + 1) * SUBSTREAM) & U64)
+    return substream_seed(stream_key(seed), index)
+
+
+def substream_seed(key, index):
+    """``derive_seed(seed, index)`` from ``key = stream_key(seed)``: one mix where a caller
+    (a layer, once per call) keeps the key of its fixed seed."""
+    return mix64((key + (index + 1) * SUBSTREAM) & U64)
