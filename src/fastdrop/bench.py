@@ -450,12 +450,7 @@ def run_family(threads=1, budget=1.0, progress=None, shape=FAMILY_SHAPE):
 
 def format_family(result):
     impls = [k for k in ("naive", "torch") if any(k in r["speedup"] for r in result["variants"])]
-    lines = [
-        f"fastdrop {result['fastdrop']} bench --family: backend {result['backend']}, isa {result['isa']}, "
-        f"threads {result['threads']}, {result['dtype']} {tuple(result['shape'])}; numpy {result['numpy']}"
-        + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
-        f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
-        f"load average {result['machine']['load_average']} after the run",
+    lines = _header(result, "bench --family", f"{result['dtype']} {tuple(result['shape'])}") + [
         "fd/floor: fastdrop's time over np.multiply(x, c)'s (both allocate the output), median of per-round",
         "ratios over interleaved rounds; X/fd: how many times faster fastdrop is than X.",
         "",
@@ -494,14 +489,18 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+def _header(result, command, case):
+    """The two lines naming the run: what ran where (backend, ISA, threads, versions, CPU, load)."""
+    return [f"fastdrop {result['fastdrop']} {command}: backend {result['backend']}, isa {result['isa']}, "
+            f"threads {result['threads']}, {case}; numpy {result['numpy']}"
+            + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
+            f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
+            f"load average {result['machine']['load_average']} after the run"]
+
+
 def format_table(result):
     impls = [k for k in ("numpy-backend", "naive", "torch") if any(k in c["speedup"] for c in result["cases"])]
-    lines = [
-        f"fastdrop {result['fastdrop']} bench: backend {result['backend']}, isa {result['isa']}, "
-        f"threads {result['threads']}, p={result['p']}; numpy {result['numpy']}"
-        + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
-        f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
-        f"load average {result['machine']['load_average']} after the run",
+    lines = _header(result, "bench", f"p={result['p']}") + [
         "ns/element: median over interleaved rounds. fd/floor: fastdrop's time over np.multiply(x, c, out=y)'s",
         "(lower is better, 1.0 is the bandwidth floor); X/fd: how many times faster fastdrop is than X.",
         "",
