@@ -595,3 +595,19 @@ def test_layer_keeps_its_stream_key_with_its_seed():
         assert np.array_equal(layer.forward(x), want)
         assert np.array_equal(layer.backward(x), want)
     assert layer.counter == 3 and layer.get_config()["seed"] == 9
+
+
+def test_substream_window_is_derive_seed_across_refills():
+    """Forwards past the layer's window of substream seeds (and a seed reassigned in the
+    middle of one) draw exactly derive_seed's masks."""
+    from fastdrop import _stream
+    x = np.random.default_rng(4).standard_normal(300).astype(np.float32)
+    layer = fd.Dropout(0.4, seed=11)
+    for k in range(fd.layers.SUBSTREAM_WINDOW + 5):
+        assert np.array_equal(layer(x), fd.dropout(x, 0.4, seed=fd.functional.derive_seed(11, k)))
+    layer.seed = 12
+    assert np.array_equal(layer(x), fd.dropout(x, 0.4, seed=fd.functional.derive_seed(12, layer.counter - 1)))
+    key = _stream.stream_key(3)
+    seeds, keys = _stream.substream_window(key, 2**40, 8)
+    assert seeds == [_stream.derive_seed(3, 2**40 + i) for i in range(8)]
+    assert keys == [_stream.stream_key(s) for s in seeds]

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from . import _core, family
-from ._stream import stream_key, substream_seed
+from ._stream import stream_key, substream_window
 from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_choice, check_data_format,
                           check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
                           check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
@@ -20,6 +20,9 @@ from .functional import dropout
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
            "VariationalDropout"]
+
+
+SUBSTREAM_WINDOW = 64          # substream seeds a layer derives at once (see DropoutLayer.seed)
 
 
 class _ForwardRecord:
@@ -84,9 +87,12 @@ class DropoutLayer(Module):
 
     @seed.setter
     def seed(self, value):
-        # The stream key of the seed is kept with it, so a forward derives its substream
-        # with one mix (substream_seed) instead of two.
+        # The seed's stream key is kept with it, and the substream seeds (and their keys) of
+        # the next SUBSTREAM_WINDOW forwards are computed at once (substream_window): a
+        # forward then takes its seed and key from a list instead of two Python mixes.
         self._seed, self._key = value, stream_key(value)
+        self._window = (0, [], [])
+        self._window_keys = {}
 
     def __getstate__(self):            # locks do not pickle or deepcopy
         state = self.__dict__.copy()
@@ -113,7 +119,7 @@ class DropoutLayer(Module):
         except BaseException:
             self._give_back(index)
             raise
-        self._last = _ForwardRecord(seed, np.shape(x), extra)
+        self._last = _ForwardRecord(seed, x.shape, extra)      # x: the checked ndarray
         return y
 
     def _take_seed(self):
@@ -123,7 +129,16 @@ class DropoutLayer(Module):
         with self._counter_lock:
             index = self.counter
             self.counter = index + 1
-        return index, substream_seed(self._key, index)
+            start, seeds, keys = self._window
+            if not start <= index < start + len(seeds):
+                start, seeds, keys = self._window = (index, *substream_window(self._key, index, SUBSTREAM_WINDOW))
+                self._window_keys = dict(zip(seeds, keys))
+        return index, seeds[index - start]
+
+    def _stream_key_of(self, seed):
+        """``stream_key(seed)`` of a substream seed, from the window when it is there."""
+        key = self._window_keys.get(seed)
+        return stream_key(seed) if key is None else key
 
     def _give_back(self, index):
         """Undo ``_take_seed`` for a forward that failed, if no later forward took one since."""
@@ -226,7 +241,7 @@ class Dropout(DropoutLayer):
         p = self.p
         if (seed is not None and self.mode == "inverted" and self.noise_shape is None and type(p) is float
                 and 0.0 < p < 1.0 and _is_plain_input(x)):
-            return _core.dropout_plain(x, p, seed, 0, out)
+            return _core.dropout_plain_key(x, p, self._stream_key_of(seed), 0, out)
         # noise_shape as configured (None entries included): fd.dropout resolves it, and None
         # lets the common call take its shortcut.
         if self.mode == "classic":
