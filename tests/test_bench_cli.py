@@ -95,3 +95,40 @@ def test_cli_and_module_entry_points():
     for cmd in (["-m", "fastdrop", "bench", "--help"], ["-m", "fastdrop.cli", "bench", "--help"]):
         r = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "--json FILE" in r.stdout and "--plot FILE.png" in r.stdout
+
+
+def test_family_table_and_json(tmp_path, capsys, monkeypatch):
+    """--family times every variant's forward and backward and every layer against its
+    functional twin; a small shape keeps the test fast."""
+    run = bench.run_family
+    monkeypatch.setattr(bench, "run_family", lambda *a, **k: run(*a, **k, shape=(4, 8, 16, 16)))
+    path = tmp_path / "family.json"
+    code = bench.main(["--family", "--budget", "0.001", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "bench --family" in out and "dropblock2d" in out and "Dropout " in out
+    result = json.loads(path.read_text())
+    assert [(r["variant"], r["direction"]) for r in result["variants"]] == [
+        (v, d) for v in bench.FAMILY_TARGETS for d in ("forward", "backward")]
+    for r in result["variants"]:
+        assert r["fastdrop_over_floor"] > 0 and "naive" in r["speedup"] and r["rounds"] >= 3
+    assert [r["layer"] for r in result["layers"]] == list(bench.layer_pairs())
+    assert all(r["ratio"] > 0 and r["size"] == 10_000 for r in result["layers"])
+
+
+def test_family_refuses_plot(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--family", "--plot", "x.png"])
+    assert exc.value.code == 2 and "--family does not run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["alpha_dropout", "drop_path", "spatial_dropout", "dropblock2d"])
+def test_naive_family_forward_is_its_variant(variant):
+    """The naive formulations drop about p (DropBlock: its blocks, fewer for overlaps) and
+    backward applies forward's mask."""
+    x = np.ones((64, 16, 16, 16), dtype=np.float32)
+    p = bench.FAMILY_TARGETS[variant][0]
+    forward, backward = bench.naive_family(variant, x, p, np.random.default_rng(0))
+    y = forward()
+    dropped = np.mean(y == np.float32(y.min())) if variant == "alpha_dropout" else np.mean(y == 0)
+    assert 0.5 * p < dropped < 1.5 * p
+    assert np.array_equal(backward() == 0, (y == 0) if variant != "alpha_dropout" else (y == y.min()))

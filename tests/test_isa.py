@@ -68,6 +68,7 @@ def _cases():
             x, fastdrop.dropout_mask((37, 1, 77), 0.5, seed=2), np.linspace(0, 1, 77))))
     cases.append(("mask-rates", lambda: fastdrop.dropout_mask((5, 2051), np.linspace(0, 1, 2051), seed=9, offset=3)))
     cases.append(("words", lambda: _backend.kernels().fill_words(7, 1000, np.empty(3000, dtype=np.uint64))))
+    cases.extend(_family_cases(rng))
     xt = rng.standard_normal(THREAD_CASE_SIZE).astype(np.float32)
     cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
     cases.append(("threads-rates", lambda: fastdrop.dropout(xt[:700_000].reshape(-1, 1000), np.linspace(0, 1, 1000),
@@ -84,6 +85,31 @@ def _cases():
     cases.append(("gaussian-threads", lambda: fastdrop.gaussian_dropout(xt, 0.6, seed=4, offset=333)))
     return cases
 
+
+def _family_cases(rng):
+    """The family's fused kernels: alpha dropout over every half and vector tail, DropBlock's
+    mask over odd maps, both layouts, blocks as large as the map, and enough maps for threads."""
+    cases = []
+    for dtype in (np.float16, np.float32, np.float64):
+        name = np.dtype(dtype).name
+        for n, offset in ((1, 0), (17, 5), (1023, 1), (5000, 1021), (THREAD_CASE_SIZE, 333)):
+            x = (rng.standard_normal(n) * 3).astype(dtype)
+            x[: min(n, 4)] = [np.inf, -np.nan, -0.0, np.finfo(dtype).smallest_subnormal][: min(n, 4)]
+            for p in (0.5, 0.1, 0.999):
+                cases.append((f"alpha-{name}-n{n}-o{offset}-p{p}",
+                              lambda x=x, p=p, o=offset: fastdrop.alpha_dropout(x, p, seed=8, offset=o)))
+        x4 = rng.standard_normal((3, 5, 13, 11)).astype(dtype)
+        for block, p in ((1, 0.3), (3, 0.1), (5, 0.6), (11, 0.5), (7, 0.999)):
+            cases.append((f"dropblock-{name}-b{block}-p{p}",
+                          lambda x=x4, b=block, p=p: fastdrop.dropblock2d(x, p, b, seed=3, offset=17)))
+            cases.append((f"dropblock-last-{name}-b{block}-p{p}", lambda x=x4, b=block, p=p: fastdrop.dropblock2d(
+                np.ascontiguousarray(x.transpose(0, 2, 3, 1)), p, b, seed=3, data_format="channels_last")))
+    cases.append(("alpha-all-halves", lambda: fastdrop.alpha_dropout(ALL_HALVES, 0.3, seed=2)))
+    xb = rng.standard_normal((4, 64, 33, 31)).astype(np.float32)        # > the parallel threshold
+    cases.append(("dropblock-threads", lambda: fastdrop.dropblock2d(xb, 0.2, 7, seed=6)))
+    cases.append(("dropblock-threads-last", lambda: fastdrop.dropblock2d(xb, 0.2, 7, seed=6,
+                                                                          data_format="channels_last")))
+    return cases
 
 def _bits(a):
     a = np.asarray(a)

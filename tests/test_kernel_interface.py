@@ -158,6 +158,36 @@ BAD_CALLS = [
     ("apply-scale-per-element-shared-keep", "apply_keep",
      lambda: (f32(4, 8), np.ones((4, 1), np.uint8), f32(4, 8), f32(4, 8)),
      ValueError, "scale must broadcast to keep's shape (one scale per decision)"),
+    # alpha_flat(key, offset, thr, coef, x, out)
+    ("alpha-coef-list", "alpha_flat", lambda: (1, 0, T, [1, 2, 3], f32(8), f32(8)),
+     TypeError, "coef must be a tuple of three real numbers (a, b, d), got list"),
+    ("alpha-coef-short", "alpha_flat", lambda: (1, 0, T, (1.0, 2.0), f32(8), f32(8)),
+     TypeError, "coef must be a tuple of three real numbers (a, b, d), got tuple"),
+    ("alpha-int16", "alpha_flat", lambda: (1, 0, T, (1.0, 2.0, 3.0), np.ones(8, np.int16), np.ones(8, np.int16)),
+     TypeError, "x must be a float16, float32 or float64 array in native byte order, got int16"),
+    ("alpha-strided-out", "alpha_flat", lambda: (1, 0, T, (1.0, 2.0, 3.0), f32(8), f32(16)[::2]),
+     ValueError, "out must be C-contiguous and aligned"),
+    ("alpha-thr-above", "alpha_flat", lambda: (1, 0, 65537, (1.0, 2.0, 3.0), f32(8), f32(8)),
+     ValueError, "thr must be in [0, 65536], got 65537"),
+    ("alpha-index-range", "alpha_flat", lambda: (1, 2**62 - 4, T, (1.0, 2.0, 3.0), f32(8), f32(8)),
+     ValueError, f"stream elements [{2**62 - 4}, {2**62 - 4} + 8) leave the index range [0, 2**62)"),
+    # dropblock_keep(key, offset, block, thr53, keep)
+    ("dropblock-bool", "dropblock_keep", lambda: (1, 0, 2, 5, np.empty((1, 1, 4, 4), bool)),
+     TypeError, "keep must be an array of dtype uint8, got bool"),
+    ("dropblock-3d", "dropblock_keep", lambda: (1, 0, 2, 5, np.empty((1, 4, 4), np.uint8)),
+     ValueError, "keep must be 4-D, got 3-D"),
+    ("dropblock-readonly", "dropblock_keep", lambda: (1, 0, 2, 5, readonly(np.empty((1, 1, 4, 4), np.uint8))),
+     ValueError, "out must be writeable"),
+    ("dropblock-block-float", "dropblock_keep", lambda: (1, 0, 2.0, 5, np.empty((1, 1, 4, 4), np.uint8)),
+     TypeError, "block must be an integer, got float"),
+    ("dropblock-block-large", "dropblock_keep", lambda: (1, 0, 5, 5, np.empty((1, 1, 4, 6), np.uint8)),
+     ValueError, "block must be in [1, min(H, W)] = [1, 4], got 5"),
+    ("dropblock-thr-float", "dropblock_keep", lambda: (1, 0, 2, 0.5, np.empty((1, 1, 4, 4), np.uint8)),
+     TypeError, "thr53 must be an integer, got float"),
+    ("dropblock-thr-above", "dropblock_keep", lambda: (1, 0, 2, 2**53 + 1, np.empty((1, 1, 4, 4), np.uint8)),
+     ValueError, f"thr53 must be in [0, 2**53], got {2**53 + 1}"),
+    ("dropblock-index-range", "dropblock_keep", lambda: (1, 2**62 - 8, 2, 5, np.empty((1, 1, 4, 4), np.uint8)),
+     ValueError, f"stream elements [{2**62 - 8}, {2**62 - 8} + 9) leave the index range [0, 2**62)"),
 ]
 
 
@@ -193,6 +223,11 @@ VALID_CALLS = [
      lambda: (3, np.array([7, 0, 99]), T, S, np.arange(3000, dtype=np.float32).reshape(3, -1)[::-1], f32(3, 1000))),
     ("keep-np-int64-thr", "keep_mask_rows", lambda: (3, np.array([5, 9000]), np.int64(30000), np.empty((2, 2000), np.uint8))),
     ("keep-rates", "keep_mask_rows", lambda: (3, np.array([5, 9000]), rates((2, 2000))[0], np.empty((2, 2000), np.uint8))),
+    ("alpha-np-int64-thr-f16", "alpha_flat",
+     lambda: (3, 5, np.int64(40000), (1.5, 0.25, -0.75), np.linspace(-5, 5, 3000).astype(np.float16),
+              np.empty(3000, np.float16))),
+    ("dropblock-fortran-keep", "dropblock_keep",
+     lambda: (3, 9, np.int64(3), 2**50, np.empty((2, 3, 11, 9), np.uint8, order="F"))),
     ("apply-0d-out", "apply_keep", lambda: (np.ones(1, np.float32), np.ones((), np.uint8), S, np.empty((), np.float32))),
 ]
 

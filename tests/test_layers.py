@@ -581,3 +581,33 @@ def test_adaptive_activity_is_mean_abs_in_bounded_slices(shape, per_feature):
     expected = np.mean(np.abs(x), axis=axes if x.ndim else None, dtype=np.float64)
     for chunk in (1, 7, None):
         np.testing.assert_allclose(_mean_abs(x, per_feature, chunk), expected, rtol=1e-12)
+
+
+def test_layer_keeps_its_stream_key_with_its_seed():
+    """A layer derives forward k's seed from the key it keeps with ``seed``: reassigning the
+    seed changes the masks exactly as a layer built with it, and the common call's shortcut
+    gives fd.dropout's bits for forward and backward."""
+    x = np.random.default_rng(3).standard_normal((37, 29)).astype(np.float32)
+    layer = fd.Dropout(0.3, seed=5)
+    layer.seed = 9
+    for k in range(3):
+        want = fd.dropout(x, 0.3, seed=fd.functional.derive_seed(9, k))
+        assert np.array_equal(layer.forward(x), want)
+        assert np.array_equal(layer.backward(x), want)
+    assert layer.counter == 3 and layer.get_config()["seed"] == 9
+
+
+def test_substream_window_is_derive_seed_across_refills():
+    """Forwards past the layer's window of substream seeds (and a seed reassigned in the
+    middle of one) draw exactly derive_seed's masks."""
+    from fastdrop import _stream
+    x = np.random.default_rng(4).standard_normal(300).astype(np.float32)
+    layer = fd.Dropout(0.4, seed=11)
+    for k in range(fd.layers.SUBSTREAM_WINDOW + 5):
+        assert np.array_equal(layer(x), fd.dropout(x, 0.4, seed=fd.functional.derive_seed(11, k)))
+    layer.seed = 12
+    assert np.array_equal(layer(x), fd.dropout(x, 0.4, seed=fd.functional.derive_seed(12, layer.counter - 1)))
+    key = _stream.stream_key(3)
+    seeds, keys = _stream.substream_window(key, 2**40, 8)
+    assert seeds == [_stream.derive_seed(3, 2**40 + i) for i in range(8)]
+    assert keys == [_stream.stream_key(s) for s in seeds]

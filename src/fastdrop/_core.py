@@ -126,10 +126,14 @@ def dropout_over(key, offset, thr, scale, x, noise_shape, out):
 def dropout_plain(x, p, seed, offset, out):
     """The common call (``_validation.is_plain_dropout_call``): the fused kernel straight on
     x and out, with the cached threshold, scale and key: the same bits as ``dropout_full``."""
+    return dropout_plain_key(x, p, _cached_stream_key(seed), offset, out)
+
+
+def dropout_plain_key(x, p, key, offset, out):
+    """``dropout_plain`` for a caller that has the seed's stream key (a layer's window)."""
     thr, scale = _scalar_rate(p, x.dtype)
     y = np.empty_like(x) if out is None else out
-    _backend.kernels().dropout_flat(_cached_stream_key(seed), offset, thr, scale, x.ravel(), y.ravel(),
-                                    _backend.get_num_threads())
+    _backend.kernels().dropout_flat(key, offset, thr, scale, x.ravel(), y.ravel(), _backend.get_num_threads())
     return y
 
 
@@ -162,3 +166,19 @@ def gaussian_into(key, offset, sigma, half_noise, x, out):
             _backend.kernels().gaussian_flat(key, offset, sigma, half_noise, np.ascontiguousarray(x).reshape(-1),
                                              target.reshape(-1), _backend.get_num_threads())
     return out
+
+
+# --- the dropout family's fused kernels ----------------------------------------------------------
+def alpha_full(key, offset, thr, coef, x, out):
+    """out = kept ? x * a + b : d in one pass (coef = (a, b, d)), no temporaries of x's size."""
+    if x.size:
+        with kernel_target(out) as target:
+            _backend.kernels().alpha_flat(key, offset, thr, coef, np.ascontiguousarray(x).reshape(-1),
+                                          target.reshape(-1), _backend.get_num_threads())
+    return out
+
+
+def dropblock_keep(key, offset, block, thr53, keep):
+    """DropBlock's keep bytes into the uint8 (N, C, H, W) array or view ``keep``; the kept count."""
+    return _backend.kernels().dropblock_keep(key, offset, block, thr53, keep, _backend.get_num_threads())
+

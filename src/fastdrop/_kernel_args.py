@@ -181,3 +181,34 @@ def check_gaussian_flat(offset, sigma, x, out):
     if not isinstance(sigma, REAL_SCALARS):
         raise TypeError(f"sigma must be a real number, got {_describe(sigma)}")
     check_runs((offset,), x.size)
+
+
+# --- the dropout family's fused kernels ---------------------------------------------------------
+def check_alpha_flat(offset, thr, coef, x, out):
+    """dropout_flat's checks, with coef (a, b, d) three real numbers in place of the scale."""
+    if not (isinstance(coef, tuple) and len(coef) == 3 and all(isinstance(c, REAL_SCALARS) for c in coef)):
+        raise TypeError(f"coef must be a tuple of three real numbers (a, b, d), got {_describe(coef)}")
+    check_dropout_flat(offset, thr, coef[0], x, out)
+
+
+WORD_THRESHOLD_RANGE = 1 << 53      # corners compare the top 53 bits of a word
+
+
+def check_dropblock_keep(offset, block, thr53, keep):
+    """keep a writeable uint8 (N, C, H, W) array (any strides), 1 <= block <= min(H, W) unless
+    keep is empty, thr53 an integer in [0, 2**53], the corner words in the index range."""
+    _check_array(keep, "keep", np.uint8)
+    _check_ndim(keep, "keep", 4)
+    _check_writeable(keep)
+    if not isinstance(block, (int, np.integer)) or isinstance(block, bool):
+        raise TypeError(f"block must be an integer, got {_describe(block)}")
+    if not isinstance(thr53, (int, np.integer)) or isinstance(thr53, bool):
+        raise TypeError(f"thr53 must be an integer, got {_describe(thr53)}")
+    if not 0 <= thr53 <= WORD_THRESHOLD_RANGE:
+        raise ValueError(f"thr53 must be in [0, 2**53], got {thr53}")
+    n, c, h, w = keep.shape
+    if keep.size and not 1 <= block <= min(h, w):
+        raise ValueError(f"block must be in [1, min(H, W)] = [1, {min(h, w)}], got {block}")
+    if keep.size:
+        check_runs((offset,), n * c * (h - block + 1) * (w - block + 1))
+

@@ -268,6 +268,44 @@ cdef class Kernels:
             self.k.gaussian_flat(key, offset, s, half_noise, kind, xp, op, n, nthreads)
         return out
 
+    # --- the dropout family's fused kernels (_fused.h) ---
+    def alpha_flat(self, uint64_t key, int64_t offset, thr, coef, x, out, int nthreads=1):
+        """Alpha dropout over C-contiguous 1-D arrays (out may be x): element i kept (decision
+        offset + i below thr) is x * a + b, dropped d, for coef = (a, b, d) rounded to x's dtype."""
+        _kernel_args.check_alpha_flat(offset, thr, coef, x, out)
+        cdef cnp.ndarray c = np.array(coef, dtype=x.dtype)
+        cdef int32_t t = thr
+        cdef int64_t n = cnp.PyArray_DIM(x, 0)
+        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef const void *cp = data(c)
+        cdef const void *xp = data(x)
+        cdef void *op = data(out)
+        with nogil:
+            self.k.alpha_flat(key, offset, n, t, kind, cp, xp, op, nthreads)
+        return out
+
+    def dropblock_keep(self, uint64_t key, int64_t offset, block, thr53, keep, int nthreads=1):
+        """DropBlock's keep bytes into the uint8 (N, C, H, W) array keep (any strides), map
+        n * C + c drawing its corners from words offset + (n * C + c) * (H-b+1) * (W-b+1) ...
+        (drawn when word >> 11 < thr53); returns the kept count."""
+        _kernel_args.check_dropblock_keep(offset, block, thr53, keep)
+        cdef int64_t strides[4]
+        cdef int64_t shape[4]
+        cdef int a
+        cdef uint64_t t = thr53
+        cdef int64_t b = block, kept
+        cdef uint8_t *kp = <uint8_t *>data(keep)
+        for a in range(4):
+            strides[a] = keep.strides[a]
+            shape[a] = keep.shape[a]
+        if keep.size == 0:
+            return 0
+        with nogil:
+            kept = self.k.dropblock_keep(key, offset, shape[0], shape[1], shape[2], shape[3], b, t, kp,
+                                         strides, nthreads)
+        if kept < 0:
+            raise MemoryError("dropblock_keep: no memory for a row of scratch")
+        return int(kept)
 
 cdef Kernels _kernels_of(const fd_kernels_t *table):
     cdef Kernels kernels = Kernels.__new__(Kernels)

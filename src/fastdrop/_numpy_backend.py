@@ -2,7 +2,8 @@
 
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
-functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat) with
+functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat,
+alpha_flat, dropblock_keep) with
 the same arguments and the same checks (``_kernel_args``).
 """
 import math
@@ -203,6 +204,46 @@ def dropout_rows(key, starts, thr, scale, x, out, nthreads=1):
         keep = np.less(_decisions(key, starts, out.shape[1], pos, n).reshape(piece.shape), thr[index])
         _scale_and_select(xs[index], scale[index], keep, piece)
     return out
+
+
+# --- the dropout family's fused kernels ----------------------------------------------------------
+def alpha_flat(key, offset, thr, coef, x, out, nthreads=1):
+    """Alpha dropout over C-contiguous 1-D arrays (``out`` may be ``x``): kept x * a + b,
+    dropped d, each operation rounded in x's dtype; one pass's temporaries at a time."""
+    _kernel_args.check_alpha_flat(offset, thr, coef, x, out)
+    a, b, d = (x.dtype.type(c) for c in coef)
+    step = _BATCH_BLOCKS * BLOCK_CHUNKS
+    for pos in range(0, x.size, step):
+        end = min(x.size, pos + step)
+        keep = np.less(_chunks(key, offset + pos, end - pos), thr)
+        _scale_and_select(x[pos:end], a, keep, out[pos:end])      # kept a * x, dropped +0
+        np.add(out[pos:end], np.where(keep, b, d), out=out[pos:end])
+    return out
+
+
+def dropblock_keep(key, offset, block, thr53, keep, nthreads=1):
+    """DropBlock's keep bytes into the uint8 (N, C, H, W) array ``keep`` (any strides) and the
+    kept count: corners (word >> 11 < thr53) dilated right then down, a few maps per pass."""
+    _kernel_args.check_dropblock_keep(offset, block, thr53, keep)
+    n, c, h, w = keep.shape
+    hv, wv = h - block + 1, w - block + 1
+    per_pass = max(1, _BATCH_BLOCKS * BLOCK_CHUNKS // max(1, h * w))
+    kept = 0
+    for i in range(n if keep.size else 0):
+        for c0 in range(0, c, per_pass):
+            c1 = min(c, c0 + per_pass)
+            words = _fill_words(key, offset + (i * c + c0) * hv * wv, np.empty((c1 - c0) * hv * wv, dtype=np.uint64))
+            corners = (words >> np.uint64(11) < np.uint64(thr53)).reshape(c1 - c0, hv, wv)
+            rows = np.zeros((c1 - c0, hv, w), dtype=bool)
+            for dj in range(block):
+                rows[..., dj:dj + wv] |= corners
+            dropped = np.zeros((c1 - c0, h, w), dtype=bool)
+            for di in range(block):
+                dropped[:, di:di + hv, :] |= rows
+            np.logical_not(dropped, out=dropped)
+            keep[i, c0:c1] = dropped
+            kept += int(np.count_nonzero(dropped))
+    return kept
 
 
 def _chunks_at(key, idx):

@@ -12,6 +12,8 @@ its four state words from that value plus ``1..4 * GOLDEN``, mixed again.  Keep 
 ``k`` of word ``w`` is bits ``[CHUNK_BITS * k, CHUNK_BITS * (k + 1))``; element ``i`` of a
 mask (C order over the noise shape, plus the offset) is decision ``i``.
 """
+import numpy as np
+
 LANES = 8                                   # generators per block, advanced in lock step
 STEPS = 32                                  # steps of each generator per block
 BLOCK_WORDS = LANES * STEPS                 # 256 64-bit words per block
@@ -46,4 +48,20 @@ def stream_key(seed):
 
 def derive_seed(seed, index):
     """Seed of the ``index``-th independent substream of ``seed`` (layers: one per call)."""
-    return mix64((stream_key(seed) + (index + 1) * SUBSTREAM) & U64)
+    return substream_seed(stream_key(seed), index)
+
+
+def substream_seed(key, index):
+    """``derive_seed(seed, index)`` from ``key = stream_key(seed)``: one mix where a caller
+    keeps the key of its fixed seed."""
+    return mix64((key + (index + 1) * SUBSTREAM) & U64)
+
+
+def substream_window(key, start, count):
+    """(seeds, keys): ``substream_seed(key, i)`` for i in [start, start + count) and the
+    ``stream_key`` of each, as lists of ints.  ``mix64`` runs once on uint64 arrays (whose
+    arithmetic wraps modulo 2**64, as its masks do), so a layer pays a fraction of one
+    Python mix per call instead of two."""
+    index = np.arange(start + 1, start + count + 1, dtype=np.uint64)
+    seeds = mix64(np.uint64(key) + index * np.uint64(SUBSTREAM))
+    return seeds.tolist(), mix64(seeds + np.uint64(GOLDEN)).tolist()

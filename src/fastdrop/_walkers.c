@@ -8,6 +8,7 @@
 #include <string.h>
 #include "_walkers.h"
 #include "_simd.h"
+#include "_fused.h"
 #include "_noise.h"
 
 #ifndef FD_VARIANT
@@ -237,4 +238,5 @@ static void gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_no
     nz_gaussian_flat(key, offset, sigma, half_noise, kind, x, out, n, nthreads, PARALLEL_MIN_BLOCKS);
 }
 
-const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words, gaussian_flat};
+const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
+                                           fd_alpha_flat, fd_dropblock_keep, gaussian_flat};

@@ -49,6 +49,16 @@ typedef struct {
                        int64_t nrows);
     /* Stream words first_word .. first_word + n into out. */
     void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n);
+    /* The dropout family's fused kernels (_fused.h). */
+    /* Alpha dropout of C-contiguous x (n elements of kind F16/F32/F64) into out, decision i
+       being stream element offset + i: kept x * c[0] + c[1], dropped c[2] (x's dtype). */
+    void (*alpha_flat)(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
+                       const void *x, void *out, int nthreads);
+    /* DropBlock's keep bytes of n x c maps of h x w (block b, corner words from offset, drawn
+       when word >> 11 < thr53) at byte strides[0..3] of (n, c, h, w); returns the kept
+       count (-1: out of memory). */
+    int64_t (*dropblock_keep)(uint64_t key, int64_t offset, int64_t n, int64_t c, int64_t h, int64_t w, int64_t b,
+                              uint64_t thr53, uint8_t *keep, const int64_t *strides, int nthreads);
     /* out[i] = x[i] * (1 + sigma * z) over n elements of a C-contiguous kind (not FD_KEEP),
        z the standard normal of stream word offset + i (_noise.h); the noise is rounded to
        float16 first where half_noise.  Threads split blocks of words. */

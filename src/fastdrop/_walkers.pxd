@@ -26,5 +26,11 @@ cdef extern from "_walkers.h" nogil:
                            int ndim, const int64_t *dims, const int64_t *kstride, const int64_t *sstride,
                            int64_t nrows) noexcept nogil
         void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n) noexcept nogil
+        # the dropout family's fused kernels (_fused.h)
+        void (*alpha_flat)(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
+                           const void *x, void *out, int nthreads) noexcept nogil
+        int64_t (*dropblock_keep)(uint64_t key, int64_t offset, int64_t n, int64_t c, int64_t h, int64_t w,
+                                  int64_t b, uint64_t thr53, uint8_t *keep, const int64_t *strides,
+                                  int nthreads) noexcept nogil
         void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                               const void *x, void *out, int64_t n, int nthreads) noexcept nogil

@@ -275,6 +275,200 @@ def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True,
     }
 
 
+
+# --- fastdrop bench --family -------------------------------------------------------------------
+FAMILY_SHAPE = (64, 128, 32, 32)          # 8M float32 elements: a conv feature map batch
+LAYER_SHAPE = (100, 100)                  # 10K elements: where a layer's Python overhead shows
+SELU_ALPHA_PRIME = fastdrop.family.SELU_ALPHA_PRIME
+# variant: (p, fastdrop / floor target); the floor allocates its output, as the calls do.
+FAMILY_TARGETS = {"alpha_dropout": (0.3, 1.3), "drop_path": (0.3, 1.1), "spatial_dropout": (0.3, 1.1),
+                  "variational_dropout": (0.3, 1.1), "dropblock2d": (0.1, 3.0)}
+DROPBLOCK_SIZE = 7
+LAYER_TARGET = 1.2
+
+
+def naive_family(variant, x, p, rng):
+    """(forward, backward) of the NumPy code one writes without fastdrop: the mask drawn with
+    ``numpy.random.Generator`` and kept by forward for backward."""
+    state = {}
+    if variant == "alpha_dropout":
+        a = ((1 - p) * (1 + p * SELU_ALPHA_PRIME ** 2)) ** -0.5
+        b = -a * SELU_ALPHA_PRIME * p
+
+        def forward():
+            state["keep"] = keep = rng.random(x.shape, dtype=np.float32) >= p
+            return np.where(keep, x * np.float32(a) + np.float32(b), np.float32(a * SELU_ALPHA_PRIME + b))
+
+        def backward():
+            return np.where(state["keep"], x * np.float32(a), np.float32(0))
+        return forward, backward
+    if variant == "dropblock2d":
+        def draw():
+            n, c, h, w = x.shape
+            k = DROPBLOCK_SIZE
+            gamma = p * h * w / (k * k * (h - k + 1) * (w - k + 1))
+            corners = rng.random((n, c, h - k + 1, w - k + 1), dtype=np.float32) < gamma
+            dropped = np.zeros(x.shape, dtype=bool)
+            for di in range(k):                  # the b**2 shifted ORs a textbook version does
+                for dj in range(k):
+                    dropped[:, :, di:di + h - k + 1, dj:dj + w - k + 1] |= corners
+            mask = (~dropped).astype(np.float32)
+            return mask * np.float32(mask.size / max(mask.sum(), 1.0))
+    else:
+        shape = _mask_shape(variant, x.shape)
+
+        def draw():
+            return (rng.random(shape, dtype=np.float32) >= p) * np.float32(1 / (1 - p))
+
+    def forward():
+        state["mask"] = draw()
+        return x * state["mask"]
+
+    def backward():
+        return x * state["mask"]
+    return forward, backward
+
+
+def _mask_shape(variant, shape):
+    return {"drop_path": shape[:1] + (1,) * (len(shape) - 1), "spatial_dropout": shape[:2] + (1, 1),
+            "variational_dropout": (shape[0], 1) + shape[2:]}[variant]
+
+
+def family_calls(variant, x, p):
+    """(forward, backward) of fastdrop's functional variant on x with a fixed seed."""
+    kw = {"seed": SEED}
+    if variant == "alpha_dropout":
+        return (lambda: fastdrop.alpha_dropout(x, p, **kw)), (lambda: fastdrop.alpha_dropout_grad(x, p, **kw))
+    if variant == "dropblock2d":
+        call = lambda: fastdrop.dropblock2d(x, p, DROPBLOCK_SIZE, **kw)    # noqa: E731
+    else:
+        call = lambda: getattr(fastdrop, variant)(x, p, **kw)              # noqa: E731
+    return call, call              # the exact backward is the same call on the gradient
+
+
+def _torch_family(variant, x, p, torch):
+    """PyTorch's forward of the variant, where it has one (its backward needs autograd)."""
+    if torch is None:
+        return None
+    t = torch.from_numpy(x)
+    functional = torch.nn.functional
+    return {"alpha_dropout": lambda: functional.alpha_dropout(t, p, training=True),
+            "spatial_dropout": lambda: functional.dropout2d(t, p, training=True)}.get(variant)
+
+
+def _family_case(variant, x, budget, torch):
+    p, target = FAMILY_TARGETS[variant]
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    rows = []
+    naive = naive_family(variant, x, p, np.random.default_rng(SEED))
+    for direction, fast, slow in zip(("forward", "backward"), family_calls(variant, x, p), naive):
+        funcs = {"floor": lambda: np.multiply(x, scale), "fastdrop": fast, "naive": slow}
+        extra = _torch_family(variant, x, p, torch) if direction == "forward" else None
+        if extra is not None:
+            funcs["torch"] = extra
+        samples, rounds = time_interleaved(funcs, budget)
+        ratio = _median_ratio(samples["fastdrop"], samples["floor"])
+        rows.append({"variant": variant, "direction": direction, "p": p, "rounds": rounds,
+                     "ns_per_element": {k: float(np.median(v)) * 1e9 / x.size for k, v in samples.items()},
+                     "fastdrop_over_floor": ratio,
+                     "speedup": {k: _median_ratio(v, samples["fastdrop"]) for k, v in samples.items()
+                                 if k not in ("floor", "fastdrop")},
+                     "target": f"<= {target}", "met": ratio <= target})
+    return rows
+
+
+def layer_pairs():
+    """{layer name: (layer, input, functional forward, functional backward)} at LAYER_SHAPE's
+    10K elements, the functional calls with the fixed seed the layer's derived one stands for."""
+    x = np.random.default_rng(0).standard_normal(LAYER_SHAPE).astype(np.float32)
+    x3, x4 = x.reshape(10, 10, 100), x.reshape(10, 4, 25, 10)
+    fam, lay, s = fastdrop.family, fastdrop.layers, SEED
+    return {
+        "Dropout": (lay.Dropout(0.3, seed=s), x, lambda v: fastdrop.dropout(v, 0.3, seed=s), None),
+        "SpatialDropout1D": (lay.SpatialDropout1D(0.3, seed=s), x3, lambda v: fam.spatial_dropout(v, 0.3, seed=s), None),
+        "SpatialDropout2D": (lay.SpatialDropout2D(0.3, seed=s), x4, lambda v: fam.spatial_dropout(v, 0.3, seed=s), None),
+        "AlphaDropout": (lay.AlphaDropout(0.3, seed=s), x, lambda v: fam.alpha_dropout(v, 0.3, seed=s),
+                         lambda g: fam.alpha_dropout_grad(g, 0.3, seed=s)),
+        "GaussianDropout": (lay.GaussianDropout(0.3, seed=s), x, lambda v: fam.gaussian_dropout(v, 0.3, seed=s),
+                            lambda g: fam.gaussian_dropout_grad(g, 0.3, seed=s)),
+        "VariationalDropout": (lay.VariationalDropout(0.3, seed=s), x3,
+                               lambda v: fam.variational_dropout(v, 0.3, seed=s), None),
+        "DropPath": (lay.DropPath(0.3, seed=s), x4, lambda v: fam.drop_path(v, 0.3, seed=s), None),
+        "DropBlock2D": (lay.DropBlock2D(0.1, 3, seed=s), x4, lambda v: fam.dropblock2d(v, 0.1, 3, seed=s), None),
+    }
+
+
+def _layer_case(name, layer, x, forward, backward, budget):
+    backward = backward or forward
+
+    def through_layer():
+        layer.backward(layer.forward(x))
+
+    def functional():
+        backward(forward(x))
+    samples, rounds = time_interleaved({"layer": through_layer, "functional": functional}, budget)
+    ratio = _median_ratio(samples["layer"], samples["functional"])
+    return {"layer": name, "size": x.size, "rounds": rounds,
+            "us": {k: float(np.median(v)) * 1e6 for k, v in samples.items()},
+            "ratio": ratio, "target": f"<= {LAYER_TARGET}", "met": ratio <= LAYER_TARGET}
+
+
+def run_family(threads=1, budget=1.0, progress=None, shape=FAMILY_SHAPE):
+    """The family table on float32 ``shape`` (N, C, H, W) and the layer overhead table as a
+    dict (what ``--json`` writes)."""
+    torch = _torch()
+    before = fastdrop.get_num_threads()
+    fastdrop.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    pairs = layer_pairs()
+    bar = _Progress(len(FAMILY_TARGETS) + len(pairs), progress) if progress else None
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    views = {"variational_dropout": x.reshape(shape[0], shape[1], -1)}   # (N, T, F)
+    try:
+        variants = []
+        for variant in FAMILY_TARGETS:
+            if bar:
+                bar.step(variant)
+            variants += _family_case(variant, views.get(variant, x), budget, torch)
+        layers = []
+        for name, (layer, xl, forward, backward) in pairs.items():
+            if bar:
+                bar.step(name)
+            layers.append(_layer_case(name, layer, xl, forward, backward, budget))
+    finally:
+        if bar:
+            bar.close()
+        fastdrop.set_num_threads(before)
+    d = fastdrop.info()
+    return {"fastdrop": d["version"], "backend": d["backend"], "isa": d["isa"], "threads": threads,
+            "shape": tuple(shape), "dtype": "float32", "numpy": np.__version__,
+            "torch": torch.__version__ if torch is not None else None,
+            "machine": {"processor": _cpu_name(), "cpus": os.cpu_count(), "load_average": _load_average()},
+            "budget_seconds_per_case": budget, "variants": variants, "layers": layers}
+
+
+def format_family(result):
+    impls = [k for k in ("naive", "torch") if any(k in r["speedup"] for r in result["variants"])]
+    lines = _header(result, "bench --family", f"{result['dtype']} {tuple(result['shape'])}") + [
+        "fd/floor: fastdrop's time over np.multiply(x, c)'s (both allocate the output), median of per-round",
+        "ratios over interleaved rounds; X/fd: how many times faster fastdrop is than X.",
+        "",
+        f"{'variant':<20} {'pass':<8} {'p':>4} {'floor ns':>8} {'fd ns':>7} {'fd/floor':>8} "
+        + " ".join(f"{k + '/fd':>9}" for k in impls) + f" {'target':>7} met",
+    ]
+    for r in result["variants"]:
+        ns = r["ns_per_element"]
+        lines.append(f"{r['variant']:<20} {r['direction']:<8} {r['p']:4.2f} {ns['floor']:8.3f} {ns['fastdrop']:7.3f} "
+                     f"{r['fastdrop_over_floor']:8.2f} "
+                     + " ".join(f"{r['speedup'][k]:9.1f}" if k in r["speedup"] else f"{'-':>9}" for k in impls)
+                     + f" {r['target']:>7} {'yes' if r['met'] else 'NO'}")
+    lines += ["", f"layer forward+backward against its functional twin, {LAYER_SHAPE[0] * LAYER_SHAPE[1]} "
+                  f"float32 elements", f"{'layer':<20} {'layer us':>9} {'func us':>8} {'ratio':>6} {'target':>7} met"]
+    lines += [f"{r['layer']:<20} {r['us']['layer']:9.1f} {r['us']['functional']:8.1f} {r['ratio']:6.2f} "
+              f"{r['target']:>7} {'yes' if r['met'] else 'NO'}" for r in result["layers"]]
+    return "\n".join(lines)
+
 def _load_average():
     """The 1-minute load average after the run (None where the OS has none): other
     processes on the machine change every figure, threads most."""
@@ -295,14 +489,18 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
+def _header(result, command, case):
+    """The two lines naming the run: what ran where (backend, ISA, threads, versions, CPU, load)."""
+    return [f"fastdrop {result['fastdrop']} {command}: backend {result['backend']}, isa {result['isa']}, "
+            f"threads {result['threads']}, {case}; numpy {result['numpy']}"
+            + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
+            f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
+            f"load average {result['machine']['load_average']} after the run"]
+
+
 def format_table(result):
     impls = [k for k in ("numpy-backend", "naive", "torch") if any(k in c["speedup"] for c in result["cases"])]
-    lines = [
-        f"fastdrop {result['fastdrop']} bench: backend {result['backend']}, isa {result['isa']}, "
-        f"threads {result['threads']}, p={result['p']}; numpy {result['numpy']}"
-        + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
-        f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
-        f"load average {result['machine']['load_average']} after the run",
+    lines = _header(result, "bench", f"p={result['p']}") + [
         "ns/element: median over interleaved rounds. fd/floor: fastdrop's time over np.multiply(x, c, out=y)'s",
         "(lower is better, 1.0 is the bandwidth floor); X/fd: how many times faster fastdrop is than X.",
         "",
@@ -382,6 +580,11 @@ def main(argv=None):
                         help="seconds of timing rounds per case (at least 3 rounds; default 1.0)")
     parser.add_argument("--no-targets", action="store_true",
                         help="skip the extra target cases (1K call, spatial, threads)")
+    parser.add_argument("--family", action="store_true",
+                        help=f"the dropout family instead: each variant's forward and backward on float32 "
+                             f"{FAMILY_SHAPE} against the floor and naive NumPy, and every layer against its "
+                             f"functional twin at {LAYER_SHAPE[0] * LAYER_SHAPE[1]} elements (--sizes, --dtypes "
+                             f"and --no-targets do not apply)")
     parser.add_argument("--json", metavar="FILE", type=_cli_args.output_file, help="write the raw numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", type=_cli_args.output_file,
                         help="draw ns/element against size (needs matplotlib)")
@@ -394,6 +597,8 @@ def main(argv=None):
         parser.error(f"argument --sizes: {_label(largest)} elements of {widest} need at least "
                      f"{_bytes_needed(largest, widest) / 2**30:.1f} GiB, more than this machine's "
                      f"{memory / 2**30:.1f} GiB of memory")
+    if args.plot and args.family:
+        parser.error(f"argument --plot: draws the size sweep, which --family does not run, got {args.plot!r}")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -403,8 +608,12 @@ def main(argv=None):
         _check_plot_format(parser, args.plot)
         if args.json and os.path.realpath(args.json) == os.path.realpath(args.plot):
             parser.error(f"argument --plot: the same file as --json, got {args.plot!r}")
-    result = run(args.sizes, args.dtypes, args.threads, args.budget, not args.no_targets, progress=sys.stderr)
-    print(format_table(result))
+    if args.family:
+        result = run_family(args.threads, args.budget, progress=sys.stderr)
+        print(format_family(result))
+    else:
+        result = run(args.sizes, args.dtypes, args.threads, args.budget, not args.no_targets, progress=sys.stderr)
+        print(format_table(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -105,11 +105,15 @@ def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     if not training or p in (0.0, 1.0):
         return _alpha_edge(x, p, training, out)
     a, b = _alpha_coefficients(p)
-    key, thr = stream_key(resolve_seed(seed)), _core.keep_threshold(p)
-    keep = _core.keep_mask(key, offset, thr, x.shape)
-    _core.apply_keep(x, keep, x.dtype.type(a), out)                # kept: a * x, dropped: 0
-    shift = np.where(keep.view(bool), x.dtype.type(b), x.dtype.type(a * SELU_ALPHA_PRIME + b))
-    return np.add(out, shift, out=out)     # (a masked add/copyto is 3x slower than this temporary)
+    key = stream_key(resolve_seed(seed))
+    return _core.alpha_full(key, offset, _core.keep_threshold(p), _alpha_coef(a, b), x, out)
+
+
+def _alpha_coef(a, b):
+    """(a, b, d) of the fused pass: kept x * a + b, dropped d = a * alpha' + b, each rounded
+    in x's dtype by the kernel, so kept values are dtype(dtype(x * a) + b) as in the
+    composition (x * a masked) + (kept ? b : d) and dropped ones dtype(d)."""
+    return a, b, a * SELU_ALPHA_PRIME + b
 
 
 def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=None):
@@ -223,18 +227,34 @@ def dropblock_mask(shape, p, block_size, *, seed=None, offset=0):
     close to the map size (p = 0.5, b = 5 on 8 x 8 maps drops about 0.37).
     """
     n, c, h, w = shape
+    keep = np.empty(shape, dtype=np.uint8)
+    _dropblock_keep(keep, p, block_size, seed, offset)
+    return keep.view(bool)
+
+
+def _dropblock_keep(keep, p, block_size, seed, offset):
+    """Fill the uint8 (N, C, H, W) array or view ``keep`` with DropBlock's keep bytes; the kept count."""
+    _, _, h, w = keep.shape
     b = min(block_size, h, w)
     hv, wv = h - b + 1, w - b + 1
     gamma = min(1.0, p * h * w / (b * b * hv * wv)) if h and w else 0.0
-    words = _core.stream_words(stream_key(resolve_seed(seed)), offset, n * c * hv * wv)
-    corners = (open_uniforms(words) < gamma).reshape(n, c, hv, wv)
-    rows = np.zeros((n, c, hv, w), dtype=bool)
-    for dj in range(b):                    # dilate right, then down: 2b passes instead of b**2
-        rows[..., dj:dj + wv] |= corners
-    dropped = np.zeros(shape, dtype=bool)
-    for di in range(b):
-        dropped[:, :, di:di + hv, :] |= rows
-    return ~dropped
+    return _core.dropblock_keep(stream_key(resolve_seed(seed)), offset, b, corner_threshold(gamma), keep)
+
+
+def corner_threshold(gamma):
+    """The integer t with (word >> 11) < t exactly when open_uniforms' float64 u of the word,
+    (word >> 11) + 0.5 rounded, times 2**-53, is below gamma: the kernels compare integers.
+
+    u is monotone in m = word >> 11, so the m passing are [0, t); t starts at gamma * 2**53
+    and moves while the float comparison (the same rounding as open_uniforms) disagrees."""
+    def below(m):
+        return (float(m) + 0.5) * 2.0 ** -53 < gamma
+    t = min(max(int(gamma * 2.0 ** 53), 0), 1 << 53)
+    while t > 0 and not below(t - 1):
+        t -= 1
+    while t < 1 << 53 and below(t):
+        t += 1
+    return t
 
 
 def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format="channels_first", offset=0,
@@ -262,13 +282,11 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
     if p == 1.0:                           # gamma's formula never covers everything: say so directly
         out[...] = 0
         return out
-    nchw = x.shape if data_format == "channels_first" else (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
-    keep = dropblock_mask(nchw, p, block_size, seed=seed, offset=offset)
-    kept = np.count_nonzero(keep)
+    keep = np.empty(x.shape, dtype=np.uint8)        # in x's layout: the apply pass reads it in order
+    kept = _dropblock_keep(keep if data_format == "channels_first" else keep.transpose(0, 3, 1, 2),
+                           p, block_size, seed, offset)
     scale = x.dtype.type(keep.size / kept if kept else 1.0)
-    if data_format == "channels_last":
-        keep = np.ascontiguousarray(keep.transpose(0, 2, 3, 1))
-    return _core.apply_keep(x, keep.view(np.uint8), scale, out)
+    return _core.apply_keep(x, keep, scale, out)
 
 
 # --- Concrete dropout -----------------------------------------------------------------------

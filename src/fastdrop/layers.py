@@ -10,9 +10,9 @@ import threading
 
 import numpy as np
 
-from . import family
-from ._stream import derive_seed
-from ._validation import (as_float_array, check_block_size, check_bool, check_choice, check_data_format,
+from . import _core, family
+from ._stream import stream_key, substream_window
+from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_choice, check_data_format,
                           check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
                           check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
 from .functional import dropout
@@ -20,6 +20,9 @@ from .functional import dropout
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
            "VariationalDropout"]
+
+
+SUBSTREAM_WINDOW = 64          # substream seeds a layer derives at once (see DropoutLayer.seed)
 
 
 class _ForwardRecord:
@@ -77,6 +80,20 @@ class DropoutLayer(Module):
         self._last = None
         self._counter_lock = threading.Lock()
 
+    @property
+    def seed(self):
+        """The layer's seed: forward k draws from ``derive_seed(seed, k)``."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        # The seed's stream key is kept with it, and the substream seeds (and their keys) of
+        # the next SUBSTREAM_WINDOW forwards are computed at once (substream_window): a
+        # forward then takes its seed and key from a list instead of two Python mixes.
+        self._seed, self._key = value, stream_key(value)
+        self._window = (0, [], [])
+        self._window_keys = {}
+
     def __getstate__(self):            # locks do not pickle or deepcopy
         state = self.__dict__.copy()
         del state["_counter_lock"]
@@ -102,7 +119,7 @@ class DropoutLayer(Module):
         except BaseException:
             self._give_back(index)
             raise
-        self._last = _ForwardRecord(seed, np.shape(x), extra)
+        self._last = _ForwardRecord(seed, x.shape, extra)      # x: the checked ndarray
         return y
 
     def _take_seed(self):
@@ -112,7 +129,16 @@ class DropoutLayer(Module):
         with self._counter_lock:
             index = self.counter
             self.counter = index + 1
-        return index, derive_seed(self.seed, index)
+            start, seeds, keys = self._window
+            if not start <= index < start + len(seeds):
+                start, seeds, keys = self._window = (index, *substream_window(self._key, index, SUBSTREAM_WINDOW))
+                self._window_keys = dict(zip(seeds, keys))
+        return index, seeds[index - start]
+
+    def _stream_key_of(self, seed):
+        """``stream_key(seed)`` of a substream seed, from the window when it is there."""
+        key = self._window_keys.get(seed)
+        return stream_key(seed) if key is None else key
 
     def _give_back(self, index):
         """Undo ``_take_seed`` for a forward that failed, if no later forward took one since."""
@@ -125,14 +151,14 @@ class DropoutLayer(Module):
         """The gradient w.r.t. the input of the last forward, for the output gradient ``grad``."""
         if self._last is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before any forward")
-        grad = as_float_array(grad, "grad")
+        grad = _as_float_input(grad, "grad")
         if grad.shape != self._last.shape:
             raise ValueError(f"grad must have the shape of the last forward's output {self._last.shape}, "
                              f"got {grad.shape}")
         return self._backward(grad, self._last)
 
     def _check_input(self, x):
-        x = as_float_array(x)
+        x = _as_float_input(x)
         if self.expected_ranks is not None and x.ndim not in self.expected_ranks:
             ranks = " or ".join(str(r) for r in self.expected_ranks)
             raise ValueError(f"{type(self).__name__} expects input of rank {ranks}, "
@@ -158,6 +184,21 @@ class DropoutLayer(Module):
         return f"{type(self).__name__}({args})"
 
 
+def _as_float_input(x, name="x"):
+    """``as_float_array(x, name)``, with the answer for an aligned native float ndarray (the
+    usual layer input, returned as it is) given without the general checks."""
+    if type(x) is np.ndarray and x.dtype in FLOAT_DTYPES and x.flags.aligned:
+        return x
+    return as_float_array(x, name)
+
+
+def _is_plain_input(x):
+    """True when x is what ``_core.dropout_plain`` takes as it is (an in-place layer's x is the
+    caller's array, which may be unaligned, byte-swapped or strided: then False)."""
+    return (type(x) is np.ndarray and x.dtype in FLOAT_DTYPES and x.flags.aligned and x.flags.c_contiguous
+            and x.size > 0)
+
+
 class Dropout(DropoutLayer):
     """Dropout with drop probability ``p`` (PyTorch's ``nn.Dropout``, Keras's ``Dropout``).
 
@@ -178,7 +219,8 @@ class Dropout(DropoutLayer):
 
     def _check_input(self, x):
         arr = super()._check_input(x)
-        resolve_noise_shape(self.noise_shape, arr.shape)
+        if self.noise_shape is not None:          # None fits every shape
+            resolve_noise_shape(self.noise_shape, arr.shape)
         if self.inplace:
             # The rule of every out= argument: fd.dropout(x, out=x) accepts exactly these.
             check_out(x, arr, x, name="x (Dropout(inplace=True) writes into it)")
@@ -193,6 +235,13 @@ class Dropout(DropoutLayer):
         return self._apply(grad, last.seed, None)
 
     def _apply(self, x, seed, out):
+        # The layer's common call (inverted, no noise shape, 0 < p < 1, a plain input that
+        # _check_input or backward has checked, out None or x itself, a derived int seed) is
+        # fd.dropout's common call: go straight to its kernel call, without checking again.
+        p = self.p
+        if (seed is not None and self.mode == "inverted" and self.noise_shape is None and type(p) is float
+                and 0.0 < p < 1.0 and _is_plain_input(x)):
+            return _core.dropout_plain_key(x, p, self._stream_key_of(seed), 0, out)
         # noise_shape as configured (None entries included): fd.dropout resolves it, and None
         # lets the common call take its shortcut.
         if self.mode == "classic":

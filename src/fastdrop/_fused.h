@@ -1,0 +1,201 @@
+/* The fused kernels of the dropout family (included by _walkers.c, compiled per ISA variant).
+ *
+ * Alpha dropout in one pass: out = kept ? x * a + b : d, each operation rounded in x's dtype
+ * (the product, then the sum: no FMA), which are the bits of the NumPy composition
+ * (x * a masked to 0) + (kept ? b : d) that _numpy_backend.alpha_flat also computes.
+ *
+ * DropBlock's keep mask: per (n, c) map, corners drawn from the stream words, dilated right
+ * then down into keep bytes with O(W) scratch per thread, the kept count returned.
+ */
+#ifndef FASTDROP_FUSED_H
+#define FASTDROP_FUSED_H
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "_walkers.h"
+#include "_simd.h"
+
+/* --- alpha dropout ------------------------------------------------------------------------ */
+/* fd_alpha_<name>: n elements with coefficients c = (a, b, d), FD vectors of L lanes (float
+   type V, integer type I of the keep masks from keep(chunk, thr)), scalar loop for the tail.
+   One definition for float32 and float64: they differ only in these types. */
+#if FD_VECTOR
+#  define FD_ALPHA_VECTOR_LOOP(T, V, I, L, keep)                                  \
+    {                                                                             \
+        V dd = (V){0} + d;                                                        \
+        I dv = (I)dd;                                                             \
+        for (; i + (L) <= n; i += (L)) {                                          \
+            V v;                                                                  \
+            memcpy(&v, x + i, sizeof v);                                          \
+            v = v * a;                                                            \
+            v = v + b;                                                            \
+            I m = keep(chunk + i, thr);                                           \
+            I bits = ((I)v & m) | (dv & ~m);                                      \
+            memcpy(out + i, &bits, sizeof bits);                                  \
+        }                                                                         \
+    }
+#else
+#  define FD_ALPHA_VECTOR_LOOP(T, V, I, L, keep)
+#endif
+#define FD_ALPHA_KERNEL(name, T, V, I, L, keep)                                                     \
+    static inline void fd_alpha_##name(const uint16_t *chunk, int32_t thr, const T *c, const T *x,  \
+                                       T *out, int64_t n) {                                         \
+        T a = c[0], b = c[1], d = c[2];                                                             \
+        int64_t i = 0;                                                                              \
+        FD_ALPHA_VECTOR_LOOP(T, V, I, L, keep)                                                      \
+        for (; i < n; i++) {                                                                        \
+            T v = x[i] * a;                                                                         \
+            v = v + b;                                                                              \
+            out[i] = (int32_t)chunk[i] < thr ? v : d;                                               \
+        }                                                                                           \
+    }
+FD_ALPHA_KERNEL(f32, float, fd_f32v, fd_i32v, FD_L32, fd_keep32)
+FD_ALPHA_KERNEL(f64, double, fd_f64v, fd_i64v, FD_L64, fd_keep64)
+
+/* float16 as bits: the product and the sum each rounded to half, as NumPy's half loops do
+   (float32 arithmetic on the widened halves, one rounding back per operation). */
+static inline void fd_alpha_f16(const uint16_t *chunk, int32_t thr, const uint16_t *c, const uint16_t *x,
+                                uint16_t *out, int64_t n) {
+    float a = fd_half_to_float(c[0]), b = fd_half_to_float(c[1]);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (int32_t)chunk[i] < thr ? fd_float_to_half(fd_half_to_float(fd_half_mul(x[i], a)) + b) : c[2];
+}
+
+static inline void fd_alpha_segment(fd_kind_t kind, const uint16_t *chunk, int32_t thr, const void *c,
+                                    const char *x, char *out, int64_t n) {
+    switch (kind) {
+    case FD_F16: fd_alpha_f16(chunk, thr, c, (const uint16_t *)x, (uint16_t *)out, n); break;
+    case FD_F32: fd_alpha_f32(chunk, thr, c, (const float *)x, (float *)out, n); break;
+    case FD_F64: fd_alpha_f64(chunk, thr, c, (const double *)x, (double *)out, n); break;
+    case FD_KEEP: break;
+    }
+}
+
+/* Stream block k of a flat run of n decisions from stream index offset: generated a group of
+   steps at a time (as the dropout walker does), each group applied at once. */
+static inline void fd_alpha_block(uint64_t key, int64_t offset, int64_t n, int64_t k, int32_t thr, fd_kind_t kind,
+                                  int64_t size, const void *c, const char *x, char *out) {
+    int64_t first = offset / FD_BLOCK_CHUNKS, head = offset - first * FD_BLOCK_CHUNKS;
+    int64_t lo = k * FD_BLOCK_CHUNKS - head;        /* the block's first decision, as a run position */
+    fd_gen_t gen;
+    fd_group_t words;
+    fd_gen_seed(&gen, key, (uint64_t)(first + k));
+    for (int64_t g = 0; g < FD_BLOCK_CHUNKS / FD_GROUP_CHUNKS; g++) {
+        int64_t a = lo + g * FD_GROUP_CHUNKS, b = a + FD_GROUP_CHUNKS;
+        if (a >= n) break;
+        fd_gen_steps(&gen, FD_GROUP_STEPS, words.word);
+        if (b <= 0) continue;
+        int64_t from = a < 0 ? 0 : a, to = b < n ? b : n;
+        fd_alpha_segment(kind, &words.chunk[from - a], thr, c, x + from * size, out + from * size, to - from);
+    }
+}
+
+/* out[i] = alpha dropout of x[i] with decision offset + i; c holds (a, b, d) in x's dtype. */
+static void fd_alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
+                          const void *x, void *out, int nthreads) {
+    int64_t head = offset % FD_BLOCK_CHUNKS, nblocks = (head + n + FD_BLOCK_CHUNKS - 1) / FD_BLOCK_CHUNKS;
+    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    if (n <= 0) return;
+    if (nthreads > 1 && nblocks > 256) {
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out);
+    } else {
+        for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out);
+    }
+}
+
+/* --- DropBlock ------------------------------------------------------------------------------ */
+/* Stream words read in order, one block generated at a time. */
+typedef struct {
+    uint64_t key;
+    int64_t block, at;          /* the block in b, the next word's index in it */
+    fd_block_t b;
+} fd_word_cursor_t;
+
+static inline void fd_cursor_seek(fd_word_cursor_t *cur, int64_t w) {
+    int64_t blk = w / FD_BLOCK_WORDS;
+    if (blk != cur->block) {
+        fd_block(cur->key, (uint64_t)blk, &cur->b);
+        cur->block = blk;
+    }
+    cur->at = w - blk * FD_BLOCK_WORDS;
+}
+
+static inline uint64_t fd_cursor_next(fd_word_cursor_t *cur) {
+    if (cur->at == FD_BLOCK_WORDS) {
+        cur->block++;
+        fd_block(cur->key, (uint64_t)cur->block, &cur->b);
+        cur->at = 0;
+    }
+    return fd_block_word(&cur->b, cur->at++);
+}
+
+/* Keep bytes of one output row: element j is kept unless a corner row after `edge` covers it. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int64_t fd_keep_row(uint8_t *row, const int64_t *last, int64_t edge, int64_t w, int64_t sw) {
+    int64_t kept = 0;
+    for (int64_t j = 0; j < w; j++) {
+        uint8_t k = last[j] <= edge;
+        row[j * sw] = k;
+        kept += k;
+    }
+    return kept;
+}
+
+/* One map whose corners (hv x wv, C order) are the cursor's next words: corner (i, j) is
+   drawn when its word >> 11 < thr53, and drops the b x b square below and right of it.
+   Row i of the corners is dilated right as it is read (covered while the last drawn column
+   is within b - 1), and last[j] keeps the last corner row covering column j, so output
+   row i is dropped at j when last[j] > i - b.  Returns the kept count. */
+static inline int64_t fd_dropblock_map(fd_word_cursor_t *cur, int64_t h, int64_t w, int64_t b, uint64_t thr53,
+                                       int64_t *last, uint8_t *keep, int64_t sh, int64_t sw) {
+    int64_t hv = h - b + 1, wv = w - b + 1, kept = 0;
+    for (int64_t j = 0; j < w; j++) last[j] = -b;
+    for (int64_t i = 0; i < h; i++) {
+        if (i < hv) {
+            int64_t col = -b, j = 0;
+            for (; j < wv; j++) {
+                if ((fd_cursor_next(cur) >> 11) < thr53) col = j;
+                if (col > j - b) last[j] = i;
+            }
+            for (; j < w && col > j - b; j++) last[j] = i;
+        }
+        /* a contiguous row (channels_first) gets its own copy of the loop, which vectorizes */
+        kept += sw == 1 ? fd_keep_row(keep + i * sh, last, i - b, w, 1) : fd_keep_row(keep + i * sh, last, i - b, w, sw);
+    }
+    return kept;
+}
+
+/* The keep bytes of DropBlock over nmaps = N * C maps of h x w; map m = n * C + c takes
+   corner words offset + m * hv * wv ...; keep is addressed with strides in bytes (any
+   layout: channels_last is the NCHW view of an NHWC mask).  Returns the kept count, or -1
+   when a thread's scratch row cannot be allocated. */
+static int64_t fd_dropblock_keep(uint64_t key, int64_t offset, int64_t n, int64_t c, int64_t h, int64_t w,
+                                 int64_t b, uint64_t thr53, uint8_t *keep, const int64_t *strides, int nthreads) {
+    int64_t nmaps = n * c, corners = (h - b + 1) * (w - b + 1), kept = 0;
+    int failed = 0;
+    int parallel = nthreads > 1 && nmaps > 1 && nmaps * h * w >= ((int64_t)1 << 18);
+    #pragma omp parallel num_threads(parallel ? nthreads : 1) reduction(+:kept)
+    {
+        fd_word_cursor_t cur;
+        int64_t *last = malloc((size_t)w * sizeof *last);
+        cur.key = key;
+        cur.block = -1;
+        if (!last) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (int64_t m = 0; m < nmaps; m++) {
+            if (!last) continue;
+            uint8_t *map = keep + (m / c) * strides[0] + (m % c) * strides[1];
+            fd_cursor_seek(&cur, offset + m * corners);
+            kept += fd_dropblock_map(&cur, h, w, b, thr53, last, map, strides[2], strides[3]);
+        }
+        free(last);
+    }
+    return failed ? -1 : kept;
+}
+#endif
