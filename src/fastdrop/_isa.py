@@ -23,7 +23,6 @@ VARIANTS = (
             features=("avx2", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq")),
 )
 NAMES = tuple(v.name for v in VARIANTS)
-BY_NAME = {v.name: v for v in VARIANTS}
 TARGET_MACHINES = ("x86_64", "amd64")     # platform.machine() values the non-baseline flags are for
 
 

@@ -422,8 +422,8 @@ class ConcreteDropout(DropoutLayer):
             raise ValueError(f"init_p must be in (0, 1) (the rate is learned through its logit), got {init_p!r}")
         self.init_p = init_p
         self.temperature = check_temperature(temperature)
-        self.weight_regularizer = _check_nonnegative(weight_regularizer, "weight_regularizer")
-        self.dropout_regularizer = _check_nonnegative(dropout_regularizer, "dropout_regularizer")
+        self.weight_regularizer = check_real(weight_regularizer, "weight_regularizer", low=0.0)
+        self.dropout_regularizer = check_real(dropout_regularizer, "dropout_regularizer", low=0.0)
         self.logit = float(np.log(init_p) - np.log1p(-init_p))
         self.grad_logit = 0.0
         super().__init__(seed=seed)
@@ -475,14 +475,6 @@ class ConcreteDropout(DropoutLayer):
                 "seed": self.seed}
 
 
-def _check_real(value, name, low, high=None):
-    return check_real(value, name, low=low, high=high)
-
-
-def _check_nonnegative(value, name):
-    return check_real(value, name, low=0.0)
-
-
 # Elements per slice when AdaptiveDropout measures mean |x|: a fixed buffer (256 KiB of
 # float32), not one of x's size, at a Python-loop cost that stays small next to the pass.
 MEAN_ABS_CHUNK = 1 << 16
@@ -513,12 +505,12 @@ class AdaptiveDropout(DropoutLayer):
 
     def __init__(self, init_p=0.5, *, adapt_rate=0.01, low=0.3, high=0.7, p_min=0.1, p_max=0.9, per_unit=False,
                  seed=None):
-        self.p_min = _check_real(p_min, "p_min", 0.0, 1.0)
-        self.p_max = _check_real(p_max, "p_max", self.p_min, 1.0)
-        self.init_p = _check_real(init_p, "init_p", self.p_min, self.p_max)
-        self.adapt_rate = _check_nonnegative(adapt_rate, "adapt_rate")
-        self.low = _check_nonnegative(low, "low")
-        self.high = _check_real(high, "high", self.low)
+        self.p_min = check_real(p_min, "p_min", low=0.0, high=1.0)
+        self.p_max = check_real(p_max, "p_max", low=self.p_min, high=1.0)
+        self.init_p = check_real(init_p, "init_p", low=self.p_min, high=self.p_max)
+        self.adapt_rate = check_real(adapt_rate, "adapt_rate", low=0.0)
+        self.low = check_real(low, "low", low=0.0)
+        self.high = check_real(high, "high", low=self.low)
         self.per_unit = check_bool(per_unit, "per_unit")
         self.min_rank = 1 if self.per_unit else 0          # per-unit rates need a feature axis
         self.p = self.init_p
