@@ -48,6 +48,24 @@ def test_variational_mask_constant_over_time_and_equal_to_the_step_mask(time_axi
     assert np.array_equal(steps[0], fd.dropout(np.ones(steps[0].shape), 0.5, seed=3))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape, time_axis", [((4, 7, 3000), 1), ((9, 3, 5), 0), ((3, 2, 5, 4), 1), ((2, 3, 2), -1)])
+def test_variational_dropout_is_its_noise_shaped_mask_applied(backend, dtype, shape, time_axis):
+    """The fused pass (one decision per noise element, broadcast along time) gives the bits
+    of the mask definition: dropout_mask over the noise shape, applied with apply_mask."""
+    x = (RNG.standard_normal(shape) * 100).astype(dtype)
+    x.reshape(-1)[:3] = [np.inf, np.nan, -0.0]
+    noise = list(shape)
+    noise[time_axis] = 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = fd.apply_mask(x, fd.dropout_mask(tuple(noise), 0.3, seed=5, offset=77), 0.3)
+    got = fd.variational_dropout(x, 0.3, seed=5, time_axis=time_axis, offset=77)
+    assert np.array_equal(got.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}"))
+    out = np.empty_like(x.transpose())
+    fd.variational_dropout(x, 0.3, seed=5, time_axis=time_axis, offset=77, out=out.transpose())
+    assert np.array_equal(out.transpose().view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}"))
+
+
 def test_drop_path_drops_whole_samples():
     x = np.ones((200, 3, 4), np.float32)
     y = fd.drop_path(x, 0.25, seed=4)

@@ -69,6 +69,7 @@ def _cases():
     cases.append(("mask-rates", lambda: fastdrop.dropout_mask((5, 2051), np.linspace(0, 1, 2051), seed=9, offset=3)))
     cases.append(("words", lambda: _backend.kernels().fill_words(7, 1000, np.empty(3000, dtype=np.uint64))))
     cases.extend(_family_cases(rng))
+    cases.extend(_shared_mask_cases(rng))
     xt = rng.standard_normal(THREAD_CASE_SIZE).astype(np.float32)
     cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
     cases.append(("threads-rates", lambda: fastdrop.dropout(xt[:700_000].reshape(-1, 1000), np.linspace(0, 1, 1000),
@@ -110,6 +111,29 @@ def _family_cases(rng):
     cases.append(("dropblock-threads-last", lambda: fastdrop.dropblock2d(xb, 0.2, 7, seed=6,
                                                                           data_format="channels_last")))
     return cases
+
+def _shared_mask_cases(rng):
+    """Masks shared along a middle axis (variational dropout, channels_last spatial dropout),
+    one kernel pass: rows shorter and longer than a piece of columns, vector tails, every
+    half under the select, and enough elements for threads."""
+    cases = []
+    for dtype in (np.float16, np.float32, np.float64):
+        name = np.dtype(dtype).name
+        for shape in ((3, 5, 17), (2, 3, 2049), (1, 4, 4100), (5, 2, 1)):
+            x = (rng.standard_normal(shape) * 1e3).astype(dtype)
+            x.reshape(-1)[:3] = [np.inf, -np.nan, np.finfo(dtype).smallest_subnormal]
+            for axis in (0, 1):
+                cases.append((f"variational-{name}-{shape}-t{axis}", lambda x=x, a=axis: fastdrop.variational_dropout(
+                    x, 0.4, seed=12, time_axis=a, offset=1021)))
+        x4 = rng.standard_normal((3, 4, 5, 19)).astype(dtype)
+        cases.append((f"spatial-last-{name}", lambda x=x4: fastdrop.spatial_dropout(x, 0.3, seed=2,
+                                                                                 data_format="channels_last")))
+    cases.append(("variational-all-halves", lambda: fastdrop.variational_dropout(
+        ALL_HALVES.reshape(4, 4, 4096), 0.3, seed=2)))
+    xs = rng.standard_normal((8, 40, 3001)).astype(np.float32)       # > the parallel threshold
+    cases.append(("variational-threads", lambda: fastdrop.variational_dropout(xs, 0.5, seed=4, offset=333)))
+    return cases
+
 
 def _bits(a):
     a = np.asarray(a)

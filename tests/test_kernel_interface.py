@@ -188,6 +188,18 @@ BAD_CALLS = [
      ValueError, f"thr53 must be in [0, 2**53], got {2**53 + 1}"),
     ("dropblock-index-range", "dropblock_keep", lambda: (1, 2**62 - 8, 2, 5, np.empty((1, 1, 4, 4), np.uint8)),
      ValueError, f"stream elements [{2**62 - 8}, {2**62 - 8} + 9) leave the index range [0, 2**62)"),
+    # dropout_shared(key, offset, thr, scale, x, out)
+    ("shared-2d", "dropout_shared", lambda: (1, 0, T, S, f32(4, 8), f32(4, 8)),
+     ValueError, "x must be 3-D, got 2-D"),
+    ("shared-strided-x", "dropout_shared", lambda: (1, 0, T, S, f32(2, 3, 8)[:, :, ::2], f32(2, 3, 4)),
+     ValueError, "x must be C-contiguous and aligned"),
+    ("shared-shape", "dropout_shared", lambda: (1, 0, T, S, f32(2, 3, 4), f32(2, 4, 3)),
+     ValueError, "out must have x's shape (2, 3, 4), got (2, 4, 3)"),
+    ("shared-rate-array", "dropout_shared", lambda: (1, 0, np.full(24, T, np.uint32), f32(24), f32(2, 3, 4),
+                                                     f32(2, 3, 4)),
+     TypeError, "thr must be an integer, got uint32"),
+    ("shared-index-range", "dropout_shared", lambda: (1, 2**62 - 4, T, S, f32(2, 3, 4), f32(2, 3, 4)),
+     ValueError, f"stream elements [{2**62 - 4}, {2**62 - 4} + 8) leave the index range [0, 2**62)"),
 ]
 
 
@@ -228,6 +240,10 @@ VALID_CALLS = [
               np.empty(3000, np.float16))),
     ("dropblock-fortran-keep", "dropblock_keep",
      lambda: (3, 9, np.int64(3), 2**50, np.empty((2, 3, 11, 9), np.uint8, order="F"))),
+    ("shared-np-int64-thr-f16", "dropout_shared",
+     lambda: (3, 5, np.int64(40000), 1.7, np.linspace(-5, 5, 3 * 7 * 2051).astype(np.float16).reshape(3, 7, 2051),
+              np.empty((3, 7, 2051), np.float16))),
+    ("shared-empty-rows", "dropout_shared", lambda: (3, 5, T, S, f32(3, 0, 5), f32(3, 0, 5))),
     ("apply-0d-out", "apply_keep", lambda: (np.ones(1, np.float32), np.ones((), np.uint8), S, np.empty((), np.float32))),
 ]
 

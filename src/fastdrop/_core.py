@@ -120,6 +120,9 @@ def dropout_over(key, offset, thr, scale, x, noise_shape, out):
     fused pass when the noise shape is x's, else a keep mask of the noise shape applied."""
     if noise_shape == x.shape:
         return dropout_full(key, offset, thr, scale, x, out)
+    shared = shared_axes(x.shape, noise_shape) if np.ndim(thr) == 0 else None
+    if shared is not None:
+        return dropout_shared(key, offset, thr, scale, x, shared, out)
     return apply_keep(x, keep_mask(key, offset, thr, noise_shape), scale, out)
 
 
@@ -182,3 +185,29 @@ def dropblock_keep(key, offset, block, thr53, keep):
     """DropBlock's keep bytes into the uint8 (N, C, H, W) array or view ``keep``; the kept count."""
     return _backend.kernels().dropblock_keep(key, offset, block, thr53, keep, _backend.get_num_threads())
 
+
+# --- a mask shared along a middle axis (variational dropout, channels_last spatial dropout) ---
+def shared_axes(shape, noise_shape):
+    """(outer, shared, inner) when the noise shape keeps x's leading and trailing axes and is 1
+    on the axes between them (those of size 1 in x aside), with a trailing axis kept: then
+    noise element (a, f) is the decision of x's elements (a, t, f) for every t.  Else None."""
+    pattern = ["k" if m == n else "b" for n, m in zip(shape, noise_shape) if n != 1]
+    text = "".join(pattern)
+    lead = len(text) - len(text.lstrip("k"))
+    middle = len(text[lead:]) - len(text[lead:].lstrip("b"))
+    if middle == 0 or "b" in text[lead + middle:] or lead + middle == len(text):
+        return None
+    sizes = [n for n in shape if n != 1]
+    return (int(np.prod(sizes[:lead], dtype=np.int64)), int(np.prod(sizes[lead:lead + middle], dtype=np.int64)),
+            int(np.prod(sizes[lead + middle:], dtype=np.int64)))
+
+
+def dropout_shared(key, offset, thr, scale, x, shared, out):
+    """Dropout with one decision per noise element broadcast along the middle axis of
+    ``shared`` = (outer, shared, inner), in one kernel pass: no keep mask of x's size, each
+    noise element's decision drawn once."""
+    if x.size:
+        with kernel_target(out) as target:
+            _backend.kernels().dropout_shared(key, offset, thr, scale, np.ascontiguousarray(x).reshape(shared),
+                                              target.reshape(shared), _backend.get_num_threads())
+    return out

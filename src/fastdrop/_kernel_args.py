@@ -212,3 +212,13 @@ def check_dropblock_keep(offset, block, thr53, keep):
     if keep.size:
         check_runs((offset,), n * c * (h - block + 1) * (w - block + 1))
 
+
+def check_dropout_shared(offset, thr, scale, x, out):
+    """x and out C-contiguous 3-D (outer, shared, inner), a scalar thr and scale, the
+    outer * inner decisions from offset in the index range."""
+    check_float_arrays(x, out)
+    _check_ndim(x, "x", 3)
+    _check_contiguous(x, "x")
+    _check_contiguous(out, "out")
+    _check_rates(thr, scale, x, out, arrays=False)
+    check_runs((offset,), x.shape[0] * x.shape[2])

@@ -307,6 +307,33 @@ cdef class Kernels:
             raise MemoryError("dropblock_keep: no memory for a row of scratch")
         return int(kept)
 
+    def dropout_shared(self, uint64_t key, int64_t offset, thr, scale, x, out, int nthreads=1):
+        """Dropout of C-contiguous 3-D x, (outer, shared, inner), into out: element (a, t, f) is
+        decided by stream element offset + a * inner + f for every t (a noise shape broadcast
+        along the middle axis), kept x * scale, dropped +0."""
+        _kernel_args.check_dropout_shared(offset, thr, scale, x, out)
+        cdef int32_t t = thr
+        cdef float s32
+        cdef double s64
+        cdef uint16_t s16
+        cdef const void *sp
+        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        if kind == FD_F32:
+            s32 = scale
+            sp = &s32
+        elif kind == FD_F64:
+            s64 = scale
+            sp = &s64
+        else:
+            s16 = (scale if type(scale) is HALF else HALF(scale)).view("u2")
+            sp = &s16
+        cdef int64_t outer = x.shape[0], shared = x.shape[1], inner = x.shape[2]
+        cdef const void *xp = data(x)
+        cdef void *op = data(out)
+        with nogil:
+            self.k.dropout_shared(key, offset, outer, shared, inner, t, kind, sp, xp, op, nthreads)
+        return out
+
 cdef Kernels _kernels_of(const fd_kernels_t *table):
     cdef Kernels kernels = Kernels.__new__(Kernels)
     kernels.k = table

@@ -3,7 +3,7 @@
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
 functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat,
-alpha_flat, dropblock_keep) with
+alpha_flat, dropblock_keep, dropout_shared) with
 the same arguments and the same checks (``_kernel_args``).
 """
 import math
@@ -347,4 +347,21 @@ def gaussian_flat(key, offset, sigma, half_noise, x, out, nthreads=1):
             noise = noise.astype(np.float16)
         with np.errstate(over="ignore", invalid="ignore"):
             np.multiply(x[pos:end], noise, out=out[pos:end], dtype=x.dtype)
+    return out
+
+
+# --- dropout with a mask shared along a middle axis ------------------------------------------------
+def dropout_shared(key, offset, thr, scale, x, out, nthreads=1):
+    """Dropout of C-contiguous 3-D ``x`` (outer, shared, inner) into ``out``: element (a, t, f)
+    is decided by stream element offset + a * inner + f for every t; the (outer, inner) keep
+    bytes are drawn once per pass of a few samples and broadcast over the middle axis (the
+    select's temporaries have the noise shape's size, not x's)."""
+    _kernel_args.check_dropout_shared(offset, thr, scale, x, out)
+    outer, shared, inner = x.shape
+    scale = x.dtype.type(scale)
+    per_pass = max(1, _BATCH_BLOCKS * BLOCK_CHUNKS // max(1, inner))
+    for a in range(0, outer if x.size else 0, per_pass):
+        b = min(outer, a + per_pass)
+        keep = np.less(_chunks(key, offset + a * inner, (b - a) * inner), thr).reshape(b - a, 1, inner)
+        _scale_and_select(x[a:b], scale, keep, out[a:b])
     return out

@@ -411,4 +411,61 @@ static inline void fd_keep_u8(const uint16_t *chunk, const int32_t *thr, int64_t
 #endif
     for (; i < n; i++) out[i] = (int32_t)chunk[i] < thr[i * thr_step];
 }
+/* out[i] = x[i] * s with its bits ANDed with mask[i] (all ones: kept, zero: dropped), for a
+   mask decided once and shared by many rows (a noise shape broadcast along a middle axis):
+   the select of fd_select_* without comparing decisions again. */
+static inline void fd_masked_f32(const int32_t *mask, float s, const float *x, float *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_f32v v;
+        fd_i32v m;
+        memcpy(&v, x + i, sizeof v);
+        memcpy(&m, mask + i, sizeof m);
+        fd_i32v bits = (fd_i32v)(v * s) & m;
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        float v = x[i] * s;
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= (uint32_t)mask[i];
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_masked_f64(const int64_t *mask, double s, const double *x, double *out, int64_t n) {
+    int64_t i = 0;
+#if FD_VECTOR
+    for (; i + FD_L64 <= n; i += FD_L64) {
+        fd_f64v v;
+        fd_i64v m;
+        memcpy(&v, x + i, sizeof v);
+        memcpy(&m, mask + i, sizeof m);
+        fd_i64v bits = (fd_i64v)(v * s) & m;
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) {
+        double v = x[i] * s;
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        bits &= (uint64_t)mask[i];
+        memcpy(out + i, &bits, sizeof bits);
+    }
+}
+
+static inline void fd_masked_f16(const int16_t *mask, float s, const uint16_t *x, uint16_t *out, int64_t n) {
+    int64_t i = 0;
+#if FD_HALF_SIMD
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_i16v32 m;
+        memcpy(&m, mask + i, sizeof m);
+        fd_i16v32 bits = fd_half_mul_v(x + i, s) & m;
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++) out[i] = fd_half_mul(x[i], s) & (uint16_t)mask[i];
+}
 #endif

@@ -238,5 +238,76 @@ static void gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_no
     nz_gaussian_flat(key, offset, sigma, half_noise, kind, x, out, n, nthreads, PARALLEL_MIN_BLOCKS);
 }
 
+/* --- dropout with a mask shared along a middle axis (variational dropout, channels_last
+   spatial dropout): x is (outer, shared, inner) in C order, decision (a, f) is stream element
+   offset + a * inner + f for every row t.  Each piece of a row's columns has its decisions
+   drawn once into keep bytes, widened to masks of x's element width, and then every row of
+   the piece is one select against them: nothing of x's size is stored. */
+#define SHARED_PIECE 2048       /* columns per piece: their masks (at most 16 KiB) stay in L1 */
+
+typedef union {                 /* the widened masks of one piece, in the width of x's elements */
+    int16_t m16[SHARED_PIECE];
+    int32_t m32[SHARED_PIECE];
+    int64_t m64[SHARED_PIECE];
+} shared_mask_t;
+
+/* Piece `piece` (of pieces per sample) of sample a: columns f0 .. f0 + n of all its rows. */
+static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, int64_t n, int64_t shared,
+                         int64_t inner, const fd_rates_t *g, fd_kind_t kind, const void *scale,
+                         const char *x, char *out) {
+    uint8_t keep[SHARED_PIECE];
+    shared_mask_t mask;
+    int64_t size = kind_size(kind);
+    dropout_range(key, offset + a * inner + f0, n, 0, g, FD_KEEP, NULL, (char *)keep, 1);
+    if (kind == FD_F16)
+        for (int64_t i = 0; i < n; i++) mask.m16[i] = (int16_t)-keep[i];
+    else if (kind == FD_F32)
+        for (int64_t i = 0; i < n; i++) mask.m32[i] = -(int32_t)keep[i];
+    else
+        for (int64_t i = 0; i < n; i++) mask.m64[i] = -(int64_t)keep[i];
+    for (int64_t t = 0; t < shared; t++) {
+        int64_t at = ((a * shared + t) * inner + f0) * size;
+        switch (kind) {
+        case FD_F16:
+            fd_masked_f16(mask.m16, fd_half_to_float(*(const uint16_t *)scale), (const uint16_t *)(x + at),
+                          (uint16_t *)(out + at), n);
+            break;
+        case FD_F32:
+            fd_masked_f32(mask.m32, *(const float *)scale, (const float *)(x + at), (float *)(out + at), n);
+            break;
+        case FD_F64:
+            fd_masked_f64(mask.m64, *(const double *)scale, (const double *)(x + at), (double *)(out + at), n);
+            break;
+        case FD_KEEP: break;
+        }
+    }
+}
+
+static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner, int32_t thr,
+                           fd_kind_t kind, const void *scale, const void *x, void *out, int nthreads) {
+    fd_rates_t g;
+    int64_t pieces = (inner + SHARED_PIECE - 1) / SHARED_PIECE, total = outer * pieces;
+    g.thr = &thr;
+    g.scale = NULL;
+    g.inner = INT64_MAX;
+    g.step = 0;
+    g.nouter = 0;
+    if (nthreads > 1 && total > 1 && outer * shared * inner >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS) {
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t k = 0; k < total; k++) {
+            int64_t f0 = (k % pieces) * SHARED_PIECE;
+            shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
+                         scale, x, out);
+        }
+    } else {
+        for (int64_t k = 0; k < total; k++) {
+            int64_t f0 = (k % pieces) * SHARED_PIECE;
+            shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
+                         scale, x, out);
+        }
+    }
+}
+
 const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
-                                           fd_alpha_flat, fd_dropblock_keep, gaussian_flat};
+                                           fd_alpha_flat, fd_dropblock_keep, gaussian_flat,
+                                           dropout_shared};

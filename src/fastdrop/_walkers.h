@@ -64,6 +64,12 @@ typedef struct {
        float16 first where half_noise.  Threads split blocks of words. */
     void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                           const void *x, void *out, int64_t n, int nthreads);
+    /* Dropout of C-contiguous x viewed as (outer, shared, inner) into out, element (a, t, f)
+       decided by stream element offset + a * inner + f (one decision shared by every t):
+       kept x * scale, dropped +0; scale points at one value of x's dtype (float16: bits). */
+    void (*dropout_shared)(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner,
+                           int32_t thr, fd_kind_t kind, const void *scale, const void *x, void *out,
+                           int nthreads);
 } fd_kernels_t;
 
 #define FD_CAT_(a, b) a##b

@@ -34,3 +34,6 @@ cdef extern from "_walkers.h" nogil:
                                   int nthreads) noexcept nogil
         void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                               const void *x, void *out, int64_t n, int nthreads) noexcept nogil
+        void (*dropout_shared)(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner,
+                               int32_t thr, fd_kind_t kind, const void *scale, const void *x, void *out,
+                               int nthreads) noexcept nogil
