@@ -54,10 +54,41 @@ FD_ALPHA_KERNEL(f64, double, fd_f64v, fd_i64v, FD_L64, fd_keep64)
 
 /* float16 as bits: the product and the sum each rounded to half, as NumPy's half loops do
    (float32 arithmetic on the widened halves, one rounding back per operation). */
+#if FD_HALF_SIMD
+/* FD_L32 halves h -> float(h) + b -> half, rounded to nearest even by the F16C/AVX-512
+   conversion, as fd_float_to_half rounds the scalar sum. */
+static inline fd_i16v32 fd_half_add_v(fd_i16v32 h, float b) {
+    fd_i16v32 out;
+#  if FD_VBYTES == 64
+    __m256i in;
+    memcpy(&in, &h, sizeof in);
+    __m256i r = _mm512_cvtps_ph(_mm512_add_ps(_mm512_cvtph_ps(in), _mm512_set1_ps(b)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#  else
+    __m128i in;
+    memcpy(&in, &h, sizeof in);
+    __m128i r = _mm256_cvtps_ph(_mm256_add_ps(_mm256_cvtph_ps(in), _mm256_set1_ps(b)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#  endif
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+#endif
+
 static inline void fd_alpha_f16(const uint16_t *chunk, int32_t thr, const uint16_t *c, const uint16_t *x,
                                 uint16_t *out, int64_t n) {
     float a = fd_half_to_float(c[0]), b = fd_half_to_float(c[1]);
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+#if FD_HALF_SIMD
+    fd_i16v32 dv = (fd_i16v32){0} + (int16_t)c[2];
+    for (; i + FD_L32 <= n; i += FD_L32) {
+        fd_i16v32 v = fd_half_add_v(fd_half_mul_v(x + i, a), b);
+        fd_i16v32 m = __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32);
+        fd_i16v32 bits = (v & m) | (dv & ~m);
+        memcpy(out + i, &bits, sizeof bits);
+    }
+#endif
+    for (; i < n; i++)
         out[i] = (int32_t)chunk[i] < thr ? fd_float_to_half(fd_half_to_float(fd_half_mul(x[i], a)) + b) : c[2];
 }
 
