@@ -5,12 +5,17 @@
 groups the fastdrop layer and its naive twin of each case side by side.  The naive
 versions draw their noise with ``numpy.random.Generator`` (float32 where possible) and
 keep the full mask or noise for backward, as hand-written layers usually do.
+
+The ``overhead`` cases put each layer's forward, and its backward, next to the functional
+call it wraps (``fastdrop.bench.layer_pairs``: 10K float32 elements, where a layer's Python
+costs show; the target is 1.2x), grouped by ``--benchmark-group-by=group``.
 """
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import fastdrop as fd
+from fastdrop.bench import layer_pairs
 
 IMAGES = (64, 128, 32, 32)      # a conv feature map batch, float32 (32 MiB)
 DENSE = (256, 4096)             # a fully connected activation batch
@@ -120,3 +125,19 @@ def test_fastdrop(benchmark, case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_naive_numpy(benchmark, case):
     run(benchmark, case, Naive(CASES[case][1]))
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("case", sorted(layer_pairs()))
+@pytest.mark.parametrize("how", ["layer", "functional"])
+def test_overhead(benchmark, case, direction, how):
+    layer, x, forward, backward = layer_pairs()[case]
+    grad = np.ones_like(x)
+    benchmark.group = f"overhead-{case}-{direction}"
+    if how == "layer":
+        layer.forward(x)                    # backward pairs with the last forward
+        call = (lambda: layer.forward(x)) if direction == "forward" else (lambda: layer.backward(grad))
+    else:
+        call = (lambda: forward(x)) if direction == "forward" else (lambda: (backward or forward)(grad))
+    assert call().shape == x.shape
+    benchmark(call)

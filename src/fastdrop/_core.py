@@ -6,6 +6,7 @@ module that calls the backend (``_backend.kernels()``): the public functions of
 """
 import contextlib
 import functools
+import math
 
 import numpy as np
 
@@ -187,6 +188,7 @@ def dropblock_keep(key, offset, block, thr53, keep):
 
 
 # --- a mask shared along a middle axis (variational dropout, channels_last spatial dropout) ---
+@functools.lru_cache(maxsize=64)
 def shared_axes(shape, noise_shape):
     """(outer, shared, inner) when the noise shape keeps x's leading and trailing axes and is 1
     on the axes between them (those of size 1 in x aside), with a trailing axis kept: then
@@ -198,8 +200,7 @@ def shared_axes(shape, noise_shape):
     if middle == 0 or "b" in text[lead + middle:] or lead + middle == len(text):
         return None
     sizes = [n for n in shape if n != 1]
-    return (int(np.prod(sizes[:lead], dtype=np.int64)), int(np.prod(sizes[lead:lead + middle], dtype=np.int64)),
-            int(np.prod(sizes[lead + middle:], dtype=np.int64)))
+    return math.prod(sizes[:lead]), math.prod(sizes[lead:lead + middle]), math.prod(sizes[lead + middle:])
 
 
 def dropout_shared(key, offset, thr, scale, x, shared, out):
