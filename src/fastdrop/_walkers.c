@@ -238,5 +238,18 @@ static void gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_no
     nz_gaussian_flat(key, offset, sigma, half_noise, kind, x, out, n, nthreads, PARALLEL_MIN_BLOCKS);
 }
 
+static void concrete_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind, const void *x,
+                          void *out, int64_t n, int nthreads) {
+    nz_concrete_flat(key, offset, logit, inv_t, kind, x, out, n, nthreads, PARALLEL_MIN_BLOCKS);
+}
+
+static void concrete_grad_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
+                               fd_kind_t xkind, const void *x, const void *g, void *out, double *partials, int64_t n,
+                               int nthreads) {
+    nz_concrete_grad_flat(key, offset, logit, inv_t, gkind, xkind, x, g, out, partials, n, nthreads,
+                          PARALLEL_MIN_BLOCKS);
+}
+
 const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
-                                           fd_alpha_flat, fd_dropblock_keep, gaussian_flat};
+                                           fd_alpha_flat, fd_dropblock_keep, gaussian_flat,
+                                           concrete_flat, concrete_grad_flat};

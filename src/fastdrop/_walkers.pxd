@@ -34,3 +34,8 @@ cdef extern from "_walkers.h" nogil:
                                   int nthreads) noexcept nogil
         void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                               const void *x, void *out, int64_t n, int nthreads) noexcept nogil
+        void (*concrete_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind,
+                              const void *x, void *out, int64_t n, int nthreads) noexcept nogil
+        void (*concrete_grad_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
+                                   fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
+                                   int64_t n, int nthreads) noexcept nogil
