@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastdrop
-from fastdrop import _backend, _isa
+from fastdrop import _backend, _isa, _kernel_args
 
 pytestmark = pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
 
@@ -84,7 +84,45 @@ def _cases():
                           lambda x=xg, o=offset: fastdrop.gaussian_dropout_grad(x, 0.3, seed=8, offset=o,
                                                                                 dtype=np.float16)))
     cases.append(("gaussian-threads", lambda: fastdrop.gaussian_dropout(xt, 0.6, seed=4, offset=333)))
+    cases.extend(_concrete_cases(rng, xt))
     return cases
+
+
+def _concrete_cases(rng, xt):
+    """Concrete dropout forward and backward (its d/dx, and the rate gradient's partial sums
+    straight from the kernel) over odd lengths, offsets inside sum blocks, mixed dtypes,
+    saturated ends (logit 40 at t = 0.1, -50 at t = 0.01, t = 1e-300) and the thread split."""
+    cases = []
+    for dtype in (np.float16, np.float32, np.float64):
+        name = np.dtype(dtype).name
+        for n, offset in ((1, 0), (63, 7), (1025, 1023), (5000, 1021)):
+            x = (rng.standard_normal(n) * 1e3).astype(dtype)
+            x[: min(n, 3)] = [np.inf, -np.nan, np.finfo(dtype).smallest_subnormal][: min(n, 3)]
+            g = rng.standard_normal(n).astype(dtype)
+            cases.append((f"concrete-{name}-n{n}-o{offset}",
+                          lambda x=x, o=offset: fastdrop.concrete_dropout(x, -1.0, temperature=0.3, seed=8, offset=o)))
+            cases.append((f"concrete-grad-{name}-n{n}-o{offset}",
+                          lambda x=x, g=g, o=offset: fastdrop.concrete_dropout_grad(x, g, 0.7, seed=8, offset=o)[0]))
+            for logit, inv_t in ((-1.0, 1 / 0.3), (40.0, 10.0), (-50.0, 100.0), (0.0, 3e38)):
+                cases.append((f"concrete-partials-{name}-n{n}-o{offset}-l{logit}",
+                              lambda x=x.astype(np.float32), g=g, o=offset, lg=logit, it=inv_t: _partials(
+                                  o, lg, it, x, g)))
+    for logit, t in ((40.0, 0.1), (-50.0, 0.01), (0.0, 1e-300), (2.5, 5.0)):
+        cases.append((f"concrete-ends-l{logit}-t{t}", lambda lg=logit, t=t: fastdrop.concrete_dropout(
+            xt[:70_001], lg, temperature=t, seed=3)))
+    gt = rng.standard_normal(xt.size).astype(np.float32)
+    cases.append(("concrete-threads", lambda: fastdrop.concrete_dropout(xt, -0.8, seed=4, offset=333)))
+    cases.append(("concrete-grad-threads", lambda: fastdrop.concrete_dropout_grad(xt, gt, -0.8, seed=4, offset=333)[0]))
+    cases.append(("concrete-grad-logit-threads", lambda: np.array(
+        [fastdrop.concrete_dropout_grad(xt, gt, -0.8, seed=4, offset=333)[1]])))
+    return cases
+
+
+def _partials(offset, logit, inv_t, x, g):
+    """The rate gradient's partial sums of the active backend's kernel (x float32, g any dtype)."""
+    partials = np.empty(_kernel_args.concrete_sum_blocks(offset, g.size))
+    _backend.kernels().concrete_grad_flat(1234, offset, logit, inv_t, x, g, np.empty_like(g), partials)
+    return partials
 
 
 def _family_cases(rng):

@@ -459,14 +459,16 @@ def test_concrete_layer_rate_gradient_matches_finite_differences():
     f = frozen(layer)
     f(x)
     layer.backward(gy)
-    logit, eps = layer.logit, 1e-6
+    # the noise is float32 (logit rounded to float32): steps of 2**-8 around that logit are
+    # exact, and the tolerance covers w's float32 rounding over the step
+    logit, eps = float(np.float32(layer.logit)), 2.0 ** -8
 
     def loss(lg):
         layer.logit = lg
         layer.counter -= 1                                 # the same uniforms as the forward
         return np.sum(layer(x) * gy)
     numeric = (loss(logit + eps) - loss(logit - eps)) / (2 * eps)
-    assert abs(layer.grad_logit - numeric) < 1e-6 * max(1.0, abs(numeric))
+    assert abs(layer.grad_logit - numeric) < 2e-3 * max(1.0, abs(numeric))
 
 
 def test_concrete_layer_rate_regularization_and_eval():

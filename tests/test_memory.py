@@ -5,8 +5,8 @@ allocated at most at once, its output included.  The rule: output + O(noise shap
 O(p) + a fixed slack, i.e. ``out + 64 KiB + 2 x (mask the call may keep) + 2 x p.nbytes``,
 where the mask is 0 for the fused paths (no mask at all) and a uint8 mask of the noise
 shape for shared masks.  Variants that are not yet a compiled fused kernel are held to
-their current factor instead (see CURRENT), so they fail if they get worse; issue "The
-whole dropout family at the memory floor" drives those down.  One RSS check in a fresh
+their current factor instead, so they fail if they get worse (dropblock2d's keep mask,
+DROPBLOCK_MASK).  One RSS check in a fresh
 process confirms no native allocation hides from tracemalloc.
 """
 import gc
@@ -36,12 +36,9 @@ P_ROW = np.linspace(0.1, 0.6, 512)[:, None]
 MASK = fd.dropout_mask(X2.shape, 0.3, seed=1)
 PACKED = fd.dropout_mask(X2.shape, 0.3, seed=1, packed=True)
 
-# Current peak / input bytes of the variants that are not compiled fused kernels yet:
-# concrete dropout transforms 16 Ki stream words per pass (a fixed ~0.5 MiB: 1.12 here);
-# the issue "The whole dropout family at the memory floor" drives it to the floor.
-# alpha_dropout and gaussian_dropout are one fused pass (the floor); dropblock2d holds its
-# keep mask, one byte per element, beside the output (DROPBLOCK_MASK).
-CURRENT = {"concrete": 1.13}
+# alpha_dropout, gaussian_dropout and concrete_dropout (forward and backward, the rate
+# gradient's partial sums being O(n / 1024)) are one fused pass (the floor); dropblock2d
+# holds its keep mask, one byte per element, beside the output (DROPBLOCK_MASK).
 DROPBLOCK_MASK = 1 / 4              # uint8 keep bytes per float32 input byte
 
 
@@ -111,9 +108,8 @@ ENTRY_POINTS = {
     "variational_dropout": (lambda: fd.variational_dropout(X3, 0.3, seed=1), floor_bound(X3.nbytes, 32 * 512)),
     "drop_path": (lambda: fd.drop_path(X4, 0.3, seed=1), floor_bound(X4.nbytes, 16)),
     "dropblock2d": (lambda: fd.dropblock2d(X4, 0.1, 7, seed=1), floor_bound(X4.nbytes) + X4.size),
-    "concrete_dropout": (lambda: fd.concrete_dropout(X2, -1.0, seed=1), CURRENT["concrete"] * X2.nbytes),
-    "concrete_dropout_grad": (lambda: fd.concrete_dropout_grad(X2, X2, -1.0, seed=1),
-                              CURRENT["concrete"] * X2.nbytes),
+    "concrete_dropout": (lambda: fd.concrete_dropout(X2, -1.0, seed=1), floor_bound(X2.nbytes)),
+    "concrete_dropout_grad": (lambda: fd.concrete_dropout_grad(X2, X2, -1.0, seed=1), floor_bound(X2.nbytes)),
     # classic dropout over x's own shape is the fused kernel with scale 1: no mask kept
     "classic_dropout": (lambda: fd.classic_dropout(X2, 0.3, seed=1), floor_bound(X2.nbytes)),
 }
@@ -145,7 +141,7 @@ LAYERS = {
     "GaussianDropout": (lambda: L.GaussianDropout(0.3, seed=1), X2, _floor(X2), _floor(X2)),
     "VariationalDropout": (lambda: L.VariationalDropout(0.3, seed=1), X3, _floor(X3, 32 * 512),
                            _floor(X3, 32 * 512)),
-    "ConcreteDropout": (lambda: L.ConcreteDropout(0.2, seed=1), X2, CURRENT["concrete"], CURRENT["concrete"]),
+    "ConcreteDropout": (lambda: L.ConcreteDropout(0.2, seed=1), X2, _floor(X2), _floor(X2)),
     # its forward measures mean |x| in slices of L.MEAN_ABS_CHUNK elements: a fixed buffer
     "AdaptiveDropout": (lambda: L.AdaptiveDropout(0.3, seed=1), X2, _floor(X2) + MEAN_ABS_BUFFER, _floor(X2)),
     "AdaptiveDropout-per-unit": (lambda: L.AdaptiveDropout(0.3, seed=1, per_unit=True), X2,

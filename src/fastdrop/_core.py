@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _kernel_args
 from ._stream import CHUNK_RANGE, stream_key
 
 
@@ -212,3 +212,30 @@ def dropout_shared(key, offset, thr, scale, x, shared, out):
             _backend.kernels().dropout_shared(key, offset, thr, scale, np.ascontiguousarray(x).reshape(shared),
                                               target.reshape(shared), _backend.get_num_threads())
     return out
+
+# --- Concrete dropout (_noise.h) -------------------------------------------------------------------
+def concrete_into(key, offset, logit, inv_t, x, out):
+    """out = x * dtype(w), w the float32 relaxed keep weight of stream word offset + i, in one
+    pass of the kernel (no noise array)."""
+    if x.size:
+        with kernel_target(out) as target:
+            _backend.kernels().concrete_flat(key, offset, logit, inv_t, np.ascontiguousarray(x).reshape(-1),
+                                             target.reshape(-1), _backend.get_num_threads())
+    return out
+
+
+def concrete_grad_into(key, offset, logit, inv_t, x, grad, out):
+    """out = grad * dtype(w) in one pass that also sums the rate gradient: the kernel's partial
+    sums per block of 1024 stream elements (independent of threads and backend) added by
+    ``math.fsum`` (exactly rounded: their order does not matter); returns that sum."""
+    if not grad.size:
+        return 0.0
+    partials = np.empty(_kernel_args.concrete_sum_blocks(offset, grad.size), dtype=np.float64)
+    with kernel_target(out) as target:
+        _backend.kernels().concrete_grad_flat(key, offset, logit, inv_t, np.ascontiguousarray(x).reshape(-1),
+                                              np.ascontiguousarray(grad).reshape(-1), target.reshape(-1), partials,
+                                              _backend.get_num_threads())
+    if np.isfinite(partials).all():
+        return math.fsum(partials.tolist())
+    with np.errstate(invalid="ignore"):
+        return float(np.sum(partials))          # inf or nan, as the terms say

@@ -222,3 +222,64 @@ def check_dropout_shared(offset, thr, scale, x, out):
     _check_contiguous(out, "out")
     _check_rates(thr, scale, x, out, arrays=False)
     check_runs((offset,), x.shape[0] * x.shape[2])
+
+# --- Concrete dropout (_noise.h) --------------------------------------------------------------
+CONCRETE_SUM_BLOCK = 1024          # elements per partial sum of the rate gradient (global, from element 0)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def concrete_sum_blocks(offset, n):
+    """How many partial sums the rate gradient of stream elements [offset, offset + n) has."""
+    return (offset + n - 1) // CONCRETE_SUM_BLOCK - offset // CONCRETE_SUM_BLOCK + 1 if n else 0
+
+
+def _check_float32_real(value, name, low):
+    """A real number in [low, float32 max]: the kernels round it to float32."""
+    if not isinstance(value, REAL_SCALARS) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+    if not low <= value <= FLOAT32_MAX:
+        raise ValueError(f"{name} must be in [{low:g}, {FLOAT32_MAX:g}] (a finite float32), got {value!r}")
+
+
+def check_concrete_flat(offset, logit, inv_t, x, out):
+    """gaussian_flat's arrays; logit a finite float32, inv_t (1 / temperature) one >= 0."""
+    check_float_arrays(x, out)
+    _check_ndim(x, "x", 1)
+    _check_contiguous(x, "x")
+    _check_contiguous(out, "out")
+    _check_float32_real(logit, "logit", -FLOAT32_MAX)
+    _check_float32_real(inv_t, "inv_t", 0.0)
+    check_runs((offset,), x.size)
+
+
+def check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials):
+    """check_concrete_flat's checks on (grad, out), x a 1-D C-contiguous float array of grad's
+    length (any float dtype), partials a writeable float64 array of one element per sum block."""
+    if not (isinstance(grad, np.ndarray) and grad.dtype.type in FLOAT_TYPES and grad.dtype.isnative):
+        raise TypeError(f"grad must be a float16, float32 or float64 array in native byte order, "
+                        f"got {_describe(grad)}")
+    if not (isinstance(out, np.ndarray) and out.dtype == grad.dtype):
+        raise TypeError(f"out must be an array of grad's dtype {grad.dtype}, got {_describe(out)}")
+    if out.shape != grad.shape:
+        raise ValueError(f"out must have grad's shape {grad.shape}, got {out.shape}")
+    _check_writeable(out)
+    _check_ndim(grad, "grad", 1)
+    _check_contiguous(grad, "grad")
+    _check_contiguous(out, "out")
+    _check_float32_real(logit, "logit", -FLOAT32_MAX)
+    _check_float32_real(inv_t, "inv_t", 0.0)
+    check_runs((offset,), grad.size)
+    if not (isinstance(x, np.ndarray) and x.dtype.type in FLOAT_TYPES and x.dtype.isnative):
+        raise TypeError(f"x must be a float16, float32 or float64 array in native byte order, got {_describe(x)}")
+    if x.shape != grad.shape:
+        raise ValueError(f"x must have grad's shape {grad.shape}, got {x.shape}")
+    _check_contiguous(x, "x")
+    _check_array(partials, "partials", np.float64)
+    _check_ndim(partials, "partials", 1)
+    _check_contiguous(partials, "partials")
+    if not partials.flags.writeable:
+        raise ValueError("partials must be writeable")
+    expected = concrete_sum_blocks(offset, grad.size)
+    if partials.size != expected:
+        raise ValueError(f"partials must have one element per sum block of {CONCRETE_SUM_BLOCK} elements, "
+                         f"{expected}, got {partials.size}")

@@ -332,6 +332,34 @@ cdef class Kernels:
         cdef void *op = data(out)
         with nogil:
             self.k.dropout_shared(key, offset, outer, shared, inner, t, kind, sp, xp, op, nthreads)
+
+    # --- Concrete dropout (_noise.h) ---
+    def concrete_flat(self, uint64_t key, int64_t offset, logit, inv_t, x, out, int nthreads=1):
+        """out = x * dtype(w) over C-contiguous 1-D arrays (out may be x), w the relaxed keep
+        weight of stream word offset + i for float32(logit) and float32(inv_t) (_noise.h)."""
+        _kernel_args.check_concrete_flat(offset, logit, inv_t, x, out)
+        cdef float lg = logit, it = inv_t
+        cdef int64_t n = cnp.PyArray_DIM(x, 0)
+        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef const void *xp = data(x)
+        cdef void *op = data(out)
+        with nogil:
+            self.k.concrete_flat(key, offset, lg, it, kind, xp, op, n, nthreads)
+        return out
+
+    def concrete_grad_flat(self, uint64_t key, int64_t offset, logit, inv_t, x, grad, out, partials, int nthreads=1):
+        """out = grad * dtype(w) (grad's dtype) and partials[k] = the rate gradient's sum of
+        (grad * x) * w * (p - drop * inv_t) over sum block offset // 1024 + k (_noise.h)."""
+        _kernel_args.check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials)
+        cdef float lg = logit, it = inv_t
+        cdef int64_t n = cnp.PyArray_DIM(grad, 0)
+        cdef fd_kind_t gkind = float_kind(cnp.PyArray_TYPE(grad)), xkind = float_kind(cnp.PyArray_TYPE(x))
+        cdef const void *xp = data(x)
+        cdef const void *gp = data(grad)
+        cdef void *op = data(out)
+        cdef double *pp = <double *>data(partials)
+        with nogil:
+            self.k.concrete_grad_flat(key, offset, lg, it, gkind, xkind, xp, gp, op, pp, n, nthreads)
         return out
 
 cdef Kernels _kernels_of(const fd_kernels_t *table):
@@ -343,4 +371,5 @@ cdef Kernels _kernels_of(const fd_kernels_t *table):
 
 # The variants linked into this module, slowest first: {name: Kernels}.
 VARIANTS = {kernels.ISA: kernels for kernels in [_kernels_of(fd_built_table(i)) for i in range(FD_NBUILT)]}
+
 

@@ -50,6 +50,7 @@ typedef fd_i32v nz_i;
 #  define NZ_LANES FD_L32
 #  define NZ_TRUE(c) (c)
 #  define NZ_TO_FLOAT(i) __builtin_convertvector(i, fd_f32v)
+#  define NZ_TO_INT(f) __builtin_convertvector(f, fd_i32v)
 #  define NZ_AS_INT(f) ((fd_i32v)(f))
 #  define NZ_AS_FLOAT(i) ((fd_f32v)(i))
 static inline nz_f nz_sqrt(nz_f a) {
@@ -70,6 +71,7 @@ typedef int32_t nz_i;
 #  define NZ_LANES 1
 #  define NZ_TRUE(c) (-(int32_t)(c))
 #  define NZ_TO_FLOAT(i) ((float)(i))
+#  define NZ_TO_INT(f) ((int32_t)(f))
 static inline int32_t nz_as_int(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
 static inline float nz_as_float(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
 #  define NZ_AS_INT(f) nz_as_int(f)
@@ -92,15 +94,13 @@ static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded
 #    define NZ_ODD 1, 3, 5, 7
 #  endif
 #else
-#  define NZ_SHUFFLE 1
+#  define NZ_SHUFFLE 0
 #endif
 
-/* The standard normals of NZ_LANES words given as their high and low 32-bit halves. */
-static inline nz_f nz_normal(nz_i hi, nz_i lo) {
-    /* radius: -2 ln u */
-    nz_i odd = ((hi >> 2) & 0x3FFFFFFF) * 2 + 1;           /* the arithmetic shift's sign bits masked off */
-    nz_f u = NZ_TO_FLOAT(odd) * 0x1p-31f;
-    nz_i bits = NZ_AS_INT(u);
+/* ln x of positive normal float32 x = 2**E m, m in [sqrt(2)/2, sqrt(2)): E ln 2 + 2 atanh(s),
+   s = (m - 1)/(m + 1), the series to s**9 (the header's comment gives the error). */
+static inline nz_f nz_log(nz_f x) {
+    nz_i bits = NZ_AS_INT(x);
     nz_i e = ((bits >> 23) & 0xFF) - 127;
     nz_i mbits = (bits & 0x7FFFFF) | 0x3F800000;
     nz_i big = NZ_TRUE(NZ_AS_FLOAT(mbits) > FD_NZ_SQRT2);
@@ -111,8 +111,15 @@ static inline nz_f nz_normal(nz_i hi, nz_i lo) {
     nz_f s2 = s * s;
     nz_f ln_m = s * ((((FD_NZ_L9 * s2 + FD_NZ_L7) * s2 + FD_NZ_L5) * s2 + FD_NZ_L3) * s2 + 2.0f);
     nz_f ef = NZ_TO_FLOAT(e);
-    nz_f ln_u = ef * FD_NZ_LN2_HI + (ef * FD_NZ_LN2_LO + ln_m);
-    nz_f radius = nz_sqrt(ln_u * -2.0f);
+    return ef * FD_NZ_LN2_HI + (ef * FD_NZ_LN2_LO + ln_m);
+}
+
+/* The standard normals of NZ_LANES words given as their high and low 32-bit halves. */
+static inline nz_f nz_normal(nz_i hi, nz_i lo) {
+    /* radius: -2 ln u */
+    nz_i odd = ((hi >> 2) & 0x3FFFFFFF) * 2 + 1;           /* the arithmetic shift's sign bits masked off */
+    nz_f u = NZ_TO_FLOAT(odd) * 0x1p-31f;
+    nz_f radius = nz_sqrt(nz_log(u) * -2.0f);
     /* angle: octant and reflected fraction in integers */
     nz_i octant = (lo >> 29) & 7;
     nz_i h = ((lo >> 6) & 0x7FFFFF) * 2 + 1;
@@ -209,6 +216,246 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
         int64_t at = k * FD_BLOCK_WORDS + lo - head;                 /* element of the run */
         int64_t take = (n - at) < (FD_BLOCK_WORDS - lo) ? (n - at) : (FD_BLOCK_WORDS - lo);
         nz_gaussian_block(key, first + k, lo, take, sigma, half_noise, kind, size, xb + at * size, ob + at * size);
+    }
+}
+
+/* ---- Concrete (relaxed Bernoulli) dropout ------------------------------------------------------
+ * Element i uses stream word offset + i; everything is float32, the same IEEE operations in
+ * the same order as _numpy_backend.concrete_weights:
+ *   odd = 2 (word >> 41) + 1, u = odd / 2**24 in (0, 1) (exact), v = u / (1 - u) computed as
+ *     odd / (2**24 - odd) (one rounding; the 2**-24 cancels exactly), v in [6.0e-8, 1.7e7];
+ *   a = (ln v + logit) * inv_t, ln by nz_log (ln v is in [-16.7, 16.7]);
+ *   keep = 1 / (1 + exp(a)) (= 1 - drop), exactly 0 where a > 86 (1 - drop < 4.5e-38);
+ *   w = keep * inverse_keep, inverse_keep = 1 + exp(logit) = 1 / (1 - p);
+ *   drop = exp(a) * keep, exactly 1 where a > 86 and exactly 0 where a < -86;
+ *   the rate gradient's factor s = w * (p - drop * inv_t), p = exp(logit) / inverse_keep.
+ * exp is nz_exp on a clamped to [-86, 86], where 2**k * poly(r) stays a normal float32.
+ * The kernels compute inverse_keep and p from logit with the same nz_exp. */
+#define FD_NZ_LOG2E 0x1.715476p+0f
+#define FD_NZ_ROUNDER 0x1.8p+23f           /* t + 1.5 * 2**23 - 1.5 * 2**23 rounds |t| < 2**22 to an integer */
+#define FD_NZ_EXP_MAX 86.0f                /* exp(+-86): 2**+-124.07, normal float32 */
+#define FD_NZ_E2 0x1p-1f                   /* 1/2!, 1/3!, ..., 1/7! */
+#define FD_NZ_E3 0x1.555556p-3f
+#define FD_NZ_E4 0x1.555556p-5f
+#define FD_NZ_E5 0x1.111112p-7f
+#define FD_NZ_E6 0x1.6c16c2p-10f
+#define FD_NZ_E7 0x1.a01a02p-13f
+#define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient */
+#define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
+#if defined(__GNUC__)
+#  define NZ_INLINE static inline __attribute__((always_inline))
+#else
+#  define NZ_INLINE static inline
+#endif
+
+/* exp a for a in [-86, 86]: k = a / ln 2 rounded to nearest (even) by the add-and-subtract of
+   1.5 * 2**23, r = (a - k LN2_HI) - k LN2_LO in [-0.35, 0.35] (k LN2_HI exact), the Taylor
+   polynomial of exp r to r**7 (truncation < 8e-9 relative), times 2**k by adding k to the
+   exponent field (k in [-124, 124]: the result is normal). */
+static inline nz_f nz_exp(nz_f a) {
+    nz_f kf = (a * FD_NZ_LOG2E + FD_NZ_ROUNDER) - FD_NZ_ROUNDER;
+    nz_f r = (a - kf * FD_NZ_LN2_HI) - kf * FD_NZ_LN2_LO;
+    nz_f q = ((((((FD_NZ_E7 * r + FD_NZ_E6) * r + FD_NZ_E5) * r + FD_NZ_E4) * r + FD_NZ_E3) * r + FD_NZ_E2) * r
+              + 1.0f) * r + 1.0f;
+    return NZ_AS_FLOAT(NZ_AS_INT(q) + NZ_TO_INT(kf) * 0x800000);
+}
+
+/* c where mask (-1 lanes), else b. */
+static inline nz_f nz_select(nz_i mask, nz_f c, nz_f b) {
+    return NZ_AS_FLOAT((NZ_AS_INT(c) & mask) | (NZ_AS_INT(b) & ~mask));
+}
+
+/* The logit's constants: inverse_keep = 1 + exp(logit) and p = exp(logit) / inverse_keep
+   (logit clamped to [-86, 86], nz_exp's range; the Python layer allows |logit| <= 50). */
+static inline void nz_concrete_constants(float logit, float *inverse_keep, float *rate) {
+    float l = logit > FD_NZ_EXP_MAX ? FD_NZ_EXP_MAX : logit < -FD_NZ_EXP_MAX ? -FD_NZ_EXP_MAX : logit;
+    nz_f e = nz_exp((nz_f){0} + l);
+    float el;
+    memcpy(&el, &e, sizeof el);                 /* lane 0 */
+    *inverse_keep = 1.0f + el;
+    *rate = el / *inverse_keep;
+}
+
+/* w (and, where s is not NULL, s = w * (p - drop * inv_t)) of NZ_LANES words given as their
+   high 32-bit halves. */
+NZ_INLINE void nz_concrete(nz_i hi, float logit, float inv_t, float inverse_keep, float rate, nz_f *w, nz_f *s) {
+    nz_i odd = ((hi >> 9) & 0x7FFFFF) * 2 + 1;              /* the arithmetic shift's sign bits masked off */
+    nz_f v = NZ_TO_FLOAT(odd) / NZ_TO_FLOAT((1 << 24) - odd);
+    nz_f a = (nz_log(v) + logit) * inv_t;
+    nz_i high = NZ_TRUE(a > FD_NZ_EXP_MAX), low = NZ_TRUE(a < -FD_NZ_EXP_MAX);
+    nz_f e = nz_exp(nz_select(high, (nz_f){0} + FD_NZ_EXP_MAX, nz_select(low, (nz_f){0} - FD_NZ_EXP_MAX, a)));
+    nz_f keep = 1.0f / (1.0f + e);
+    *w = NZ_AS_FLOAT(NZ_AS_INT(keep) & ~high) * inverse_keep;
+    if (s) {
+        nz_f drop = nz_select(high, (nz_f){0} + 1.0f, NZ_AS_FLOAT(NZ_AS_INT(e * keep) & ~low));
+        *s = *w * (rate - drop * inv_t);
+    }
+}
+
+/* The n (a multiple of NZ_LANES) words' w into w_out and, where s_out is not NULL, s into it. */
+NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, float inv_t, float inverse_keep,
+                                     float rate, float *w_out, float *s_out) {
+    for (int64_t i = 0; i < n; i += NZ_LANES) {
+        nz_i hi;
+#if NZ_SHUFFLE
+        nz_i a, b;
+        memcpy(&a, words + i, sizeof a);
+        memcpy(&b, words + i + NZ_LANES / 2, sizeof b);
+        hi = __builtin_shufflevector(a, b, NZ_ODD);
+#else
+        int32_t h[NZ_LANES];
+        for (int l = 0; l < NZ_LANES; l++) {
+            uint64_t word = FD_BIG_ENDIAN ? fd_swap_chunks(words[i + l]) : words[i + l];
+            h[l] = (int32_t)(uint32_t)(word >> 32);
+        }
+        memcpy(&hi, h, sizeof hi);
+#endif
+        nz_f w, s;
+        nz_concrete(hi, logit, inv_t, inverse_keep, rate, &w, s_out ? &s : NULL);
+        memcpy(w_out + i, &w, sizeof w);
+        if (s_out) memcpy(s_out + i, &s, sizeof s);
+    }
+}
+
+/* y[i] = x[i] * kind(w[i]) (float16: w rounded to half, then the correctly rounded product). */
+static inline void nz_scale(fd_kind_t kind, const float *w, const char *x, char *y, int64_t n) {
+    switch (kind) {
+    case FD_F16:
+        for (int64_t i = 0; i < n; i++)
+            ((uint16_t *)y)[i] = fd_half_mul(((const uint16_t *)x)[i], fd_half_to_float(fd_float_to_half(w[i])));
+        break;
+    case FD_F32:
+        for (int64_t i = 0; i < n; i++) ((float *)y)[i] = ((const float *)x)[i] * w[i];
+        break;
+    case FD_F64:
+        for (int64_t i = 0; i < n; i++) ((double *)y)[i] = ((const double *)x)[i] * (double)w[i];
+        break;
+    case FD_KEEP:
+        break;
+    }
+}
+
+static inline double nz_load_double(fd_kind_t kind, const char *p, int64_t i) {
+    switch (kind) {
+    case FD_F16: return (double)fd_half_to_float(((const uint16_t *)p)[i]);
+    case FD_F32: return (double)((const float *)p)[i];
+    default: return ((const double *)p)[i];
+    }
+}
+
+/* term[i] = (g[i] * x[i]) * s[i] in float64 for i in [a, b), 0 elsewhere in [0, n); the kinds are
+   constants where this is inlined (nz_terms_of), so each copy is a plain loop. */
+NZ_INLINE void nz_terms(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
+                        int64_t b, int64_t n, double *term) {
+    for (int64_t i = 0; i < n; i++) term[i] = 0.0;
+    for (int64_t i = a; i < b; i++)
+        term[i] = (nz_load_double(gkind, g, i - a) * nz_load_double(xkind, x, i - a)) * (double)s[i];
+}
+
+static void nz_terms_of(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
+                        int64_t b, int64_t n, double *term) {
+#define NZ_TERMS_X(G)                                                                       \
+    switch (xkind) {                                                                        \
+    case FD_F16: nz_terms(G, FD_F16, s, g, x, a, b, n, term); break;                        \
+    case FD_F32: nz_terms(G, FD_F32, s, g, x, a, b, n, term); break;                        \
+    default: nz_terms(G, FD_F64, s, g, x, a, b, n, term); break;                            \
+    }
+    switch (gkind) {
+    case FD_F16: NZ_TERMS_X(FD_F16) break;
+    case FD_F32: NZ_TERMS_X(FD_F32) break;
+    default: NZ_TERMS_X(FD_F64) break;
+    }
+#undef NZ_TERMS_X
+}
+
+/* The Concrete forward (s == NULL) or backward over words lo..lo+n of block `block` (x, g and out
+   point at word lo): out = x * kind(w) (forward) or g * gkind(w) (backward, kind = gkind); the
+   backward adds (g * x) * s of each element to acc[its stream index % 16], in element order. */
+static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, int64_t n, const float *c,
+                                     fd_kind_t kind, fd_kind_t xkind, const char *x, const char *g, char *out,
+                                     double *acc) {
+    fd_gen_t gen;
+    uint64_t words[FD_GROUP_WORDS];
+    float w[FD_GROUP_WORDS], s[FD_GROUP_WORDS];
+    double term[FD_GROUP_WORDS];
+    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8, xsize = xkind == FD_F16 ? 2 : xkind == FD_F32 ? 4 : 8;
+    fd_gen_seed(&gen, key, (uint64_t)block);
+    for (int64_t start = 0; start < lo + n; start += FD_GROUP_WORDS) {
+        fd_gen_steps(&gen, FD_GROUP_STEPS, words);
+        if (start + FD_GROUP_WORDS <= lo) continue;
+        int64_t a = lo > start ? lo : start, b = lo + n < start + FD_GROUP_WORDS ? lo + n : start + FD_GROUP_WORDS;
+        if (acc == NULL) {
+            nz_concrete_words(words, FD_GROUP_WORDS, c[0], c[1], c[2], c[3], w, NULL);
+            nz_scale(kind, w + (a - start), x + (a - lo) * xsize, out + (a - lo) * size, b - a);
+            continue;
+        }
+        nz_concrete_words(words, FD_GROUP_WORDS, c[0], c[1], c[2], c[3], w, s);
+        nz_terms_of(kind, xkind, s, g + (a - lo) * size, x + (a - lo) * xsize, a - start, b - start, FD_GROUP_WORDS,
+                    term);
+        for (int64_t j = 0; j < FD_GROUP_WORDS; j += NZ_SUM_LANES)      /* lanes: FD_GROUP_WORDS % 16 == 0 */
+            for (int l = 0; l < NZ_SUM_LANES; l++) acc[l] += term[j + l];
+        nz_scale(kind, w + (a - start), g + (a - lo) * size, out + (a - lo) * size, b - a);
+    }
+}
+
+/* c = {logit, inv_t, inverse_keep, p} of float32 logit and inv_t. */
+static inline void nz_concrete_setup(float logit, float inv_t, float *c) {
+    c[0] = logit;
+    c[1] = inv_t;
+    nz_concrete_constants(logit, &c[2], &c[3]);
+}
+
+/* The Concrete forward over stream words offset..offset+n: out = x * kind(w); threads split blocks. */
+static void nz_concrete_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind, const void *x,
+                             void *out, int64_t n, int nthreads, int64_t parallel_min_blocks) {
+    float c[4];
+    int64_t first = offset / FD_BLOCK_WORDS, head = offset - first * FD_BLOCK_WORDS;
+    int64_t nblocks = n > 0 ? (head + n - 1) / FD_BLOCK_WORDS + 1 : 0;
+    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    const char *xb = x;
+    char *ob = out;
+    nz_concrete_setup(logit, inv_t, c);
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && nblocks > parallel_min_blocks)
+    for (int64_t k = 0; k < nblocks; k++) {
+        int64_t lo = k == 0 ? head : 0;
+        int64_t at = k * FD_BLOCK_WORDS + lo - head;
+        int64_t take = (n - at) < (FD_BLOCK_WORDS - lo) ? (n - at) : (FD_BLOCK_WORDS - lo);
+        nz_concrete_block(key, first + k, lo, take, c, kind, kind, xb + at * size, NULL, ob + at * size, NULL);
+    }
+}
+
+/* The Concrete backward over stream words offset..offset+n: out = g * gkind(w), and partials[k]
+   the rate gradient's sum over the elements of sum block offset / 1024 + k: 16 lanes (stream
+   index % 16), each summed in element order in float64 from +0, then added as a fixed tree
+   ((l, l + 8), then (l, l + 4), (l, l + 2), (0, 1)).  Threads split sum blocks, so the
+   partials are independent of the thread count. */
+static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
+                                  fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
+                                  int64_t n, int nthreads, int64_t parallel_min_blocks) {
+    float c[4];
+    int64_t per = NZ_SUM_BLOCK / FD_BLOCK_WORDS;                     /* stream blocks per sum block */
+    int64_t first = offset / NZ_SUM_BLOCK, head = offset - first * NZ_SUM_BLOCK;
+    int64_t nsums = n > 0 ? (head + n - 1) / NZ_SUM_BLOCK + 1 : 0;
+    int64_t size = gkind == FD_F16 ? 2 : gkind == FD_F32 ? 4 : 8, xsize = xkind == FD_F16 ? 2 : xkind == FD_F32 ? 4 : 8;
+    const char *xb = x, *gb = g;
+    char *ob = out;
+    nz_concrete_setup(logit, inv_t, c);
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && nsums * per > parallel_min_blocks)
+    for (int64_t k = 0; k < nsums; k++) {
+        double acc[NZ_SUM_LANES] = {0};
+        int64_t lo = k == 0 ? head : 0;                              /* element of the sum block */
+        int64_t at = k * NZ_SUM_BLOCK + lo - head;                   /* element of the run */
+        int64_t end = (n - at) < (NZ_SUM_BLOCK - lo) ? at + (n - at) : at + (NZ_SUM_BLOCK - lo);
+        for (int64_t q = lo / FD_BLOCK_WORDS; q < per && at < end; q++) {
+            int64_t blo = lo > q * FD_BLOCK_WORDS ? lo - q * FD_BLOCK_WORDS : 0;
+            int64_t take = (end - at) < (FD_BLOCK_WORDS - blo) ? (end - at) : (FD_BLOCK_WORDS - blo);
+            nz_concrete_block(key, (first + k) * per + q, blo, take, c, gkind, xkind, xb + at * xsize, gb + at * size,
+                              ob + at * size, acc);
+            at += take;
+        }
+        for (int width = NZ_SUM_LANES / 2; width >= 1; width /= 2)
+            for (int l = 0; l < width; l++) acc[l] += acc[l + width];
+        partials[k] = acc[0];
     }
 }
 #endif

@@ -265,7 +265,9 @@ _NZ = {name: _f32(h) for name, h in (
     ("C2", "-0x1p-1"), ("C4", "0x1.555556p-5"), ("C6", "-0x1.6c16c2p-10"), ("C8", "0x1.a01a02p-16"),
     ("S2", "-0x1.555556p-3"), ("S4", "0x1.111112p-7"), ("S6", "-0x1.a01a02p-13"), ("S8", "0x1.71de3ap-19"),
     ("PHI", "0x1.921fb6p-25"), ("ONE", "0x1p+0"), ("TWO", "0x1p+1"), ("MINUS_TWO", "-0x1p+1"),
-    ("UNIT", "0x1p-31"))}
+    ("UNIT", "0x1p-31"), ("LOG2E", "0x1.715476p+0"), ("ROUNDER", "0x1.8p+23"), ("EXP_MAX", "0x1.58p+6"),
+    ("E2", "0x1p-1"), ("E3", "0x1.555556p-3"), ("E4", "0x1.555556p-5"), ("E5", "0x1.111112p-7"),
+    ("E6", "0x1.6c16c2p-10"), ("E7", "0x1.a01a02p-13"))}
 _WORDS_PER_PASS = 1 << 14     # float32 temporaries of a pass (64 KiB each) stay in cache
 
 
@@ -293,11 +295,17 @@ def standard_normals(words):
 
 def log_unit(hi):
     """ln u in float32 for u = (2 (hi >> 2) + 1) / 2**31 (hi: int32 array), as _noise.h computes it."""
-    one = _NZ["ONE"]
     odd = ((hi >> 2) & 0x3FFFFFFF) * 2 + 1
     u = odd.astype(np.float32)
     u *= _NZ["UNIT"]
-    bits = u.view(np.int32)
+    return log_positive(u)
+
+
+def log_positive(x):
+    """ln x in float32 for positive normal float32 x (an array), as _noise.h's nz_log computes it:
+    x = 2**E m with m in [sqrt(2)/2, sqrt(2)), ln m = 2 atanh((m - 1)/(m + 1)) by its series."""
+    one = _NZ["ONE"]
+    bits = x.view(np.int32)
     e = ((bits >> 23) & 0xFF) - 127
     mbits = (bits & 0x7FFFFF) | 0x3F800000
     big = (mbits.view(np.float32) > _NZ["SQRT2"]).astype(np.int32)
@@ -364,4 +372,111 @@ def dropout_shared(key, offset, thr, scale, x, out, nthreads=1):
         b = min(outer, a + per_pass)
         keep = np.less(_chunks(key, offset + a * inner, (b - a) * inner), thr).reshape(b - a, 1, inner)
         _scale_and_select(x[a:b], scale, keep, out[a:b])
+
+# --- Concrete dropout: _noise.h's relaxed Bernoulli, step for step in float32 ----------------------
+def exp_reduced(a):
+    """exp a in float32 for a float32 array a in [-86, 86], as _noise.h's nz_exp computes it:
+    k = a / ln 2 rounded to nearest by adding and subtracting 1.5 * 2**23, r = (a - k LN2_HI) -
+    k LN2_LO, the Taylor polynomial of exp r to r**7, times 2**k through the exponent field."""
+    kf = a * _NZ["LOG2E"]
+    kf += _NZ["ROUNDER"]
+    kf -= _NZ["ROUNDER"]
+    r = a - kf * _NZ["LN2_HI"]
+    r -= kf * _NZ["LN2_LO"]
+    q = _horner(r, ("E7", "E6", "E5", "E4", "E3", "E2", "ONE"), _NZ["ONE"])
+    bits = q.view(np.int32)
+    bits += kf.astype(np.int32) * np.int32(0x800000)
+    return q
+
+
+def concrete_constants(logit):
+    """(inverse_keep, p) = (1 + exp(logit), exp(logit) / inverse_keep) in float32 for float32
+    logit clamped to [-86, 86], as _noise.h's nz_concrete_constants computes them."""
+    limit = _NZ["EXP_MAX"]
+    el = exp_reduced(np.array([min(max(logit, -limit), limit)], dtype=np.float32))[0]
+    inverse_keep = _NZ["ONE"] + el
+    return inverse_keep, el / inverse_keep
+
+
+def concrete_weights(words, logit, inv_t, rate_factor=False):
+    """The float32 keep weight w of each uint64 word (and, where rate_factor, s = w (p - drop
+    inv_t)), bit for bit _noise.h's nz_concrete, for float32 logit and inv_t."""
+    logit, inv_t = np.float32(logit), np.float32(inv_t)
+    inverse_keep, rate = concrete_constants(logit)
+    limit = _NZ["EXP_MAX"]
+    odd = (words >> np.uint64(41)).astype(np.int32)
+    odd *= 2
+    odd += 1
+    v = odd.astype(np.float32)
+    v /= (np.int32(1 << 24) - odd).astype(np.float32)
+    a = log_positive(v)
+    a += logit
+    with np.errstate(over="ignore"):           # an inv_t near the float32 maximum: a = +-inf, clipped
+        a *= inv_t
+    high, low = a > limit, a < -limit
+    e = exp_reduced(np.clip(a, -limit, limit))
+    keep = np.add(e, _NZ["ONE"])
+    np.divide(_NZ["ONE"], keep, out=keep)
+    keep[high] = 0
+    w = keep * inverse_keep
+    if not rate_factor:
+        return w
+    drop = np.multiply(e, keep, out=e)
+    drop[low] = 0
+    drop[high] = _NZ["ONE"]
+    drop *= inv_t
+    s = np.subtract(rate, drop, out=drop)
+    s *= w
+    return w, s
+
+
+def concrete_flat(key, offset, logit, inv_t, x, out, nthreads=1):
+    """out = x * dtype(w) over C-contiguous 1-D arrays, w = ``concrete_weights`` of stream words
+    offset + i (float16: w rounded to half first; float64: widened exactly)."""
+    _kernel_args.check_concrete_flat(offset, logit, inv_t, x, out)
+    step = min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS)
+    words = np.empty(min(step, x.size), dtype=np.uint64)
+    for pos in range(0, x.size, step):
+        end = min(x.size, pos + step)
+        w = concrete_weights(_fill_words(key, offset + pos, words[:end - pos]), logit, inv_t)
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.multiply(x[pos:end], w.astype(x.dtype), out=out[pos:end], dtype=x.dtype)
+    return out
+
+
+def concrete_grad_flat(key, offset, logit, inv_t, x, grad, out, partials, nthreads=1):
+    """out = grad * dtype(w) (grad's dtype) and partials[k] the sum of (grad * x) * s (float64
+    product and sum) over sum block offset // 1024 + k, as _noise.h sums it: 16 lanes by stream
+    index % 16, each in element order from +0, then the tree (l, l + 8), (l, l + 4), (l, l + 2),
+    (0, 1).  Passes cover whole sum blocks; each block's 64 rows of 16 lanes are added one row
+    at a time, every block and lane of the pass at once (missing elements add +0: exact)."""
+    _kernel_args.check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials)
+    block = _kernel_args.CONCRETE_SUM_BLOCK
+    lanes = 16
+    head = offset % block
+    step = max(block, min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS) // block * block)
+    k = pos = 0                                # passes end on global multiples of the sum block
+    while pos < grad.size:
+        end = min(grad.size, pos + step - (head if pos == 0 else 0))
+        w, s = concrete_weights(_fill_words(key, offset + pos, np.empty(end - pos, dtype=np.uint64)), logit, inv_t,
+                                rate_factor=True)
+        lead = (offset + pos) % block
+        nblocks = (lead + end - pos - 1) // block + 1
+        terms = np.zeros(nblocks * block, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            t = terms[lead:lead + end - pos]
+            np.multiply(grad[pos:end], x[pos:end], out=t, dtype=np.float64)
+            t *= s
+            rows = terms.reshape(nblocks, block // lanes, lanes)
+            acc = np.zeros((nblocks, lanes), dtype=np.float64)
+            for r in range(block // lanes):
+                acc += rows[:, r]
+            width = lanes // 2
+            while width:
+                acc[:, :width] += acc[:, width:2 * width]
+                width //= 2
+            np.multiply(grad[pos:end], w.astype(grad.dtype), out=out[pos:end], dtype=grad.dtype)
+        partials[k:k + nblocks] = acc[:, 0]
+        k += nblocks
+        pos = end
     return out

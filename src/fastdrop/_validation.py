@@ -339,7 +339,7 @@ def check_origin(origin, box_shape, global_shape):
 
 # --- the family's own arguments ----------------------------------------------------------------
 DATA_FORMATS = ("channels_first", "channels_last")
-MAX_LOGIT = 700.0      # exp(logit) stays finite: p within 1e-304 of 0 or 1
+MAX_LOGIT = 50.0       # Concrete's float32 1 + exp(logit) stays finite: p within 2e-22 of 0 or 1
 
 
 def check_data_format(data_format):

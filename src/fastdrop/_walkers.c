@@ -308,6 +308,18 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
     }
 }
 
+static void concrete_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind, const void *x,
+                          void *out, int64_t n, int nthreads) {
+    nz_concrete_flat(key, offset, logit, inv_t, kind, x, out, n, nthreads, PARALLEL_MIN_BLOCKS);
+}
+
+static void concrete_grad_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
+                               fd_kind_t xkind, const void *x, const void *g, void *out, double *partials, int64_t n,
+                               int nthreads) {
+    nz_concrete_grad_flat(key, offset, logit, inv_t, gkind, xkind, x, g, out, partials, n, nthreads,
+                          PARALLEL_MIN_BLOCKS);
+}
+
 const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
                                            fd_alpha_flat, fd_dropblock_keep, gaussian_flat,
-                                           dropout_shared};
+                                           dropout_shared, concrete_flat, concrete_grad_flat};

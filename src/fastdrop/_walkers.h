@@ -70,6 +70,17 @@ typedef struct {
     void (*dropout_shared)(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner,
                            int32_t thr, fd_kind_t kind, const void *scale, const void *x, void *out,
                            int nthreads);
+
+    /* Concrete dropout over n elements (_noise.h), element i using stream word offset + i:
+       out = x * kind(w) of C-contiguous x and out (kind not FD_KEEP). */
+    void (*concrete_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind, const void *x,
+                          void *out, int64_t n, int nthreads);
+    /* Its backward: out = g * gkind(w) (out of g's kind), partials[k] the rate gradient's
+       partial sum over sum block offset / 1024 + k ((offset + n - 1) / 1024 - offset / 1024 + 1
+       of them); x of xkind, all C-contiguous.  Threads split sum blocks. */
+    void (*concrete_grad_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
+                               fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
+                               int64_t n, int nthreads);
 } fd_kernels_t;
 
 #define FD_CAT_(a, b) a##b

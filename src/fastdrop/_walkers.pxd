@@ -37,3 +37,9 @@ cdef extern from "_walkers.h" nogil:
         void (*dropout_shared)(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner,
                                int32_t thr, fd_kind_t kind, const void *scale, const void *x, void *out,
                                int nthreads) noexcept nogil
+
+        void (*concrete_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind,
+                              const void *x, void *out, int64_t n, int nthreads) noexcept nogil
+        void (*concrete_grad_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
+                                   fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
+                                   int64_t n, int nthreads) noexcept nogil

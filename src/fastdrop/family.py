@@ -141,34 +141,7 @@ def _alpha_edge(x, p, training, out):
     return _core.copy_into(x, out)
 
 
-# --- normals and uniforms from the block streams --------------------------------------------
-# Words per pass of the float64 transforms below: 16 Ki words keep every temporary (128 KiB)
-# in cache, which is worth about 2x over whole-array passes on large inputs.
-_WORDS_PER_PASS = 1 << 14
-
-
-def _word_passes(key, first_word, n):
-    """(start, stop, words) covering stream words first_word .. first_word + n - 1 in passes."""
-    for pos in range(0, n, _WORDS_PER_PASS):
-        stop = min(n, pos + _WORDS_PER_PASS)
-        yield pos, stop, _core.stream_words(key, first_word + pos, stop - pos)
-
-
-def open_uniforms(words, precision=np.float64):
-    """One uniform in the open interval (0, 1) per uint64 word: (top 53 bits + 1/2) / 2**53,
-    or with ``precision=np.float32`` (top 23 bits + 1/2) / 2**23, both exact."""
-    bits = 53 if precision == np.float64 else 23
-    u = (words >> np.uint64(64 - bits)).astype(precision)
-    u += precision(0.5)
-    u *= precision(2.0 ** -bits)
-    return u
-
-
-def _precision(dtype):
-    """float64 arithmetic for float64 data, float32 (about 2-4x faster) for float16/float32."""
-    return np.float64 if dtype == np.float64 else np.float32
-
-
+# --- Gaussian dropout ----------------------------------------------------------------------
 def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
@@ -242,11 +215,11 @@ def _dropblock_keep(keep, p, block_size, seed, offset):
 
 
 def corner_threshold(gamma):
-    """The integer t with (word >> 11) < t exactly when open_uniforms' float64 u of the word,
+    """The integer t with (word >> 11) < t exactly when the float64 u of the word,
     (word >> 11) + 0.5 rounded, times 2**-53, is below gamma: the kernels compare integers.
 
     u is monotone in m = word >> 11, so the m passing are [0, t); t starts at gamma * 2**53
-    and moves while the float comparison (the same rounding as open_uniforms) disagrees."""
+    and moves while the float comparison (the same rounding as u) disagrees."""
     def below(m):
         return (float(m) + 0.5) * 2.0 ** -53 < gamma
     t = min(max(int(gamma * 2.0 ** 53), 0), 1 << 53)
@@ -296,29 +269,18 @@ def concrete_rate(logit):
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def _concrete_passes(key, offset, n, logit, temperature, precision):
-    """(start, stop, w, drop) in passes over n elements: the relaxed drop value and the keep
-    weight w = (1 - drop) / (1 - p) (Gal, Hron and Kendall 2017), in ``precision``.
+def _concrete_args(logit, temperature, offset, size):
+    """The checked (float32-exact logit, inv_t, offset) of a Concrete call over ``size`` elements:
+    the kernels compute in float32, so logit is float32(logit) and inv_t float32(1 / temperature)
+    (the float32 maximum where that overflows: a temperature below 2.9e-39 is a hard threshold)."""
+    temperature = check_temperature(temperature)
+    logit = float(np.float32(check_logit(logit)))
+    offset = check_offset(offset)
+    check_index_range(offset, size)             # element i uses stream word offset + i
+    return logit, float(np.float32(min(1.0 / temperature, _FLOAT32_MAX))), offset
 
-    drop = sigmoid((logit + log u - log(1 - u)) / temperature) with u uniform in (0, 1)
-    from the block stream (one word per element); logit is log p - log(1 - p), used
-    directly so no epsilon is needed.  exp overflows to inf for very confident draws,
-    which gives drop = 0 exactly, so that warning is silenced.
-    """
-    inverse_keep_rate = 1.0 + math.exp(logit)                     # 1 / (1 - sigmoid(logit))
-    for start, stop, words in _word_passes(key, offset, n):
-        u = open_uniforms(words, precision)
-        z = np.log(u)
-        z -= np.log1p(-u)
-        z += logit
-        z *= -1.0 / temperature
-        with np.errstate(over="ignore"):
-            np.exp(z, out=z)
-        z += 1.0
-        drop = np.divide(1.0, z, out=z)
-        w = np.subtract(1.0, drop)
-        w *= inverse_keep_rate
-        yield start, stop, w, drop
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _softplus(z):
@@ -327,62 +289,51 @@ def _softplus(z):
 
 
 def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, offset=0, out=None):
-    """Concrete (relaxed Bernoulli) dropout with drop rate sigmoid(logit):
-    ``x * dtype((1 - drop) / (1 - p))``, differentiable in ``logit``.  The relaxed mask is
-    computed in float64 for float64 ``x`` and in float32 for float16/float32 ``x``.
+    """Concrete (relaxed Bernoulli) dropout with drop rate p = sigmoid(logit) (Gal, Hron and
+    Kendall 2017): ``x * dtype(w)``, w = (1 - drop) / (1 - p), differentiable in ``logit``.
+
+    Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``: u =
+    (its top 23 bits + 1/2) / 2**23, drop = sigmoid((logit + ln(u / (1 - u))) / temperature),
+    all in float32 with correctly rounded IEEE operations only (``_noise.h``; the NumPy twin
+    is ``_numpy_backend.concrete_weights``), for every dtype: the result is reproducible,
+    chunkable like ``fd.dropout`` and bit-identical on every backend, ISA variant and thread
+    count.  float16 data multiply by w rounded to half; float64 data by w widened exactly.
+    |logit| <= 50 (p within 2e-22 of 0 or 1), so that 1 / (1 - p) = 1 + exp(logit) is a
+    finite float32.
 
     With ``training=False`` it returns a copy of ``x``: the relaxed mask divided by the keep
     rate has expectation close to 1, so inference is the identity, as for inverted dropout.
     """
     given, x = x, as_float_array(x)
-    temperature = check_temperature(temperature)
     training = check_bool(training, "training")
-    logit = check_logit(logit)
-    offset = check_offset(offset)
-    check_index_range(offset, x.size)           # element i uses stream word offset + i
+    logit, inv_t, offset = _concrete_args(logit, temperature, offset, x.size)
     out = check_out(out, x, given)
     if not training:
         return _core.copy_into(x, out)
-    xc = np.ascontiguousarray(x).reshape(-1)
-    key = stream_key(resolve_seed(seed))
-    with _core.kernel_target(out) as target:
-        flat = target.reshape(-1)
-        for start, stop, w, _ in _concrete_passes(key, offset, x.size, logit, temperature, _precision(x.dtype)):
-            np.multiply(xc[start:stop], w.astype(x.dtype), out=flat[start:stop])
-    return out
+    return _core.concrete_into(stream_key(resolve_seed(seed)), offset, logit, inv_t, x, out)
 
 
 def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, training=True, offset=0):
     """(d/dx, d/dlogit) of sum(grad * concrete_dropout(x, logit, ...)) for the same seed.
 
-    With w = (1 - drop) / (1 - p): dy/dx = w and dy/dlogit = x * w * (p - drop / temperature).
+    With w = (1 - drop) / (1 - p) = (1 - drop)(1 + exp(logit)) and d drop/dlogit =
+    drop (1 - drop) / temperature: dy/dx = w and dy/dlogit = x * w * (p - drop / temperature).
+    d/dx is ``grad * dtype(w)`` in grad's dtype (float16: w rounded to half).  d/dlogit is
+    the sum of (grad * x) * s, s = w * (p - drop * inv_t) in float32 and the rest in
+    float64: per block of 1024 stream elements in a fixed order (16 lanes, then a tree), the
+    blocks' sums added exactly rounded (``math.fsum``), so it is the same float on every
+    backend, ISA variant and thread count.  The noise is regenerated from the seed.
     """
     x = as_float_array(x)
     grad = as_float_array(grad, "grad")
     if grad.shape != x.shape:
         raise ValueError(f"grad must have x's shape {x.shape}, got {grad.shape}")
-    temperature = check_temperature(temperature)
-    logit = check_logit(logit)
-    offset = check_offset(offset)
-    check_index_range(offset, x.size)
-    if not check_bool(training, "training"):
+    training = check_bool(training, "training")
+    logit, inv_t, offset = _concrete_args(logit, temperature, offset, x.size)
+    if not training:
         return grad.copy(), 0.0
-    p = concrete_rate(logit)
-    xc = np.ascontiguousarray(x).reshape(-1)
-    gc = np.ascontiguousarray(grad).reshape(-1)
     grad_x = np.empty(grad.shape, dtype=grad.dtype)
-    flat = grad_x.reshape(-1)
-    grad_logit = 0.0
-    key = stream_key(resolve_seed(seed))
-    passes = _concrete_passes(key, offset, x.size, logit, temperature, _precision(x.dtype))
-    for start, stop, w, drop in passes:
-        np.multiply(gc[start:stop], w.astype(grad.dtype), out=flat[start:stop])
-        drop *= -1.0 / temperature
-        drop += p
-        drop *= w
-        drop *= gc[start:stop]
-        drop *= xc[start:stop]
-        grad_logit += float(drop.sum(dtype=np.float64))   # not np.dot: BLAS threads cost more than they save
+    grad_logit = _core.concrete_grad_into(stream_key(resolve_seed(seed)), offset, logit, inv_t, x, grad, grad_x)
     return grad_x, grad_logit
 
 
