@@ -34,3 +34,6 @@ cdef extern from "_walkers.h" nogil:
                                   int nthreads) noexcept nogil
         void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                               const void *x, void *out, int64_t n, int nthreads) noexcept nogil
+        # dropout_add (_residual.h)
+        void (*dropout_add)(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *rates, const fd_rates_t *bias,
+                            fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads) noexcept nogil
