@@ -18,3 +18,9 @@ from .family import *  # noqa: E402,F403
 from .layers import *  # noqa: E402,F403
 
 __all__ += family.__all__ + layers.__all__
+
+# dropout on a residual branch, fused with the add
+from . import residual  # noqa: E402
+from .residual import *  # noqa: E402,F403
+
+__all__ += residual.__all__

@@ -239,3 +239,77 @@ def concrete_grad_into(key, offset, logit, inv_t, x, grad, out):
         return math.fsum(partials.tolist())
     with np.errstate(invalid="ignore"):
         return float(np.sum(partials))          # inf or nan, as the terms say
+
+# --- dropout_add -----------------------------------------------------------------------------------
+_ADD_PIECE_ELEMENTS = 1 << 16       # elements per piece of the unfused paths: temporaries stay in cache
+
+
+def _leading_pieces(shape, limit):
+    """Basic indices covering an array of ``shape`` (ndim >= 1) in C order with slices of the
+    leading axes of at most ``limit`` elements (a whole last-axis row at least)."""
+    inner = 1
+    for n in shape[1:]:
+        inner *= n
+    if inner == 0:
+        return
+    if inner <= limit or len(shape) == 1:
+        step = max(1, limit // inner)
+        for i in range(0, shape[0], step):
+            yield (slice(i, i + step),)
+        return
+    for i in range(shape[0]):
+        for index in _leading_pieces(shape[1:], limit):
+            yield (i,) + index
+
+
+def _narrowed(a, index):
+    """``a[index]`` for an array ``a`` that broadcasts to the indexed array's shape (same ndim,
+    size-1 axes): an axis of size 1 is kept whole (or taken at 0 where index takes one entry)."""
+    return a[tuple((0 if isinstance(i, int) else slice(None)) if n == 1 else i for i, n in zip(index, a.shape))]
+
+
+def residual_add(x, residual, bias, out, keep=None, scale=None):
+    """out = residual + select(keep, (x + bias) * scale, +0.0) (where keep is None: residual +
+    (x + bias)), each operation rounded in x's dtype, in pieces: the paths the fused kernel
+    does not take (eval, p == 0, a shared mask of a noise shape).  keep (uint8) and scale
+    (a scalar or a view of keep's shape) have x's ndim; bias broadcasts to x."""
+    if bias is None and keep is None:
+        with np.errstate(over="ignore", invalid="ignore"):      # inf/NaN inputs, as in the kernels
+            return np.add(residual, x, out=out)
+    if x.ndim == 0:
+        x, residual, target = x.reshape(1), residual.reshape(1), out.reshape(1)
+        keep = None if keep is None else keep.reshape(1)
+        scale = scale if keep is None or np.ndim(scale) == 0 else np.reshape(scale, 1)
+    else:
+        target = out
+    if bias is not None:
+        bias = np.broadcast_to(bias, x.shape)
+    for index in _leading_pieces(x.shape, _ADD_PIECE_ELEMENTS):
+        piece = x[index]
+        h = np.empty(piece.shape, dtype=x.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):      # inf/NaN inputs, as in the kernels
+            if bias is None:
+                np.copyto(h, piece)
+            else:
+                np.add(piece, bias[index], out=h)
+            if keep is not None:
+                _backend.kernels().apply_keep(h, _narrowed(keep, index),
+                                              scale if np.ndim(scale) == 0 else _narrowed(scale, index), h)
+            np.add(residual[index], h, out=target[index])
+    return out
+
+
+def dropout_add_over(key, offset, thr, scale, x, residual, bias, noise_shape, out):
+    """out = residual + dropout(x + bias) with one decision per noise-shape element: the fused
+    kernel in one pass when the noise shape is x's (per-element rates and the bias read in
+    place, as views of x's shape), else the keep mask of the noise shape applied in pieces."""
+    if noise_shape != x.shape:
+        return residual_add(x, residual, bias, out, keep_mask(key, offset, thr, noise_shape), scale)
+    if x.size:
+        with kernel_target(out) as target:
+            # reshape: np.ascontiguousarray makes a 0-d array 1-d
+            view = None if bias is None else np.broadcast_to(np.ascontiguousarray(bias).reshape(bias.shape), x.shape)
+            _backend.kernels().dropout_add(key, offset, thr, scale, view, np.ascontiguousarray(x).reshape(x.shape),
+                                           np.ascontiguousarray(residual).reshape(x.shape), target,
+                                           _backend.get_num_threads())
+    return out

@@ -283,3 +283,29 @@ def check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials):
     if partials.size != expected:
         raise ValueError(f"partials must have one element per sum block of {CONCRETE_SUM_BLOCK} elements, "
                          f"{expected}, got {partials.size}")
+
+# --- dropout_add -------------------------------------------------------------------------------
+def check_dropout_add(offset, thr, scale, bias, x, residual, out):
+    """x, residual and out C-contiguous arrays of one dtype and shape (any rank); thr and scale
+    scalars, or arrays of x's shape (any strides: broadcast views) read as ``dropout_rows``
+    reads them; bias None or an aligned array of x's dtype and shape (any strides whole
+    numbers of elements: a broadcast view); the decisions in the index range."""
+    check_float_arrays(x, out)
+    _check_contiguous(x, "x")
+    _check_contiguous(out, "out")
+    if not (isinstance(residual, np.ndarray) and residual.dtype == x.dtype):
+        raise TypeError(f"residual must be an array of x's dtype {x.dtype}, got {_describe(residual)}")
+    if residual.shape != x.shape:
+        raise ValueError(f"residual must have x's shape {x.shape}, got {residual.shape}")
+    _check_contiguous(residual, "residual")
+    _check_rates(thr, scale, x, out)
+    if isinstance(thr, np.ndarray) and thr.shape != x.shape:
+        raise ValueError(f"thr must have x's shape {x.shape} with a thr array, got {thr.shape}")
+    if bias is not None:
+        if not (isinstance(bias, np.ndarray) and bias.dtype == x.dtype):
+            raise TypeError(f"bias must be None or an array of x's dtype {x.dtype}, got {_describe(bias)}")
+        if bias.shape != x.shape:
+            raise ValueError(f"bias must have x's shape {x.shape} (a broadcast view), got {bias.shape}")
+        if not bias.flags.aligned or any(s % bias.itemsize for s in bias.strides):
+            raise ValueError("bias must be aligned, with strides that are whole numbers of elements")
+    check_runs((offset,), x.size)

@@ -134,6 +134,35 @@ cdef inline void set_scalar_rate(fd_rates_t *g, const int32_t *thr, const void *
     g.nouter = 0
 
 
+cdef int set_values(fd_rates_t *g, cnp.ndarray values) except -1:
+    """g over an array of values (any shape and strides in whole elements: a broadcast view),
+    laid out as set_rates lays out the rates, its data in .scale (.thr unused)."""
+    cdef int a, ndim = 0
+    cdef int64_t n, s
+    for a in range(values.ndim):
+        n = values.shape[a]
+        s = values.strides[a] // values.itemsize
+        if n == 1:
+            continue
+        if ndim and g.stride[ndim - 1] == s * n:      # merge with the previous axis
+            g.dims[ndim - 1] *= n
+            g.stride[ndim - 1] = s
+            continue
+        g.dims[ndim] = n
+        g.stride[ndim] = s
+        ndim += 1
+    if ndim == 0:
+        g.dims[0] = 1
+        g.stride[0] = 0
+        ndim = 1
+    g.thr = NULL
+    g.scale = data(values)
+    g.inner = g.dims[ndim - 1]
+    g.step = g.stride[ndim - 1]
+    g.nouter = ndim - 1
+    return 0
+
+
 cdef class Kernels:
     """The kernels of one ISA variant (ISA names it); _numpy_backend is their twin."""
     cdef const fd_kernels_t *k
@@ -361,6 +390,47 @@ cdef class Kernels:
         with nogil:
             self.k.concrete_grad_flat(key, offset, lg, it, gkind, xkind, xp, gp, op, pp, n, nthreads)
         return out
+
+    # --- dropout_add (_residual.h) ---
+    def dropout_add(self, uint64_t key, int64_t offset, thr, scale, bias, x, residual, out, int nthreads=1):
+        """out = residual + dropout(x + bias) over C-contiguous arrays of one shape (out may be x
+        or residual), decision j (C order) being stream element offset + j, each operation
+        rounded in x's dtype.  thr and scale are scalars or per-element rates of x's shape (as
+        dropout_rows takes them); bias is None or a view of x's shape in x's dtype (any strides:
+        a per-feature bias broadcast), read in place."""
+        _kernel_args.check_dropout_add(offset, thr, scale, bias, x, residual, out)
+        cdef fd_rates_t g
+        cdef fd_rates_t gb
+        cdef const fd_rates_t *bp = NULL
+        cdef int32_t t
+        cdef float s32
+        cdef double s64
+        cdef uint16_t s16
+        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef int64_t n = cnp.PyArray_SIZE(x)
+        if isinstance(thr, cnp.ndarray):
+            set_rates(&g, thr, scale)
+        else:
+            t = thr
+            if kind == FD_F32:
+                s32 = scale
+                set_scalar_rate(&g, &t, &s32)
+            elif kind == FD_F64:
+                s64 = scale
+                set_scalar_rate(&g, &t, &s64)
+            else:
+                s16 = (scale if type(scale) is HALF else HALF(scale)).view("u2")
+                set_scalar_rate(&g, &t, &s16)
+        if bias is not None:
+            set_values(&gb, bias)
+            bp = &gb
+        cdef const void *xp = data(x)
+        cdef const void *rp = data(residual)
+        cdef void *op = data(out)
+        with nogil:
+            self.k.dropout_add(key, offset, n, &g, bp, kind, xp, rp, op, nthreads)
+        return out
+
 
 cdef Kernels _kernels_of(const fd_kernels_t *table):
     cdef Kernels kernels = Kernels.__new__(Kernels)

@@ -479,4 +479,25 @@ def concrete_grad_flat(key, offset, logit, inv_t, x, grad, out, partials, nthrea
         partials[k:k + nblocks] = acc[:, 0]
         k += nblocks
         pos = end
+
+# --- dropout_add: _residual.h's composition, operation for operation ---------------------------
+def dropout_add(key, offset, thr, scale, bias, x, residual, out, nthreads=1):
+    """out = residual + dropout(x + bias) over C-contiguous arrays of one shape (``out`` may be
+    x or residual), decision j (C order) being stream element offset + j: h = x + bias, then
+    ``_scale_and_select`` (h * scale where kept, +0.0 where dropped), then residual + that,
+    each rounded in x's dtype; one pass's temporaries at a time."""
+    _kernel_args.check_dropout_add(offset, thr, scale, bias, x, residual, out)
+    if np.ndim(thr) == 0:
+        scale = x.dtype.type(scale)
+    for pos, n, index in _pieces(x.shape, _BATCH_BLOCKS * BLOCK_CHUNKS):
+        piece = x[index]
+        h = np.empty(piece.shape, dtype=x.dtype)
+        keep = np.less(_chunks(key, offset + pos, n).reshape(piece.shape), thr if np.ndim(thr) == 0 else thr[index])
+        with np.errstate(over="ignore", invalid="ignore"):      # inf/NaN inputs, as in the kernels
+            if bias is None:
+                np.copyto(h, piece)
+            else:
+                np.add(piece, bias[index], out=h)
+            _scale_and_select(h, scale if np.ndim(thr) == 0 else scale[index], keep, h)
+            np.add(residual[index], h, out=out[index])
     return out

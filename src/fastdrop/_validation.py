@@ -411,3 +411,66 @@ def _is_direct_out(out, x):
     """True when ``out`` takes the kernel's result as it is: x itself, or a separate array like x."""
     return (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape and out.flags.c_contiguous
             and out.flags.aligned and out.flags.writeable and (out is x or not np.may_share_memory(out, x)))
+
+
+# --- dropout_add -------------------------------------------------------------------------------
+def check_dropout_add_call(x, residual, p, bias, noise_shape, offset, training, out):
+    """The checked arguments of ``dropout_add``: (x, residual, p, bias, noise shape, offset,
+    training, out), checked in that order, each as ``check_dropout_call`` checks it.
+
+    ``residual`` must have x's shape and dtype exactly (a skip connection adds two activations
+    of one shape; what broadcasts belongs in ``bias``); ``bias`` is None or an array of x's
+    dtype that broadcasts to x's shape (typically one value per feature).  ``out`` may be x
+    or residual (in place) or a separate array; it may share memory with no input except by
+    being that very array (the same data and strides)."""
+    given, x = x, as_float_array(x)
+    residual = check_residual(residual, x)
+    p = check_rate(p)
+    bias = check_bias(bias, x)
+    shape = resolve_noise_shape(noise_shape, x.shape)
+    offset = check_offset(offset)
+    check_index_range(offset, math.prod(shape))
+    training = check_bool(training, "training")
+    out = check_out(out, x, given)
+    for name, value in (("residual", residual), ("bias", bias)):
+        if value is not None and _overlaps(out, value) and not _same_layout(out, value):
+            raise ValueError(f"out overlaps {name} partially; pass out={name} for in-place, or a separate array")
+    return x, residual, p, bias, shape, offset, training, out
+
+
+def check_residual(residual, x):
+    """``residual`` as a float array of x's shape and dtype (TypeError / ValueError naming it)."""
+    residual = as_float_array(residual, "residual")
+    if residual.dtype != x.dtype:
+        raise TypeError(f"residual must have x's dtype {x.dtype}, got dtype {residual.dtype}")
+    if residual.shape != x.shape:
+        raise ValueError(f"residual must have x's shape {x.shape}, got shape {residual.shape}")
+    return residual
+
+
+def check_bias(bias, x):
+    """``bias`` as None or a float array of x's dtype whose shape broadcasts to x's."""
+    if bias is None:
+        return None
+    bias = as_float_array(bias, "bias")
+    if bias.dtype != x.dtype:
+        raise TypeError(f"bias must have x's dtype {x.dtype}, got dtype {bias.dtype}")
+    check_bias_shape(bias.shape, x.shape, "bias of shape", "x's shape")
+    return bias
+
+
+def check_bias_shape(bias_shape, shape, name="bias_shape", target="grad's shape"):
+    """``bias_shape`` (a shape, or None) as a tuple that broadcasts to ``shape`` (``target``)."""
+    if bias_shape is None:
+        return None
+    bias_shape = check_shape(bias_shape, name)
+    if len(bias_shape) > len(shape) or any(b not in (1, n) for b, n in zip(bias_shape[::-1], shape[::-1])):
+        raise ValueError(f"{name} {bias_shape} does not broadcast to {target} {tuple(shape)}")
+    return bias_shape
+
+
+def check_grad_out(out, grad):
+    """``dropout_add_grad``'s ``out``: not grad itself, which it returns as the residual's gradient."""
+    if isinstance(out, np.ndarray) and _overlaps(out, grad):
+        raise ValueError("out must not share memory with grad: dropout_add_grad returns grad itself as "
+                         "the residual's gradient; pass out=None or a separate array")

@@ -10,6 +10,7 @@
 #include "_simd.h"
 #include "_fused.h"
 #include "_noise.h"
+#include "_residual.h"
 
 #ifndef FD_VARIANT
 #error "compile with -DFD_VARIANT=<name>, a variant of _isa.py"
@@ -320,6 +321,118 @@ static void concrete_grad_flat(uint64_t key, int64_t offset, float logit, float 
                           PARALLEL_MIN_BLOCKS);
 }
 
+/* --- dropout_add (_residual.h): out = residual + dropout(x + bias) in one pass ---------------- */
+/* n elements of one segment: rates from offset rr of g, bias from offset br of bias (or none). */
+FD_INLINE void dropout_add_segment(const uint16_t *chunk, const fd_rates_t *g, int64_t rr, const fd_rates_t *bias,
+                                   int64_t br, fd_kind_t kind, const char *x, const char *res, char *out, int64_t n) {
+    int64_t bstep = bias ? bias->step : 0;
+    switch (kind) {
+    case FD_F16:
+        fd_dropout_add_f16(chunk, g->thr + rr, (const uint16_t *)g->scale + rr, g->step,
+                           bias ? (const uint16_t *)bias->scale + br : NULL, bstep, (const uint16_t *)x,
+                           (const uint16_t *)res, (uint16_t *)out, n);
+        break;
+    case FD_F32:
+        fd_dropout_add_f32(chunk, g->thr + rr, (const float *)g->scale + rr, g->step,
+                           bias ? (const float *)bias->scale + br : NULL, bstep, (const float *)x,
+                           (const float *)res, (float *)out, n);
+        break;
+    case FD_F64:
+        fd_dropout_add_f64(chunk, g->thr + rr, (const double *)g->scale + rr, g->step,
+                           bias ? (const double *)bias->scale + br : NULL, bstep, (const double *)x,
+                           (const double *)res, (double *)out, n);
+        break;
+    case FD_KEEP:
+        break;
+    }
+}
+
+/* dropout_block with a residual and a bias: elements lo..lo+n of block `block` are region
+   elements j..j+n, each group of generator steps split where a row of the rates or of the
+   bias ends (two cursors over the same region). */
+FD_INLINE void dropout_add_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int64_t j, const fd_rates_t *g,
+                                 const fd_rates_t *bias, fd_kind_t kind, const char *x, const char *res, char *out,
+                                 int prefetch) {
+    fd_gen_t gen;
+    fd_group_t words;
+    int64_t idx[FD_MAX_DIMS], bidx[FD_MAX_DIMS], col, bcol = 0, bbase = 0, size = kind_size(kind);
+    int64_t base = seek_row(g, j, idx, &col), bstep = bias ? bias->step : 0;
+    if (bias) bbase = seek_row(bias, j, bidx, &bcol);
+    fd_gen_seed(&gen, key, (uint64_t)block);
+    for (int64_t group = 0; group < (lo + n + FD_GROUP_CHUNKS - 1) / FD_GROUP_CHUNKS; group++) {
+        fd_gen_steps(&gen, FD_GROUP_STEPS, words.word);
+        int64_t start = group * FD_GROUP_CHUNKS;
+        if (start + FD_GROUP_CHUNKS <= lo) continue;
+        int64_t a = max64(lo, start), b = min64(lo + n, start + FD_GROUP_CHUNKS);
+        if (prefetch) {
+            fd_prefetch(x + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 0);
+            fd_prefetch(res + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 0);
+            fd_prefetch(out + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 1);
+        }
+        while (a < b) {
+            int64_t take = min64(b - a, g->inner - col);
+            if (bias) take = min64(take, bias->inner - bcol);
+            dropout_add_segment(&words.chunk[a - start], g, base + col * g->step, bias, bbase + bcol * bstep, kind,
+                                x + (a - lo) * size, res + (a - lo) * size, out + (a - lo) * size, take);
+            a += take;
+            col += take;
+            if (col == g->inner) {
+                col = 0;
+                base = next_row(g, idx, base);
+            }
+            if (bias) {
+                bcol += take;
+                if (bcol == bias->inner) {
+                    bcol = 0;
+                    bbase = next_row(bias, bidx, bbase);
+                }
+            }
+        }
+    }
+}
+
+/* The part of the run in its k-th block (as range_block), one specialised copy per kind. */
+FD_INLINE void dropout_add_range_block(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k,
+                                       const fd_rates_t *g, const fd_rates_t *bias, fd_kind_t kind, const char *x,
+                                       const char *res, char *out, int prefetch) {
+    int64_t lo = max64(k * FD_BLOCK_CHUNKS - head, 0);
+    int64_t hi = min64(k * FD_BLOCK_CHUNKS - head + FD_BLOCK_CHUNKS, n);
+    int64_t size = kind_size(kind);
+    dropout_add_block(key, first + k, head + lo - k * FD_BLOCK_CHUNKS, hi - lo, lo, g, bias, kind, x + lo * size,
+                      res + lo * size, out + lo * size, prefetch);
+}
+
+static void dropout_add_block_of(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, const fd_rates_t *g,
+                                 const fd_rates_t *bias, fd_kind_t kind, const char *x, const char *res, char *out,
+                                 int prefetch) {
+    switch (kind) {
+    case FD_F16: dropout_add_range_block(key, first, head, n, k, g, bias, FD_F16, x, res, out, prefetch); break;
+    case FD_F32: dropout_add_range_block(key, first, head, n, k, g, bias, FD_F32, x, res, out, prefetch); break;
+    case FD_F64: dropout_add_range_block(key, first, head, n, k, g, bias, FD_F64, x, res, out, prefetch); break;
+    case FD_KEEP: break;
+    }
+}
+
+/* out[j] = residual[j] + dropout(x[j] + bias[j]) over the n elements of C-contiguous arrays,
+   decision j being stream element offset + j; threads split blocks (static schedule). */
+static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *g, const fd_rates_t *bias,
+                        fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads) {
+    int64_t first = offset / FD_BLOCK_CHUNKS;
+    int64_t head = offset - first * FD_BLOCK_CHUNKS;
+    int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
+    int prefetch = n * kind_size(kind) > PREFETCH_MIN_BYTES;
+    if (n <= 0 || kind == FD_KEEP) return;
+    if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int64_t k = 0; k < nblocks; k++)
+            dropout_add_block_of(key, first, head, n, k, g, bias, kind, x, residual, out, prefetch);
+    } else {
+        for (int64_t k = 0; k < nblocks; k++)
+            dropout_add_block_of(key, first, head, n, k, g, bias, kind, x, residual, out, prefetch);
+    }
+}
+
+
 const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
                                            fd_alpha_flat, fd_dropblock_keep, gaussian_flat,
-                                           dropout_shared, concrete_flat, concrete_grad_flat};
+                                           dropout_shared, concrete_flat, concrete_grad_flat, dropout_add};

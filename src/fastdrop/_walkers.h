@@ -81,6 +81,15 @@ typedef struct {
     void (*concrete_grad_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
                                fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
                                int64_t n, int nthreads);
+
+    /* out[j] = residual[j] + dropout(x[j] + bias[j]) over n elements of C-contiguous x,
+       residual and out of one kind (not FD_KEEP; out may be x or residual), decision j being
+       stream element offset + j, each operation rounded in x's dtype (_residual.h).  rates
+       as dropout_rows's over the region of the n elements; bias is NULL, or the bias values
+       read as rates are: a region of x's dtype in .scale, with .dims/.stride/.inner/.step
+       (.thr unused).  Threads split blocks (static schedule on block boundaries). */
+    void (*dropout_add)(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *rates, const fd_rates_t *bias,
+                        fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads);
 } fd_kernels_t;
 
 #define FD_CAT_(a, b) a##b

@@ -43,3 +43,7 @@ cdef extern from "_walkers.h" nogil:
         void (*concrete_grad_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
                                    fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
                                    int64_t n, int nthreads) noexcept nogil
+
+        # dropout_add (_residual.h)
+        void (*dropout_add)(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *rates, const fd_rates_t *bias,
+                            fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads) noexcept nogil

@@ -15,7 +15,9 @@ from ._stream import stream_key, substream_window
 from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_choice, check_data_format,
                           check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
                           check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
+from ._validation import check_bias, check_residual
 from .functional import dropout
+from .residual import dropout_add, dropout_add_grad
 
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -545,3 +547,51 @@ class AdaptiveDropout(DropoutLayer):
     def get_config(self):
         return {"init_p": self.init_p, "adapt_rate": self.adapt_rate, "low": self.low, "high": self.high,
                 "p_min": self.p_min, "p_max": self.p_max, "per_unit": self.per_unit, "seed": self.seed}
+
+
+__all__ += ["DropoutAdd"]
+
+
+class DropoutAdd(DropoutLayer):
+    """``residual + dropout(x + bias)`` in one fused pass: the residual connection of a
+    transformer block with the dropout on its branch (Megatron's bias-dropout-add).
+
+    ``layer(x, residual, bias=None)`` is ``forward``; ``bias`` is an input (the bias of the
+    layer that produced x, added before the dropout, which that layer owns and learns), so
+    the layer has no parameters.  ``backward(grad)`` returns ``(grad_x, grad_residual,
+    grad_bias)`` by ``fd.dropout_add_grad``: grad_x by the regenerated mask, grad_residual
+    is grad itself, grad_bias is None when the forward had no bias.  Seeds, the counter and
+    train/eval are ``DropoutLayer``'s; inference is ``residual + (x + bias)``.
+    ``noise_shape`` as ``Dropout``'s.
+    """
+
+    def __init__(self, p=0.5, *, noise_shape=None, seed=None):
+        self.p = check_scalar_rate(p)
+        self.noise_shape = check_layer_noise_shape(noise_shape)
+        super().__init__(seed=seed)
+
+    def __call__(self, x, residual, bias=None):
+        return self.forward(x, residual, bias)
+
+    def forward(self, x, residual, bias=None):
+        """The layer applied to (x, residual, bias); in training mode with the next mask."""
+        x = self._check_input(x)
+        residual, bias = check_residual(residual, x), check_bias(bias, x)
+        if self.noise_shape is not None:
+            resolve_noise_shape(self.noise_shape, x.shape)
+        index, seed = self._take_seed()
+        try:
+            y = dropout_add(x, residual, self.p, bias=bias, seed=seed, training=seed is not None,
+                            noise_shape=self.noise_shape)
+        except BaseException:
+            self._give_back(index)
+            raise
+        self._last = _ForwardRecord(seed, x.shape, None if bias is None else bias.shape)
+        return y
+
+    def _backward(self, grad, last):
+        return dropout_add_grad(grad, self.p, seed=last.seed, training=last.seed is not None,
+                                noise_shape=self.noise_shape, bias_shape=last.extra)
+
+    def get_config(self):
+        return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed}
