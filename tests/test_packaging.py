@@ -70,3 +70,13 @@ def test_missing_dask_extra_names_the_install_command():
 
 def test_py_typed_marker_is_installed():
     assert importlib.resources.files("fastdrop").joinpath("py.typed").is_file()
+
+
+def test_info_says_how_the_kernels_are_installed(monkeypatch):
+    from fastdrop import _backend, info
+    if _backend.compiled_available():
+        assert info.info()["compiled"] == "built"
+    # A pure-Python install (FASTDROP_PUREPYTHON=1) has no compiled module to find.
+    monkeypatch.setattr(_backend, "compiled_available", lambda: False)
+    monkeypatch.setattr(info.importlib.util, "find_spec", lambda name: None)
+    assert info.compiled_status().startswith("NOT built: a pure-Python install (FASTDROP_PUREPYTHON=1")
