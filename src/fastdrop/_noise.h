@@ -92,7 +92,7 @@ static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded
 #    define NZ_ODD 1, 3, 5, 7
 #  endif
 #else
-#  define NZ_SHUFFLE 1
+#  define NZ_SHUFFLE 0
 #endif
 
 /* The standard normals of NZ_LANES words given as their high and low 32-bit halves. */
