@@ -15,7 +15,8 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return f"fastdrop {fastdrop.__version__}: backend {fastdrop.backend()}, isa {fastdrop.info()['isa']}"
+    return (f"fastdrop {fastdrop.__version__} ({os.path.dirname(fastdrop.__file__)}): backend {fastdrop.backend()}, "
+            f"isa {fastdrop.info()['isa']}")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -24,3 +24,18 @@ from . import residual  # noqa: E402
 from .residual import *  # noqa: E402,F403
 
 __all__ += residual.__all__
+
+# The integrations load on first use (``fd.dask``, ``fd.demo``): ``import fastdrop`` imports
+# none of the optional extras, and a missing extra says which one to install.
+_LAZY_SUBMODULES = ("dask", "demo")
+
+
+def __getattr__(name):
+    if name not in _LAZY_SUBMODULES:
+        raise AttributeError(f"module 'fastdrop' has no attribute {name!r}")
+    import importlib
+    return importlib.import_module(f"fastdrop.{name}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -158,6 +158,11 @@ def isa():
     return kernels.ISA if name == "cython" else "numpy"
 
 
+def compiled_unavailable_because():
+    """Why the compiled extension did not load, as a sentence (None when it did)."""
+    return None if _compiled is not None else str(_compiled_error)
+
+
 def openmp():
     """True when the compiled kernels were built with OpenMP."""
     return bool(getattr(_compiled, "OPENMP", False))

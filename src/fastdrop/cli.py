@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
+
 _SUBCOMMANDS = {
     "demo": ("fastdrop.demo", "train networks with and without dropout on MNIST-1D (or the bundled digits) and compare"),
     "bench": ("fastdrop.bench", "time fastdrop against NumPy, PyTorch and the bandwidth floor"),
@@ -17,6 +19,7 @@ _SUBCOMMANDS = {
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="fastdrop", description="fastdrop: fast reproducible dropout for NumPy")
+    parser.add_argument("--version", action="version", version=f"fastdrop {__version__}")
     parser.add_argument("command", choices=sorted(_SUBCOMMANDS),
                         help="; ".join(f"{k}: {v[1]}" for k, v in sorted(_SUBCOMMANDS.items())))
     # Only the command is parsed here (an empty argv is argparse's usage error for it);

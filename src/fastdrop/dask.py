@@ -13,8 +13,12 @@ imports this module.
 """
 import math
 
-import dask.array as da
 import numpy as np
+
+try:
+    import dask.array as da
+except ImportError as exc:       # the extra is missing: say which one installs it
+    raise ImportError(f'fastdrop.dask needs the dask extra ({exc}): pip install "fastdrop[dask]"') from exc
 
 from .box import dropout_box
 from .family import spatial_noise_shape

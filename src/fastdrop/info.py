@@ -11,12 +11,23 @@ OPTIONAL = {
 }
 
 
+def compiled_status():
+    """One line on the compiled kernels: built and loaded, a NumPy-only install, or why they failed to load."""
+    if _backend.compiled_available():
+        return "built"
+    if importlib.util.find_spec("fastdrop._kernels") is None:
+        return ("NOT built: a pure-Python install (FASTDROP_PUREPYTHON=1 or no compiler), running the NumPy "
+                "backend, which gives the same bits")
+    return f"built but did not load: {_backend.compiled_unavailable_because()}"
+
+
 def info():
     """A dict describing the installation: version, backend, ISA variant, threads, extras."""
     return {
         "version": __version__,
         "backend": _backend.backend(),
         "compiled_available": _backend.compiled_available(),
+        "compiled": compiled_status(),
         "isa": _backend.isa(),
         "num_threads": _backend.get_num_threads(),
         "openmp": _backend.openmp(),
@@ -29,7 +40,7 @@ def main(argv=None):
     argparse.ArgumentParser(prog="fastdrop info", description="Describe this fastdrop installation.").parse_args(argv)
     d = info()
     print(f"fastdrop {d['version']}")
-    print(f"backend      {d['backend']} (compiled extension {'built' if d['compiled_available'] else 'NOT built'})")
+    print(f"backend      {d['backend']} (compiled extension {d['compiled']})")
     print(f"isa          {d['isa']}")
     print(f"threads      {d['num_threads']} (OpenMP {'yes' if d['openmp'] else 'no'})")
     for name, mods in d["extras"].items():
