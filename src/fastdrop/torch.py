@@ -11,8 +11,9 @@ How it works.  Each training call draws a 63-bit seed from torch's default CPU g
 ``torch.utils.checkpoint`` (which restores the RNG state for its recompute) reproduce the
 masks.  The work is a PyTorch custom op (``torch.ops.fastdrop.*``, with a fake kernel for
 ``torch.compile`` and an autograd formula) that runs ``fastdrop.dropout`` (or the alpha
-functions) on ``tensor.numpy()`` views of the input and of an output made by
-``torch.empty_like``, which keeps the input's memory format (channels_last, transposed).  The
+functions) on ``tensor.numpy()`` views of the input and of an output laid out in the order
+of the input's strides, as torch's own ops do (channels_last and transposed inputs give
+outputs of the same layout).  The
 mask is a function of (seed, logical C-order index, p), never of strides or threads, so
 autograd saves only the seed tensor (8 bytes; torch keeps a noise tensor of the input's size)
 and the backward regenerates the mask: it is the same op on the gradient.
@@ -61,6 +62,16 @@ def _noise_shape(shape, feature):
     return tuple(shape[:2]) + (1,) * (len(shape) - 2) if feature else None
 
 
+def _empty_like(x):
+    """An uninitialised tensor of x's shape and dtype whose axes lie in memory in the order of
+    x's strides (largest first), as torch's elementwise ops lay out their results: x's own
+    layout when x is dense (channels_last, transposed), a dense one in the same order when x
+    is a strided view with gaps.  The real and fake kernels both allocate with it."""
+    order = sorted(range(x.dim()), key=lambda axis: -x.stride(axis))        # stable: ties keep the logical order
+    inverse = sorted(range(x.dim()), key=order.__getitem__)
+    return torch.empty([x.shape[axis] for axis in order], dtype=x.dtype, device=x.device).permute(inverse)
+
+
 def _as_numpy(t):
     return t.detach().numpy()
 
@@ -70,7 +81,7 @@ def _numpy_pair(x, out):
     (None when out's view is written directly): bfloat16 goes through float32."""
     if x.dtype in _NUMPY_DTYPES:
         return _as_numpy(x), _as_numpy(out), None
-    staged = torch.empty_like(x, dtype=torch.float32)
+    staged = torch.empty(x.shape, dtype=torch.float32)
     return _as_numpy(x.float()), _as_numpy(staged), staged
 
 
@@ -115,21 +126,21 @@ def _run(kind, x, seed, p, feature, out):
 # seed is a 0-d int64 tensor: a Python int drawn from a tensor would break torch.compile's graph.
 @torch.library.custom_op("fastdrop::dropout", mutates_args=(), device_types="cpu")
 def _dropout_op(x: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
-    out = torch.empty_like(x)
+    out = _empty_like(x)
     _run("dropout", x, seed, p, feature, out)
     return out
 
 
 @torch.library.custom_op("fastdrop::alpha_dropout", mutates_args=(), device_types="cpu")
 def _alpha_op(x: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
-    out = torch.empty_like(x)
+    out = _empty_like(x)
     _run("alpha", x, seed, p, feature, out)
     return out
 
 
 @torch.library.custom_op("fastdrop::alpha_dropout_grad", mutates_args=(), device_types="cpu")
 def _alpha_grad_op(grad: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
-    out = torch.empty_like(grad)
+    out = _empty_like(grad)
     _run("alpha_grad", grad, seed, p, feature, out)
     return out
 
@@ -140,7 +151,7 @@ def _inplace_op(x: Tensor, seed: Tensor, p: float, feature: bool, alpha: bool) -
 
 
 for _op in (_dropout_op, _alpha_op, _alpha_grad_op):
-    _op.register_fake(lambda x, seed, p, feature: torch.empty_like(x))
+    _op.register_fake(lambda x, seed, p, feature: _empty_like(x))
 
 
 @_inplace_op.register_fake
