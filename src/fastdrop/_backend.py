@@ -178,8 +178,9 @@ def _checked_threads(n):
 def set_num_threads(n):
     """Threads used by the compiled kernels on large arrays, for every thread without an
     override (results never depend on it)."""
-    global _num_threads
+    global _num_threads, _num_threads_chosen
     _num_threads = _checked_threads(n)
+    _num_threads_chosen = True
 
 
 def get_num_threads():
@@ -241,6 +242,23 @@ def _after_fork_in_child():
 
 if openmp() and hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
+# --- for integrations that have a thread setting of their own (fastdrop.torch) ----------------
+_num_threads_chosen = False     # set_num_threads (or FASTDROP_NUM_THREADS) was called in this process
+
+
+def num_threads_or(default):
+    """The kernel thread count here when fastdrop's was chosen (a ``use_num_threads`` block,
+    ``set_num_threads`` or ``FASTDROP_NUM_THREADS``), else ``default`` (an integration's own
+    setting, such as ``torch.get_num_threads()``) capped at MAX_THREADS; in a forked child that
+    must stay single-threaded, 1."""
+    chosen = _threads_override.get(None)
+    if chosen is not None:
+        return chosen
+    if _num_threads_chosen or _single_threaded_because:
+        return _num_threads
+    return max(1, min(int(default), MAX_THREADS))
 
 
 def _from_env():

@@ -595,6 +595,10 @@ def main(argv=None):
                              f"{FAMILY_SHAPE} against the floor and naive NumPy, and every layer against its "
                              f"functional twin at {LAYER_SHAPE[0] * LAYER_SHAPE[1]} elements (--sizes, --dtypes "
                              f"and --no-targets do not apply)")
+    parser.add_argument("--torch", action="store_true",
+                        help="fastdrop.torch against torch.nn.Dropout instead: forward and forward+backward at "
+                             "1M and 16M float32, the MLP training step with torch's dropout, fastdrop's and none "
+                             "(needs PyTorch; --sizes, --dtypes and --no-targets do not apply)")
     parser.add_argument("--json", metavar="FILE", type=_cli_args.output_file, help="write the raw numbers as JSON")
     parser.add_argument("--plot", metavar="FILE.png", type=_cli_args.output_file,
                         help="draw ns/element against size (needs matplotlib)")
@@ -607,6 +611,12 @@ def main(argv=None):
         parser.error(f"argument --sizes: {_label(largest)} elements of {widest} need at least "
                      f"{_bytes_needed(largest, widest) / 2**30:.1f} GiB, more than this machine's "
                      f"{memory / 2**30:.1f} GiB of memory")
+    if args.torch and args.family:
+        parser.error("argument --torch: not allowed with argument --family")
+    if args.torch and _torch() is None:
+        parser.error("argument --torch: needs PyTorch, which is not installed: pip install fastdrop[torch]")
+    if args.plot and args.torch:
+        parser.error(f"argument --plot: draws the size sweep, which --torch does not run, got {args.plot!r}")
     if args.plot and args.family:
         parser.error(f"argument --plot: draws the size sweep, which --family does not run, got {args.plot!r}")
     if args.plot:
@@ -618,7 +628,10 @@ def main(argv=None):
         _check_plot_format(parser, args.plot)
         if args.json and os.path.realpath(args.json) == os.path.realpath(args.plot):
             parser.error(f"argument --plot: the same file as --json, got {args.plot!r}")
-    if args.family:
+    if args.torch:
+        result = run_torch(args.threads, args.budget, progress=sys.stderr)
+        print(format_torch(result))
+    elif args.family:
         result = run_family(args.threads, args.budget, progress=sys.stderr)
         print(format_family(result))
     else:
@@ -630,3 +643,157 @@ def main(argv=None):
     if args.plot:
         plot(result, args.plot)
     return 0
+
+
+# --- fastdrop bench --torch ----------------------------------------------------------------------
+TORCH_SIZES = (1 << 20, 1 << 24)
+MLP_WIDTHS = (784, 2048, 2048, 10)         # the MLP of the training-step case: dropout after each hidden layer
+MLP_BATCH = 256
+MLP_LR = 0.01
+TORCH_TARGETS = {"forward": 25.0, "forward+backward": 8.0}      # x faster than nn.Dropout at 1M float32
+MLP_STEP_TARGET = 1.10                      # the step with torch's dropout over the step with fastdrop's
+SAVED_BYTES_TARGET = 4.0                    # autograd bytes saved less per element through dropout
+
+
+def torch_dropout_calls(n, torch, p=P):
+    """{"forward": {impl: f}, "forward+backward": {impl: f}} for torch.nn.Dropout ("torch") and
+    fastdrop.torch.Dropout ("fastdrop") on n float32 elements; forward+backward returns the
+    input's gradient (torch.autograd.grad, so no accumulation pass is timed)."""
+    import fastdrop.torch as ft
+    x = torch.randn(n, generator=torch.Generator().manual_seed(SEED))
+    xg = x.clone().requires_grad_()
+    g = torch.ones(n)
+    modules = {"torch": torch.nn.Dropout(p), "fastdrop": ft.Dropout(p)}
+
+    def forward(module):
+        return lambda: module(x)
+
+    def forward_backward(module):
+        return lambda: torch.autograd.grad(module(xg), xg, g)
+    return {"forward": {k: forward(m) for k, m in modules.items()},
+            "forward+backward": {k: forward_backward(m) for k, m in modules.items()}}
+
+
+def mlp_models(torch, p=P):
+    """{"torch", "fastdrop", "none": the MLP of MLP_WIDTHS with torch's dropout, fastdrop's or
+    none after each hidden ReLU}, all with the same initial weights."""
+    import fastdrop.torch as ft
+    layers = {"torch": torch.nn.Dropout, "fastdrop": ft.Dropout, "none": lambda p: torch.nn.Identity()}
+    torch.manual_seed(SEED)
+    models = {}
+    for name, dropout in layers.items():
+        parts = []
+        for i, (a, b) in enumerate(zip(MLP_WIDTHS, MLP_WIDTHS[1:])):
+            parts.append(torch.nn.Linear(a, b))
+            if i < len(MLP_WIDTHS) - 2:
+                parts += [torch.nn.ReLU(), dropout(p)]
+        models[name] = torch.nn.Sequential(*parts)
+    for model in models.values():
+        model.load_state_dict(models["torch"].state_dict())
+    return models
+
+
+def mlp_steps(torch, p=P):
+    """{name: one SGD training step of that MLP on a fixed batch} (see mlp_models)."""
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randn(MLP_BATCH, MLP_WIDTHS[0], generator=gen)
+    target = torch.randint(0, MLP_WIDTHS[-1], (MLP_BATCH,), generator=gen)
+
+    def step(model):
+        optimizer = torch.optim.SGD(model.parameters(), lr=MLP_LR)
+
+        def once():
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), target).backward()
+            optimizer.step()
+        return once
+    return {name: step(model) for name, model in mlp_models(torch, p).items()}
+
+
+def mlp_saved_bytes(torch, p=P):
+    """{name: bytes autograd saves for the backward of one MLP forward}, each storage once."""
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randn(MLP_BATCH, MLP_WIDTHS[0], generator=gen)
+    result = {}
+    for name, model in mlp_models(torch, p).items():
+        storages = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x).sum()
+        result[name] = sum(storages.values())
+    return result
+
+
+def run_torch(threads=1, budget=1.0, progress=None, sizes=TORCH_SIZES):
+    """fastdrop.torch against torch.nn.Dropout (forward, forward+backward at each size, float32)
+    and the MLP training step with torch's dropout, fastdrop's and none, as a dict."""
+    torch = _torch()
+    if torch is None:
+        raise RuntimeError("fastdrop bench --torch needs PyTorch: pip install fastdrop[torch]")
+    before, torch_before = fastdrop.get_num_threads(), torch.get_num_threads()
+    fastdrop.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    bar = _Progress(2 * len(sizes) + 2, progress) if progress else None
+    try:
+        cases = []
+        for n in sizes:
+            for direction, funcs in torch_dropout_calls(n, torch).items():
+                if bar:
+                    bar.step(f"{direction} {_label(n)}")
+                samples, rounds = time_interleaved(funcs, budget)
+                cases.append({"case": direction, "size": n, "rounds": rounds,
+                              "ms": {k: float(np.median(v)) * 1e3 for k, v in samples.items()},
+                              "speedup": _median_ratio(samples["torch"], samples["fastdrop"])})
+        if bar:
+            bar.step("MLP step")
+        samples, rounds = time_interleaved(mlp_steps(torch), budget * 4)
+        step = {"rounds": rounds, "ms": {k: float(np.median(v)) * 1e3 for k, v in samples.items()},
+                "speedup": _median_ratio(samples["torch"], samples["fastdrop"])}
+        if bar:
+            bar.step("MLP saved tensors")
+        saved = mlp_saved_bytes(torch)
+    finally:
+        if bar:
+            bar.close()
+        fastdrop.set_num_threads(before)
+        torch.set_num_threads(torch_before)
+    dropped = MLP_BATCH * sum(MLP_WIDTHS[1:-1])          # elements through dropout per step
+    targets = [{"case": f"{c['case']} vs nn.Dropout, float32 {_label(c['size'])}", "ratio": c["speedup"],
+                "target": f">= {TORCH_TARGETS[c['case']]:g}", "met": c["speedup"] >= TORCH_TARGETS[c["case"]]}
+               for c in cases if c["size"] == 1 << 20]
+    saved_less = (saved["torch"] - saved["fastdrop"]) / dropped
+    targets += [{"case": "MLP step with torch's dropout / with fastdrop's", "ratio": step["speedup"],
+                 "target": f">= {MLP_STEP_TARGET:g}", "met": step["speedup"] >= MLP_STEP_TARGET},
+                {"case": "autograd bytes saved less per element through dropout", "ratio": saved_less,
+                 "target": f">= {SAVED_BYTES_TARGET:g}", "met": saved_less >= SAVED_BYTES_TARGET}]
+    d = fastdrop.info()
+    return {"fastdrop": d["version"], "backend": d["backend"], "isa": d["isa"], "threads": threads, "p": P,
+            "numpy": np.__version__, "torch": torch.__version__,
+            "machine": {"processor": _cpu_name(), "cpus": os.cpu_count(), "load_average": _load_average()},
+            "budget_seconds_per_case": budget, "cases": cases, "mlp_step": step, "mlp_saved_bytes": saved,
+            "elements_through_dropout": dropped, "targets": targets}
+
+
+def format_torch(result):
+    step, saved = result["mlp_step"], result["mlp_saved_bytes"]
+    lines = _header(result, "bench --torch", f"p={result['p']}, float32") + [
+        "ms: median over interleaved rounds; torch/fd: median of per-round ratios (how many times faster).",
+        "",
+        f"{'case':<18} {'size':>5} {'nn.Dropout ms':>13} {'fastdrop ms':>11} {'torch/fd':>8}",
+    ]
+    lines += [f"{c['case']:<18} {_label(c['size']):>5} {c['ms']['torch']:13.3f} {c['ms']['fastdrop']:11.3f} "
+              f"{c['speedup']:8.1f}" for c in result["cases"]]
+    widths = "-".join(map(str, MLP_WIDTHS))
+    lines += ["", f"MLP {widths}, batch {MLP_BATCH}, dropout {result['p']} after each hidden layer, SGD step",
+              f"{'dropout':<10} {'step ms':>8} {'dropout share':>13} {'autograd saved MiB':>18}"]
+    for name in ("torch", "fastdrop", "none"):
+        share = (step["ms"][name] - step["ms"]["none"]) / step["ms"][name]
+        lines.append(f"{name:<10} {step['ms'][name]:8.2f} {share:13.1%} {saved[name] / 2**20:18.2f}")
+    lines += ["", f"{'performance targets (threads as above)':<62} {'ratio':>6}  {'target':<7} met"]
+    lines += [f"{t['case']:<62} {t['ratio']:6.2f}  {t['target']:<7} {'yes' if t['met'] else 'NO'}"
+              for t in result["targets"]]
+    return "\n".join(lines)

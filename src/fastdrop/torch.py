@@ -1,0 +1,371 @@
+"""fastdrop for PyTorch: drop-in CPU replacements for ``torch.nn``'s dropout modules and functions.
+
+``Dropout``, ``Dropout1d``, ``Dropout2d``, ``Dropout3d``, ``AlphaDropout`` and
+``FeatureAlphaDropout`` are subclasses of their ``torch.nn`` namesakes (same arguments, same
+``repr``, no extra state, so ``nn.Dropout`` checkpoints load strictly and ``isinstance`` checks
+hold); ``dropout``, ``dropout1d``, ``dropout2d``, ``dropout3d``, ``alpha_dropout`` and
+``feature_alpha_dropout`` have ``torch.nn.functional``'s signatures, defaults and errors.
+
+How it works.  Each training call draws a 63-bit seed from torch's default CPU generator
+(``torch.randint``), so ``torch.manual_seed``, ``torch.random.fork_rng`` and
+``torch.utils.checkpoint`` (which restores the RNG state for its recompute) reproduce the
+masks.  The work is a PyTorch custom op (``torch.ops.fastdrop.*``, with a fake kernel for
+``torch.compile`` and an autograd formula) that runs ``fastdrop.dropout`` (or the alpha
+functions) on ``tensor.numpy()`` views of the input and of an output laid out in the order
+of the input's strides, as torch's own ops do (channels_last and transposed inputs give
+outputs of the same layout).  The
+mask is a function of (seed, logical C-order index, p), never of strides or threads, so
+autograd saves only the seed tensor (8 bytes; torch keeps a noise tensor of the input's size)
+and the backward regenerates the mask: it is the same op on the gradient.
+
+Threads: the kernels use ``torch.get_num_threads()`` unless fastdrop's count was chosen
+(``fastdrop.set_num_threads``, ``fastdrop.use_num_threads``, ``FASTDROP_NUM_THREADS``).  The
+results never depend on the thread count.  fastdrop's kernels run on the system's OpenMP
+runtime (libgomp) and PyTorch's on the copy its wheel ships: two runtimes, two thread pools,
+loaded in either import order without conflict; they take turns (a dropout call and a matmul
+never run at the same time from one Python thread), and an idle libgomp pool sleeps after a
+short spin, so they do not oversubscribe the cores (``tests/test_torch.py`` runs both orders).
+
+Differences from torch, all deliberate:
+
+* A dropped element is 0 even where the input is NaN or inf (a select); torch multiplies by 0
+  and keeps NaN.  ``p == 1`` likewise gives exact zeros.
+* The masks are fastdrop's stream, not torch's Bernoulli draws: the same seed state gives
+  other (equally distributed) masks than ``torch.nn.Dropout``.
+* float16, float32 and float64 are read and written in place (zero copies for contiguous
+  tensors; a non-contiguous one is staged through a contiguous buffer inside fastdrop, with
+  the output in the input's layout).  bfloat16 runs through a float32 copy (the mask is the
+  same; kept values are x * float32(1 / (1 - p)) rounded to bfloat16).  Other dtypes, and
+  tensors on any device but the CPU, raise TypeError naming the dtype or the device.
+"""
+import warnings
+
+import numpy as np
+import torch
+from torch.overrides import handle_torch_function, has_torch_function_unary
+
+import fastdrop as _fd
+from fastdrop import _backend
+
+__all__ = ["AlphaDropout", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout",
+           "alpha_dropout", "dropout", "dropout1d", "dropout2d", "dropout3d", "feature_alpha_dropout"]
+
+Tensor = torch.Tensor
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)       # read by fastdrop as they are
+_SEED_HIGH = (1 << 63) - 1                                          # seeds are drawn in [0, 2**63 - 1)
+_LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
+
+
+# --- the kernels on tensors ---------------------------------------------------------------------
+def _noise_shape(shape, feature):
+    """None (one decision per element) or (N, C, 1, ..., 1): one decision per feature map."""
+    return tuple(shape[:2]) + (1,) * (len(shape) - 2) if feature else None
+
+
+_NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _allocate(shape, dtype, device):
+    """A new tensor; float16/32/64 CPU ones in memory NumPy allocates, which asks Linux for
+    transparent huge pages on large blocks (torch's allocator does not): writing a fresh 4 MB
+    output then costs 2 page faults instead of 1024, about 0.5 ms at 1M float32 elements on the
+    machine of bench/NOTES.md, more than the kernel itself."""
+    if device.type == "cpu" and dtype in _NUMPY_OF:
+        return torch.from_numpy(np.empty(shape, dtype=_NUMPY_OF[dtype]))
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _empty_like(x, allocate=_allocate):
+    """An uninitialised tensor of x's shape and dtype whose axes lie in memory in the order of
+    x's strides (largest first), as torch's elementwise ops lay out their results: x's own
+    layout when x is dense (channels_last, transposed), a dense one in the same order when x
+    is a strided view with gaps.  The real and fake kernels both lay out their outputs with it."""
+    if x.is_contiguous():
+        return allocate(x.shape, x.dtype, x.device)
+    order = sorted(range(x.dim()), key=lambda axis: -x.stride(axis))        # stable: ties keep the logical order
+    inverse = sorted(range(x.dim()), key=order.__getitem__)
+    return allocate([x.shape[axis] for axis in order], x.dtype, x.device).permute(inverse)
+
+
+def _empty_fake(x):
+    return _empty_like(x, lambda shape, dtype, device: torch.empty(shape, dtype=dtype, device=device))
+
+
+def _as_numpy(t):
+    return t.detach().numpy()
+
+
+def _numpy_pair(x, out):
+    """(x, out) as NumPy views fastdrop can take, and the tensor to copy the result into after
+    (None when out's view is written directly): bfloat16 goes through float32."""
+    if x.dtype in _NUMPY_DTYPES:
+        return _as_numpy(x), _as_numpy(out), None
+    staged = torch.empty(x.shape, dtype=torch.float32)
+    return _as_numpy(x.float()), _as_numpy(staged), staged
+
+
+def _feature_alpha_into(xn, p, seed, shape, out, grad):
+    """Feature alpha dropout (or its gradient) into ``out``: the per-map coefficients come from
+    fastdrop's alpha functions on a noise-shaped array, so the math stays in fastdrop.family.
+
+    scale is a (kept) or 0, shift b (kept) or the dropped value; dropped elements get exactly
+    the shift (or 0), whatever x holds."""
+    scale = _fd.alpha_dropout_grad(np.ones(shape, xn.dtype), p, seed=seed)
+    np.multiply(xn, scale, out=out)
+    if grad:
+        np.copyto(out, 0, where=scale == 0)
+        return
+    shift = _fd.alpha_dropout(np.zeros(shape, xn.dtype), p, seed=seed)
+    np.add(out, shift, out=out)
+    np.copyto(out, shift, where=scale == 0)
+
+
+def _run(kind, x, seed, p, feature, out):
+    """``kind`` ("dropout", "alpha" or "alpha_grad") of x written into the tensor ``out``
+    (``out`` may be x), on torch's thread count unless fastdrop's was chosen."""
+    if x.numel() == 0:
+        return
+    xn, yn, staged = _numpy_pair(x, out)
+    seed = int(seed)
+    shape = _noise_shape(xn.shape, feature)
+    with _fd.use_num_threads(_backend.num_threads_or(torch.get_num_threads())):
+        if kind == "dropout":
+            _fd.dropout(xn, p, seed=seed, noise_shape=shape, out=yn)
+        elif feature:
+            _feature_alpha_into(xn, p, seed, shape, yn, grad=kind == "alpha_grad")
+        elif kind == "alpha":
+            _fd.alpha_dropout(xn, p, seed=seed, out=yn)
+        else:
+            _fd.alpha_dropout_grad(xn, p, seed=seed, out=yn)
+    if staged is not None:
+        out.copy_(staged)
+
+
+# --- the custom ops -------------------------------------------------------------------------------
+# seed is a 0-d int64 tensor: a Python int drawn from a tensor would break torch.compile's graph.
+@torch.library.custom_op("fastdrop::dropout", mutates_args=(), device_types="cpu")
+def _dropout_op(x: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
+    out = _empty_like(x)
+    _run("dropout", x, seed, p, feature, out)
+    return out
+
+
+@torch.library.custom_op("fastdrop::alpha_dropout", mutates_args=(), device_types="cpu")
+def _alpha_op(x: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
+    out = _empty_like(x)
+    _run("alpha", x, seed, p, feature, out)
+    return out
+
+
+@torch.library.custom_op("fastdrop::alpha_dropout_grad", mutates_args=(), device_types="cpu")
+def _alpha_grad_op(grad: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
+    out = _empty_like(grad)
+    _run("alpha_grad", grad, seed, p, feature, out)
+    return out
+
+
+@torch.library.custom_op("fastdrop::dropout_", mutates_args=("x",), device_types="cpu")
+def _inplace_op(x: Tensor, seed: Tensor, p: float, feature: bool, alpha: bool) -> None:
+    _run("alpha" if alpha else "dropout", x, seed, p, feature, x)
+
+
+for _op in (_dropout_op, _alpha_op, _alpha_grad_op):
+    _op.register_fake(lambda x, seed, p, feature: _empty_fake(x))
+
+
+@_inplace_op.register_fake
+def _(x, seed, p, feature, alpha):
+    return None
+
+
+def _save_seed(ctx, inputs, output):
+    _, seed, p, feature = inputs
+    ctx.save_for_backward(seed)          # the mask is regenerated from it: nothing of x's size is kept
+    ctx.p, ctx.feature = p, feature
+
+
+def _backward_with(op):
+    """The backward of an op whose derivative w.r.t. x is ``op`` applied to the gradient (each
+    of these ops is linear and diagonal in x once the mask is fixed: its own adjoint)."""
+    def backward(ctx, grad):
+        seed, = ctx.saved_tensors
+        return op(grad, seed, ctx.p, ctx.feature), None, None, None
+    return backward
+
+
+_dropout_op.register_autograd(_backward_with(_dropout_op), setup_context=_save_seed)
+_alpha_op.register_autograd(_backward_with(_alpha_grad_op), setup_context=_save_seed)
+_alpha_grad_op.register_autograd(_backward_with(_alpha_grad_op), setup_context=_save_seed)
+
+
+# --- the functions --------------------------------------------------------------------------------
+def _check_p(p):
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _check_tensor(input, feature):
+    if input.device.type != "cpu":
+        raise TypeError(f"fastdrop.torch runs on CPU tensors only, got a tensor on device {input.device}; "
+                        f"use torch.nn.functional's dropout there")
+    if input.dtype not in _NUMPY_DTYPES and input.dtype != torch.bfloat16:
+        raise TypeError(f"input must have dtype float16, bfloat16, float32 or float64, got {input.dtype}")
+    if feature and input.dim() < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+
+
+def _draw_seed():
+    """A 0-d int64 seed from torch's default CPU generator (one draw per training call)."""
+    return torch.randint(0, _SEED_HIGH, (), dtype=torch.int64)
+
+
+def _apply(input, p, training, inplace, feature, alpha):
+    """The dropout of ``input`` as torch's ``_dropout_impl`` returns it: ``input`` itself when
+    nothing is dropped (eval, p == 0, no elements), else a new tensor or ``input`` modified."""
+    _check_tensor(input, feature)
+    if not training or p == 0 or input.numel() == 0:
+        return input
+    needs_grad = input.requires_grad and torch.is_grad_enabled()
+    if inplace and needs_grad and input.is_leaf:
+        raise RuntimeError(_LEAF_MESSAGE)
+    seed = _draw_seed()
+    if inplace and not needs_grad:
+        _inplace_op(input, seed, float(p), feature, alpha)
+        return input
+    result = (_alpha_op if alpha else _dropout_op)(input, seed, float(p), feature)
+    return input.copy_(result) if inplace else result     # copy_ carries the graph through the in-place use
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """``torch.nn.functional.dropout`` on fastdrop's kernels: each element is zeroed with
+    probability ``p``, the rest scaled by 1 / (1 - p); see the module docstring."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(dropout, (input,), input, p=p, training=training, inplace=inplace)
+    _check_p(p)
+    return _apply(input, p, training, inplace, feature=False, alpha=False)
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """``torch.nn.functional.alpha_dropout`` (note: ``training`` defaults to False, as in torch)."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(alpha_dropout, (input,), input, p=p, training=training, inplace=inplace)
+    _check_p(p)
+    return _apply(input, p, training, inplace, feature=False, alpha=True)
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """``torch.nn.functional.feature_alpha_dropout``: alpha dropout of whole channels (N, C, ...)."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(feature_alpha_dropout, (input,), input, p=p, training=training,
+                                     inplace=inplace)
+    _check_p(p)
+    return _apply(input, p, training, inplace, feature=True, alpha=True)
+
+
+def _feature_dropout(input, p, training, inplace, add_batch):
+    """Channel dropout with torch's handling of an unbatched input (a batch axis of 1 added)."""
+    if add_batch:
+        input = input.unsqueeze_(0) if inplace else input.unsqueeze(0)
+    result = _apply(input, p, training, inplace, feature=True, alpha=False)
+    if add_batch:
+        result = result.squeeze_(0) if inplace else result.squeeze(0)
+    return result
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """``torch.nn.functional.dropout1d``: zero whole channels of (N, C, L) or (C, L) input."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(dropout1d, (input,), input, p=p, training=training, inplace=inplace)
+    _check_p(p)
+    inp_dim = input.dim()
+    if inp_dim not in (2, 3):
+        raise RuntimeError(
+            f"dropout1d: Expected 2D or 3D input, but received a {inp_dim}D input. "
+            "Note that dropout1d exists to provide channel-wise dropout on inputs with 1 "
+            "spatial dimension, a channel dimension, and an optional batch dimension "
+            "(i.e. 2D or 3D inputs).")
+    return _feature_dropout(input, p, training, inplace, add_batch=inp_dim == 2)
+
+
+def _warn_rank(name, inp_dim, spatial):
+    warnings.warn(
+        f"{name}: Received a {inp_dim}-D input to {name}, which is deprecated "
+        "and will result in an error in a future release. To retain the behavior "
+        f"and silence this warning, please use dropout instead. Note that {name} "
+        f"exists to provide channel-wise dropout on inputs with {spatial} spatial dimensions, "
+        f"a channel dimension, and an optional batch dimension (i.e. {spatial + 1}D or {spatial + 2}D inputs).",
+        stacklevel=3)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """``torch.nn.functional.dropout2d``: zero whole channels of (N, C, H, W) input.  As in torch,
+    a 3-D input is taken as (N, C, L) (with torch's warning), other ranks warn and still work."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(dropout2d, (input,), input, p=p, training=training, inplace=inplace)
+    _check_p(p)
+    inp_dim = input.dim()
+    if inp_dim not in (3, 4):
+        _warn_rank("dropout2d", inp_dim, 2)
+    if inp_dim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+            "1D dropout behavior is desired - input is interpreted as shape (N, C, L), where C "
+            "is the channel dim. This behavior will change in a future release to interpret the "
+            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+            "channel-wise dropout behavior, please switch to using dropout1d instead.",
+            stacklevel=2)
+    return _feature_dropout(input, p, training, inplace, add_batch=False)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """``torch.nn.functional.dropout3d``: zero whole channels of (N, C, D, H, W) or (C, D, H, W) input."""
+    if has_torch_function_unary(input):
+        return handle_torch_function(dropout3d, (input,), input, p=p, training=training, inplace=inplace)
+    _check_p(p)
+    inp_dim = input.dim()
+    if inp_dim not in (4, 5):
+        _warn_rank("dropout3d", inp_dim, 3)
+    return _feature_dropout(input, p, training, inplace, add_batch=inp_dim != 5)
+
+
+# --- the modules ----------------------------------------------------------------------------------
+class Dropout(torch.nn.Dropout):
+    """``torch.nn.Dropout`` on fastdrop's kernels (``fastdrop.torch.dropout``)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return dropout(input, self.p, self.training, self.inplace)
+
+
+class Dropout1d(torch.nn.Dropout1d):
+    """``torch.nn.Dropout1d`` on fastdrop's kernels (``fastdrop.torch.dropout1d``)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return dropout1d(input, self.p, self.training, self.inplace)
+
+
+class Dropout2d(torch.nn.Dropout2d):
+    """``torch.nn.Dropout2d`` on fastdrop's kernels (``fastdrop.torch.dropout2d``)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return dropout2d(input, self.p, self.training, self.inplace)
+
+
+class Dropout3d(torch.nn.Dropout3d):
+    """``torch.nn.Dropout3d`` on fastdrop's kernels (``fastdrop.torch.dropout3d``)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return dropout3d(input, self.p, self.training, self.inplace)
+
+
+class AlphaDropout(torch.nn.AlphaDropout):
+    """``torch.nn.AlphaDropout`` on fastdrop's kernels (``inplace`` is ignored, as in torch)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return alpha_dropout(input, self.p, self.training)
+
+
+class FeatureAlphaDropout(torch.nn.FeatureAlphaDropout):
+    """``torch.nn.FeatureAlphaDropout`` on fastdrop's kernels (``inplace`` is ignored, as in torch)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return feature_alpha_dropout(input, self.p, self.training)

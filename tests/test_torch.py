@@ -1,0 +1,557 @@
+"""fastdrop.torch: PyTorch's own dropout tests (test/nn/test_dropout.py, rewritten for these
+modules), exact bits against fastdrop's NumPy backend, the custom ops' registration checks,
+seeds from torch's generator, layouts, threads and the OpenMP runtimes side by side."""
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="fastdrop.torch needs PyTorch (pip install fastdrop[torch])")
+
+import fastdrop  # noqa: E402
+import fastdrop.torch as ft  # noqa: E402
+
+SEED_HIGH = (1 << 63) - 1
+FLOATS = [torch.float16, torch.float32, torch.float64]
+MODULES = [ft.Dropout, ft.Dropout1d, ft.Dropout2d, ft.Dropout3d, ft.AlphaDropout, ft.FeatureAlphaDropout]
+TORCH_MODULES = [torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+                 torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout]
+
+
+def next_seed():
+    """The seed the next training call draws from torch's default generator (state untouched)."""
+    state = torch.get_rng_state()
+    seed = int(torch.randint(0, SEED_HIGH, (), dtype=torch.int64))
+    torch.set_rng_state(state)
+    return seed
+
+
+def numpy_reference(fn, x, *args, **kwargs):
+    with fastdrop.use_backend("numpy"):
+        return fn(x.detach().numpy(), *args, **kwargs)
+
+
+# --- exact bits ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_dropout_is_fastdrops_bits_with_a_seed_from_torchs_generator(dtype):
+    torch.manual_seed(7)
+    x = torch.randn(37, 29, dtype=dtype)
+    seed = next_seed()
+    y = ft.dropout(x, 0.3)
+    np.testing.assert_array_equal(y.numpy(), numpy_reference(fastdrop.dropout, x, 0.3, seed=seed))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_backward_regenerates_the_forwards_mask(dtype):
+    torch.manual_seed(8)
+    x = torch.randn(5, 6, 7, dtype=dtype, requires_grad=True)
+    seed = next_seed()
+    y = ft.dropout(x, 0.4)
+    g = torch.randn_like(x)
+    y.backward(g)
+    np.testing.assert_array_equal(x.grad.numpy(), numpy_reference(fastdrop.dropout, g, 0.4, seed=seed))
+
+
+def test_feature_dropout_bits_are_fastdrops_noise_shaped_mask():
+    torch.manual_seed(9)
+    x = torch.randn(4, 6, 3, 5)
+    seed = next_seed()
+    y = ft.dropout2d(x, 0.5)
+    ref = numpy_reference(fastdrop.dropout, x, 0.5, seed=seed, noise_shape=(4, 6, 1, 1))
+    np.testing.assert_array_equal(y.numpy(), ref)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_alpha_dropout_and_its_gradient_are_fastdrops_bits(dtype):
+    torch.manual_seed(10)
+    x = torch.randn(300, dtype=dtype, requires_grad=True)
+    seed = next_seed()
+    y = ft.alpha_dropout(x, 0.2, training=True)
+    np.testing.assert_array_equal(y.detach().numpy(), numpy_reference(fastdrop.alpha_dropout, x, 0.2, seed=seed))
+    g = torch.randn_like(x)
+    y.backward(g)
+    np.testing.assert_array_equal(x.grad.numpy(), numpy_reference(fastdrop.alpha_dropout_grad, g, 0.2, seed=seed))
+
+
+def test_feature_alpha_dropout_is_torchs_formula_on_fastdrops_channel_mask():
+    torch.manual_seed(11)
+    x = torch.randn(8, 5, 4, dtype=torch.float64)
+    seed = next_seed()
+    p, alpha = 0.5, 1.7580993408473766
+    y = ft.feature_alpha_dropout(x, p, training=True)
+    kept = fastdrop.dropout_mask((8, 5, 1), p, seed=seed)
+    assert 0 < kept.sum() < kept.size
+    a = 1.0 / np.sqrt((alpha * alpha * p + 1) * (1 - p))      # torch's _dropout_impl
+    expected = np.where(kept, x.numpy() * a + alpha * a * p, -alpha * a * (1 - p))
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-14, atol=1e-14)
+
+
+def test_a_dropped_nan_becomes_zero_where_torch_keeps_it():
+    x = torch.full((1000,), float("nan"))
+    y = ft.dropout(x, 0.5)
+    dropped = ~torch.isnan(y)
+    assert 300 < int(dropped.sum()) < 700
+    assert torch.all(y[dropped] == 0)
+    assert torch.equal(ft.dropout(torch.tensor([float("inf"), float("nan")]), 1.0), torch.zeros(2))
+
+
+def test_bfloat16_goes_through_float32_with_the_same_mask():
+    torch.manual_seed(12)
+    x = torch.randn(64, 33)
+    seed = next_seed()
+    y = ft.dropout(x.bfloat16(), 0.25)
+    assert y.dtype == torch.bfloat16
+    ref = numpy_reference(fastdrop.dropout, x.bfloat16().float(), 0.25, seed=seed)
+    assert torch.equal(y, torch.from_numpy(ref).bfloat16())
+
+
+# --- the custom ops ---------------------------------------------------------------------------------
+OPS = ["dropout", "alpha_dropout", "alpha_dropout_grad"]
+
+
+@pytest.mark.parametrize("feature", [False, True])
+@pytest.mark.parametrize("name", OPS)
+def test_opcheck(name, feature):
+    op = getattr(torch.ops.fastdrop, name)
+    x = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(op, (x, torch.tensor(123), 0.3, feature))
+    torch.library.opcheck(op, (x.transpose(0, 2), torch.tensor(5), 0.6, feature))
+
+
+def test_opcheck_in_place():
+    torch.library.opcheck(torch.ops.fastdrop.dropout_, (torch.randn(6, 5), torch.tensor(3), 0.3, False, False))
+    torch.library.opcheck(torch.ops.fastdrop.dropout_, (torch.randn(6, 5, 2), torch.tensor(3), 0.3, True, True))
+
+
+@pytest.mark.parametrize("feature", [False, True])
+@pytest.mark.parametrize("name", ["dropout", "alpha_dropout"])
+def test_gradcheck_and_gradgradcheck(name, feature):
+    op = getattr(torch.ops.fastdrop, name)
+    x = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
+    seed = torch.tensor(99)
+
+    def fn(t):
+        return op(t, seed, 0.35, feature)
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_autograd_saves_only_the_seed():
+    saved = []
+
+    def pack(t):
+        saved.append((tuple(t.shape), t.dtype))
+        return t
+    x = torch.randn(256, 128, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = ft.dropout(x, 0.5)
+    assert saved == [((), torch.int64)]
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
+
+
+def test_torch_compile_fullgraph_inductor_trains():
+    torch.manual_seed(13)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), ft.Dropout(0.5), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    compiled = torch.compile(model, fullgraph=True, backend="inductor")
+    x = torch.randn(64, 16)
+    hidden = model[0](x).detach()
+    out = compiled(x)
+    out.sum().backward()
+    assert model[0].weight.grad is not None and torch.isfinite(model[0].weight.grad).all()
+    # the compiled dropout drops about half of the hidden units and scales the rest by 2
+    drop = torch.compile(lambda t: ft.dropout(t, 0.5), fullgraph=True, backend="inductor")(hidden)
+    kept = drop != 0
+    assert 0.4 < kept.float().mean() < 0.6
+    assert torch.equal(drop[kept], hidden[kept] * 2)
+
+
+# --- seeds from torch's generator ------------------------------------------------------------------------
+def test_manual_seed_and_fork_rng_reproduce_the_masks():
+    x = torch.randn(1000)
+    torch.manual_seed(1)
+    first = ft.dropout(x)
+    second = ft.dropout(x)
+    assert not torch.equal(first, second)              # every call draws its own seed
+    torch.manual_seed(1)
+    assert torch.equal(ft.dropout(x), first)
+    with torch.random.fork_rng():
+        inside = ft.dropout(x)
+    assert torch.equal(inside, second)                 # fork_rng restores the state on exit
+    assert torch.equal(ft.dropout(x), second)
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_activation_checkpointing_recomputes_the_same_masks(use_reentrant):
+    from torch.utils.checkpoint import checkpoint
+    torch.manual_seed(2)
+    block = torch.nn.Sequential(torch.nn.Linear(20, 40), ft.Dropout(0.5), torch.nn.Linear(40, 20), ft.Dropout(0.3))
+    x = torch.randn(8, 20, requires_grad=True)
+    torch.manual_seed(3)
+    plain = block(x)
+    plain.sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+    x.grad = None
+    block.zero_grad(set_to_none=True)
+    torch.manual_seed(3)
+    out = checkpoint(block, x, use_reentrant=use_reentrant)
+    out.sum().backward()
+    assert torch.equal(out, plain)
+    for got, want in zip([x.grad] + [p.grad for p in block.parameters()], grads):
+        assert torch.equal(got, want)
+
+
+def test_masks_do_not_depend_on_torch_or_fastdrop_threads():
+    x = torch.randn(1 << 20)
+    results = []
+    previous = torch.get_num_threads()
+    try:
+        for torch_threads, fd_threads in [(1, None), (2, None), (1, 2), (2, 1), (2, 3)]:
+            torch.set_num_threads(torch_threads)
+            torch.manual_seed(4)
+            if fd_threads is None:
+                results.append(ft.dropout(x, 0.5))
+            else:
+                with fastdrop.use_num_threads(fd_threads):
+                    results.append(ft.dropout(x, 0.5))
+    finally:
+        torch.set_num_threads(previous)
+    for y in results[1:]:
+        assert torch.equal(y, results[0])
+
+
+# --- layouts ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda t: t.contiguous(memory_format=torch.channels_last),
+    lambda t: t.transpose(1, 3),
+    lambda t: t[:, :, ::2],
+    lambda t: t.permute(3, 1, 0, 2).contiguous().permute(2, 1, 3, 0),
+], ids=["channels_last", "transposed", "sliced", "permuted"])
+@pytest.mark.parametrize("fn", [ft.dropout, ft.dropout2d])
+def test_strided_inputs_keep_torchs_output_layout_and_the_logical_mask(make, fn):
+    base = torch.randn(3, 4, 6, 5)
+    x = make(base)
+    assert torch.equal(x, make(base))
+    torch.manual_seed(5)
+    y = fn(x, 0.5)
+    torch.manual_seed(5)
+    expected = torch.nn.Dropout(0.5)(x)                  # torch's layout for the same input
+    assert y.stride() == expected.stride()
+    torch.manual_seed(5)
+    assert torch.equal(y, fn(x.contiguous(), 0.5))       # the mask follows the logical index
+
+
+def test_contiguous_float32_runs_on_the_tensors_memory():
+    x = torch.randn(100, 10)
+    view = x.numpy()
+    assert np.shares_memory(view, x.numpy())            # the zero-copy view fastdrop is given
+    y = ft.dropout(x, 0.5, inplace=True)
+    assert y is x and y.data_ptr() == view.ctypes.data
+    assert 0.35 < float((x == 0).float().mean()) < 0.65
+
+
+def test_grad_of_channels_last_input_keeps_its_layout():
+    x = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = ft.dropout2d(x, 0.5)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.backward(torch.ones_like(y))
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+# --- PyTorch's own dropout tests, rewritten ---------------------------------------------------------------
+def check_dropout(cls, input, memory_format=torch.contiguous_format):
+    """test_dropout.py's _test_dropout: mean of output and gradient near 1 - p, layouts kept,
+    the in-place variant on a non-leaf, eval mode the identity, a printable module."""
+    p = 0.2
+    input = input.fill_(1 - p)
+    module = cls(p)
+    input_var = input.clone(memory_format=memory_format).requires_grad_()
+    output = module(input_var)
+    assert output.is_contiguous(memory_format=memory_format)
+    assert abs(float(output.data.mean()) - (1 - p)) < 0.05
+    output.backward(input)
+    assert input_var.grad.is_contiguous(memory_format=memory_format)
+    assert abs(float(input_var.grad.data.mean()) - (1 - p)) < 0.05
+
+    module = cls(p, True)
+    input_var = input.clone(memory_format=memory_format).requires_grad_()
+    output = module(input_var + 0)
+    assert output.is_contiguous(memory_format=memory_format)
+    assert abs(float(output.data.mean()) - (1 - p)) < 0.05
+    output.backward(input)
+    assert input_var.grad.is_contiguous(memory_format=memory_format)
+    assert abs(float(input_var.grad.data.mean()) - (1 - p)) < 0.05
+
+    for inplace in [True, False]:
+        module = cls(p, inplace).eval()
+        assert torch.equal(input, module(input))
+    assert repr(module) == f"{cls.__name__}(p={p}, inplace=False)"
+
+
+def check_dropout_discontiguous(cls, memory_format=torch.contiguous_format):
+    for p in [0, 1e-10]:
+        inp = torch.ones(2, 3, 3, 3)
+        inp_discontiguous = torch.empty(2, 3, 3, 6, memory_format=memory_format)[..., ::2]
+        inp_discontiguous.copy_(inp)
+        out = cls(p=p)(inp_discontiguous)
+        if p != 0:
+            assert out.is_contiguous(memory_format=memory_format)
+        assert torch.equal(inp_discontiguous, out)
+
+
+def test_Dropout():
+    torch.manual_seed(20)
+    check_dropout(ft.Dropout, torch.empty(1000))
+    check_dropout_discontiguous(ft.Dropout)
+    check_dropout_discontiguous(ft.Dropout, memory_format=torch.channels_last)
+    check_dropout(ft.Dropout, torch.empty(1000).bfloat16())
+
+
+def test_dropout_stride_mean_preserve():
+    inp = torch.ones(2, 3, 4, 5)
+    for perm in itertools.permutations((0, 1, 2, 3)):
+        inverse = tuple(perm.index(axis) for axis in range(4))
+        for shift in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+            for p in [1e-10, 0.3, 0.5, 0.7]:
+                permuted = inp.permute(perm).contiguous().permute(inverse)[shift[0]:, shift[1]:, :, :]
+                out = ft.Dropout(p=p)(permuted)
+                assert out.permute(perm).is_contiguous()
+                assert abs(float(out.mean()) - 1.0) < 0.5 + 0.5
+                if p == 1e-10:
+                    assert torch.equal(permuted, out)
+                else:
+                    assert not torch.equal(permuted, out)
+
+
+def check_no_batch(module, input):
+    with torch.random.fork_rng():
+        unbatched = module(input.clone())
+    with torch.random.fork_rng():
+        batched = module(input.clone().unsqueeze(0)).squeeze(0)
+    assert torch.equal(unbatched, batched)
+
+
+def check_channel_zero(module, input):
+    result = module(input)
+    per_channel = int(np.prod(input.shape[2:]))
+    counts = result.reshape(input.shape[0], input.shape[1], -1).count_nonzero(dim=2)
+    assert torch.all((counts == 0) | (counts == per_channel))
+    assert 0 < int((counts == 0).sum()) < counts.numel()
+
+
+def test_Dropout1d():
+    torch.manual_seed(21)
+    with torch.random.fork_rng():
+        torch.set_default_dtype(torch.float64)
+        try:
+            check_dropout(ft.Dropout1d, torch.empty(400, 12, 13))
+        finally:
+            torch.set_default_dtype(torch.float32)
+    with pytest.raises(RuntimeError, match="Expected 2D or 3D input, but received a 4D input"):
+        ft.Dropout1d(p=0.5)(torch.rand(1, 2, 2, 2))
+    with pytest.raises(RuntimeError, match="Expected 2D or 3D input, but received a 1D input"):
+        ft.Dropout1d(p=0.5)(torch.rand(2))
+    check_no_batch(ft.Dropout1d(p=0.5), torch.rand(50, 2))
+    check_no_batch(ft.Dropout1d(p=0.5, inplace=True), torch.rand(50, 2))
+    check_channel_zero(ft.Dropout1d(p=0.5), torch.ones(10, 4, 2))
+    check_channel_zero(ft.Dropout1d(p=0.5, inplace=True), torch.ones(10, 4, 2))
+
+
+def test_Dropout2d():
+    torch.manual_seed(22)
+    input = torch.empty(1000, 3, 4, 2)
+    check_dropout(ft.Dropout2d, input)
+    check_dropout(ft.Dropout2d, input, memory_format=torch.channels_last)
+    check_dropout_discontiguous(ft.Dropout2d)
+    check_dropout_discontiguous(ft.Dropout2d, memory_format=torch.channels_last)
+    with pytest.warns(UserWarning, match="Received a 5-D input to dropout2d"):
+        ft.Dropout2d(p=0.5)(torch.rand(1, 2, 2, 2, 2))
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d"):
+        ft.Dropout2d(p=0.5)(torch.rand(1, 2))
+    with pytest.warns(UserWarning, match="assuming that channel-wise 1D dropout behavior is desired"):
+        ft.Dropout2d(p=0.5)(torch.rand(1, 2, 2))
+    check_channel_zero(ft.Dropout2d(p=0.5), torch.ones(10, 4, 2, 2))
+    check_channel_zero(ft.Dropout2d(p=0.5, inplace=True), torch.ones(10, 4, 2, 2))
+
+
+def test_Dropout3d():
+    torch.manual_seed(23)
+    check_dropout(ft.Dropout3d, torch.empty(1000, 2, 2, 3, 2))
+    check_dropout_discontiguous(ft.Dropout3d)
+    check_dropout_discontiguous(ft.Dropout3d, memory_format=torch.channels_last)
+    with pytest.warns(UserWarning, match="Received a 6-D input to dropout3d"):
+        ft.Dropout3d(p=0.5)(torch.rand(1, 2, 2, 2, 2, 2))
+    with pytest.warns(UserWarning, match="Received a 3-D input to dropout3d"):
+        ft.Dropout3d(p=0.5)(torch.rand(1, 2, 2))
+    check_no_batch(ft.Dropout3d(p=0.5), torch.rand(50, 2, 2, 2))
+    check_no_batch(ft.Dropout3d(p=0.5, inplace=True), torch.rand(50, 2, 2, 2))
+    check_channel_zero(ft.Dropout3d(p=0.5), torch.ones(10, 4, 2, 2, 2))
+    check_channel_zero(ft.Dropout3d(p=0.5, inplace=True), torch.ones(10, 4, 2, 2, 2))
+
+
+def check_alpha(cls, input):
+    """_test_alpha_dropout: mean and std of standard-normal input kept within 0.1."""
+    mean, std = input.mean(), input.std()
+    for p in [0.2, 0.5, 0.8]:
+        input_var = input.detach().clone().requires_grad_()
+        output = cls(p)(input_var)
+        assert abs(float(output.data.mean() - mean)) < 0.1
+        assert abs(float(output.data.std() - std)) < 0.1
+        output.backward(input)
+
+
+def test_AlphaDropout():
+    torch.manual_seed(24)
+    check_alpha(ft.AlphaDropout, torch.randn(5000))
+
+
+def test_FeatureAlphaDropout():
+    torch.manual_seed(25)
+    check_alpha(ft.FeatureAlphaDropout, torch.randn(1000, 3, 2, 4, 5))
+    check_alpha(ft.FeatureAlphaDropout, torch.randn(50, 20, 64, 64))
+
+
+def test_empty_dropout():
+    x = torch.tensor([])
+    assert ft.dropout(x).size() == x.size()
+
+
+def test_p_zero_one_and_eval_match_torch_without_drawing():
+    x = torch.randn(50, requires_grad=True)
+    state = torch.get_rng_state()
+    assert ft.dropout(x, 0.0) is x and ft.dropout(x, 0.5, training=False) is x
+    assert ft.alpha_dropout(x, 0.5) is x                   # alpha_dropout's training defaults to False
+    assert torch.equal(torch.get_rng_state(), state)
+    y = ft.dropout(x, 1.0)
+    y.sum().backward()
+    assert torch.equal(y, torch.zeros(50)) and torch.equal(x.grad, torch.zeros(50))
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+def torch_error(fn):
+    with pytest.raises(Exception) as info:
+        fn()
+    return info.type, str(info.value)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.1])
+@pytest.mark.parametrize("index", range(len(MODULES)))
+def test_invalid_p_raises_torchs_error(index, p):
+    kind, message = torch_error(lambda: TORCH_MODULES[index](p))
+    with pytest.raises(kind) as info:
+        MODULES[index](p)
+    assert str(info.value) == message
+    for ours, theirs in [(ft.dropout, torch.nn.functional.dropout), (ft.alpha_dropout, torch.nn.functional.alpha_dropout),
+                         (ft.dropout2d, torch.nn.functional.dropout2d)]:
+        kind, message = torch_error(lambda: theirs(torch.ones(1, 1, 1), p))
+        with pytest.raises(kind) as info:
+            ours(torch.ones(1, 1, 1), p)
+        assert str(info.value) == message
+
+
+@pytest.mark.parametrize("fn", [ft.dropout, ft.dropout1d, ft.alpha_dropout, ft.feature_alpha_dropout])
+def test_in_place_on_a_leaf_that_requires_grad_raises_torchs_error_and_draws_nothing(fn):
+    leaf = torch.randn(3, 4, requires_grad=True)
+    kind, message = torch_error(lambda: torch.nn.functional.dropout(leaf, 0.5, True, True))
+    state = torch.get_rng_state()
+    with pytest.raises(kind) as info:
+        fn(leaf, 0.5, True, True)
+    assert str(info.value) == message
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_in_place_on_a_non_leaf_carries_the_gradient():
+    torch.manual_seed(26)
+    x = torch.randn(200, requires_grad=True)
+    h = x * 1
+    y = ft.dropout(h, 0.5, inplace=True)
+    assert y is h
+    y.sum().backward()
+    assert torch.equal(x.grad, (y != 0).float() * 2)
+
+
+def test_other_devices_and_dtypes_are_refused_by_name():
+    with pytest.raises(TypeError, match="device meta"):
+        ft.dropout(torch.empty(3, device="meta"))
+    with pytest.raises(TypeError, match="got torch.int64"):
+        ft.dropout(torch.arange(4))
+    with pytest.raises(RuntimeError, match="Feature dropout requires at least 2 dimensions in the input"):
+        ft.feature_alpha_dropout(torch.randn(3), 0.5, True)
+
+
+# --- modules -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("index", range(len(MODULES)))
+def test_modules_print_load_and_switch_like_torchs(index):
+    ours, theirs = MODULES[index](0.3, True), TORCH_MODULES[index](0.3, True)
+    assert repr(ours) == repr(theirs) and isinstance(ours, TORCH_MODULES[index])
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), TORCH_MODULES[index](0.3))
+    ported = torch.nn.Sequential(torch.nn.Linear(4, 4), MODULES[index](0.3))
+    ported.load_state_dict(model.state_dict(), strict=True)
+    assert list(ported.state_dict()) == list(model.state_dict())
+    assert ported.eval()[1].training is False and ported.train()[1].training is True
+
+
+def test_module_follows_train_and_eval():
+    module = ft.Dropout(0.5)
+    x = torch.ones(1000)
+    assert not torch.equal(module(x), x)
+    module.eval()
+    assert module(x) is x
+    module.train()
+    assert int((module(x) == 0).sum()) > 300
+
+
+def test_importing_fastdrop_does_not_import_torch():
+    code = "import sys, fastdrop; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --- threads and the two OpenMP runtimes ---------------------------------------------------------------------------
+THREADS_SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    first, second = sys.argv[1:3]
+    mods = {}
+    for name in (first, second):
+        mods[name] = __import__(name)
+    import torch, fastdrop, fastdrop.torch as ft
+    from fastdrop import _backend
+    torch.set_num_threads(2)
+    assert _backend.num_threads_or(torch.get_num_threads()) == 2, "fastdrop did not follow torch"
+    with fastdrop.use_num_threads(1):
+        assert _backend.num_threads_or(torch.get_num_threads()) == 1, "fastdrop's own setting lost"
+    x = torch.randn(1 << 22)
+    a = torch.randn(512, 512)
+    for _ in range(5):
+        y = ft.dropout(x, 0.5)
+        (a @ a).sum()
+    with fastdrop.use_num_threads(1):
+        torch.manual_seed(0); one = ft.dropout(x, 0.5)
+    torch.manual_seed(0); two = ft.dropout(x, 0.5)
+    assert torch.equal(one, two)
+    time.sleep(0.5)                               # the pools' spin-wait is over: count the threads
+    threads = len(os.listdir("/proc/self/task"))
+    start = time.process_time()
+    time.sleep(1.0)                               # idle pools sleep: no CPU time while the main thread does
+    print(threads, time.process_time() - start)
+""")
+
+
+@pytest.mark.parametrize("order", [("fastdrop", "torch"), ("torch", "fastdrop")])
+def test_both_openmp_runtimes_load_in_either_order_without_oversubscribing(order):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("counts threads through /proc")
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "FASTDROP_NUM_THREADS"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, *order], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    threads, busy = done.stdout.split()[-2:]
+    # the main thread, one extra worker per 2-thread pool (torch's, fastdrop's), at most two helpers
+    assert int(threads) <= 1 + 1 + 1 + 2, f"{threads} threads after alternating torch and fastdrop calls"
+    assert float(busy) < 0.5, f"{busy} CPU seconds burnt in a second of idle: a pool spins"
