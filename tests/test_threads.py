@@ -194,8 +194,8 @@ def test_default_thread_count_follows_the_environment(env, expected):
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
 def test_default_thread_count_is_the_cpus_available_to_the_process():
     cpu = sorted(os.sched_getaffinity(0))[0]
-    got = run_python(f"import os; os.sched_setaffinity(0, {{{cpu}}}); import fastdrop; print(fastdrop.get_num_threads())")
-    assert got == "1"
+    code = f"import os; os.sched_setaffinity(0, {{{cpu}}}); import fastdrop; print(fastdrop.get_num_threads())"
+    assert run_python(code) == "1"
 
 
 @needs_openmp
