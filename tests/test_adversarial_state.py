@@ -74,7 +74,7 @@ def run_script(tmp_path, body, **env):
     script = tmp_path / "script.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "FASTDROP_NUM_THREADS": "", **env},
+                            text=True, env={**os.environ, "FASTDROP_NUM_THREADS": "1", **env},
                             start_new_session=True)
     try:
         out, err = proc.communicate(timeout=TIMEOUT)

@@ -206,6 +206,7 @@ def test_zero_size_and_zero_d(backend):
     for p in (0.5, np.array(0.25)):
         assert _same_bits(fd.dropout_add(x, r, p, bias=np.array(1.0), seed=7),
                           composition(x, r, p, np.array(1.0), seed=7))
+    assert _same_bits(fd.dropout_add(x, r, 0.5, bias=np.array(1.0), training=False), np.array(4.5))
 
 
 # --- no dropout --------------------------------------------------------------------------------------

@@ -5,14 +5,23 @@ static state or racy counter would show up as a mismatch with the serial run.
 
 ``use_backend`` is context-local and a worker thread starts with an empty context, so every
 worker enters the backend under test itself; otherwise it would run the process-wide one.
+
+The last part: the default kernel thread count (FASTDROP_NUM_THREADS, OMP_NUM_THREADS, the
+CPUs available) and threadpoolctl listing and limiting fastdrop's pool.
 """
+import importlib.util
+import os
+import subprocess
+import sys
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 import fastdrop as fd
+from fastdrop import _backend
 
 N_THREADS = 8
 ROUNDS = 4
@@ -148,3 +157,139 @@ def test_layer_pickles_and_copies_without_its_lock():
         assert clone.counter == 1
         assert np.array_equal(clone(np.ones(64)), second)
         clone(np.ones(64))                     # the clone's lock works too
+
+
+# ---- the default thread count and threadpoolctl ---------------------------------------------
+
+needs_openmp = pytest.mark.skipif(not _backend.openmp(), reason="needs the compiled backend built with OpenMP")
+CLEAN_ENV = {"FASTDROP_NUM_THREADS": "", "OMP_NUM_THREADS": "", "FASTDROP_BACKEND": "", "PYTHON_CPU_COUNT": ""}
+
+
+def run_python(code, **env):
+    """stdout of ``code`` in a fresh interpreter whose thread variables are cleared, then ``env``."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **CLEAN_ENV, **env})
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def affinity_cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+@needs_openmp
+@pytest.mark.parametrize("env, expected", [
+    ({}, "cpus"),
+    ({"OMP_NUM_THREADS": "3"}, 3),
+    ({"OMP_NUM_THREADS": " 5,2 "}, 5),                  # an OpenMP list: its first entry is the outer level
+    ({"FASTDROP_NUM_THREADS": "2", "OMP_NUM_THREADS": "7"}, 2),
+    ({"FASTDROP_NUM_THREADS": " ", "OMP_NUM_THREADS": "4"}, 4),
+])
+def test_default_thread_count_follows_the_environment(env, expected):
+    got = run_python("import fastdrop; print(fastdrop.get_num_threads())", **env)
+    assert int(got) == (min(affinity_cpus(), _backend.MAX_THREADS) if expected == "cpus" else expected)
+
+
+@needs_openmp
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+def test_default_thread_count_is_the_cpus_available_to_the_process():
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    code = f"import os; os.sched_setaffinity(0, {{{cpu}}}); import fastdrop; print(fastdrop.get_num_threads())"
+    assert run_python(code) == "1"
+
+
+@needs_openmp
+@pytest.mark.parametrize("value", ["two", "0", "-1", "1025", ",4", "2.5"])
+def test_unusable_omp_num_threads_warns_and_falls_back(value):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        n = _backend.default_num_threads({"OMP_NUM_THREADS": value})
+    assert n == _backend.available_cpus()
+    assert [str(w.message).split(" is not")[0] for w in caught] == [f"OMP_NUM_THREADS={value!r}"]
+    assert caught[0].category is RuntimeWarning and "fastdrop ignores it" in str(caught[0].message)
+
+
+def test_default_thread_count_without_openmp(monkeypatch):
+    monkeypatch.setattr(_backend, "openmp", lambda: False)
+    assert _backend.default_num_threads({"OMP_NUM_THREADS": "8"}) == 1
+
+
+def test_available_cpus_is_bounded():
+    assert 1 <= _backend.available_cpus() <= min(os.cpu_count() or 1, _backend.MAX_THREADS)
+
+
+needs_threadpoolctl = pytest.mark.skipif(importlib.util.find_spec("threadpoolctl") is None,
+                                         reason="threadpoolctl is not installed (the test extra has it)")
+
+
+def _fastdrop_entries(info):
+    return [entry for entry in info if entry["internal_api"] == "fastdrop"]
+
+
+LIMITS_SCRIPT = """
+import sys
+{imports}
+assert "threadpoolctl" in sys.modules
+import numpy as np
+from threadpoolctl import ThreadpoolController, threadpool_info, threadpool_limits
+mine = [e for e in threadpool_info() if e["internal_api"] == "fastdrop"]
+assert len(mine) == 1, mine
+assert mine[0]["user_api"] == "openmp" and mine[0]["num_threads"] == fastdrop.get_num_threads() == 3, mine
+assert mine[0]["version"] == fastdrop.__version__ and mine[0]["isa"] == fastdrop.info()["isa"]
+x = np.random.default_rng(0).standard_normal(1 << 20).astype(np.float32)
+ref = fastdrop.dropout(x, 0.5, seed=1)
+with threadpool_limits(1, user_api="openmp"):
+    assert fastdrop.get_num_threads() == 1
+    assert np.array_equal(fastdrop.dropout(x, 0.5, seed=1), ref)
+assert fastdrop.get_num_threads() == 3
+with threadpool_limits(2):
+    assert fastdrop.get_num_threads() == 2
+with ThreadpoolController().select(internal_api="fastdrop").limit(limits=1):
+    assert fastdrop.get_num_threads() == 1
+with threadpool_limits(1, user_api="blas"):
+    assert fastdrop.get_num_threads() == 3
+with fastdrop.use_num_threads(2), threadpool_limits(1):
+    assert fastdrop.get_num_threads() == 2        # a use_num_threads block overrides in its context
+assert fastdrop.get_num_threads() == 3
+print("ok")
+"""
+
+
+@needs_openmp
+@needs_threadpoolctl
+@pytest.mark.parametrize("imports", [
+    "import threadpoolctl\nimport fastdrop",
+    "import fastdrop\nimport threadpoolctl",
+    "import fastdrop, importlib.util\nassert importlib.util.find_spec('threadpoolctl')\nimport threadpoolctl",
+])
+def test_threadpoolctl_lists_and_limits_fastdrop(imports):
+    """threadpoolctl imported before or after fastdrop sees its pool and limits it."""
+    assert run_python(LIMITS_SCRIPT.format(imports=imports), FASTDROP_NUM_THREADS="3") == "ok"
+
+
+def test_import_fastdrop_does_not_import_threadpoolctl():
+    code = "import sys, fastdrop; print('threadpoolctl' in sys.modules)"
+    assert run_python(code) == "False"
+
+
+@needs_openmp
+@needs_threadpoolctl
+def test_threadpoolctl_module_is_left_as_imported():
+    code = ("import fastdrop, inspect, sys, threadpoolctl\n"
+            "print(type(threadpoolctl.__loader__).__name__, type(threadpoolctl.__spec__.loader).__name__,"
+            " bool(inspect.getsource(threadpoolctl)),"
+            " any(type(f).__name__ == '_ThreadpoolctlHook' for f in sys.meta_path))")
+    assert run_python(code) == "SourceFileLoader SourceFileLoader True False"
+
+
+@needs_openmp
+def test_threadpoolctl_limits_above_the_maximum_are_capped():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = fd.get_num_threads()
+    try:
+        with threadpoolctl.threadpool_limits(_backend.MAX_THREADS + 5, user_api="openmp"):
+            assert fd.get_num_threads() == _backend.MAX_THREADS
+        assert fd.get_num_threads() == before
+        assert _fastdrop_entries(threadpoolctl.threadpool_info())[0]["num_threads"] == before
+    finally:
+        fd.set_num_threads(before)

@@ -40,12 +40,23 @@ for forks made through Python (``os.fork``); a fork from C code that then runs
 multi-threaded kernels in the child is not covered.  The "spawn" start method imports
 fastdrop afresh and reads ``FASTDROP_NUM_THREADS``; "forkserver" workers are forks, covered
 as above, of a server that did the same.
+
+The default thread count (``default_num_threads``): ``FASTDROP_NUM_THREADS`` (an error at
+import when it is not an integer in [1, MAX_THREADS]: it is fastdrop's own variable), else
+``OMP_NUM_THREADS`` (a warning, and ignored, when fastdrop cannot use it: other libraries
+read it too), else the CPUs available to the process (``available_cpus``); 1 without
+OpenMP.  Whatever the count, a call on fewer than PARALLEL_MIN_BLOCKS blocks (256 blocks of
+1024 elements, ``_walkers.c``) runs on the calling thread alone.  threadpoolctl lists and
+limits the count once it is imported (``register_with_threadpoolctl``, ``_threadpool.py``).
 """
 import contextlib
 import contextvars
 import functools
 import importlib
+import importlib.util
 import os
+import sys
+import warnings
 
 from . import _isa, _numpy_backend
 from ._validation import check_int
@@ -281,6 +292,104 @@ def _from_env():
             set_num_threads(int(threads))
         except ValueError as exc:
             raise ValueError(f"{exc} (from the environment variable FASTDROP_NUM_THREADS={raw!r})") from None
+    else:
+        set_num_threads(default_num_threads())
+
+
+# --- the default thread count ------------------------------------------------------------------
+def available_cpus():
+    """The CPUs this process may run on: ``os.process_cpu_count()`` (Python 3.13+: the
+    affinity mask, or PYTHON_CPU_COUNT), else ``len(os.sched_getaffinity(0))`` where the OS
+    has it, else ``os.cpu_count()``; at least 1, at most MAX_THREADS."""
+    count = None
+    if hasattr(os, "process_cpu_count"):
+        count = os.process_cpu_count()
+    if count is None and hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    if count is None:
+        count = os.cpu_count()
+    return max(1, min(count or 1, MAX_THREADS))
+
+
+def default_num_threads(environ=None):
+    """The thread count when FASTDROP_NUM_THREADS is not set, as OpenMP and OpenBLAS users
+    expect: ``OMP_NUM_THREADS`` (its first entry, the outer level, when it is a list such as
+    "4,2"), else ``available_cpus()``; 1 when the compiled kernels have no OpenMP.
+
+    OMP_NUM_THREADS belongs to every OpenMP library of the process, so an entry fastdrop
+    cannot use (not an integer in [1, MAX_THREADS]) is not an import error: like libgomp and
+    OpenBLAS, fastdrop ignores it, with a RuntimeWarning naming the variable and the value."""
+    if not openmp():
+        return 1
+    environ = os.environ if environ is None else environ
+    raw = environ.get("OMP_NUM_THREADS", "")
+    if raw.strip():
+        first = raw.split(",")[0].strip()
+        if first.isascii() and first.isdigit() and 1 <= int(first) <= MAX_THREADS:
+            return int(first)
+        warnings.warn(f"OMP_NUM_THREADS={raw!r} is not a thread count fastdrop can use (an integer in "
+                      f"[1, {MAX_THREADS}], or a list whose first entry is one); fastdrop ignores it and uses "
+                      f"the {available_cpus()} CPUs available to the process", RuntimeWarning, stacklevel=2)
+    return available_cpus()
+
+
+def process_num_threads():
+    """The process-wide thread count (``set_num_threads``'s), whatever this context's override."""
+    return _num_threads
+
+
+# --- threadpoolctl -------------------------------------------------------------------------------
+class _ThreadpoolctlHook:
+    """A meta path finder that registers fastdrop's controller once threadpoolctl is imported:
+    it hands out threadpoolctl's spec with its loader wrapped so the registration runs right
+    after the module has run, and then leaves ``sys.meta_path``.  ``importlib.util.find_spec``
+    alone (no import) leaves it in place.  It answers None for every other module."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "threadpoolctl":
+            return None
+        for finder in list(sys.meta_path):
+            find = getattr(finder, "find_spec", None)
+            spec = None if finder is self or find is None else find(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _RegisteringLoader(spec.loader, self)
+                return spec
+        return None
+
+
+class _RegisteringLoader:
+    """threadpoolctl's own loader, then the registration (duck-typed: importlib.abc costs ~30 ms)."""
+
+    def __init__(self, loader, hook):
+        self.loader, self.hook = loader, hook
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        module.__loader__ = module.__spec__.loader = self.loader       # leave no trace on the module
+        if self.hook in sys.meta_path:
+            sys.meta_path.remove(self.hook)
+        register_with_threadpoolctl()
+
+    def __getattr__(self, name):           # get_source, get_resource_reader, ... while it runs
+        return getattr(self.loader, name)
+
+
+def register_with_threadpoolctl():
+    """Make threadpoolctl list and limit fastdrop's pool (``fastdrop._threadpool``): now when
+    threadpoolctl is imported, else when it is.  Nothing to do without OpenMP kernels."""
+    if not openmp():
+        return
+    if "threadpoolctl" in sys.modules:
+        # threadpoolctl >= 3.5 takes third-party controllers; an older one is left alone
+        if hasattr(sys.modules["threadpoolctl"], "register"):
+            importlib.import_module("fastdrop._threadpool")
+    elif not any(isinstance(finder, _ThreadpoolctlHook) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _ThreadpoolctlHook())
 
 
 _from_env()
+register_with_threadpoolctl()

@@ -276,12 +276,9 @@ def residual_add(x, residual, bias, out, keep=None, scale=None):
     if bias is None and keep is None:
         with np.errstate(over="ignore", invalid="ignore"):      # inf/NaN inputs, as in the kernels
             return np.add(residual, x, out=out)
-    if x.ndim == 0:
+    target = out
+    if x.ndim == 0:             # with a bias, no mask: the noise shape of a 0-d x is x's (the fused pass)
         x, residual, target = x.reshape(1), residual.reshape(1), out.reshape(1)
-        keep = None if keep is None else keep.reshape(1)
-        scale = scale if keep is None or np.ndim(scale) == 0 else np.reshape(scale, 1)
-    else:
-        target = out
     if bias is not None:
         bias = np.broadcast_to(bias, x.shape)
     for index in _leading_pieces(x.shape, _ADD_PIECE_ELEMENTS):

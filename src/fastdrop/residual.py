@@ -29,7 +29,9 @@ def dropout_add(x, residual, p=0.5, *, bias=None, seed=None, training=True, nois
     ``residual`` must have x's shape and dtype (a skip connection adds two activations of one
     shape: a broadcast residual is refused, not guessed at); ``bias`` (None, or an array of
     x's dtype broadcasting to x's shape, typically one value per feature) is read in place,
-    never expanded.  With ``training=False`` or ``p == 0``: ``residual + (x + bias)``.
+    never expanded.  With ``training=False`` or ``p == 0``: ``residual + (x + bias)``.  A
+    noise shape other than x's (a shared mask) takes two steps: its keep mask, then the
+    mask applied in cache-sized pieces (the same bits).
     ``out`` may be x or residual (in place) or a separate array of x's shape.  The backward
     pass is ``dropout_add_grad`` with the same seed, offset, p and noise_shape.
     """
