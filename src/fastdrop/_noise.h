@@ -47,8 +47,12 @@
 #if FD_VECTOR
 typedef fd_f32v nz_f;
 typedef fd_i32v nz_i;
+typedef uint32_t nz_u FD_V(uint32_t, FD_L32);
 #  define NZ_LANES FD_L32
 #  define NZ_TRUE(c) (c)
+#  define NZ_SHR(i, k) ((nz_i)((nz_u)(i) >> (k)))       /* logical shift right */
+#  define NZ_SHL(i, k) ((nz_i)((nz_u)(i) << (k)))       /* shift left, modulo 2**32 */
+#  define NZ_WRAP_ADD(i, c) ((nz_i)((nz_u)(i) + (uint32_t)(c)))   /* addition modulo 2**32 */
 #  define NZ_TO_FLOAT(i) __builtin_convertvector(i, fd_f32v)
 #  define NZ_TO_INT(f) __builtin_convertvector(f, fd_i32v)
 #  define NZ_AS_INT(f) ((fd_i32v)(f))
@@ -70,6 +74,9 @@ typedef float nz_f;
 typedef int32_t nz_i;
 #  define NZ_LANES 1
 #  define NZ_TRUE(c) (-(int32_t)(c))
+#  define NZ_SHR(i, k) ((int32_t)((uint32_t)(i) >> (k)))
+#  define NZ_SHL(i, k) ((int32_t)((uint32_t)(i) << (k)))
+#  define NZ_WRAP_ADD(i, c) ((int32_t)((uint32_t)(i) + (uint32_t)(c)))
 #  define NZ_TO_FLOAT(i) ((float)(i))
 #  define NZ_TO_INT(f) ((int32_t)(f))
 static inline int32_t nz_as_int(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
@@ -101,7 +108,7 @@ static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded
    s = (m - 1)/(m + 1), the series to s**9 (the header's comment gives the error). */
 static inline nz_f nz_log(nz_f x) {
     nz_i bits = NZ_AS_INT(x);
-    nz_i e = ((bits >> 23) & 0xFF) - 127;
+    nz_i e = (bits >> 23) - 127;                            /* x > 0: no sign bit */
     nz_i mbits = (bits & 0x7FFFFF) | 0x3F800000;
     nz_i big = NZ_TRUE(NZ_AS_FLOAT(mbits) > FD_NZ_SQRT2);
     mbits -= big & 0x800000;                                /* m / 2, exactly */
@@ -114,55 +121,58 @@ static inline nz_f nz_log(nz_f x) {
     return ef * FD_NZ_LN2_HI + (ef * FD_NZ_LN2_LO + ln_m);
 }
 
-/* The standard normals of NZ_LANES words given as their high and low 32-bit halves. */
-static inline nz_f nz_normal(nz_i hi, nz_i lo) {
-    /* radius: -2 ln u */
-    nz_i odd = ((hi >> 2) & 0x3FFFFFFF) * 2 + 1;           /* the arithmetic shift's sign bits masked off */
+/* Box-Muller's radius sqrt(-2 ln u) of NZ_LANES words given as their high 32-bit halves. */
+static inline nz_f nz_radius(nz_i hi) {
+    nz_i odd = NZ_SHR(hi, 1) | 1;                          /* 2 (hi >> 2) + 1, hi unsigned */
     nz_f u = NZ_TO_FLOAT(odd) * 0x1p-31f;
-    nz_f radius = nz_sqrt(nz_log(u) * -2.0f);
-    /* angle: octant and reflected fraction in integers */
-    nz_i octant = (lo >> 29) & 7;
-    nz_i h = ((lo >> 6) & 0x7FFFFF) * 2 + 1;
-    nz_i reflect = NZ_TRUE((octant & 1) != 0);
+    return nz_sqrt(nz_log(u) * -2.0f);
+}
+
+/* Box-Muller's cos(theta) of NZ_LANES words given as their low 32-bit halves: the octant and
+   the reflected fraction in integers, then +-sin or +-cos of phi. */
+static inline nz_f nz_cos(nz_i lo) {
+    nz_i h = (NZ_SHR(lo, 5) & 0xFFFFFE) | 1;                 /* 2 g + 1, g the 23 bits below the octant */
+    nz_i reflect = NZ_SHL(lo, 2) >> 31;                      /* -1 in odd octants (bit 29 of lo) */
     h = (h & ~reflect) | (((1 << 24) - h) & reflect);
     nz_f phi = NZ_TO_FLOAT(h) * FD_NZ_PHI;
     nz_f p2 = phi * phi;
     nz_f c = (((FD_NZ_C8 * p2 + FD_NZ_C6) * p2 + FD_NZ_C4) * p2 + FD_NZ_C2) * p2 + 1.0f;
     nz_f sn = phi * ((((FD_NZ_S8 * p2 + FD_NZ_S6) * p2 + FD_NZ_S4) * p2 + FD_NZ_S2) * p2 + 1.0f);
-    nz_i use_sin = NZ_TRUE((((octant + 1) >> 1) & 1) != 0);
-    nz_i negative = NZ_TRUE(((octant + 2) & 4) != 0) & INT32_MIN;    /* octants 2..5 */
-    nz_i t = ((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(sn) & use_sin)) ^ negative;
-    return radius * NZ_AS_FLOAT(t);
+    /* With lo's top 3 bits the octant: bit 1 of octant + 1 (octants 1, 2, 5, 6) takes sin, bit 2
+       of octant + 2 modulo 8 (octants 2..5) the sign, both read at bit 31 of a wrapped sum. */
+    nz_i use_sin = NZ_SHL(NZ_WRAP_ADD(lo, 1u << 29), 1) >> 31;
+    nz_i negative = NZ_WRAP_ADD(lo, 1u << 30) & INT32_MIN;
+    return NZ_AS_FLOAT(((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(sn) & use_sin)) ^ negative);
 }
 
-/* noise[i] = 1 + sigma * z for the n (a multiple of NZ_LANES) words w; rounded to float16
-   and back where half_noise (the noise of a float16 forward). */
-static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
+/* The high (odd lanes) or low (even lanes) 32-bit halves of words i .. i + NZ_LANES - 1. */
+static inline nz_i nz_halves(const uint64_t *w, int64_t i, int high) {
 #if NZ_SHUFFLE
     /* Little-endian words as 32-bit lanes: word j's low half is lane 2j, its high half 2j + 1;
        one shuffle of two vectors deinterleaves them (a scalar split cost ~15% of the time). */
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_i a, b;
-        memcpy(&a, w + i, sizeof a);
-        memcpy(&b, w + i + NZ_LANES / 2, sizeof b);
-        nz_f v = 1.0f + sigma * nz_normal(__builtin_shufflevector(a, b, NZ_ODD), __builtin_shufflevector(a, b, NZ_EVEN));
-        memcpy(noise + i, &v, sizeof v);
-    }
+    nz_i a, b;
+    memcpy(&a, w + i, sizeof a);
+    memcpy(&b, w + i + NZ_LANES / 2, sizeof b);
+    return high ? __builtin_shufflevector(a, b, NZ_ODD) : __builtin_shufflevector(a, b, NZ_EVEN);
 #else
-    int32_t hi[FD_GROUP_WORDS], lo[FD_GROUP_WORDS];
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t word = FD_BIG_ENDIAN ? fd_swap_chunks(w[i]) : w[i];
-        hi[i] = (int32_t)(uint32_t)(word >> 32);
-        lo[i] = (int32_t)(uint32_t)word;
+    int32_t h[NZ_LANES];
+    nz_i v;
+    for (int l = 0; l < NZ_LANES; l++) {
+        uint64_t word = FD_BIG_ENDIAN ? fd_swap_chunks(w[i + l]) : w[i + l];
+        h[l] = (int32_t)(uint32_t)(high ? word >> 32 : word);
     }
+    memcpy(&v, h, sizeof v);
+    return v;
+#endif
+}
+
+/* noise[i] = 1 + sigma * z for the n (a multiple of NZ_LANES) words w, z = radius * cos;
+   rounded to float16 and back where half_noise (the noise of a float16 forward). */
+static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
     for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_i vh, vl;
-        memcpy(&vh, hi + i, sizeof vh);
-        memcpy(&vl, lo + i, sizeof vl);
-        nz_f v = 1.0f + sigma * nz_normal(vh, vl);
+        nz_f v = 1.0f + sigma * (nz_radius(nz_halves(w, i, 1)) * nz_cos(nz_halves(w, i, 0)));
         memcpy(noise + i, &v, sizeof v);
     }
-#endif
     if (half_noise)
         for (int64_t i = 0; i < n; i++) noise[i] = fd_half_to_float(fd_float_to_half(noise[i]));
 }
@@ -278,7 +288,7 @@ static inline void nz_concrete_constants(float logit, float *inverse_keep, float
 
 /* a = (ln v + logit) * inv_t of NZ_LANES words given as their high 32-bit halves. */
 NZ_INLINE nz_f nz_concrete_argument(nz_i hi, float logit, float inv_t) {
-    nz_i odd = ((hi >> 9) & 0x7FFFFF) * 2 + 1;              /* the arithmetic shift's sign bits masked off */
+    nz_i odd = NZ_SHR(hi, 8) | 1;                            /* 2 (word >> 41) + 1 */
     nz_f v = NZ_TO_FLOAT(odd) / NZ_TO_FLOAT((1 << 24) - odd);
     return (nz_log(v) + logit) * inv_t;
 }
@@ -303,21 +313,7 @@ NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, 
                                  float rate, float *w_out, float *s_out) {
     float args[FD_GROUP_WORDS];
     for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_i hi;
-#if NZ_SHUFFLE
-        nz_i a, b;
-        memcpy(&a, words + i, sizeof a);
-        memcpy(&b, words + i + NZ_LANES / 2, sizeof b);
-        hi = __builtin_shufflevector(a, b, NZ_ODD);
-#else
-        int32_t h[NZ_LANES];
-        for (int l = 0; l < NZ_LANES; l++) {
-            uint64_t word = FD_BIG_ENDIAN ? fd_swap_chunks(words[i + l]) : words[i + l];
-            h[l] = (int32_t)(uint32_t)(word >> 32);
-        }
-        memcpy(&hi, h, sizeof hi);
-#endif
-        nz_f arg = nz_concrete_argument(hi, logit, inv_t);
+        nz_f arg = nz_concrete_argument(nz_halves(words, i, 1), logit, inv_t);
         memcpy(args + i, &arg, sizeof arg);
     }
     for (int64_t i = 0; i < n; i += NZ_LANES) {
