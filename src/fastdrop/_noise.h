@@ -1,11 +1,13 @@
-/* Gaussian noise from the block streams: one standard normal per stream word, computed with
+/* Gaussian noise from the block streams: two standard normals per stream word, computed with
  * correctly rounded IEEE float32 operations only (+, -, *, /, sqrt, int <-> float
  * conversions, integer bit operations) in a fixed order and without FMA (-ffp-contract=off),
  * so that every ISA variant, every thread count and the NumPy twin
  * (_numpy_backend.standard_normals, which spells the same steps in NumPy) give the same bits.
  * libm is never called: its log and cos differ between builds.
  *
- * Box-Muller on the word's halves, z = sqrt(-2 ln u) cos(theta):
+ * Box-Muller on the word's halves: element e (the stream index of the element) is
+ * sqrt(-2 ln u) cos(theta) of word e / 2 where e is even, sqrt(-2 ln u) sin(theta) where odd
+ * (the two outputs of one Box-Muller pair are independent normals):
  *   u = (2 (hi >> 2) + 1) / 2**31 in (0, 1): a 31-bit odd integer, converted to float32
  *     (one rounding) and scaled by 2**-31 (exact); ln u = E ln 2 + ln m from the float's
  *     exponent E and mantissa m in [sqrt(2)/2, sqrt(2)), ln m = 2 atanh(s),
@@ -13,8 +15,8 @@
  *     relative); |z| <= sqrt(62 ln 2) = 6.56.
  *   theta = 2 pi (octant + f) / 8: the octant is the top 3 bits of lo, f = (2g + 1) / 2**24
  *     with g the next 23 bits (exact), reflected to 1 - f (exact, in integers) in odd
- *     octants, so cos(theta) is +-sin or +-cos of phi = f pi/4 in (0, pi/4), each a Taylor
- *     polynomial to phi**8 / phi**9 (truncation < 3e-8).
+ *     octants, so cos(theta) and sin(theta) are +-sin and +-cos of phi = f pi/4 in (0, pi/4),
+ *     each a Taylor polynomial to phi**8 / phi**9 (truncation < 3e-8), both computed anyway.
  * Measured against float64 libm (tests/test_noise.py): see the README's "Gaussian noise".
  */
 #ifndef FASTDROP_NOISE_H
@@ -91,12 +93,18 @@ static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded
 #if FD_VECTOR && !FD_BIG_ENDIAN && (defined(__clang__) || __GNUC__ >= 12)
 #  define NZ_SHUFFLE 1
 #  if NZ_LANES == 16
+#    define NZ_ZIP_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#    define NZ_ZIP_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
 #    define NZ_EVEN 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
 #    define NZ_ODD 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
 #  elif NZ_LANES == 8
+#    define NZ_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
+#    define NZ_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
 #    define NZ_EVEN 0, 2, 4, 6, 8, 10, 12, 14
 #    define NZ_ODD 1, 3, 5, 7, 9, 11, 13, 15
 #  else
+#    define NZ_ZIP_LO 0, 4, 1, 5
+#    define NZ_ZIP_HI 2, 6, 3, 7
 #    define NZ_EVEN 0, 2, 4, 6
 #    define NZ_ODD 1, 3, 5, 7
 #  endif
@@ -128,9 +136,9 @@ static inline nz_f nz_radius(nz_i hi) {
     return nz_sqrt(nz_log(u) * -2.0f);
 }
 
-/* Box-Muller's cos(theta) of NZ_LANES words given as their low 32-bit halves: the octant and
-   the reflected fraction in integers, then +-sin or +-cos of phi. */
-static inline nz_f nz_cos(nz_i lo) {
+/* Box-Muller's cos(theta) and sin(theta) of NZ_LANES words given as their low 32-bit halves:
+   the octant and the reflected fraction in integers, then +-sin or +-cos of phi. */
+static inline void nz_cos_sin(nz_i lo, nz_f *cos_out, nz_f *sin_out) {
     nz_i h = (NZ_SHR(lo, 5) & 0xFFFFFE) | 1;                 /* 2 g + 1, g the 23 bits below the octant */
     nz_i reflect = NZ_SHL(lo, 2) >> 31;                      /* -1 in odd octants (bit 29 of lo) */
     h = (h & ~reflect) | (((1 << 24) - h) & reflect);
@@ -138,11 +146,13 @@ static inline nz_f nz_cos(nz_i lo) {
     nz_f p2 = phi * phi;
     nz_f c = (((FD_NZ_C8 * p2 + FD_NZ_C6) * p2 + FD_NZ_C4) * p2 + FD_NZ_C2) * p2 + 1.0f;
     nz_f sn = phi * ((((FD_NZ_S8 * p2 + FD_NZ_S6) * p2 + FD_NZ_S4) * p2 + FD_NZ_S2) * p2 + 1.0f);
-    /* With lo's top 3 bits the octant: bit 1 of octant + 1 (octants 1, 2, 5, 6) takes sin, bit 2
-       of octant + 2 modulo 8 (octants 2..5) the sign, both read at bit 31 of a wrapped sum. */
+    /* With lo's top 3 bits the octant: bit 1 of octant + 1 (octants 1, 2, 5, 6) makes cos the
+       sin of phi (and sin the cos), bit 2 of octant + 2 modulo 8 (octants 2..5) negates cos,
+       octants 4..7 (lo's sign bit) negate sin; the sums wrap and are read at bit 31. */
     nz_i use_sin = NZ_SHL(NZ_WRAP_ADD(lo, 1u << 29), 1) >> 31;
-    nz_i negative = NZ_WRAP_ADD(lo, 1u << 30) & INT32_MIN;
-    return NZ_AS_FLOAT(((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(sn) & use_sin)) ^ negative);
+    nz_i cos_sign = NZ_WRAP_ADD(lo, 1u << 30) & INT32_MIN, sin_sign = lo & INT32_MIN;
+    *cos_out = NZ_AS_FLOAT(((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(sn) & use_sin)) ^ cos_sign);
+    *sin_out = NZ_AS_FLOAT(((NZ_AS_INT(sn) & ~use_sin) | (NZ_AS_INT(c) & use_sin)) ^ sin_sign);
 }
 
 /* The high (odd lanes) or low (even lanes) 32-bit halves of words i .. i + NZ_LANES - 1. */
@@ -166,15 +176,30 @@ static inline nz_i nz_halves(const uint64_t *w, int64_t i, int high) {
 #endif
 }
 
-/* noise[i] = 1 + sigma * z for the n (a multiple of NZ_LANES) words w, z = radius * cos;
-   rounded to float16 and back where half_noise (the noise of a float16 forward). */
+/* noise[2j] = 1 + sigma * radius * cos, noise[2j + 1] = 1 + sigma * radius * sin of word j, for
+   the n (a multiple of NZ_LANES) words w; rounded to float16 and back where half_noise (the
+   noise of a float16 forward). */
 static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
     for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f v = 1.0f + sigma * (nz_radius(nz_halves(w, i, 1)) * nz_cos(nz_halves(w, i, 0)));
-        memcpy(noise + i, &v, sizeof v);
+        nz_f r = nz_radius(nz_halves(w, i, 1)), c, sn;
+        nz_cos_sin(nz_halves(w, i, 0), &c, &sn);
+        nz_f vc = 1.0f + sigma * (r * c), vs = 1.0f + sigma * (r * sn);
+#if NZ_SHUFFLE
+        nz_f first = __builtin_shufflevector(vc, vs, NZ_ZIP_LO), second = __builtin_shufflevector(vc, vs, NZ_ZIP_HI);
+        memcpy(noise + 2 * i, &first, sizeof first);
+        memcpy(noise + 2 * i + NZ_LANES, &second, sizeof second);
+#else
+        float fc[NZ_LANES], fs[NZ_LANES];
+        memcpy(fc, &vc, sizeof fc);
+        memcpy(fs, &vs, sizeof fs);
+        for (int l = 0; l < NZ_LANES; l++) {
+            noise[2 * (i + l)] = fc[l];
+            noise[2 * (i + l) + 1] = fs[l];
+        }
+#endif
     }
     if (half_noise)
-        for (int64_t i = 0; i < n; i++) noise[i] = fd_half_to_float(fd_float_to_half(noise[i]));
+        for (int64_t i = 0; i < 2 * n; i++) noise[i] = fd_half_to_float(fd_float_to_half(noise[i]));
 }
 
 /* out[i] = x[i] * noise[i] in x's type (float16: the correctly rounded product of two halves). */
@@ -195,36 +220,39 @@ static inline void nz_multiply(fd_kind_t kind, const float *noise, const char *x
     }
 }
 
-/* Elements of block `block` at words lo..lo+n of it (x and out point at word lo). */
+/* Elements lo..lo+n of block `block` (its 2 FD_BLOCK_WORDS normals; x and out point at element lo). */
 static inline void nz_gaussian_block(uint64_t key, int64_t block, int64_t lo, int64_t n, float sigma, int half_noise,
                                      fd_kind_t kind, int64_t size, const char *x, char *out) {
     fd_gen_t gen;
     uint64_t words[FD_GROUP_WORDS];
-    float noise[FD_GROUP_WORDS];
+    float noise[2 * FD_GROUP_WORDS];
     fd_gen_seed(&gen, key, (uint64_t)block);
-    for (int64_t start = 0; start < lo + n; start += FD_GROUP_WORDS) {
+    for (int64_t start = 0; start < lo + n; start += 2 * FD_GROUP_WORDS) {
         fd_gen_steps(&gen, FD_GROUP_STEPS, words);
-        if (start + FD_GROUP_WORDS <= lo) continue;
-        int64_t a = lo > start ? lo : start, b = lo + n < start + FD_GROUP_WORDS ? lo + n : start + FD_GROUP_WORDS;
+        if (start + 2 * FD_GROUP_WORDS <= lo) continue;
+        int64_t a = lo > start ? lo : start;
+        int64_t b = lo + n < start + 2 * FD_GROUP_WORDS ? lo + n : start + 2 * FD_GROUP_WORDS;
         nz_gaussian_noise(words, FD_GROUP_WORDS, sigma, half_noise, noise);
         nz_multiply(kind, noise + (a - start), x + (a - lo) * size, out + (a - lo) * size, b - a);
     }
 }
 
-/* out = x * noise over stream words offset..offset+n; threads split blocks (static schedule),
-   so each element's word, hence its bits, is independent of the thread count. */
+/* out = x * noise over stream elements offset..offset+n (words offset / 2 ..); threads split
+   blocks (static schedule), so each element's word, hence its bits, is independent of the
+   thread count. */
 static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                              const void *x, void *out, int64_t n, int nthreads, int64_t parallel_min_blocks) {
-    int64_t first = offset / FD_BLOCK_WORDS, head = offset - first * FD_BLOCK_WORDS;
-    int64_t nblocks = n > 0 ? (head + n - 1) / FD_BLOCK_WORDS + 1 : 0;
+    const int64_t per_block = 2 * FD_BLOCK_WORDS;                   /* elements (normals) per block */
+    int64_t first = offset / per_block, head = offset - first * per_block;
+    int64_t nblocks = n > 0 ? (head + n - 1) / per_block + 1 : 0;
     int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
     const char *xb = x;
     char *ob = out;
-    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && nblocks > parallel_min_blocks)
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && 2 * nblocks > parallel_min_blocks)
     for (int64_t k = 0; k < nblocks; k++) {
-        int64_t lo = k == 0 ? head : 0;                              /* word in the block */
-        int64_t at = k * FD_BLOCK_WORDS + lo - head;                 /* element of the run */
-        int64_t take = (n - at) < (FD_BLOCK_WORDS - lo) ? (n - at) : (FD_BLOCK_WORDS - lo);
+        int64_t lo = k == 0 ? head : 0;                              /* element of the block */
+        int64_t at = k * per_block + lo - head;                      /* element of the run */
+        int64_t take = (n - at) < (per_block - lo) ? (n - at) : (per_block - lo);
         nz_gaussian_block(key, first + k, lo, take, sigma, half_noise, kind, size, xb + at * size, ob + at * size);
     }
 }
