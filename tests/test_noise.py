@@ -1,6 +1,8 @@
-"""The Gaussian noise of the block streams (_noise.h and its twin _numpy_backend.standard_normals):
-accuracy of the log and cos approximations against float64 libm, and the distribution of the
-normals.  Bit-exactness across backends, ISA variants and thread counts is tests/test_isa.py's.
+"""The noise of the block streams (_noise.h and its twins in _numpy_backend): the Gaussian's
+(standard_normals: two Box-Muller normals per word) log, cos and sin against float64 libm and
+the distribution of its normals; Concrete dropout's ln, exp and relaxed Bernoulli weights.
+Bit-exactness across backends, ISA variants and thread counts is tests/test_isa.py's (and the
+rate gradient's, here).
 """
 import numpy as np
 import pytest
@@ -34,21 +36,21 @@ def test_log_approximation_accuracy():
     assert np.max(np.abs(got - np.log((2 * k + 1) / 2.0 ** 31))) < LOG_ABS_BOUND
 
 
-def test_cos_approximation_accuracy():
+def test_cos_and_sin_approximation_accuracy():
     g = np.arange(0, 1 << 23, 7, dtype=np.int64)        # a dense sample of every octant's fraction
     worst = 0.0
     for octant in range(8):
         lo = ((octant << 29) | (g << 6)).astype(np.uint32).view(np.int32)
-        got = _numpy_backend.cos_angle(lo).astype(np.float64)
-        exact = np.cos(2 * np.pi * (octant + (2 * g + 1) / 2.0 ** 24) / 8)
-        worst = max(worst, np.max(np.abs(got - exact)))
-        assert np.all(np.abs(got) <= 1)
+        cos, sin = (a.astype(np.float64) for a in _numpy_backend.cos_sin_angle(lo))
+        theta = 2 * np.pi * (octant + (2 * g + 1) / 2.0 ** 24) / 8
+        worst = max(worst, np.max(np.abs(cos - np.cos(theta))), np.max(np.abs(sin - np.sin(theta))))
+        assert np.all(np.abs(cos) <= 1) and np.all(np.abs(sin) <= 1)
     assert worst < COS_ABS_BOUND
 
 
 @pytest.fixture(scope="module")
 def normals():
-    return _numpy_backend.standard_normals(_core.stream_words(fd.functional.stream_key(1), 0, N)).astype(np.float64)
+    return _numpy_backend.standard_normals(_core.stream_words(fd.functional.stream_key(1), 0, N // 2)).astype(np.float64)
 
 
 def test_normals_mean_variance_and_ks(normals):
@@ -69,19 +71,27 @@ def test_normal_tails(normals, sigma):
 
 
 def test_max_attainable_normal():
-    """|z| <= sqrt(-2 ln 2**-31) = 6.56: the smallest u, at the angle 0 (cos 1)."""
+    """|z| <= sqrt(-2 ln 2**-31) = 6.56: the smallest u, at the angle 0 (cos 1, sin 0)."""
     bound = np.sqrt(62 * np.log(2))
     word = np.array([0], dtype=np.uint64)                 # hi = 0: u = 2**-31; lo = 0: octant 0, f = 2**-24
-    z = _numpy_backend.standard_normals(word)[0]
-    assert abs(z - bound) < 1e-5
+    z = _numpy_backend.standard_normals(word)
+    assert abs(z[0] - bound) < 1e-5 and abs(z[1]) < 1e-6
     assert np.abs(_numpy_backend.standard_normals(
         np.random.default_rng(3).integers(0, 2 ** 63, 1 << 20, dtype=np.uint64))).max() <= bound + 1e-5
 
 
-def test_kernel_normals_are_the_twins(backend):
+def test_the_two_normals_of_a_word_are_uncorrelated(normals):
+    """Box-Muller's cos and sin normals are independent: their correlation within 5 standard errors of 0."""
+    assert abs(np.corrcoef(normals[0::2], normals[1::2])[0, 1]) < 5 / np.sqrt(N // 2)
+    assert stats.kstest(normals[1::2], "norm").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("offset", [123, 124])
+def test_kernel_normals_are_the_twins(backend, offset):
+    """Element e is normal e of the stream: word e // 2, cos where e is even, sin where odd."""
     key = fd.functional.stream_key(4)
-    z = _numpy_backend.standard_normals(_core.stream_words(key, 123, 5001))
-    got = fd.gaussian_dropout(np.ones(5001, np.float32), 0.5, seed=4, offset=123)
+    z = _numpy_backend.standard_normals(_core.stream_words(key, offset // 2, 2502))[offset % 2:offset % 2 + 5001]
+    got = fd.gaussian_dropout(np.ones(5001, np.float32), 0.5, seed=4, offset=offset)
     assert np.array_equal(got, np.float32(1) + z)         # sigma = 1 at p = 0.5
 
 

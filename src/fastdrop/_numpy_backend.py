@@ -282,15 +282,19 @@ def _horner(t, coefficients, last):
 
 
 def standard_normals(words):
-    """The float32 standard normal of each uint64 stream word, bit for bit _noise.h's nz_normal:
-    integer steps on int32 (exact), float32 +, -, *, /, sqrt and conversions (correctly rounded)."""
+    """The two float32 standard normals of each uint64 stream word, interleaved (word j gives
+    normals 2j and 2j + 1: radius times cos, radius times sin), bit for bit _noise.h's
+    nz_gaussian_noise: integer steps on int32 (exact), float32 +, -, *, /, sqrt and
+    conversions (correctly rounded)."""
     halves = words.astype("<u8", copy=False).view("<u4").reshape(-1, 2)
     radius = log_unit(halves[:, 1].view(np.int32))
     radius *= _NZ["MINUS_TWO"]
     np.sqrt(radius, out=radius)
-    z = cos_angle(halves[:, 0].view(np.int32))
-    z *= radius
-    return z
+    z = np.empty((words.size, 2), dtype=np.float32)
+    cos, sin = cos_sin_angle(halves[:, 0].view(np.int32))
+    np.multiply(radius, cos, out=z[:, 0])
+    np.multiply(radius, sin, out=z[:, 1])
+    return z.reshape(-1)
 
 
 def log_unit(hi):
@@ -323,8 +327,9 @@ def log_positive(x):
     return ln_u
 
 
-def cos_angle(lo):
-    """cos(2 pi (octant + f) / 8) in float32 from the int32 array lo, as _noise.h computes it."""
+def cos_sin_angle(lo):
+    """(cos, sin) of 2 pi (octant + f) / 8 in float32 from the int32 array lo, as _noise.h's
+    nz_cos_sin computes them."""
     octant = (lo >> 29) & 7
     h = ((lo >> 6) & 0x7FFFFF) * 2 + 1
     np.subtract(1 << 24, h, out=h, where=(octant & 1).astype(bool))
@@ -334,21 +339,25 @@ def cos_angle(lo):
     c = _horner(p2, ("C8", "C6", "C4", "C2"), _NZ["ONE"])
     sn = _horner(p2, ("S8", "S6", "S4", "S2"), _NZ["ONE"])
     sn *= phi
-    np.copyto(c, sn, where=(((octant + 1) >> 1) & 1).astype(bool))
-    c.view(np.int32)[...] ^= (((octant + 2) >> 2) & 1) << 31
-    return c
+    use_sin = (((octant + 1) >> 1) & 1).astype(bool)
+    cos, sin = np.where(use_sin, sn, c), np.where(use_sin, c, sn)
+    cos.view(np.int32)[...] ^= (((octant + 2) >> 2) & 1) << 31
+    sin.view(np.int32)[...] ^= (octant >> 2) << 31
+    return cos, sin
 
 
 def gaussian_flat(key, offset, sigma, half_noise, x, out, nthreads=1):
-    """out = x * (1 + sigma * z) over C-contiguous 1-D arrays, z = ``standard_normals`` of
-    stream words offset + i; the noise is rounded to float16 first where ``half_noise``."""
+    """out = x * (1 + sigma * z) over C-contiguous 1-D arrays, z of element i the normal
+    offset + i of ``standard_normals`` (word (offset + i) // 2); the noise is rounded to float16
+    first where ``half_noise``."""
     _kernel_args.check_gaussian_flat(offset, sigma, x, out)
     sigma = np.float32(sigma)
-    step = min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS)      # _BATCH_BLOCKS bounds every pass's memory
-    words = np.empty(min(step, x.size), dtype=np.uint64)
+    step = 2 * min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS)      # _BATCH_BLOCKS bounds every pass's memory
     for pos in range(0, x.size, step):
         end = min(x.size, pos + step)
-        noise = standard_normals(_fill_words(key, offset + pos, words[:end - pos]))
+        first, last = (offset + pos) // 2, (offset + end - 1) // 2
+        z = standard_normals(_fill_words(key, first, np.empty(last - first + 1, dtype=np.uint64)))
+        noise = z[offset + pos - 2 * first:offset + end - 2 * first]
         noise *= sigma
         noise += _NZ["ONE"]
         if half_noise:

@@ -283,6 +283,10 @@ SELU_ALPHA_PRIME = fastdrop.family.SELU_ALPHA_PRIME
 # variant: (p, fastdrop / floor target); the floor allocates its output, as the calls do.
 FAMILY_TARGETS = {"alpha_dropout": (0.3, 1.3), "drop_path": (0.3, 1.1), "spatial_dropout": (0.3, 1.1),
                   "variational_dropout": (0.3, 1.1), "dropblock2d": (0.1, 3.0)}
+# The noise variants (one stream word per element, float32 transforms): their own target.
+NOISE_TARGETS = {"gaussian_dropout": (0.3, 3.0), "concrete_dropout": (0.1, 4.0)}
+FAMILY_TARGETS.update(NOISE_TARGETS)
+CONCRETE_TEMPERATURE = 0.1
 DROPBLOCK_SIZE = 7
 LAYER_TARGET = 1.2
 
@@ -290,6 +294,8 @@ LAYER_TARGET = 1.2
 def naive_family(variant, x, p, rng):
     """(forward, backward) of the NumPy code one writes without fastdrop: the mask drawn with
     ``numpy.random.Generator`` and kept by forward for backward."""
+    if variant in NOISE_TARGETS:
+        return _naive_noise(variant, x, p, rng)
     state = {}
     if variant == "alpha_dropout":
         a = ((1 - p) * (1 + p * SELU_ALPHA_PRIME ** 2)) ** -0.5
@@ -329,6 +335,36 @@ def naive_family(variant, x, p, rng):
     return forward, backward
 
 
+def _naive_noise(variant, x, p, rng):
+    """(forward, backward) of the NumPy noise variants: the noise drawn with
+    ``numpy.random.Generator`` in float32 and kept by forward; Concrete's backward also sums
+    its rate gradient, as ``concrete_dropout_grad`` does."""
+    state = {}
+    if variant == "gaussian_dropout":
+        sigma = np.float32(np.sqrt(p / (1 - p)))
+
+        def forward():
+            state["noise"] = noise = 1 + sigma * rng.standard_normal(x.shape, dtype=np.float32)
+            return x * noise
+
+        def backward():
+            return x * state["noise"]
+        return forward, backward
+    logit, t = np.float32(np.log(p / (1 - p))), np.float32(CONCRETE_TEMPERATURE)
+
+    def forward():
+        u = rng.random(x.shape, dtype=np.float32)
+        with np.errstate(divide="ignore", over="ignore"):        # u == 0 happens: drop = 0 there
+            drop = 1 / (1 + np.exp(-(logit + np.log(u) - np.log1p(-u)) / t))
+        state["drop"], state["w"] = drop, (1 - drop) / np.float32(1 - p)
+        return x * state["w"]
+
+    def backward():
+        w = state["w"]
+        return x * w, float(np.sum(x * x * w * (np.float32(p) - state["drop"] / t), dtype=np.float64))
+    return forward, backward
+
+
 def _mask_shape(variant, shape):
     return {"drop_path": shape[:1] + (1,) * (len(shape) - 1), "spatial_dropout": shape[:2] + (1, 1),
             "variational_dropout": (shape[0], 1) + shape[2:]}[variant]
@@ -337,6 +373,12 @@ def _mask_shape(variant, shape):
 def family_calls(variant, x, p):
     """(forward, backward) of fastdrop's functional variant on x with a fixed seed."""
     kw = {"seed": SEED}
+    if variant == "gaussian_dropout":
+        return (lambda: fastdrop.gaussian_dropout(x, p, **kw)), (lambda: fastdrop.gaussian_dropout_grad(x, p, **kw))
+    if variant == "concrete_dropout":
+        logit, t = float(np.log(p / (1 - p))), CONCRETE_TEMPERATURE
+        return (lambda: fastdrop.concrete_dropout(x, logit, temperature=t, **kw),
+                lambda: fastdrop.concrete_dropout_grad(x, x, logit, temperature=t, **kw))
     if variant == "alpha_dropout":
         return (lambda: fastdrop.alpha_dropout(x, p, **kw)), (lambda: fastdrop.alpha_dropout_grad(x, p, **kw))
     if variant == "dropblock2d":
