@@ -104,12 +104,18 @@ static inline void fd_alpha_kind(fd_kind_t kind, const uint16_t *chunk, int32_t 
     }
 }
 
-/* n elements of `size` bytes; where stream, streaming from the first aligned element of out on. */
+/* n elements of `size` bytes; where stream, streaming from the first aligned element of out on
+   (each call with a constant stream: no test per store once inlined). */
 static inline void fd_alpha_segment(fd_kind_t kind, int64_t size, const uint16_t *chunk, int32_t thr, const void *c,
                                     const char *x, char *out, int64_t n, int stream) {
-    int64_t head = stream ? fd_stream_head(out, size, n) : 0;
+    int64_t head;
+    if (!stream) {
+        fd_alpha_kind(kind, chunk, thr, c, x, out, n, 0);
+        return;
+    }
+    head = fd_stream_head(out, size, n);
     if (head) fd_alpha_kind(kind, chunk, thr, c, x, out, head, 0);
-    if (n > head) fd_alpha_kind(kind, chunk + head, thr, c, x + head * size, out + head * size, n - head, stream);
+    if (n > head) fd_alpha_kind(kind, chunk + head, thr, c, x + head * size, out + head * size, n - head, 1);
 }
 
 /* Stream block k of a flat run of n decisions from stream index offset: generated a group of

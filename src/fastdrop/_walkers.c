@@ -87,13 +87,19 @@ FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_
     }
 }
 
-/* select_segment, streaming (where stream) from the first aligned element of out on. */
+/* select_segment, streaming (where stream) from the first aligned element of out on.  Each
+   call passes a constant stream, so the element loops are inlined without a test per store. */
 FD_INLINE void select_segment_stored(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
                                      const char *x, char *out, int64_t n, int stream) {
-    int64_t size = kind_size(kind), head = stream ? fd_stream_head(out, size, n) : 0;
+    int64_t size = kind_size(kind), head;
+    if (!stream) {
+        select_segment(chunk, g, r, kind, x, out, n, 0);
+        return;
+    }
+    head = fd_stream_head(out, size, n);
     if (head) select_segment(chunk, g, r, kind, x, out, head, 0);
     if (n > head)
-        select_segment(chunk + head, g, r + head * g->step, kind, x + head * size, out + head * size, n - head, stream);
+        select_segment(chunk + head, g, r + head * g->step, kind, x + head * size, out + head * size, n - head, 1);
 }
 
 /* Elements lo..lo+n of block `block`, region elements j..j+n (x and out point at element
@@ -242,14 +248,18 @@ static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *
         if (ks == 0) {          /* the row shares one decision, hence one scale */
             if (keep[k]) {
                 if (h) scale_row(kind, sb + s * size, xr, orow, h, 0);
-                scale_row(kind, sb + s * size, xr + h * size, orow + h * size, inner - h, stream);
+                if (stream) scale_row(kind, sb + s * size, xr + h * size, orow + h * size, inner - h, 1);
+                else scale_row(kind, sb + s * size, xr, orow, inner, 0);
             } else {
                 memset(orow, 0, (size_t)(inner * size));
             }
         } else {                /* keep's last varying axis has stride 1 */
             if (h) apply_row(kind, keep + k, sb + s * size, ss, xr, orow, h, 0);
-            apply_row(kind, keep + k + h, sb + (s + h * ss) * size, ss, xr + h * size, orow + h * size, inner - h,
-                      stream);
+            if (stream)
+                apply_row(kind, keep + k + h, sb + (s + h * ss) * size, ss, xr + h * size, orow + h * size,
+                          inner - h, 1);
+            else
+                apply_row(kind, keep + k, sb + s * size, ss, xr, orow, inner, 0);
         }
     }
     if (stream) fd_store_fence();
@@ -321,9 +331,12 @@ static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, in
     for (int64_t t = 0; t < shared; t++) {
         int64_t at = ((a * shared + t) * inner + f0) * size;
         int64_t h = stream ? fd_stream_head(out + at, size, n) : 0;
-        shared_row(kind, mask.m16, mask.m32, mask.m64, scale, x + at, out + at, h, 0);
-        shared_row(kind, mask.m16 + h, mask.m32 + h, mask.m64 + h, scale, x + at + h * size, out + at + h * size,
-                   n - h, stream);
+        if (h) shared_row(kind, mask.m16, mask.m32, mask.m64, scale, x + at, out + at, h, 0);
+        if (stream)
+            shared_row(kind, mask.m16 + h, mask.m32 + h, mask.m64 + h, scale, x + at + h * size,
+                       out + at + h * size, n - h, 1);
+        else
+            shared_row(kind, mask.m16, mask.m32, mask.m64, scale, x + at, out + at, n, 0);
     }
 }
 
