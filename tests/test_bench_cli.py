@@ -27,13 +27,33 @@ def test_json_is_written_and_well_formed(tmp_path, capsys):
         ("float32", 1024), ("float16", 1024), ("float32", 3000), ("float16", 3000)]
     for c in result["cases"]:
         assert c["rounds"] >= 3
-        assert {"floor", "fastdrop", "numpy-backend", "naive"} <= set(c["ns_per_element"])
+        assert {"floor", "copy", "fastdrop", "numpy-backend", "naive"} <= set(c["ns_per_element"])
         assert all(np.isfinite(v) and v > 0 for v in c["ns_per_element"].values())
-        assert c["fastdrop_over_floor"] > 0 and set(c["speedup"]) == set(c["ns_per_element"]) - {"floor", "fastdrop"}
+        assert c["fastdrop_over_floor"] > 0 and c["fastdrop_over_copy"] > 0
+        assert set(c["speedup"]) == set(c["ns_per_element"]) - {"floor", "copy", "fastdrop"}
     assert result["threads"] == 1 and result["targets"] == []     # no 64K/1M/16M float32 case, no extras
     assert result["isa"] == bench.fastdrop.info()["isa"]
     assert "float16     1K" in out and "fd/floor" in out
     assert "fastdrop bench [4/4] float16 3000" in err          # the progress line
+
+
+def test_large_cases_report_both_floors_threads_and_the_streaming_threshold(tmp_path, capsys, monkeypatch):
+    run = bench.run
+    monkeypatch.setattr(bench, "run", lambda *a, **k: run(*a, **k, large_size=3001))
+    path = tmp_path / "bench.json"
+    code, out, err = _run_main(capsys, "--no-targets", "--large", "--json", str(path))
+    assert code == 0
+    result = json.loads(path.read_text())
+    assert [(c["dtype"], c["size"]) for c in result["large"]] == [("float32", 3001), ("float64", 3001)]
+    for c in result["large"]:
+        assert set(c["ns_per_element"]) == {"floor", "copy", "copy 2 threads", "fastdrop", "fastdrop 2 threads"}
+        assert all(r > 0 for r in c["ratios"].values())
+    assert [t["case"] for t in result["targets"]] == [
+        f"{d} 3001: {what}" for d in ("float32", "float64")
+        for what in ("fastdrop / np.copyto", "2 threads: fastdrop / 2-thread copy")]
+    assert result["streaming_threshold_bytes"] == bench.fastdrop.get_streaming_threshold()
+    assert "streaming stores for outputs of >=" in out and "fd2/copy2" in out
+    assert bench.fastdrop.get_num_threads() == 1
 
 
 def test_target_cases_and_threads(tmp_path, capsys):

@@ -197,7 +197,8 @@ _CHILD = textwrap.dedent("""
 
 def _run(code, *args, **env):
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", **env})
+                          env={**os.environ, "FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "",
+                               "FASTDROP_STREAMING_THRESHOLD": "", **env})
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +221,22 @@ def test_variant_matches_numpy_backend(isa, threads, oracle, tmp_path):
     assert str(got["isa"]) == isa
     for name, expected in oracle.items():
         assert np.array_equal(_bits(got[name]), expected), f"{isa} differs from the NumPy backend on {name}"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_streaming_stores_give_the_same_bits(isa, threads, oracle, tmp_path):
+    """With the streaming threshold at 0 every output of every kernel is written with
+    streaming stores (unaligned heads with ordinary ones, fenced): the same bits."""
+    if isa not in _backend.runnable_isas() or isa not in _backend.built_isas():
+        pytest.skip(f"the {isa} variant is not runnable or not built here")
+    out = tmp_path / "cases.npz"
+    r = _run(_CHILD.format(tests=os.path.dirname(__file__)), str(out), str(threads), FASTDROP_ISA=isa,
+             FASTDROP_STREAMING_THRESHOLD="0")
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    for name, expected in oracle.items():
+        assert np.array_equal(_bits(got[name]), expected), f"{isa} streaming differs from the NumPy backend on {name}"
 
 
 def test_float16_kept_values_are_numpy_products():

@@ -12,6 +12,11 @@ __all__ = [
     "get_num_threads", "info", "set_backend", "set_num_threads", "use_backend", "use_num_threads", "__version__",
 ]
 
+# Streaming stores of the compiled kernels (outputs beyond the last-level cache).
+from ._backend import get_streaming_threshold, set_streaming_threshold  # noqa: E402
+
+__all__ += ["get_streaming_threshold", "set_streaming_threshold"]
+
 # The dropout family: functional twins and layers, each module listing its names in __all__.
 from . import family, layers  # noqa: E402
 from .family import *  # noqa: E402,F403

@@ -393,3 +393,77 @@ def register_with_threadpoolctl():
 
 _from_env()
 register_with_threadpoolctl()
+
+
+# --- streaming stores ----------------------------------------------------------------------------
+# The compiled kernels write an output of at least this many bytes with streaming
+# (non-temporal) stores, which skip reading each destination line into the cache before
+# writing it: an output larger than the last-level cache would not stay there anyway, and
+# then a copy-like pass moves two streams of memory traffic instead of three.  Smaller
+# outputs keep ordinary stores, so the next layer reads them from cache.  The bits are the
+# same either way; the NumPy backend has no such choice.
+STREAMING_FALLBACK_BYTES = 32 << 20       # where the OS reports no cache size
+STREAMING_MAX_BYTES = (1 << 63) - 1       # the kernels compare int64 byte counts
+_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
+_SIZE_SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def last_level_cache_bytes():
+    """The size in bytes of the CPU's last-level cache, the largest cache Linux lists in
+    /sys/devices/system/cpu/cpu0/cache (Python's ``os.sysconf`` has no cache-size names), or
+    None where there is no such list."""
+    sizes = []
+    try:
+        entries = os.listdir(_CACHE_DIR)
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(os.path.join(_CACHE_DIR, entry, "size")) as f:
+                text = f.read().strip().upper()
+        except OSError:
+            continue
+        number, unit = (text[:-1], _SIZE_SUFFIXES[text[-1]]) if text[-1:] in _SIZE_SUFFIXES else (text, 1)
+        if number.isdigit():
+            sizes.append(int(number) * unit)
+    return max(sizes) if sizes else None
+
+
+def default_streaming_threshold():
+    """The last-level cache size in bytes (``STREAMING_FALLBACK_BYTES`` where the OS says nothing)."""
+    return last_level_cache_bytes() or STREAMING_FALLBACK_BYTES
+
+
+def set_streaming_threshold(nbytes=None):
+    """Outputs of at least ``nbytes`` bytes are written with streaming stores by the compiled
+    kernels (process-wide; None: the default, the last-level cache size).  0 streams every
+    output, a value above any array size none.  Results never depend on it."""
+    global _streaming_threshold
+    value = default_streaming_threshold() if nbytes is None else check_int(nbytes, "nbytes", low=0,
+                                                                            high=STREAMING_MAX_BYTES)
+    if _compiled is not None:
+        _compiled.set_streaming_threshold(value)
+    _streaming_threshold = value
+
+
+def get_streaming_threshold():
+    """The output size in bytes from which the compiled kernels use streaming stores."""
+    return _streaming_threshold
+
+
+
+def _streaming_from_env():
+    raw = os.environ.get("FASTDROP_STREAMING_THRESHOLD", "")
+    text = raw.strip()
+    if not text:
+        set_streaming_threshold(None)
+        return
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"FASTDROP_STREAMING_THRESHOLD must be an integer number of bytes >= 0, got {raw!r}")
+    try:
+        set_streaming_threshold(int(text))
+    except ValueError as exc:
+        raise ValueError(f"{exc} (from the environment variable FASTDROP_STREAMING_THRESHOLD={raw!r})") from None
+
+
+_streaming_from_env()

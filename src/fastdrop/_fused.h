@@ -31,7 +31,7 @@
             v = v + b;                                                            \
             I m = keep(chunk + i, thr);                                           \
             I bits = ((I)v & m) | (dv & ~m);                                      \
-            memcpy(out + i, &bits, sizeof bits);                                  \
+            fd_store_vec(out + i, &bits, sizeof bits, stream);                    \
         }                                                                         \
     }
 #else
@@ -39,7 +39,7 @@
 #endif
 #define FD_ALPHA_KERNEL(name, T, V, I, L, keep)                                                     \
     static inline void fd_alpha_##name(const uint16_t *chunk, int32_t thr, const T *c, const T *x,  \
-                                       T *out, int64_t n) {                                         \
+                                       T *out, int64_t n, int stream) {                             \
         T a = c[0], b = c[1], d = c[2];                                                             \
         int64_t i = 0;                                                                              \
         FD_ALPHA_VECTOR_LOOP(T, V, I, L, keep)                                                      \
@@ -76,7 +76,7 @@ static inline fd_i16v32 fd_half_add_v(fd_i16v32 h, float b) {
 #endif
 
 static inline void fd_alpha_f16(const uint16_t *chunk, int32_t thr, const uint16_t *c, const uint16_t *x,
-                                uint16_t *out, int64_t n) {
+                                uint16_t *out, int64_t n, int stream) {
     float a = fd_half_to_float(c[0]), b = fd_half_to_float(c[1]);
     int64_t i = 0;
 #if FD_HALF_SIMD
@@ -85,27 +85,43 @@ static inline void fd_alpha_f16(const uint16_t *chunk, int32_t thr, const uint16
         fd_i16v32 v = fd_half_add_v(fd_half_mul_v(x + i, a), b);
         fd_i16v32 m = __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32);
         fd_i16v32 bits = (v & m) | (dv & ~m);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
+#else
+    (void)stream;
 #endif
     for (; i < n; i++)
         out[i] = (int32_t)chunk[i] < thr ? fd_float_to_half(fd_half_to_float(fd_half_mul(x[i], a)) + b) : c[2];
 }
 
-static inline void fd_alpha_segment(fd_kind_t kind, const uint16_t *chunk, int32_t thr, const void *c,
-                                    const char *x, char *out, int64_t n) {
+static inline void fd_alpha_kind(fd_kind_t kind, const uint16_t *chunk, int32_t thr, const void *c,
+                                 const char *x, char *out, int64_t n, int stream) {
     switch (kind) {
-    case FD_F16: fd_alpha_f16(chunk, thr, c, (const uint16_t *)x, (uint16_t *)out, n); break;
-    case FD_F32: fd_alpha_f32(chunk, thr, c, (const float *)x, (float *)out, n); break;
-    case FD_F64: fd_alpha_f64(chunk, thr, c, (const double *)x, (double *)out, n); break;
+    case FD_F16: fd_alpha_f16(chunk, thr, c, (const uint16_t *)x, (uint16_t *)out, n, stream); break;
+    case FD_F32: fd_alpha_f32(chunk, thr, c, (const float *)x, (float *)out, n, stream); break;
+    case FD_F64: fd_alpha_f64(chunk, thr, c, (const double *)x, (double *)out, n, stream); break;
     case FD_KEEP: break;
     }
+}
+
+/* n elements of `size` bytes; where stream, streaming from the first aligned element of out on
+   (each call with a constant stream: no test per store once inlined). */
+static inline void fd_alpha_segment(fd_kind_t kind, int64_t size, const uint16_t *chunk, int32_t thr, const void *c,
+                                    const char *x, char *out, int64_t n, int stream) {
+    int64_t head;
+    if (!stream) {
+        fd_alpha_kind(kind, chunk, thr, c, x, out, n, 0);
+        return;
+    }
+    head = fd_stream_head(out, size, n);
+    if (head) fd_alpha_kind(kind, chunk, thr, c, x, out, head, 0);
+    if (n > head) fd_alpha_kind(kind, chunk + head, thr, c, x + head * size, out + head * size, n - head, 1);
 }
 
 /* Stream block k of a flat run of n decisions from stream index offset: generated a group of
    steps at a time (as the dropout walker does), each group applied at once. */
 static inline void fd_alpha_block(uint64_t key, int64_t offset, int64_t n, int64_t k, int32_t thr, fd_kind_t kind,
-                                  int64_t size, const void *c, const char *x, char *out) {
+                                  int64_t size, const void *c, const char *x, char *out, int stream) {
     int64_t first = offset / FD_BLOCK_CHUNKS, head = offset - first * FD_BLOCK_CHUNKS;
     int64_t lo = k * FD_BLOCK_CHUNKS - head;        /* the block's first decision, as a run position */
     fd_gen_t gen;
@@ -117,7 +133,8 @@ static inline void fd_alpha_block(uint64_t key, int64_t offset, int64_t n, int64
         fd_gen_steps(&gen, FD_GROUP_STEPS, words.word);
         if (b <= 0) continue;
         int64_t from = a < 0 ? 0 : a, to = b < n ? b : n;
-        fd_alpha_segment(kind, &words.chunk[from - a], thr, c, x + from * size, out + from * size, to - from);
+        fd_alpha_segment(kind, size, &words.chunk[from - a], thr, c, x + from * size, out + from * size, to - from,
+                         stream);
     }
 }
 
@@ -126,12 +143,18 @@ static void fd_alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, 
                           const void *x, void *out, int nthreads) {
     int64_t head = offset % FD_BLOCK_CHUNKS, nblocks = (head + n + FD_BLOCK_CHUNKS - 1) / FD_BLOCK_CHUNKS;
     int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    int stream = fd_streams(n * size);
     if (n <= 0) return;
     if (nthreads > 1 && nblocks > 256) {
-        #pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out);
+        #pragma omp parallel num_threads(nthreads)
+        {
+            #pragma omp for schedule(static) nowait
+            for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out, stream);
+            if (stream) fd_store_fence();
+        }
     } else {
-        for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out);
+        for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out, stream);
+        if (stream) fd_store_fence();
     }
 }
 

@@ -34,10 +34,22 @@ cdef extern from *:
     static const fd_kernels_t *const fd_built[] = {FD_BUILT(FD_TABLE_ENTRY)};
     #define FD_NBUILT ((int)(sizeof fd_built / sizeof fd_built[0]))
     static const fd_kernels_t *fd_built_table(int i) { return fd_built[i]; }
+    /* _simd.h's streaming threshold, one for every variant: no output streams until
+       _backend sets it from the cache size at import. */
+    int64_t fd_streaming_min_bytes = INT64_MAX;
+    #if defined(__GNUC__)
+    static void fd_set_streaming_min_bytes(int64_t b) { __atomic_store_n(&fd_streaming_min_bytes, b, __ATOMIC_RELAXED); }
+    static int64_t fd_get_streaming_min_bytes(void) { return __atomic_load_n(&fd_streaming_min_bytes, __ATOMIC_RELAXED); }
+    #else
+    static void fd_set_streaming_min_bytes(int64_t b) { fd_streaming_min_bytes = b; }
+    static int64_t fd_get_streaming_min_bytes(void) { return fd_streaming_min_bytes; }
+    #endif
     """
     int FD_OPENMP
     int FD_NBUILT
     const fd_kernels_t *fd_built_table(int i)
+    void fd_set_streaming_min_bytes(int64_t b) nogil
+    int64_t fd_get_streaming_min_bytes() nogil
 
 OPENMP = bool(FD_OPENMP)
 MAX_INDEX = FD_MAX_INDEX
@@ -443,3 +455,14 @@ cdef Kernels _kernels_of(const fd_kernels_t *table):
 VARIANTS = {kernels.ISA: kernels for kernels in [_kernels_of(fd_built_table(i)) for i in range(FD_NBUILT)]}
 
 
+
+# --- streaming stores (_simd.h) -------------------------------------------------------------------
+def set_streaming_threshold(int64_t nbytes):
+    """Kernel calls writing at least ``nbytes`` bytes of output use streaming stores, in every
+    variant (``_backend.set_streaming_threshold`` checks the value and picks the default)."""
+    fd_set_streaming_min_bytes(nbytes)
+
+
+def streaming_threshold():
+    """The output size in bytes from which kernel calls use streaming stores."""
+    return fd_get_streaming_min_bytes()

@@ -33,6 +33,85 @@ typedef uint16_t fd_u16v64 FD_V(uint16_t, FD_L64);
 typedef int32_t fd_i32v64 FD_V(int32_t, FD_L64);
 #endif
 
+/* Vector stores, ordinary or non-temporal.  A streaming (non-temporal) store writes a whole
+   line to memory without first reading it into the cache (the write-allocate read an
+   ordinary store pays), so a destination that cannot stay in cache moves two streams of
+   memory traffic instead of three.  Streaming stores are weakly ordered: a kernel that
+   streamed ends each thread's part with fd_store_fence() (sfence).  The bits stored are the
+   same either way.  fd_store_vec streams only where asked, and then dst must be aligned to
+   FD_VBYTES (the walkers store the unaligned head of a segment with ordinary stores). */
+#if FD_VECTOR && defined(__SSE2__)
+#  define FD_STREAM 1
+#  define FD_STREAM_ALIGN FD_VBYTES
+#else
+#  define FD_STREAM 0
+#  define FD_STREAM_ALIGN 1
+#endif
+
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void fd_store_vec(void *dst, const void *v, size_t bytes, int stream) {
+#if FD_STREAM
+    if (stream) {
+#  if defined(__AVX512F__)
+        if (bytes == 64) {
+            __m512i w;
+            memcpy(&w, v, sizeof w);
+            _mm512_stream_si512((void *)dst, w);
+            return;
+        }
+#  endif
+#  if defined(__AVX__)
+        if (bytes == 32) {
+            __m256i w;
+            memcpy(&w, v, sizeof w);
+            _mm256_stream_si256((__m256i *)dst, w);
+            return;
+        }
+#  endif
+        for (size_t b = 0; b < bytes; b += 16) {        /* 16-byte pieces: SSE2 */
+            __m128i w;
+            memcpy(&w, (const char *)v + b, sizeof w);
+            _mm_stream_si128((__m128i *)((char *)dst + b), w);
+        }
+        return;
+    }
+#else
+    (void)stream;
+#endif
+    memcpy(dst, v, bytes);
+}
+
+/* Make this thread's streaming stores globally visible before it reports its part done. */
+static inline void fd_store_fence(void) {
+#if FD_STREAM
+    _mm_sfence();
+#endif
+}
+
+/* The smallest output, in bytes, that a kernel call writes with streaming stores: outputs
+   that cannot stay in the last-level cache.  Defined once for all variants by the Python
+   entry points (_kernels.pyx: set_streaming_threshold), read once per kernel call. */
+extern int64_t fd_streaming_min_bytes;
+
+/* Whether a call writing `bytes` of output streams its stores. */
+static inline int fd_streams(int64_t bytes) {
+#if FD_STREAM
+    return bytes >= __atomic_load_n(&fd_streaming_min_bytes, __ATOMIC_RELAXED);
+#else
+    (void)bytes;
+    return 0;
+#endif
+}
+
+/* How many of n elements of `size` bytes at out precede the first FD_STREAM_ALIGN boundary:
+   a streaming segment stores them with ordinary stores, then the rest from that boundary. */
+static inline int64_t fd_stream_head(const void *out, int64_t size, int64_t n) {
+    int64_t h = (int64_t)((FD_STREAM_ALIGN - ((uintptr_t)out & (FD_STREAM_ALIGN - 1))) & (FD_STREAM_ALIGN - 1)) / size;
+    return h < n ? h : n;
+}
+
 /* Keep masks (-1 kept, 0 dropped) of the next FD_L32 (or FD_L64) decisions, compared as
    signed integers: chunk in [0, 65535], thr in [0, 65536].  The widening loads are
    intrinsics where GCC's generic __builtin_convertvector lowering is slow (it went
@@ -112,14 +191,14 @@ static inline fd_i64v fd_keep64v(const uint16_t *chunk, const int32_t *thr) {
 #endif
 
 static inline void fd_select_f32(const uint16_t *chunk, int32_t thr, float s,
-                                 const float *x, float *out, int64_t n) {
+                                 const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L32 <= n; i += FD_L32) {
         fd_f32v v;
         memcpy(&v, x + i, sizeof v);
         fd_i32v bits = (fd_i32v)(v * s) & fd_keep32(chunk + i, thr);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -132,14 +211,14 @@ static inline void fd_select_f32(const uint16_t *chunk, int32_t thr, float s,
 }
 
 static inline void fd_select_f64(const uint16_t *chunk, int32_t thr, double s,
-                                 const double *x, double *out, int64_t n) {
+                                 const double *x, double *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L64 <= n; i += FD_L64) {
         fd_f64v v;
         memcpy(&v, x + i, sizeof v);
         fd_i64v bits = (fd_i64v)(v * s) & fd_keep64(chunk + i, thr);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -198,12 +277,12 @@ static inline fd_i16v32 fd_half_mul_vv(const uint16_t *x, const uint16_t *s) {
 
 /* float16 as its bits; s is the scale as a float (exactly a half value). */
 static inline void fd_select_f16(const uint16_t *chunk, int32_t thr, float s,
-                                 const uint16_t *x, uint16_t *out, int64_t n) {
+                                 const uint16_t *x, uint16_t *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_HALF_SIMD
     for (; i + FD_L32 <= n; i += FD_L32) {
         fd_i16v32 bits = fd_half_mul_v(x + i, s) & __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++)
@@ -214,10 +293,10 @@ static inline void fd_select_f16(const uint16_t *chunk, int32_t thr, float s,
    s[i * step]; step is 0 (one rate over the run: the scalar loops above) or 1 (a row of
    rates, as a per-feature p gives); any other stride takes the scalar loop. */
 static inline void fd_select_rates_f32(const uint16_t *chunk, const int32_t *thr, const float *s, int64_t step,
-                                       const float *x, float *out, int64_t n) {
+                                       const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
     if (step == 0) {
-        fd_select_f32(chunk, thr[0], s[0], x, out, n);
+        fd_select_f32(chunk, thr[0], s[0], x, out, n, stream);
         return;
     }
 #if FD_VECTOR
@@ -226,7 +305,7 @@ static inline void fd_select_rates_f32(const uint16_t *chunk, const int32_t *thr
         memcpy(&v, x + i, sizeof v);
         memcpy(&sv, s + i, sizeof sv);
         fd_i32v bits = (fd_i32v)(v * sv) & fd_keep32v(chunk + i, thr + i);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -239,10 +318,10 @@ static inline void fd_select_rates_f32(const uint16_t *chunk, const int32_t *thr
 }
 
 static inline void fd_select_rates_f64(const uint16_t *chunk, const int32_t *thr, const double *s, int64_t step,
-                                       const double *x, double *out, int64_t n) {
+                                       const double *x, double *out, int64_t n, int stream) {
     int64_t i = 0;
     if (step == 0) {
-        fd_select_f64(chunk, thr[0], s[0], x, out, n);
+        fd_select_f64(chunk, thr[0], s[0], x, out, n, stream);
         return;
     }
 #if FD_VECTOR
@@ -251,7 +330,7 @@ static inline void fd_select_rates_f64(const uint16_t *chunk, const int32_t *thr
         memcpy(&v, x + i, sizeof v);
         memcpy(&sv, s + i, sizeof sv);
         fd_i64v bits = (fd_i64v)(v * sv) & fd_keep64v(chunk + i, thr + i);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -264,17 +343,17 @@ static inline void fd_select_rates_f64(const uint16_t *chunk, const int32_t *thr
 }
 
 static inline void fd_select_rates_f16(const uint16_t *chunk, const int32_t *thr, const uint16_t *s, int64_t step,
-                                       const uint16_t *x, uint16_t *out, int64_t n) {
+                                       const uint16_t *x, uint16_t *out, int64_t n, int stream) {
     int64_t i = 0;
     if (step == 0) {
-        fd_select_f16(chunk, thr[0], fd_half_to_float(s[0]), x, out, n);
+        fd_select_f16(chunk, thr[0], fd_half_to_float(s[0]), x, out, n, stream);
         return;
     }
 #if FD_HALF_SIMD
     for (; step == 1 && i + FD_L32 <= n; i += FD_L32) {
         fd_i16v32 bits = fd_half_mul_vv(x + i, s + i)
             & __builtin_convertvector(fd_keep32v(chunk + i, thr + i), fd_i16v32);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++)
@@ -283,38 +362,38 @@ static inline void fd_select_rates_f16(const uint16_t *chunk, const int32_t *thr
 }
 
 /* out[i] = x[i] * s for a whole row (a kept row of a shared mask). */
-static inline void fd_scale_f32(float s, const float *x, float *out, int64_t n) {
+static inline void fd_scale_f32(float s, const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L32 <= n; i += FD_L32) {
         fd_f32v v;
         memcpy(&v, x + i, sizeof v);
         v *= s;
-        memcpy(out + i, &v, sizeof v);
+        fd_store_vec(out + i, &v, sizeof v, stream);
     }
 #endif
     for (; i < n; i++) out[i] = x[i] * s;
 }
 
-static inline void fd_scale_f64(double s, const double *x, double *out, int64_t n) {
+static inline void fd_scale_f64(double s, const double *x, double *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L64 <= n; i += FD_L64) {
         fd_f64v v;
         memcpy(&v, x + i, sizeof v);
         v *= s;
-        memcpy(out + i, &v, sizeof v);
+        fd_store_vec(out + i, &v, sizeof v, stream);
     }
 #endif
     for (; i < n; i++) out[i] = x[i] * s;
 }
 
-static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n) {
+static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_HALF_SIMD
     for (; i + FD_L32 <= n; i += FD_L32) {
         fd_i16v32 h = fd_half_mul_v(x + i, s);
-        memcpy(out + i, &h, sizeof h);
+        fd_store_vec(out + i, &h, sizeof h, stream);
     }
 #endif
     for (; i < n; i++) out[i] = fd_half_mul(x[i], s);
@@ -324,7 +403,7 @@ static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64
    nonzero = kept); s_step is 0 (one scale), 1 (a scale per element) or any stride (the
    scalar loop). */
 static inline void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_step,
-                                const float *x, float *out, int64_t n) {
+                                const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {
@@ -335,7 +414,7 @@ static inline void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_s
         if (s_step) memcpy(&sv, s + i, sizeof sv);
         else sv = (fd_f32v){0} + s[0];
         fd_i32v bits = (fd_i32v)(v * sv) & (__builtin_convertvector(k, fd_i32v) != 0);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -348,7 +427,7 @@ static inline void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_s
 }
 
 static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_step,
-                                const double *x, double *out, int64_t n) {
+                                const double *x, double *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; (s_step == 0 || s_step == 1) && i + FD_L64 <= n; i += FD_L64) {
@@ -359,7 +438,7 @@ static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_
         if (s_step) memcpy(&sv, s + i, sizeof sv);
         else sv = (fd_f64v){0} + s[0];
         fd_i64v bits = (fd_i64v)(v * sv) & (__builtin_convertvector(k, fd_i64v) != 0);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -372,7 +451,7 @@ static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_
 }
 
 static inline void fd_apply_f16(const uint8_t *keep, const uint16_t *s, int64_t s_step,
-                                const uint16_t *x, uint16_t *out, int64_t n) {
+                                const uint16_t *x, uint16_t *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_HALF_SIMD
     float s0 = fd_half_to_float(s[0]);
@@ -381,7 +460,7 @@ static inline void fd_apply_f16(const uint8_t *keep, const uint16_t *s, int64_t 
         memcpy(&k, keep + i, sizeof k);
         fd_i16v32 h = s_step ? fd_half_mul_vv(x + i, s + i) : fd_half_mul_v(x + i, s0);
         fd_i16v32 bits = h & (__builtin_convertvector(k, fd_i16v32) != 0);
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++)
@@ -414,7 +493,7 @@ static inline void fd_keep_u8(const uint16_t *chunk, const int32_t *thr, int64_t
 /* out[i] = x[i] * s with its bits ANDed with mask[i] (all ones: kept, zero: dropped), for a
    mask decided once and shared by many rows (a noise shape broadcast along a middle axis):
    the select of fd_select_* without comparing decisions again. */
-static inline void fd_masked_f32(const int32_t *mask, float s, const float *x, float *out, int64_t n) {
+static inline void fd_masked_f32(const int32_t *mask, float s, const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L32 <= n; i += FD_L32) {
@@ -423,7 +502,7 @@ static inline void fd_masked_f32(const int32_t *mask, float s, const float *x, f
         memcpy(&v, x + i, sizeof v);
         memcpy(&m, mask + i, sizeof m);
         fd_i32v bits = (fd_i32v)(v * s) & m;
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -435,7 +514,8 @@ static inline void fd_masked_f32(const int32_t *mask, float s, const float *x, f
     }
 }
 
-static inline void fd_masked_f64(const int64_t *mask, double s, const double *x, double *out, int64_t n) {
+static inline void fd_masked_f64(const int64_t *mask, double s, const double *x, double *out, int64_t n,
+                                 int stream) {
     int64_t i = 0;
 #if FD_VECTOR
     for (; i + FD_L64 <= n; i += FD_L64) {
@@ -444,7 +524,7 @@ static inline void fd_masked_f64(const int64_t *mask, double s, const double *x,
         memcpy(&v, x + i, sizeof v);
         memcpy(&m, mask + i, sizeof m);
         fd_i64v bits = (fd_i64v)(v * s) & m;
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) {
@@ -456,14 +536,15 @@ static inline void fd_masked_f64(const int64_t *mask, double s, const double *x,
     }
 }
 
-static inline void fd_masked_f16(const int16_t *mask, float s, const uint16_t *x, uint16_t *out, int64_t n) {
+static inline void fd_masked_f16(const int16_t *mask, float s, const uint16_t *x, uint16_t *out, int64_t n,
+                                 int stream) {
     int64_t i = 0;
 #if FD_HALF_SIMD
     for (; i + FD_L32 <= n; i += FD_L32) {
         fd_i16v32 m;
         memcpy(&m, mask + i, sizeof m);
         fd_i16v32 bits = fd_half_mul_v(x + i, s) & m;
-        memcpy(out + i, &bits, sizeof bits);
+        fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
     for (; i < n; i++) out[i] = fd_half_mul(x[i], s) & (uint16_t)mask[i];

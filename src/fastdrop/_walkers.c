@@ -71,16 +71,16 @@ static inline int64_t next_row(const fd_rates_t *g, int64_t *idx, int64_t base) 
 
 /* n elements of one row whose rates begin at offset r. */
 FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
-                                  const void *x, void *out, int64_t n) {
+                                  const void *x, void *out, int64_t n, int stream) {
     switch (kind) {
     case FD_F16:
-        fd_select_rates_f16(chunk, g->thr + r, (const uint16_t *)g->scale + r, g->step, x, out, n);
+        fd_select_rates_f16(chunk, g->thr + r, (const uint16_t *)g->scale + r, g->step, x, out, n, stream);
         break;
     case FD_F32:
-        fd_select_rates_f32(chunk, g->thr + r, (const float *)g->scale + r, g->step, x, out, n);
+        fd_select_rates_f32(chunk, g->thr + r, (const float *)g->scale + r, g->step, x, out, n, stream);
         break;
     case FD_F64:
-        fd_select_rates_f64(chunk, g->thr + r, (const double *)g->scale + r, g->step, x, out, n);
+        fd_select_rates_f64(chunk, g->thr + r, (const double *)g->scale + r, g->step, x, out, n, stream);
         break;
     case FD_KEEP:
         fd_keep_u8(chunk, g->thr + r, g->step, out, n);
@@ -88,11 +88,27 @@ FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_
     }
 }
 
+/* select_segment, streaming (where stream) from the first aligned element of out on.  Each
+   call passes a constant stream, so the element loops are inlined without a test per store. */
+FD_INLINE void select_segment_stored(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
+                                     const char *x, char *out, int64_t n, int stream) {
+    int64_t size = kind_size(kind), head;
+    if (!stream) {
+        select_segment(chunk, g, r, kind, x, out, n, 0);
+        return;
+    }
+    head = fd_stream_head(out, size, n);
+    if (head) select_segment(chunk, g, r, kind, x, out, head, 0);
+    if (n > head)
+        select_segment(chunk + head, g, r + head * g->step, kind, x + head * size, out + head * size, n - head, 1);
+}
+
 /* Elements lo..lo+n of block `block`, region elements j..j+n (x and out point at element
    lo), one group of generator steps at a time (see FD_GROUP_STEPS), each group split where
-   a row of rates ends. */
+   a row of rates ends.  A streaming call prefetches x only: a prefetch for writing would
+   fetch the very lines the streaming stores skip reading. */
 FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n, int64_t j, const fd_rates_t *g,
-                          fd_kind_t kind, const char *x, char *out, int prefetch) {
+                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     fd_gen_t gen;
     fd_group_t words;
     int64_t idx[FD_MAX_DIMS], col, size = kind_size(kind);
@@ -105,12 +121,12 @@ FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n,
         int64_t a = max64(lo, start), b = min64(lo + n, start + FD_GROUP_CHUNKS);
         if (prefetch) {
             fd_prefetch(x + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 0);
-            fd_prefetch(out + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 1);
+            if (!stream) fd_prefetch(out + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 1);
         }
         while (a < b) {
             int64_t take = min64(b - a, g->inner - col);
-            select_segment(&words.chunk[a - start], g, base + col * g->step, kind,
-                           x + (a - lo) * size, out + (a - lo) * size, take);
+            select_segment_stored(&words.chunk[a - start], g, base + col * g->step, kind,
+                                  x + (a - lo) * size, out + (a - lo) * size, take, stream);
             a += take;
             col += take;
             if (col == g->inner) {
@@ -125,38 +141,46 @@ FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n,
    positions are relative to the run, so no index past the run's start plus its length is
    ever formed (no int64 overflow whatever the offset). */
 FD_INLINE void range_block(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
-                               const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch) {
+                               const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch,
+                               int stream) {
     int64_t lo = max64(k * FD_BLOCK_CHUNKS - head, 0);
     int64_t hi = min64(k * FD_BLOCK_CHUNKS - head + FD_BLOCK_CHUNKS, n);
     int64_t size = kind_size(kind);
     dropout_block(key, first + k, head + lo - k * FD_BLOCK_CHUNKS, hi - lo, j0 + lo, g, kind,
-                  x + lo * size, out + lo * size, prefetch);
+                  x + lo * size, out + lo * size, prefetch, stream);
 }
 
 /* range_block with the kind a constant in each case: one specialised copy per kind. */
 static void range_block_of(uint64_t key, int64_t first, int64_t head, int64_t n, int64_t k, int64_t j0,
-                           const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch) {
+                           const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     switch (kind) {
-    case FD_F16: range_block(key, first, head, n, k, j0, g, FD_F16, x, out, prefetch); break;
-    case FD_F32: range_block(key, first, head, n, k, j0, g, FD_F32, x, out, prefetch); break;
-    case FD_F64: range_block(key, first, head, n, k, j0, g, FD_F64, x, out, prefetch); break;
-    case FD_KEEP: range_block(key, first, head, n, k, j0, g, FD_KEEP, x, out, prefetch); break;
+    case FD_F16: range_block(key, first, head, n, k, j0, g, FD_F16, x, out, prefetch, stream); break;
+    case FD_F32: range_block(key, first, head, n, k, j0, g, FD_F32, x, out, prefetch, stream); break;
+    case FD_F64: range_block(key, first, head, n, k, j0, g, FD_F64, x, out, prefetch, stream); break;
+    case FD_KEEP: range_block(key, first, head, n, k, j0, g, FD_KEEP, x, out, prefetch, 0); break;
     }
 }
 
-/* Stream elements offset..offset+n, which are region elements j0..j0+n. */
+/* Stream elements offset..offset+n, which are region elements j0..j0+n.  Where stream, the
+   stores stream; the threads of a parallel run fence their own, the caller fences the rest. */
 static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, const fd_rates_t *g,
-                          fd_kind_t kind, const char *x, char *out, int nthreads) {
+                          fd_kind_t kind, const char *x, char *out, int nthreads, int stream) {
     int64_t first = offset / FD_BLOCK_CHUNKS;
     int64_t head = offset - first * FD_BLOCK_CHUNKS;
     int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
     int prefetch = kind != FD_KEEP && n * kind_size(kind) > PREFETCH_MIN_BYTES;
     if (n <= 0) return;
     if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
-        #pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int64_t k = 0; k < nblocks; k++) range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch);
+        #pragma omp parallel num_threads(nthreads)
+        {
+            #pragma omp for schedule(static) nowait
+            for (int64_t k = 0; k < nblocks; k++)
+                range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch, stream);
+            if (stream) fd_store_fence();
+        }
     } else {
-        for (int64_t k = 0; k < nblocks; k++) range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch);
+        for (int64_t k = 0; k < nblocks; k++)
+            range_block_of(key, first, head, n, k, j0, g, kind, x, out, prefetch, stream);
     }
 }
 
@@ -165,34 +189,40 @@ static void dropout_rows(uint64_t key, const int64_t *starts, int64_t nrows, int
     const char *xb = x;
     char *ob = out;
     int64_t size = kind_size(kind);
+    int stream = kind != FD_KEEP && fd_streams(nrows * rowlen * size);
     if (nthreads > 1 && nrows > 1 && nrows * rowlen >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS) {
-        #pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int64_t r = 0; r < nrows; r++)
-            dropout_range(key, starts[r], rowlen, r * rowlen, g, kind, xb + r * xstride * size,
-                          ob + r * ostride * size, 1);
+        #pragma omp parallel num_threads(nthreads)
+        {
+            #pragma omp for schedule(static) nowait
+            for (int64_t r = 0; r < nrows; r++)
+                dropout_range(key, starts[r], rowlen, r * rowlen, g, kind, xb + r * xstride * size,
+                              ob + r * ostride * size, 1, stream);
+            if (stream) fd_store_fence();
+        }
     } else {
         for (int64_t r = 0; r < nrows; r++)
             dropout_range(key, starts[r], rowlen, r * rowlen, g, kind, xb + r * xstride * size,
-                          ob + r * ostride * size, nthreads);
+                          ob + r * ostride * size, nthreads, stream);
+        if (stream) fd_store_fence();
     }
 }
 
 /* n elements of one row with keep and scale read at steps s_step (0: one decision). */
 static inline void apply_row(fd_kind_t kind, const uint8_t *keep, const void *s, int64_t s_step,
-                             const void *x, void *out, int64_t n) {
+                             const void *x, void *out, int64_t n, int stream) {
     switch (kind) {
-    case FD_F16: fd_apply_f16(keep, s, s_step, x, out, n); break;
-    case FD_F32: fd_apply_f32(keep, s, s_step, x, out, n); break;
-    case FD_F64: fd_apply_f64(keep, s, s_step, x, out, n); break;
+    case FD_F16: fd_apply_f16(keep, s, s_step, x, out, n, stream); break;
+    case FD_F32: fd_apply_f32(keep, s, s_step, x, out, n, stream); break;
+    case FD_F64: fd_apply_f64(keep, s, s_step, x, out, n, stream); break;
     case FD_KEEP: break;
     }
 }
 
-static inline void scale_row(fd_kind_t kind, const void *s, const void *x, void *out, int64_t n) {
+static inline void scale_row(fd_kind_t kind, const void *s, const void *x, void *out, int64_t n, int stream) {
     switch (kind) {
-    case FD_F16: fd_scale_f16(fd_half_to_float(*(const uint16_t *)s), x, out, n); break;
-    case FD_F32: fd_scale_f32(*(const float *)s, x, out, n); break;
-    case FD_F64: fd_scale_f64(*(const double *)s, x, out, n); break;
+    case FD_F16: fd_scale_f16(fd_half_to_float(*(const uint16_t *)s), x, out, n, stream); break;
+    case FD_F32: fd_scale_f32(*(const float *)s, x, out, n, stream); break;
+    case FD_F64: fd_scale_f64(*(const double *)s, x, out, n, stream); break;
     case FD_KEEP: break;
     }
 }
@@ -202,6 +232,7 @@ static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *
     int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1], ss = sstride[ndim - 1], size = kind_size(kind);
     const char *xb = x, *sb = scale;
     char *ob = out;
+    int stream = fd_streams(nrows * inner * size);
     for (int64_t r = 0; r < nrows; r++) {
         int64_t rest = r, k = 0, s = 0;
         for (int a = ndim - 2; a >= 0; a--) {
@@ -212,13 +243,27 @@ static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *
         }
         const char *xr = xb + r * inner * size;
         char *orow = ob + r * inner * size;
+        /* a streaming row: its unaligned head with ordinary stores (memset streams large
+           clears itself) */
+        int64_t h = stream ? fd_stream_head(orow, size, inner) : 0;
         if (ks == 0) {          /* the row shares one decision, hence one scale */
-            if (keep[k]) scale_row(kind, sb + s * size, xr, orow, inner);
-            else memset(orow, 0, (size_t)(inner * size));
+            if (keep[k]) {
+                if (h) scale_row(kind, sb + s * size, xr, orow, h, 0);
+                if (stream) scale_row(kind, sb + s * size, xr + h * size, orow + h * size, inner - h, 1);
+                else scale_row(kind, sb + s * size, xr, orow, inner, 0);
+            } else {
+                memset(orow, 0, (size_t)(inner * size));
+            }
         } else {                /* keep's last varying axis has stride 1 */
-            apply_row(kind, keep + k, sb + s * size, ss, xr, orow, inner);
+            if (h) apply_row(kind, keep + k, sb + s * size, ss, xr, orow, h, 0);
+            if (stream)
+                apply_row(kind, keep + k + h, sb + (s + h * ss) * size, ss, xr + h * size, orow + h * size,
+                          inner - h, 1);
+            else
+                apply_row(kind, keep + k, sb + s * size, ss, xr, orow, inner, 0);
         }
     }
+    if (stream) fd_store_fence();
 }
 
 static void fill_words(uint64_t key, int64_t first_word, uint64_t *out, int64_t n) {
@@ -252,14 +297,32 @@ typedef union {                 /* the widened masks of one piece, in the width 
     int64_t m64[SHARED_PIECE];
 } shared_mask_t;
 
+/* n elements of one row against the masks of its columns. */
+static inline void shared_row(fd_kind_t kind, const int16_t *m16, const int32_t *m32, const int64_t *m64,
+                              const void *scale, const char *x, char *out, int64_t n, int stream) {
+    switch (kind) {
+    case FD_F16:
+        fd_masked_f16(m16, fd_half_to_float(*(const uint16_t *)scale), (const uint16_t *)x, (uint16_t *)out, n,
+                      stream);
+        break;
+    case FD_F32:
+        fd_masked_f32(m32, *(const float *)scale, (const float *)x, (float *)out, n, stream);
+        break;
+    case FD_F64:
+        fd_masked_f64(m64, *(const double *)scale, (const double *)x, (double *)out, n, stream);
+        break;
+    case FD_KEEP: break;
+    }
+}
+
 /* Piece `piece` (of pieces per sample) of sample a: columns f0 .. f0 + n of all its rows. */
 static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, int64_t n, int64_t shared,
                          int64_t inner, const fd_rates_t *g, fd_kind_t kind, const void *scale,
-                         const char *x, char *out) {
+                         const char *x, char *out, int stream) {
     uint8_t keep[SHARED_PIECE];
     shared_mask_t mask;
     int64_t size = kind_size(kind);
-    dropout_range(key, offset + a * inner + f0, n, 0, g, FD_KEEP, NULL, (char *)keep, 1);
+    dropout_range(key, offset + a * inner + f0, n, 0, g, FD_KEEP, NULL, (char *)keep, 1, 0);
     if (kind == FD_F16)
         for (int64_t i = 0; i < n; i++) mask.m16[i] = (int16_t)-keep[i];
     else if (kind == FD_F32)
@@ -268,19 +331,13 @@ static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, in
         for (int64_t i = 0; i < n; i++) mask.m64[i] = -(int64_t)keep[i];
     for (int64_t t = 0; t < shared; t++) {
         int64_t at = ((a * shared + t) * inner + f0) * size;
-        switch (kind) {
-        case FD_F16:
-            fd_masked_f16(mask.m16, fd_half_to_float(*(const uint16_t *)scale), (const uint16_t *)(x + at),
-                          (uint16_t *)(out + at), n);
-            break;
-        case FD_F32:
-            fd_masked_f32(mask.m32, *(const float *)scale, (const float *)(x + at), (float *)(out + at), n);
-            break;
-        case FD_F64:
-            fd_masked_f64(mask.m64, *(const double *)scale, (const double *)(x + at), (double *)(out + at), n);
-            break;
-        case FD_KEEP: break;
-        }
+        int64_t h = stream ? fd_stream_head(out + at, size, n) : 0;
+        if (h) shared_row(kind, mask.m16, mask.m32, mask.m64, scale, x + at, out + at, h, 0);
+        if (stream)
+            shared_row(kind, mask.m16 + h, mask.m32 + h, mask.m64 + h, scale, x + at + h * size,
+                       out + at + h * size, n - h, 1);
+        else
+            shared_row(kind, mask.m16, mask.m32, mask.m64, scale, x + at, out + at, n, 0);
     }
 }
 
@@ -288,24 +345,30 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
                            fd_kind_t kind, const void *scale, const void *x, void *out, int nthreads) {
     fd_rates_t g;
     int64_t pieces = (inner + SHARED_PIECE - 1) / SHARED_PIECE, total = outer * pieces;
+    int stream = fd_streams(outer * shared * inner * kind_size(kind));
     g.thr = &thr;
     g.scale = NULL;
     g.inner = INT64_MAX;
     g.step = 0;
     g.nouter = 0;
     if (nthreads > 1 && total > 1 && outer * shared * inner >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS) {
-        #pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int64_t k = 0; k < total; k++) {
-            int64_t f0 = (k % pieces) * SHARED_PIECE;
-            shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
-                         scale, x, out);
+        #pragma omp parallel num_threads(nthreads)
+        {
+            #pragma omp for schedule(static) nowait
+            for (int64_t k = 0; k < total; k++) {
+                int64_t f0 = (k % pieces) * SHARED_PIECE;
+                shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
+                             scale, x, out, stream);
+            }
+            if (stream) fd_store_fence();
         }
     } else {
         for (int64_t k = 0; k < total; k++) {
             int64_t f0 = (k % pieces) * SHARED_PIECE;
             shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
-                         scale, x, out);
+                         scale, x, out, stream);
         }
+        if (stream) fd_store_fence();
     }
 }
 

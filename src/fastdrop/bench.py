@@ -1,18 +1,24 @@
 """``fastdrop bench``: fastdrop against the memory-bandwidth floor, NumPy and PyTorch.
 
 For each dtype and size it times, side by side in this process, ``np.multiply(x, c,
-out=y)`` (the floor: one read and one write of every element), ``fastdrop.dropout`` on
+out=y)`` (the floor: one read and one write of every element), ``np.copyto(y, x)`` (the
+copy floor: beyond the last-level cache glibc's copy skips the write-allocate read of
+``y`` with streaming stores, as fastdrop's kernels do), ``fastdrop.dropout`` on
 the compiled backend, the same call on the NumPy backend, a naive NumPy dropout
 (``rng.random(n) < keep`` then ``x * m / keep``) and PyTorch's ``F.dropout`` when torch is
 installed.  The implementations run in interleaved rounds (each round times each once),
 so a load change on the machine hits them all; the table shows the median ns per element
 and the median over rounds of the per-round time ratios.  The performance targets follow,
 read off the table where it has their case, plus three cases of their own: the
-1K-element call overhead, spatial dropout, two threads against one.
+1K-element call overhead, spatial dropout, two threads against one.  ``--large`` adds
+64M-element float32 and float64 arrays (256 and 512 MiB), timed against both floors with
+one thread and with two (fastdrop's two threads against a two-threaded copy of the same
+arrays, one half per thread).
 
 The pytest-benchmark suites in ``bench/`` time the same callables (``implementations``).
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
@@ -64,6 +70,9 @@ def implementations(x, out, p=P, torch=None):
     def floor():
         return np.multiply(x, scale, out=out)
 
+    def copy():
+        return np.copyto(out, x)
+
     def fast():
         return fastdrop.dropout(x, p, seed=SEED, out=out)
 
@@ -71,7 +80,7 @@ def implementations(x, out, p=P, torch=None):
         with fastdrop.use_backend("numpy"):
             return fastdrop.dropout(x, p, seed=SEED, out=out)
 
-    funcs = {"floor": floor, "fastdrop": fast, "numpy-backend": numpy_backend,
+    funcs = {"floor": floor, "copy": copy, "fastdrop": fast, "numpy-backend": numpy_backend,
              "naive": lambda: naive_dropout(x, p, rng)}
     if torch is not None:
         t = torch.from_numpy(x)
@@ -166,8 +175,9 @@ def _case(dtype, n, budget, torch):
         "dtype": dtype, "size": n, "rounds": rounds,
         "ns_per_element": {name: float(np.median(s)) * 1e9 / n for name, s in samples.items()},
         "fastdrop_over_floor": _median_ratio(fast, samples["floor"]),
+        "fastdrop_over_copy": _median_ratio(fast, samples["copy"]),
         "speedup": {name: _median_ratio(s, fast) for name, s in samples.items()
-                    if name not in ("floor", "fastdrop")},
+                    if name not in ("floor", "copy", "fastdrop")},
     }
 
 
@@ -206,6 +216,61 @@ def _target_cases(budget, threads):
     return cases
 
 
+# --- fastdrop bench --large: arrays beyond the last-level cache ----------------------------------
+LARGE_SIZE = 1 << 26                       # 64M elements: 256 MiB of float32, 512 MiB of float64
+LARGE_DTYPES = ("float32", "float64")
+LARGE_TARGET = 1.15                        # fastdrop / np.copyto, one thread and two
+
+
+def threaded_copy(x, out, pool):
+    """``np.copyto(out, x)`` as two halves copied at once by the two threads of ``pool``
+    (NumPy releases the GIL while it copies): the two-thread copy floor."""
+    half = x.size // 2
+    parts = [pool.submit(np.copyto, out[:half], x[:half]), pool.submit(np.copyto, out[half:], x[half:])]
+    for part in parts:
+        part.result()
+
+
+def _large_case(dtype, n, budget, pool):
+    """One large array against both floors with one thread, and against the two-thread copy
+    with fastdrop on two threads."""
+    x = np.random.default_rng(0).standard_normal(n).astype(dtype)
+    out = np.empty_like(x)
+    scale = x.dtype.type(1.0 / (1.0 - P))
+
+    def fast(threads):
+        def call():
+            with fastdrop.use_num_threads(threads):
+                return fastdrop.dropout(x, P, seed=SEED, out=out)
+        return call
+    funcs = {"floor": lambda: np.multiply(x, scale, out=out), "copy": lambda: np.copyto(out, x),
+             "copy 2 threads": lambda: threaded_copy(x, out, pool), "fastdrop": fast(1), "fastdrop 2 threads": fast(2)}
+    samples, rounds = time_interleaved(funcs, budget)
+    ratios = {"fastdrop / floor": _median_ratio(samples["fastdrop"], samples["floor"]),
+              "fastdrop / copy": _median_ratio(samples["fastdrop"], samples["copy"]),
+              "fastdrop 2 threads / copy 2 threads": _median_ratio(samples["fastdrop 2 threads"],
+                                                                   samples["copy 2 threads"]),
+              "copy speedup, 2 threads": _median_ratio(samples["copy"], samples["copy 2 threads"]),
+              "fastdrop speedup, 2 threads": _median_ratio(samples["fastdrop"], samples["fastdrop 2 threads"])}
+    return {"dtype": dtype, "size": n, "rounds": rounds,
+            "ns_per_element": {name: float(np.median(s)) * 1e9 / n for name, s in samples.items()},
+            "ratios": ratios}
+
+
+def large_targets(cases):
+    """The targets of the large cases, each {case, ratio, target, met}: fastdrop within
+    LARGE_TARGET of the copy floor with one thread and with two."""
+    rows = []
+    for c in cases:
+        name = f"{c['dtype']} {_label(c['size'])}"
+        for what, label in (("fastdrop / copy", "fastdrop / np.copyto"),
+                            ("fastdrop 2 threads / copy 2 threads", "2 threads: fastdrop / 2-thread copy")):
+            ratio = c["ratios"][what]
+            rows.append({"case": f"{name}: {label}", "ratio": ratio, "target": f"<= {LARGE_TARGET}",
+                         "met": ratio <= LARGE_TARGET})
+    return rows
+
+
 # Performance targets read off the main table: (dtype, size, what, bound); what is
 # "floor" (fastdrop / floor <= bound) or an implementation (its time / fastdrop's >= bound),
 # or "numpy-backend/naive" (<= bound).
@@ -242,14 +307,17 @@ def table_targets(cases):
     return rows
 
 
-def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True, progress=None):
-    """All cases as a dict (what ``--json`` writes)."""
+def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True, progress=None, large=False,
+        large_size=LARGE_SIZE):
+    """All cases as a dict (what ``--json`` writes); ``large`` adds the ``large_size``
+    float32 and float64 cases."""
     torch = _torch()
     before = fastdrop.get_num_threads()
     fastdrop.set_num_threads(threads)
     if torch is not None:
         torch.set_num_threads(threads)
-    bar = _Progress(len(sizes) * len(dtypes) + (1 if targets else 0), progress) if progress else None
+    steps = len(sizes) * len(dtypes) + (1 if targets else 0) + (len(LARGE_DTYPES) if large else 0)
+    bar = _Progress(steps, progress) if progress else None
     try:
         cases = []
         for n in sizes:
@@ -257,6 +325,13 @@ def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True,
                 if bar:
                     bar.step(f"{dtype} {_label(n)}")
                 cases.append(_case(dtype, n, budget, torch))
+        large_cases = []
+        if large:
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                for dtype in LARGE_DTYPES:
+                    if bar:
+                        bar.step(f"{dtype} {_label(large_size)}, 1 and 2 threads")
+                    large_cases.append(_large_case(dtype, large_size, budget, pool))
         if bar and targets:
             bar.step("target cases")
         extra = _target_cases(budget, threads) if targets else []
@@ -270,8 +345,11 @@ def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True,
         "threads": threads, "p": P, "numpy": np.__version__,
         "torch": torch.__version__ if torch is not None else None,
         "machine": {"processor": _cpu_name(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "load_average": _load_average(), "python": platform.python_version()},
-        "budget_seconds_per_case": budget, "cases": cases, "targets": table_targets(cases) + extra,
+                    "load_average": _load_average(), "python": platform.python_version(),
+                    "last_level_cache_bytes": fastdrop._backend.last_level_cache_bytes()},
+        "streaming_threshold_bytes": fastdrop.get_streaming_threshold(),
+        "budget_seconds_per_case": budget, "cases": cases, "large": large_cases,
+        "targets": table_targets(cases) + large_targets(large_cases) + extra,
     }
 
 
@@ -542,30 +620,54 @@ def _cpu_name():
 
 
 def _header(result, command, case):
-    """The two lines naming the run: what ran where (backend, ISA, threads, versions, CPU, load)."""
-    return [f"fastdrop {result['fastdrop']} {command}: backend {result['backend']}, isa {result['isa']}, "
-            f"threads {result['threads']}, {case}; numpy {result['numpy']}"
-            + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
-            f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
-            f"load average {result['machine']['load_average']} after the run"]
+    """The lines naming the run: what ran where (backend, ISA, threads, versions, CPU, load,
+    the streaming threshold where the run reports it)."""
+    lines = [f"fastdrop {result['fastdrop']} {command}: backend {result['backend']}, isa {result['isa']}, "
+             f"threads {result['threads']}, {case}; numpy {result['numpy']}"
+             + (f", torch {result['torch']}" if result["torch"] else ", torch not installed"),
+             f"{result['machine']['processor']}, {result['machine']['cpus']} CPUs, "
+             f"load average {result['machine']['load_average']} after the run"]
+    if "streaming_threshold_bytes" in result:
+        cache = result["machine"].get("last_level_cache_bytes")
+        lines.append(f"streaming stores for outputs of >= {_bytes_label(result['streaming_threshold_bytes'])} "
+                     f"(last-level cache: {_bytes_label(cache) if cache else 'not reported'})")
+    return lines
+
+
+def _bytes_label(n):
+    for suffix, unit in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= unit and n % unit == 0:
+            return f"{n // unit} {suffix}"
+    return f"{n} B"
 
 
 def format_table(result):
     impls = [k for k in ("numpy-backend", "naive", "torch") if any(k in c["speedup"] for c in result["cases"])]
     lines = _header(result, "bench", f"p={result['p']}") + [
         "ns/element: median over interleaved rounds. fd/floor: fastdrop's time over np.multiply(x, c, out=y)'s",
-        "(lower is better, 1.0 is the bandwidth floor); X/fd: how many times faster fastdrop is than X.",
+        "(lower is better, 1.0 is the bandwidth floor); fd/copy: over np.copyto(y, x)'s (the copy floor: no",
+        "write-allocate read beyond the cache); X/fd: how many times faster fastdrop is than X.",
         "",
-        f"{'dtype':<8} {'size':>5} {'floor':>7} {'fastdrop':>8} {'fd/floor':>8} "
+        f"{'dtype':<8} {'size':>5} {'floor':>7} {'copy':>7} {'fastdrop':>8} {'fd/floor':>8} {'fd/copy':>7} "
         + " ".join(f"{k + '/fd':>{max(9, len(k) + 3)}}" for k in impls),
     ]
     for c in result["cases"]:
         ns = c["ns_per_element"]
-        row = f"{c['dtype']:<8} {_label(c['size']):>5} {ns['floor']:7.3f} {ns['fastdrop']:8.3f} " \
-              f"{c['fastdrop_over_floor']:8.2f} "
+        row = f"{c['dtype']:<8} {_label(c['size']):>5} {ns['floor']:7.3f} {ns['copy']:7.3f} {ns['fastdrop']:8.3f} " \
+              f"{c['fastdrop_over_floor']:8.2f} {c['fastdrop_over_copy']:7.2f} "
         row += " ".join(f"{c['speedup'][k]:>{max(9, len(k) + 3)}.1f}" if k in c["speedup"]
                         else f"{'-':>{max(9, len(k) + 3)}}" for k in impls)
         lines.append(row)
+    if result["large"]:
+        lines += ["", "beyond the last-level cache, out= preallocated (ns/element; ratios: medians of per-round ratios)",
+                  f"{'dtype':<8} {'size':>5} {'floor':>7} {'copy':>7} {'fd':>7} {'fd/copy':>7} {'copy2':>7} {'fd2':>7} "
+                  f"{'fd2/copy2':>9} {'copy 1/2':>8} {'fd 1/2':>7}"]
+        for c in result["large"]:
+            ns, r = c["ns_per_element"], c["ratios"]
+            lines.append(f"{c['dtype']:<8} {_label(c['size']):>5} {ns['floor']:7.3f} {ns['copy']:7.3f} "
+                         f"{ns['fastdrop']:7.3f} {r['fastdrop / copy']:7.2f} {ns['copy 2 threads']:7.3f} "
+                         f"{ns['fastdrop 2 threads']:7.3f} {r['fastdrop 2 threads / copy 2 threads']:9.2f} "
+                         f"{r['copy speedup, 2 threads']:8.2f} {r['fastdrop speedup, 2 threads']:7.2f}")
     if result["targets"]:
         lines += ["", f"{'performance targets (single thread unless said)':<62} {'ratio':>6}  {'target':<7} met"]
         lines += [f"{t['case']:<62} {t['ratio']:6.2f}  {t['target']:<7} {'yes' if t['met'] else 'NO'}"
@@ -632,6 +734,9 @@ def main(argv=None):
                         help="seconds of timing rounds per case (at least 3 rounds; default 1.0)")
     parser.add_argument("--no-targets", action="store_true",
                         help="skip the extra target cases (1K call, spatial, threads)")
+    parser.add_argument("--large", action="store_true",
+                        help=f"add {_label(LARGE_SIZE)}-element float32 and float64 arrays (beyond the last-level "
+                             f"cache) against np.multiply and np.copyto, with 1 and 2 threads (~1.5 GiB of memory)")
     parser.add_argument("--family", action="store_true",
                         help=f"the dropout family instead: each variant's forward and backward on float32 "
                              f"{FAMILY_SHAPE} against the floor and naive NumPy, and every layer against its "
@@ -649,6 +754,11 @@ def main(argv=None):
     memory = _physical_memory()
     largest = max(args.sizes)
     widest = max(args.dtypes, key=lambda d: np.dtype(d).itemsize)
+    if args.large and args.family:
+        parser.error("argument --large: adds cases to the size sweep, which --family does not run")
+    if args.large and memory is not None and 2 * LARGE_SIZE * 8 > memory:
+        parser.error(f"argument --large: needs {2 * LARGE_SIZE * 8 / 2**30:.1f} GiB, more than this machine's "
+                     f"{memory / 2**30:.1f} GiB of memory")
     if memory is not None and _bytes_needed(largest, widest) > memory:
         parser.error(f"argument --sizes: {_label(largest)} elements of {widest} need at least "
                      f"{_bytes_needed(largest, widest) / 2**30:.1f} GiB, more than this machine's "
@@ -677,7 +787,8 @@ def main(argv=None):
         result = run_family(args.threads, args.budget, progress=sys.stderr)
         print(format_family(result))
     else:
-        result = run(args.sizes, args.dtypes, args.threads, args.budget, not args.no_targets, progress=sys.stderr)
+        result = run(args.sizes, args.dtypes, args.threads, args.budget, not args.no_targets, progress=sys.stderr,
+                     large=args.large)
         print(format_table(result))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,0 +1,128 @@
+"""Streaming (non-temporal) stores: the threshold, its checks, and the same bits either way.
+
+The compiled kernels write outputs of at least ``get_streaming_threshold()`` bytes with
+streaming stores (the unaligned head of each segment with ordinary ones, every thread
+fenced).  tests/test_isa.py runs all kernel cases on every ISA variant with the threshold
+at 0; here the API, the environment variable and unaligned outputs in this process.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastdrop as fd
+from fastdrop import _backend
+
+compiled = pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
+
+
+@pytest.fixture
+def threshold():
+    before = fd.get_streaming_threshold()
+    yield
+    fd.set_streaming_threshold(before)
+
+
+def test_default_is_the_last_level_cache(threshold):
+    fd.set_streaming_threshold(None)
+    expected = _backend.last_level_cache_bytes() or _backend.STREAMING_FALLBACK_BYTES
+    assert fd.get_streaming_threshold() == expected
+
+
+@compiled
+def test_the_compiled_kernels_follow_the_setting(threshold):
+    import fastdrop._kernels as kernels
+    fd.set_streaming_threshold(12345)
+    assert fd.get_streaming_threshold() == 12345 == kernels.streaming_threshold()
+    fd.set_streaming_threshold(np.int64(0))
+    assert fd.get_streaming_threshold() == 0 == kernels.streaming_threshold()
+
+
+@pytest.mark.parametrize("value, exc, message", [
+    (-1, ValueError, "nbytes must be an integer in [0, 9223372036854775807], got -1"),
+    (1 << 63, ValueError, f"nbytes must be an integer in [0, 9223372036854775807], got {1 << 63}"),
+    (1.5, TypeError, "nbytes must be an integer in [0, 9223372036854775807], got float 1.5"),
+    (True, TypeError, "nbytes must be an integer in [0, 9223372036854775807], got bool True"),
+    ("64M", TypeError, "nbytes must be an integer in [0, 9223372036854775807], got str '64M'"),
+])
+def test_bad_thresholds_are_refused_and_change_nothing(threshold, value, exc, message):
+    before = fd.get_streaming_threshold()
+    with pytest.raises(exc) as info:
+        fd.set_streaming_threshold(value)
+    assert str(info.value) == message
+    assert fd.get_streaming_threshold() == before
+
+
+def _import_with(value):
+    return subprocess.run([sys.executable, "-c", "import fastdrop; print(fastdrop.get_streaming_threshold())"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "FASTDROP_STREAMING_THRESHOLD": value})
+
+
+def test_the_environment_variable_sets_it():
+    r = _import_with(" 4096 ")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "4096"
+
+
+@pytest.mark.parametrize("value", ["-5", "1.5", "64M", "+7", str(1 << 63)])
+def test_a_bad_environment_variable_is_an_error_naming_it(value):
+    r = _import_with(value)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ValueError: ") and "FASTDROP_STREAMING_THRESHOLD" in last and repr(value) in last
+
+
+def test_cache_size_read_from_sys(tmp_path, monkeypatch):
+    for index, size in (("index0", "48K"), ("index2", "1280K"), ("index3", "49152K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "size").write_text(size + "\n")
+    (tmp_path / "uevent").write_text("")
+    monkeypatch.setattr(_backend, "_CACHE_DIR", str(tmp_path))
+    assert _backend.last_level_cache_bytes() == 49152 << 10
+    monkeypatch.setattr(_backend, "_CACHE_DIR", str(tmp_path / "missing"))
+    assert _backend.last_level_cache_bytes() is None
+    assert _backend.default_streaming_threshold() == _backend.STREAMING_FALLBACK_BYTES
+
+
+def _calls(x, out):
+    """Every kernel that writes a full output, into ``out`` (a view of any alignment)."""
+    rows = x.reshape(8, -1)
+    x4 = x.reshape(4, 8, 16, -1)
+    return {
+        "dropout": lambda: fd.dropout(x, 0.3, seed=2, offset=5, out=out),
+        "per-feature": lambda: fd.dropout(rows, np.linspace(0, 0.9, rows.shape[1]), seed=2,
+                                          out=out.reshape(rows.shape)),
+        "alpha": lambda: fd.alpha_dropout(x, 0.3, seed=2, out=out),
+        "variational": lambda: fd.variational_dropout(x4.reshape(4, 8, -1), 0.3, seed=2,
+                                                      out=out.reshape(4, 8, -1)),
+        "spatial": lambda: fd.spatial_dropout(x4, 0.3, seed=2, out=out.reshape(x4.shape)),
+        "dropblock": lambda: fd.dropblock2d(x4, 0.2, 3, seed=2, out=out.reshape(x4.shape)),
+        "apply-mask": lambda: fd.apply_mask(x, fd.dropout_mask(x.shape, 0.4, seed=1), 0.4, out=out),
+    }
+
+
+@compiled
+@pytest.mark.parametrize("shift", [0, 1, 3])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_streamed_outputs_at_any_alignment_are_the_numpy_backends_bits(threshold, dtype, shift):
+    n = 4 * 8 * 16 * 2049                 # odd rows (segments end off vector boundaries), > the threads threshold
+    x = np.random.default_rng(3).standard_normal(n).astype(dtype)
+    expected = {}
+    with fd.use_backend("numpy"):
+        for name, call in _calls(x, np.empty_like(x)).items():
+            expected[name] = np.array(call()).reshape(-1)
+    buffer = np.zeros(n + 8, dtype)
+    out = buffer[shift:shift + n]         # element-aligned, not vector-aligned
+    for threads in (1, 2):
+        for nbytes in (0, 1 << 62):
+            fd.set_streaming_threshold(nbytes)
+            with fd.use_num_threads(threads):
+                for name, call in _calls(x, out).items():
+                    out[...] = 0
+                    call()
+                    assert np.array_equal(out.view(f"u{x.itemsize}"), expected[name].view(f"u{x.itemsize}")), \
+                        (name, threads, nbytes)
+    assert not buffer[:shift].any() and not buffer[shift + n:].any()      # nothing written outside out
