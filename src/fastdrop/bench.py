@@ -23,6 +23,7 @@ import numpy as np
 
 import fastdrop
 from fastdrop import _cli_args
+from fastdrop._progress import ProgressBar
 
 P = 0.5
 SEED = 1234
@@ -143,20 +144,6 @@ def _median_ratio(num, den):
     return float(np.median(np.asarray(num) / np.asarray(den)))
 
 
-class _Progress:
-    def __init__(self, total, stream):
-        self.total, self.done, self.stream = total, 0, stream
-
-    def step(self, text):
-        self.done += 1
-        self.stream.write(f"\rfastdrop bench [{self.done}/{self.total}] {text:<40}")
-        self.stream.flush()
-
-    def close(self):
-        self.stream.write("\r" + " " * 70 + "\r")
-        self.stream.flush()
-
-
 def _case(dtype, n, budget, torch):
     x = np.random.default_rng(0).standard_normal(n).astype(dtype)
     out = np.empty_like(x)
@@ -249,16 +236,17 @@ def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True,
     fastdrop.set_num_threads(threads)
     if torch is not None:
         torch.set_num_threads(threads)
-    bar = _Progress(len(sizes) * len(dtypes) + (1 if targets else 0), progress) if progress else None
+    bar = ProgressBar(len(sizes) * len(dtypes) + (1 if targets else 0), "fastdrop bench", progress) \
+        if progress else None
     try:
         cases = []
         for n in sizes:
             for dtype in dtypes:
                 if bar:
-                    bar.step(f"{dtype} {_label(n)}")
+                    bar.update(bar.done + 1, f"{dtype} {_label(n)}")
                 cases.append(_case(dtype, n, budget, torch))
         if bar and targets:
-            bar.step("target cases")
+            bar.update(bar.done + 1, "target cases")
         extra = _target_cases(budget, threads) if targets else []
     finally:
         if bar:
@@ -422,19 +410,19 @@ def run_family(threads=1, budget=1.0, progress=None, shape=FAMILY_SHAPE):
     if torch is not None:
         torch.set_num_threads(threads)
     pairs = layer_pairs()
-    bar = _Progress(len(FAMILY_TARGETS) + len(pairs), progress) if progress else None
+    bar = ProgressBar(len(FAMILY_TARGETS) + len(pairs), "fastdrop bench --family", progress) if progress else None
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     views = {"variational_dropout": x.reshape(shape[0], shape[1], -1)}   # (N, T, F)
     try:
         variants = []
         for variant in FAMILY_TARGETS:
             if bar:
-                bar.step(variant)
+                bar.update(bar.done + 1, variant)
             variants += _family_case(variant, views.get(variant, x), budget, torch)
         layers = []
         for name, (layer, xl, forward, backward) in pairs.items():
             if bar:
-                bar.step(name)
+                bar.update(bar.done + 1, name)
             layers.append(_layer_case(name, layer, xl, forward, backward, budget))
     finally:
         if bar:

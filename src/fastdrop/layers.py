@@ -36,7 +36,9 @@ class _ForwardRecord:
 class Module:
     """What every trainable piece shares: ``layer(x)`` is ``forward(x)``, ``eval()`` is
     ``train(False)``, ``training`` is True in training mode.  Subclasses define
-    ``train(mode)`` and ``forward(x)``; those that learn arrays also override ``parameters()``."""
+    ``train(mode)`` and ``forward(x)``; those that learn arrays also override ``parameters()``.
+    ``layer(x, training=False)`` (or True) overrides the mode for that call alone, as in
+    Keras; it needs a ``forward(x, training=...)``, which every dropout layer has."""
 
     def parameters(self):
         """The trainable arrays as ``(value, gradient)`` pairs: ``backward`` writes the
@@ -48,8 +50,8 @@ class Module:
         """Switch to inference mode; returns the module."""
         return self.train(False)
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, x, *, training=None):
+        return self.forward(x) if training is None else self.forward(x, training=training)
 
 
 class DropoutLayer(Module):
@@ -110,10 +112,14 @@ class DropoutLayer(Module):
         return self
 
     # -- calls ------------------------------------------------------------------------
-    def forward(self, x):
-        """The layer applied to ``x``; in training mode with the next mask of the sequence."""
+    def forward(self, x, *, training=None):
+        """The layer applied to ``x``; in training mode with the next mask of the sequence.
+
+        ``training`` (a bool) overrides the layer's mode for this call alone: an inference
+        call (``training=False``) draws no mask and leaves the counter alone, as in eval mode."""
+        training = self.training if training is None else check_bool(training, "training")
         x = self._check_input(x)
-        index, seed = self._take_seed()
+        index, seed = self._take_seed(training)
         try:
             y, extra = self._forward(x, seed)
         except BaseException:
@@ -122,9 +128,10 @@ class DropoutLayer(Module):
         self._last = _ForwardRecord(seed, x.shape, extra)      # x: the checked ndarray
         return y
 
-    def _take_seed(self):
-        """(index, seed) of the next mask in training mode, advancing the counter; else (None, None)."""
-        if not self.training:
+    def _take_seed(self, training=None):
+        """(index, seed) of the next mask in training mode (``training``, else the layer's mode),
+        advancing the counter; else (None, None)."""
+        if not (self.training if training is None else training):
             return None, None
         with self._counter_lock:
             index = self.counter
