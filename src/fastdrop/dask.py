@@ -62,7 +62,7 @@ def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
 def spatial_dropout(darr, p=0.5, *, seed=None, data_format="channels_first", offset=0):
     """Lazy spatial dropout: one decision per (sample, channel), shared over the spatial axes.
 
-    ``darr`` has rank >= 3: (N, C, *spatial) for ``"channels_first"``, (N, *spatial, C)
+    ``darr`` has rank >= 3: ``(N, C, *spatial)`` for ``"channels_first"``, ``(N, *spatial, C)``
     for ``"channels_last"``.  The result equals ``fd.spatial_dropout(darr.compute(), p,
     seed=seed, data_format=data_format, offset=offset)`` bit for bit.
     """

@@ -39,7 +39,7 @@ def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, off
 def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", offset=0, out=None):
     """Drop whole feature maps: one decision per (sample, channel), shared over the spatial axes.
 
-    ``x`` has rank >= 3: (N, C, *spatial) for ``channels_first``, (N, *spatial, C) for
+    ``x`` has rank >= 3: ``(N, C, *spatial)`` for ``channels_first``, ``(N, *spatial, C)`` for
     ``channels_last``.  The mask is ``fd.dropout``'s over the noise shape (N, C, 1, ..., 1)
     or (N, 1, ..., 1, C), so it is the same for both formats up to the transposition.
     """
@@ -95,10 +95,10 @@ def _alpha_coefficients(p):
 
 def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     """Alpha dropout for SELU networks: dropped elements take SELU's saturation value
-    alpha' and an affine map a*y + b restores mean 0 and variance 1 of standard-normal input.
+    alpha' and an affine map ``a * y + b`` restores mean 0 and variance 1 of standard-normal input.
 
     The keep mask is ``fd.dropout_mask(x.shape, p, seed=seed, offset=offset)``.
-    ``p == 1`` gives zeros (the limit of the dropped value a*alpha' + b = a*alpha'*(1-p),
+    ``p == 1`` gives zeros (the limit of the dropped value ``a * alpha' + b = a * alpha' * (1 - p)``,
     and PyTorch's choice); ``p == 0`` or ``training=False`` return a copy of ``x``.
     """
     x, p, offset, training, out = _alpha_args(x, p, offset, training, out, "x")
@@ -291,7 +291,7 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
 
 # --- Concrete dropout -----------------------------------------------------------------------
 def concrete_rate(logit):
-    """The drop rate sigmoid(logit) of a Concrete dropout logit, without overflow for large |logit|."""
+    """The drop rate ``sigmoid(logit)`` of a Concrete dropout logit, without overflow for large ``|logit|``."""
     z = logit
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
@@ -390,9 +390,8 @@ def concrete_regularization(logit, input_dim, weights=(), *, weight_regularizer=
                             dropout_regularizer=1e-5):
     """Gal et al.'s penalty and its gradients: (value, d/dlogit, [d/dw for w in weights]).
 
-    value = weight_regularizer * sum(w**2) / (1 - p)
-            + dropout_regularizer * input_dim * (p log p + (1 - p) log(1 - p)),
-    the KL term of the variational objective (the second part is minus the entropy of
+    ``value = weight_regularizer * sum(w**2) / (1 - p) + dropout_regularizer * input_dim *
+    (p log p + (1 - p) log(1 - p))``, the KL term of the variational objective (the second part is minus the entropy of
     the Bernoulli rate, which pushes p towards 1/2).
     """
     logit = float(logit)

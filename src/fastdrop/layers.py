@@ -501,11 +501,11 @@ def _mean_abs(x, per_feature, chunk_elements=None):
 
 class AdaptiveDropout(DropoutLayer):
     """Dropout whose rate follows the activations: after each training forward the rate
-    rises by ``adapt_rate`` when the input's mean |x| exceeds ``high``, falls by it when
+    rises by ``adapt_rate`` when the input's mean ``|x|`` exceeds ``high``, falls by it when
     below ``low``, and stays within [p_min, p_max].
 
     ``per_unit=True`` keeps one rate per feature (the last axis, standout-style), each
-    adapted from its own feature's mean |x|, and uses the per-element rates of
+    adapted from its own feature's mean ``|x|``, and uses the per-element rates of
     ``fd.dropout``.  The rates of the current state are in ``p`` (a float, or an array of
     the feature count once the first input has fixed it).
     """
