@@ -179,6 +179,11 @@ def use_backend(name: str) -> Iterator[None]:
     name : {"cython", "numpy"}
         The backend for the block.
 
+    Yields
+    ------
+    None
+        The block runs on that backend.
+
     Raises
     ------
     ValueError, ImportError
@@ -279,6 +284,11 @@ def use_num_threads(n: int) -> Iterator[None]:
     ----------
     n : int
         At least 1.
+
+    Yields
+    ------
+    None
+        The block runs with that many threads.
 
     Raises
     ------

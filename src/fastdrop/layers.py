@@ -55,6 +55,11 @@ class Module:
         -------
         list of (numpy.ndarray, numpy.ndarray)
             The (value, gradient) pairs; empty for every dropout layer.
+
+        Examples
+        --------
+        >>> fd.Dropout(0.5).parameters()
+        []
         """
         return []
 
@@ -94,6 +99,17 @@ class DropoutLayer(Module):
     Subclasses implement ``_forward(x, seed) -> (y, extra)`` (``seed`` is None in eval
     mode) and ``_backward(grad, record)``, where ``record`` holds the forward's seed,
     input shape and ``extra``.
+
+    Parameters
+    ----------
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> layer = fd.Dropout(0.5, seed=1)
+    >>> isinstance(layer, fd.DropoutLayer), layer.counter
+    (True, 0)
     """
     expected_ranks = None          # tuple of allowed input ranks, or None for any rank
     min_rank = 0                   # the smallest rank accepted when expected_ranks is None
@@ -107,7 +123,13 @@ class DropoutLayer(Module):
 
     @property
     def seed(self) -> int:
-        """The layer's seed: forward k draws from ``derive_seed(seed, k)``."""
+        """The layer's seed: forward k draws from ``derive_seed(seed, k)``.
+
+        Examples
+        --------
+        >>> fd.Dropout(0.5, seed=3).seed
+        3
+        """
         return self._seed
 
     @seed.setter
@@ -658,16 +680,73 @@ class VariationalDropout(_RateLayer):
         return family.variational_dropout(x, self.p, seed=seed, training=seed is not None, time_axis=self.time_axis)
 
     def start_sequence(self) -> "VariationalDropout":
-        """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer."""
+        """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer.
+
+        Returns
+        -------
+        VariationalDropout
+            The layer itself.
+
+        Examples
+        --------
+        >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+        >>> layer.counter
+        1
+        """
         self._sequence = _ForwardRecord(self._take_seed()[1], None)
         return self
 
     def step(self, h: npt.ArrayLike) -> FloatArray:
-        """The current sequence's mask applied to one time step ``h`` (N, ...)."""
+        """The current sequence's mask applied to one time step ``h`` (N, ...).
+
+        Parameters
+        ----------
+        h : array_like
+            One time step of the sequence (the input without its time axis).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``h`` with the sequence's mask applied (the same for every step).
+
+        Raises
+        ------
+        RuntimeError
+            No ``start_sequence()`` yet.
+
+        Examples
+        --------
+        >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+        >>> layer.step(np.ones((2, 3)))
+        array([[0., 0., 0.],
+               [2., 2., 2.]])
+        """
         return self._step(h, "step")
 
     def step_backward(self, grad: npt.ArrayLike) -> FloatArray:
-        """The gradient of ``step``: the same mask applied to ``grad``."""
+        """The gradient of ``step``: the same mask applied to ``grad``.
+
+        Parameters
+        ----------
+        grad : array_like
+            The gradient of one step's output.
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient with respect to that step's input.
+
+        Raises
+        ------
+        RuntimeError
+            No ``start_sequence()`` yet.
+
+        Examples
+        --------
+        >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+        >>> bool(np.array_equal(layer.step_backward(np.ones((2, 3))), layer.step(np.ones((2, 3)))))
+        True
+        """
         return self._step(grad, "step_backward")
 
     def _step(self, x, what):
@@ -727,7 +806,13 @@ class ConcreteDropout(DropoutLayer):
 
     @property
     def p(self) -> float:
-        """The current drop rate ``sigmoid(logit)``."""
+        """The current drop rate ``sigmoid(logit)``.
+
+        Examples
+        --------
+        >>> round(fd.ConcreteDropout(0.2).p, 6)
+        0.2
+        """
         return float(family.concrete_rate(self.logit))
 
     def _check_input(self, x):
@@ -754,11 +839,60 @@ class ConcreteDropout(DropoutLayer):
     def regularization(self, weights: Sequence[npt.NDArray[Any]] = ()) -> float:
         """weight_regularizer * sum(w**2) / (1-p) + dropout_regularizer * D * (p log p + (1-p) log(1-p)),
         with D the number of features per sample of the last input and ``weights`` the
-        parameters of the layer this dropout feeds."""
+        parameters of the layer this dropout feeds.
+
+        Parameters
+        ----------
+        weights : sequence of numpy.ndarray, optional
+            The weights of the layer after this dropout.
+
+        Returns
+        -------
+        float
+            The penalty to add to the loss.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet (the penalty needs the input's size).
+
+        Examples
+        --------
+        >>> layer = fd.ConcreteDropout(0.2, seed=0)
+        >>> _ = layer(np.ones((2, 3)))
+        >>> round(layer.regularization([np.ones(3)]), 9)
+        -1.1262e-05
+        """
         return self._regularization(weights)[0]
 
     def regularization_grad(self, weights: Sequence[npt.NDArray[Any]] = ()) -> Tuple[float, List[npt.NDArray[Any]]]:
-        """(d/dlogit, [d/dw for w in weights]) of ``regularization(weights)``."""
+        """(d/dlogit, [d/dw for w in weights]) of ``regularization(weights)``.
+
+        Parameters
+        ----------
+        weights : sequence of numpy.ndarray, optional
+            As in ``regularization``.
+
+        Returns
+        -------
+        grad_logit : float
+            The penalty's gradient with respect to ``logit``.
+        grad_weights : list of numpy.ndarray
+            Its gradients with respect to the weights.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet.
+
+        Examples
+        --------
+        >>> layer = fd.ConcreteDropout(0.2, seed=0)
+        >>> _ = layer(np.ones((2, 3)))
+        >>> grad_logit, (grad_w,) = layer.regularization_grad([np.ones(3)])
+        >>> grad_w
+        array([2.5e-06, 2.5e-06, 2.5e-06])
+        """
         return self._regularization(weights)[1:]
 
     def _regularization(self, weights):
