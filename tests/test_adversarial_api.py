@@ -365,6 +365,9 @@ def test_dlpack_only_objects_are_read_without_a_copy_or_refused_by_device(backen
     data = X4.copy()
     fd.dropout(np.from_dlpack(DLPackOnly(data)), 0.5, seed=1, out=np.from_dlpack(DLPackOnly(data)))
     assert np.array_equal(data, fd.dropout(X4, 0.5, seed=1))
-    with pytest.raises(TypeError, match=r"x \(.*DLPackOnly, DLPack device \(2, 0\)\) cannot be read as a NumPy "
-                                        r"array in host memory: the data lives on another device"):
+    # refused by the device's name before the producer is asked for its data
+    with pytest.raises(TypeError, match=r"x \(.*DLPackOnly\) lives on CUDA \(device 0\): fastdrop reads arrays in "
+                                        r"host memory; copy it to the host first"):
         fd.dropout(DLPackOnly(X4, device=(2, 0)), 0.5, seed=1)
+    with pytest.raises(TypeError, match=r"x \(.*DLPackOnly\) lives on DLPack device type 99 \(device 3\)"):
+        fd.dropout(DLPackOnly(X4, device=(99, 3)), 0.5, seed=1)

@@ -160,7 +160,7 @@ def test_generator_seed_draws_like_the_functional_api():
 
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(seed=None), ValueError, r"seed must be given for a box .* got None"),
-    (dict(seed="7"), TypeError, r"seed must be None, an int or a numpy.random.Generator, got str '7'"),
+    (dict(seed="7"), TypeError, r"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, got str '7'"),
     (dict(global_shape=(4, 5, 6)), ValueError, r"the box has 2 dimensions \(shape \(2, 3\)\) but global_shape="),
     (dict(global_shape=(4, -5)), ValueError, r"shape must be an int or a tuple of ints >= 0, got \(4, -5\)"),
     (dict(origin=(1,)), ValueError, r"origin must be a tuple of 2 ints >= 0, got \(1,\)"),

@@ -351,7 +351,7 @@ def test_bad_rate_message_names_the_value():
 
 @pytest.mark.parametrize("seed,exc,msg", [(-1, ValueError, r"seed must be in \[0, 2\*\*64\), got -1"),
                                           (2**64, ValueError, r"seed must be in \[0, 2\*\*64\), got 18446744073709551616"),
-                                          (1.5, TypeError, "seed must be None, an int or a numpy.random.Generator"),
+                                          (1.5, TypeError, "seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence"),
                                           (True, TypeError, "seed must be None, an int")])
 def test_bad_seed(seed, exc, msg):
     with pytest.raises(exc, match=msg):

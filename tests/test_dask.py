@@ -164,7 +164,7 @@ def test_spatial_dropout_equals_in_memory(backend, data_format, shape):
     (lambda: fdd.dropout(da.ones((4, 6)), da.ones(6, dtype=bool), seed=1), ValueError,
      r"p must be a real number in \[0, 1\] or an array of them, got an array of dtype bool"),
     (lambda: fdd.dropout(da.ones(4), 0.5, seed="x"), TypeError,
-     r"seed must be None, an int or a numpy.random.Generator, got str 'x'"),
+     r"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, got str 'x'"),
     (lambda: fdd.dropout(da.ones(4), 0.5, seed=-1), ValueError, r"seed must be in \[0, 2\*\*64\), got -1"),
     (lambda: fdd.dropout(da.ones(4), 0.5, seed=1, offset=-3), ValueError, r"offset must be an integer in .* got -3"),
     (lambda: fdd.spatial_dropout(np.ones((2, 2, 2)), 0.5, seed=1), TypeError, r"darr must be a dask.array.Array"),

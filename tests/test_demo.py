@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib")
 from fastdrop import _backend  # noqa: E402
 from fastdrop.demo import experiment, mnist1d, nn  # noqa: E402
 from fastdrop.demo.rnn import ElmanRNN  # noqa: E402
-from fastdrop.demo.train import ProgressBar  # noqa: E402
+from fastdrop._progress import ProgressBar  # noqa: E402
 
 N_TEST = 1797 - experiment.Config().train_size
 ROW = re.compile(r"^\s*(\d\.\d)" + r"\s+(-?\d\.\d{3}) \+-(\d\.\d{3})" * 4 + r"\s*$")

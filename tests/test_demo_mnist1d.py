@@ -410,7 +410,7 @@ def test_one_layer_protocol_for_the_kit_and_fastdrop():
 def test_progress_board_draws_running_bars_on_one_line():
     import io
 
-    from fastdrop.demo.train import ProgressBoard
+    from fastdrop._progress import ProgressBoard
 
     class Terminal(io.StringIO):
         def isatty(self):

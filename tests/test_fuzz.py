@@ -385,9 +385,9 @@ def test_invalid_noise_shapes_raise(backend, shape, data):
     (-1, ValueError, r"seed must be in \[0, 2\*\*64\), got -1"),
     (np.int64(-5), ValueError, r"seed must be in \[0, 2\*\*64\), got -5"),
     (2**64, ValueError, r"seed must be in \[0, 2\*\*64\), got 18446744073709551616"),
-    (1.5, TypeError, r"seed must be None, an int or a numpy.random.Generator, got float 1.5"),
-    ("42", TypeError, r"seed must be None, an int or a numpy.random.Generator, got str '42'"),
-    (True, TypeError, r"seed must be None, an int or a numpy.random.Generator, got bool True"),
+    (1.5, TypeError, r"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, got float 1.5"),
+    ("42", TypeError, r"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, got str '42'"),
+    (True, TypeError, r"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, got bool True"),
     (np.random.RandomState(0), TypeError, r"got RandomState"),
 ])
 def test_bad_seed(backend, seed, error, message):

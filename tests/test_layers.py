@@ -153,7 +153,7 @@ def test_dropout_config_round_trip():
     ({"mode": "standard"}, ValueError, r"mode must be 'inverted' or 'classic', got 'standard'"),
     ({"inplace": 1}, TypeError, r"inplace must be a bool, got 1"),
     ({"noise_shape": (0, 1)}, ValueError, r"noise_shape must be None or a tuple of ints >= 1"),
-    ({"seed": 1.5}, TypeError, r"seed must be None, an int or a numpy.random.Generator, got float 1.5"),
+    ({"seed": 1.5}, TypeError, r"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, got float 1.5"),
 ])
 def test_dropout_bad_arguments(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -57,6 +57,7 @@ import importlib.util
 import os
 import sys
 import warnings
+from typing import Iterator
 
 from . import _isa, _numpy_backend
 from ._validation import check_int
@@ -131,14 +132,46 @@ def _module_for(name):
     return _compiled_kernels
 
 
-def set_backend(name):
-    """Select ``"cython"`` or ``"numpy"`` for every later call in every thread without an override."""
+def set_backend(name: str) -> None:
+    """Select ``"cython"`` or ``"numpy"`` for every later call in every thread without an override.
+
+    Parameters
+    ----------
+    name : {"cython", "numpy"}
+        The backend: the compiled kernels or the NumPy twin (the same bits).
+
+    Raises
+    ------
+    ValueError
+        Another name.
+    ImportError
+        ``"cython"`` when the compiled extension is not available (the message says why).
+
+    Examples
+    --------
+    >>> previous = fd.backend()
+    >>> fd.set_backend("numpy"); fd.backend()
+    'numpy'
+    >>> fd.set_backend(previous)
+    """
     global _active
     _active = (name, _module_for(name))
 
 
-def backend():
-    """The name of the backend in use here: ``"cython"`` or ``"numpy"``."""
+def backend() -> str:
+    """The name of the backend in use here: ``"cython"`` or ``"numpy"``.
+
+    Returns
+    -------
+    str
+        The backend of this thread or task: its ``use_backend`` override, else the
+        process-wide one.
+
+    Examples
+    --------
+    >>> fd.backend() in ("cython", "numpy")
+    True
+    """
     return _backend_override.get(_active)[0]
 
 
@@ -148,9 +181,31 @@ def kernels():
 
 
 @contextlib.contextmanager
-def use_backend(name):
+def use_backend(name: str) -> Iterator[None]:
     """Context manager running its body on backend ``name`` in this context only (this thread
-    or asyncio task), then restoring what this context had; other threads are not affected."""
+    or asyncio task), then restoring what this context had; other threads are not affected.
+
+    Parameters
+    ----------
+    name : {"cython", "numpy"}
+        The backend for the block.
+
+    Yields
+    ------
+    None
+        The block runs on that backend.
+
+    Raises
+    ------
+    ValueError, ImportError
+        As :func:`set_backend`, on entering the block.
+
+    Examples
+    --------
+    >>> with fd.use_backend("numpy"):
+    ...     fd.backend()
+    'numpy'
+    """
     token = _backend_override.set((name, _module_for(name)))
     try:
         yield
@@ -186,23 +241,78 @@ def _checked_threads(n):
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Threads used by the compiled kernels on large arrays, for every thread without an
-    override (results never depend on it)."""
+    override (results never depend on it).
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+
+    Raises
+    ------
+    TypeError
+        ``n`` not an integer.
+    ValueError
+        ``n`` below 1 or above the limit.
+    RuntimeError
+        ``n > 1`` in a forked child whose OpenMP pool could not be ended before the fork.
+
+    Examples
+    --------
+    >>> previous = fd.get_num_threads()
+    >>> fd.set_num_threads(2); fd.get_num_threads()
+    2
+    >>> fd.set_num_threads(previous)
+    """
     global _num_threads, _num_threads_chosen
     _num_threads = _checked_threads(n)
     _num_threads_chosen = True
 
 
-def get_num_threads():
-    """The number of threads the compiled kernels may use here."""
+def get_num_threads() -> int:
+    """The number of threads the compiled kernels may use here.
+
+    Returns
+    -------
+    int
+        This context's ``use_num_threads`` override, else the process-wide count.
+
+    Examples
+    --------
+    >>> fd.get_num_threads() >= 1
+    True
+    """
     return _threads_override.get(_num_threads)
 
 
 @contextlib.contextmanager
-def use_num_threads(n):
+def use_num_threads(n: int) -> Iterator[None]:
     """Context manager running its body with ``n`` kernel threads in this context only (this
-    thread or asyncio task), then restoring what this context had; other threads are not affected."""
+    thread or asyncio task), then restoring what this context had; other threads are not affected.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+
+    Yields
+    ------
+    None
+        The block runs with that many threads.
+
+    Raises
+    ------
+    TypeError, ValueError, RuntimeError
+        As :func:`set_num_threads`, on entering the block.
+
+    Examples
+    --------
+    >>> with fd.use_num_threads(1):
+    ...     fd.get_num_threads()
+    1
+    """
     # A forked single-threaded child replaces _threads_override; the block resets the variable it set.
     override = _threads_override
     token = override.set(_checked_threads(n))

@@ -131,9 +131,15 @@ def as_float_array(x, name="x"):
     return arr
 
 
+# DLPack's device types (dlpack.h DLDeviceType); host memory is read in place, the rest refused.
+_DLPACK_HOST = {1: "CPU", 3: "CUDA host (pinned)", 11: "ROCm host (pinned)"}
+_DLPACK_DEVICES = {2: "CUDA", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 9: "VPI", 10: "ROCm", 12: "an extension device",
+                   13: "CUDA managed memory", 14: "oneAPI", 15: "WebGPU", 16: "Hexagon", 17: "MAIA"}
+
+
 def _from_dlpack(x, name):
     """An object that offers only ``__dlpack__`` (no ``__array__``, no buffer) read as an
-    ndarray without a copy; one living on another device is refused naming why."""
+    ndarray without a copy; one living on a device other than the host is refused naming it."""
     if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__") or hasattr(x, "__array__"):
         return x
     try:
@@ -142,22 +148,32 @@ def _from_dlpack(x, name):
     except TypeError:
         pass
     try:
+        device_type, device_id = getattr(x, "__dlpack_device__", lambda: (1, 0))()
+    except Exception as exc:    # a __dlpack_device__ of the wrong shape says nothing about where the data is
+        device_type, device_id = None, repr(exc)
+    what = f"{name} ({type(x).__module__}.{type(x).__qualname__})"
+    if device_type not in _DLPACK_HOST:
+        device = _DLPACK_DEVICES.get(device_type, f"DLPack device type {device_type}")
+        raise TypeError(f"{what} lives on {device} (device {device_id}): fastdrop reads arrays in host memory; "
+                        f"copy it to the host first (PyTorch: x.cpu(); CuPy: cupy.asnumpy(x))")
+    try:
         return np.from_dlpack(x)
     except (BufferError, RuntimeError, TypeError, ValueError) as exc:
-        device = getattr(x, "__dlpack_device__", lambda: "unknown")()
-        raise TypeError(f"{name} ({type(x).__module__}.{type(x).__qualname__}, DLPack device {device}) cannot be "
-                        f"read as a NumPy array in host memory: {exc}") from None
+        raise TypeError(f"{what}, DLPack device {_DLPACK_HOST[device_type]}, cannot be read as a NumPy array "
+                        f"in host memory: {exc}") from None
 
 
 def check_out(out, x, given=None, name="out"):
-    """``out`` validated against ``x`` (or a new C-contiguous array when None).
+    """``out`` validated against ``x`` (or, when None, a new array in x's memory order, as
+    ``np.multiply`` allocates it (order "K"): Fortran-ordered for a Fortran-ordered x,
+    C-ordered for a C-ordered one; the mask is by logical C-order index either way).
 
     ``x`` is the validated (native-byte-order) input and ``given`` the argument it came
     from: ``out`` must have x's shape and the dtype of either, so a byte-swapped array is
     its own valid ``out`` (the result is written back in its byte order) and every
     in-place call follows this one rule."""
     if out is None:
-        return np.empty(x.shape, dtype=x.dtype)
+        return np.empty_like(x, subok=False)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
     check_array_container(out, name)
@@ -238,13 +254,21 @@ def check_gaussian_rate(p, name="p"):
 
 # --- seeds and stream positions ------------------------------------------------------------
 def resolve_seed(seed):
-    """An int in [0, 2**64) from ``None`` (fresh entropy), an int, a numpy ``Generator``."""
+    """An int in [0, 2**64) from ``None`` (fresh entropy), an int, or NumPy's seeding objects
+    as ``np.random.default_rng`` takes them: a ``Generator`` or a ``BitGenerator`` gives one
+    64-bit key drawn from it (advancing it), a ``SeedSequence`` its first 64-bit word of state
+    (``generate_state``, which does not change it)."""
     if seed is None:
         return secrets.randbits(64)
+    if isinstance(seed, np.random.BitGenerator):
+        seed = np.random.Generator(seed)         # draws from the bit generator itself, as default_rng(it) would
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 1 << 64, dtype=np.uint64))
+    if isinstance(seed, np.random.SeedSequence):
+        return int(seed.generate_state(1, dtype=np.uint64)[0])
     if not is_integer(seed):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__} {seed!r}")
+        raise TypeError(f"seed must be None, an int, or a numpy.random Generator, BitGenerator or SeedSequence, "
+                        f"got {type(seed).__name__} {seed!r}")
     if not 0 <= int(seed) <= U64:
         raise ValueError(f"seed must be in [0, 2**64), got {int(seed)}")
     return int(seed)

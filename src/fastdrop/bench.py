@@ -29,6 +29,7 @@ import numpy as np
 
 import fastdrop
 from fastdrop import _cli_args
+from fastdrop._progress import ProgressBar
 
 P = 0.5
 SEED = 1234
@@ -150,20 +151,6 @@ def time_interleaved(funcs, budget, min_rounds=3, max_rounds=200):
 
 def _median_ratio(num, den):
     return float(np.median(np.asarray(num) / np.asarray(den)))
-
-
-class _Progress:
-    def __init__(self, total, stream):
-        self.total, self.done, self.stream = total, 0, stream
-
-    def step(self, text):
-        self.done += 1
-        self.stream.write(f"\rfastdrop bench [{self.done}/{self.total}] {text:<40}")
-        self.stream.flush()
-
-    def close(self):
-        self.stream.write("\r" + " " * 70 + "\r")
-        self.stream.flush()
 
 
 def _case(dtype, n, budget, torch):
@@ -317,23 +304,23 @@ def run(sizes=DEFAULT_SIZES, dtypes=DTYPES, threads=1, budget=1.0, targets=True,
     if torch is not None:
         torch.set_num_threads(threads)
     steps = len(sizes) * len(dtypes) + (1 if targets else 0) + (len(LARGE_DTYPES) if large else 0)
-    bar = _Progress(steps, progress) if progress else None
+    bar = ProgressBar(steps, "fastdrop bench", progress) if progress else None
     try:
         cases = []
         for n in sizes:
             for dtype in dtypes:
                 if bar:
-                    bar.step(f"{dtype} {_label(n)}")
+                    bar.update(bar.done + 1, f"{dtype} {_label(n)}")
                 cases.append(_case(dtype, n, budget, torch))
         large_cases = []
         if large:
             with concurrent.futures.ThreadPoolExecutor(2) as pool:
                 for dtype in LARGE_DTYPES:
                     if bar:
-                        bar.step(f"{dtype} {_label(large_size)}, 1 and 2 threads")
+                        bar.update(bar.done + 1, f"{dtype} {_label(large_size)}, 1 and 2 threads")
                     large_cases.append(_large_case(dtype, large_size, budget, pool))
         if bar and targets:
-            bar.step("target cases")
+            bar.update(bar.done + 1, "target cases")
         extra = _target_cases(budget, threads) if targets else []
     finally:
         if bar:
@@ -546,19 +533,19 @@ def run_family(threads=1, budget=1.0, progress=None, shape=FAMILY_SHAPE):
     if torch is not None:
         torch.set_num_threads(threads)
     pairs = layer_pairs()
-    bar = _Progress(len(FAMILY_TARGETS) + len(pairs), progress) if progress else None
+    bar = ProgressBar(len(FAMILY_TARGETS) + len(pairs), "fastdrop bench --family", progress) if progress else None
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     views = {"variational_dropout": x.reshape(shape[0], shape[1], -1)}   # (N, T, F)
     try:
         variants = []
         for variant in FAMILY_TARGETS:
             if bar:
-                bar.step(variant)
+                bar.update(bar.done + 1, variant)
             variants += _family_case(variant, views.get(variant, x), budget, torch)
         layers = []
         for name, (layer, xl, forward, backward) in pairs.items():
             if bar:
-                bar.step(name)
+                bar.update(bar.done + 1, name)
             layers.append(_layer_case(name, layer, xl, forward, backward, budget))
     finally:
         if bar:
@@ -890,24 +877,24 @@ def run_torch(threads=1, budget=1.0, progress=None, sizes=TORCH_SIZES):
     before, torch_before = fastdrop.get_num_threads(), torch.get_num_threads()
     fastdrop.set_num_threads(threads)
     torch.set_num_threads(threads)
-    bar = _Progress(2 * len(sizes) + 2, progress) if progress else None
+    bar = ProgressBar(2 * len(sizes) + 2, "fastdrop bench --torch", progress) if progress else None
     try:
         cases = []
         for n in sizes:
             for direction, funcs in torch_dropout_calls(n, torch).items():
                 if bar:
-                    bar.step(f"{direction} {_label(n)}")
+                    bar.update(bar.done + 1, f"{direction} {_label(n)}")
                 samples, rounds = time_interleaved(funcs, budget)
                 cases.append({"case": direction, "size": n, "rounds": rounds,
                               "ms": {k: float(np.median(v)) * 1e3 for k, v in samples.items()},
                               "speedup": _median_ratio(samples["torch"], samples["fastdrop"])})
         if bar:
-            bar.step("MLP step")
+            bar.update(bar.done + 1, "MLP step")
         samples, rounds = time_interleaved(mlp_steps(torch), budget * 4)
         step = {"rounds": rounds, "ms": {k: float(np.median(v)) * 1e3 for k, v in samples.items()},
                 "speedup": _median_ratio(samples["torch"], samples["fastdrop"])}
         if bar:
-            bar.step("MLP saved tensors")
+            bar.update(bar.done + 1, "MLP saved tensors")
         saved = mlp_saved_bytes(torch)
     finally:
         if bar:

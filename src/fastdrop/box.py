@@ -10,10 +10,13 @@ decisions per run; nothing outside the box is generated.
 Chunked and distributed engines (``fastdrop.dask``) are built on these two functions.
 """
 import math
+from typing import Optional, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
+from ._typing import BoolArray, FloatArray, NoiseShape, Rate, Seed, Shape
 from ._stream import BLOCK_CHUNKS, stream_key
 from ._validation import (as_float_array, check_index_range, check_offset, check_origin, check_out, check_rate,
                           check_shape, resolve_noise_shape, resolve_seed)
@@ -25,7 +28,8 @@ __all__ = ["dropout_box", "dropout_mask_box"]
 FUSED_MIN_RUN = BLOCK_CHUNKS
 
 
-def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, offset=0, out=None):
+def dropout_box(x_box: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed, global_shape: Shape, origin: Sequence[int],
+                noise_shape: NoiseShape = None, offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """Dropout of ``x_box``, the box ``[origin, origin + x_box.shape)`` of a larger array.
 
     The result is bit for bit
@@ -37,6 +41,48 @@ def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, o
     A per-element ``p`` array is broadcastable either to the global noise shape (the box
     uses its slice of it) or to the box's own region of the noise shape (the box's rates);
     when it broadcasts to both the two readings select the same rates.
+
+    Parameters
+    ----------
+    x_box : array_like
+        The box's data, float16, float32 or float64.
+    p : float or array_like, default 0.5
+        The drop rate(s): a float, or rates broadcastable to the global noise shape or to
+        the box's region of it.
+    seed : int, numpy.random.Generator, BitGenerator or SeedSequence
+        Required (not None): the seed every box of the array shares.
+    global_shape : int or sequence of int
+        The shape of the whole logical array.
+    origin : sequence of int
+        The index of the box's first element in the whole array.
+    noise_shape : sequence of int or None, optional
+        The global noise shape, as in :func:`fastdrop.dropout`.
+    offset : int, default 0
+        The whole array's offset in the stream, as in :func:`fastdrop.dropout`.
+    out : numpy.ndarray, optional
+        Where to write the result (x_box's shape and dtype).
+
+    Returns
+    -------
+    numpy.ndarray
+        The box's part of the whole array's dropout, or ``out``.
+
+    Raises
+    ------
+    TypeError
+        ``x_box`` not a float array, an argument of the wrong type.
+    ValueError
+        ``seed`` None, a box outside ``global_shape``, ``p`` outside [0, 1], an offset out of
+        range.
+
+    Examples
+    --------
+    >>> full = np.arange(1.0, 13.0).reshape(3, 4)
+    >>> fd.dropout_box(full[1:3, 2:4], 0.5, seed=7, global_shape=(3, 4), origin=(1, 2))
+    array([[ 0., 16.],
+           [ 0., 24.]])
+    >>> bool(np.array_equal(_, fd.dropout(full, 0.5, seed=7)[1:3, 2:4]))
+    True
     """
     given, x_box = x_box, as_float_array(x_box, "x_box")
     p = check_rate(p)
@@ -53,13 +99,39 @@ def dropout_box(x_box, p=0.5, *, seed, global_shape, origin, noise_shape=None, o
     return _core.apply_keep(x_box, _core.keep_mask(key, starts, thr, _extent(lo, hi)), scale, out)
 
 
-def dropout_mask_box(box_shape, p=0.5, *, seed, global_shape, origin, noise_shape=None, offset=0):
+def dropout_mask_box(box_shape: Shape, p: Rate = 0.5, *, seed: Seed, global_shape: Shape, origin: Sequence[int],
+                     noise_shape: NoiseShape = None, offset: int = 0) -> BoolArray:
     """The keep mask (True = kept) of a box's region of the global noise shape: the box of
     ``box_shape`` at ``origin`` of an array of ``global_shape`` (arguments as ``dropout_box``'s).
 
     Its shape is ``box_shape`` with 1 on the axes where the noise shape is 1, and it equals
     ``fd.dropout_mask(global_noise_shape, p, seed=seed, offset=offset)`` sliced to the box
     (``0:1`` on those axes), so it broadcasts against the box's data.
+
+    Parameters
+    ----------
+    box_shape : int or sequence of int
+        The box's shape.
+    p, seed, global_shape, origin, noise_shape, offset
+        As in :func:`dropout_box`.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True where the box's element is kept.
+
+    Raises
+    ------
+    TypeError
+        An argument of the wrong type.
+    ValueError
+        ``seed`` None, a box outside ``global_shape``, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> fd.dropout_mask_box((2, 2), 0.5, seed=7, global_shape=(3, 4), origin=(1, 2))
+    array([[False,  True],
+           [False,  True]])
     """
     box_shape = check_shape(box_shape, "box_shape")
     p = check_rate(p)

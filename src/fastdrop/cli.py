@@ -6,6 +6,7 @@ never imports the optional extras (scikit-learn, matplotlib, dask, torch).
 import argparse
 import importlib
 import sys
+from typing import Optional, Sequence
 
 from . import __version__
 
@@ -16,7 +17,7 @@ _SUBCOMMANDS = {
 }
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="fastdrop", description="fastdrop: fast reproducible dropout for NumPy")
     parser.add_argument("--version", action="version", version=f"fastdrop {__version__}")

@@ -12,8 +12,11 @@ Needs the optional extra ``pip install fastdrop[dask]``; ``import fastdrop`` nev
 imports this module.
 """
 import math
+from typing import Union
 
 import numpy as np
+
+from ._typing import NoiseShape, Rate, Seed
 
 try:
     import dask.array as da
@@ -27,13 +30,52 @@ from ._validation import as_float_array, check_index_range, check_offset, check_
 __all__ = ["dropout", "spatial_dropout"]
 
 
-def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
+def dropout(darr: "da.Array", p: Union[Rate, "da.Array"] = 0.5, *, seed: Seed = None, noise_shape: NoiseShape = None,
+            offset: int = 0) -> "da.Array":
     """Lazy inverted dropout of the Dask array ``darr``.
 
     ``dropout(darr, p, seed=s, noise_shape=n).compute()`` equals
     ``fd.dropout(darr.compute(), p, seed=s, noise_shape=n)`` bit for bit, for any
     chunking.  ``p`` is a float or an array (NumPy or Dask) broadcastable to the noise
     shape.  The backward pass is the same call, with the same seed, on the gradient.
+
+    Parameters
+    ----------
+    darr : dask.array.Array
+        float16, float32 or float64 chunks of known sizes.
+    p : float or array_like or dask.array.Array, default 0.5
+        The drop rate(s) in [0, 1]; a Dask array of rates is range-checked chunk by chunk.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        An int is used as given; anything else draws one 64-bit seed now, on the client,
+        that every chunk shares.
+    noise_shape : sequence of int or None, optional
+        The global noise shape, as in :func:`fastdrop.dropout`.
+    offset : int, default 0
+        The whole array's offset in the stream.
+
+    Returns
+    -------
+    dask.array.Array
+        The lazy result, chunked as ``darr``.
+
+    Raises
+    ------
+    TypeError
+        ``darr`` not a Dask array or not of a float dtype.
+    ValueError
+        Unknown chunk sizes, a noise shape that does not fit, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> import dask.array as da, fastdrop.dask as fdd
+    >>> y = fdd.dropout(da.ones((4, 6), chunks=(2, 3)), 0.5, seed=1)
+    >>> y.compute()
+    array([[2., 0., 2., 2., 0., 2.],
+           [2., 0., 2., 2., 0., 2.],
+           [2., 0., 2., 2., 2., 0.],
+           [0., 2., 2., 2., 0., 0.]])
+    >>> bool(np.array_equal(_, fd.dropout(np.ones((4, 6)), 0.5, seed=1)))
+    True
     """
     if not isinstance(darr, da.Array):
         raise TypeError(f"darr must be a dask.array.Array, got {type(darr).__module__}.{type(darr).__name__}")
@@ -59,12 +101,40 @@ def dropout(darr, p=0.5, *, seed=None, noise_shape=None, offset=0):
     return da.map_blocks(_dropout_chunk, darr, _rates_like(da.from_array(p), darr, global_noise), **kwargs)
 
 
-def spatial_dropout(darr, p=0.5, *, seed=None, data_format="channels_first", offset=0):
+def spatial_dropout(darr: "da.Array", p: Union[Rate, "da.Array"] = 0.5, *, seed: Seed = None,
+                    data_format: str = "channels_first", offset: int = 0) -> "da.Array":
     """Lazy spatial dropout: one decision per (sample, channel), shared over the spatial axes.
 
-    ``darr`` has rank >= 3: (N, C, *spatial) for ``"channels_first"``, (N, *spatial, C)
+    ``darr`` has rank >= 3: ``(N, C, *spatial)`` for ``"channels_first"``, ``(N, *spatial, C)``
     for ``"channels_last"``.  The result equals ``fd.spatial_dropout(darr.compute(), p,
     seed=seed, data_format=data_format, offset=offset)`` bit for bit.
+
+    Parameters
+    ----------
+    darr : dask.array.Array
+        float16, float32 or float64 chunks of rank >= 3.
+    p, seed, offset
+        As in :func:`dropout`.
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is.
+
+    Returns
+    -------
+    dask.array.Array
+        The lazy result.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`dropout`, and for a rank below 3 or an unknown ``data_format``.
+
+    Examples
+    --------
+    >>> import dask.array as da, fastdrop.dask as fdd
+    >>> x = da.ones((2, 3, 8), chunks=(1, 3, 4))
+    >>> bool(np.array_equal(fdd.spatial_dropout(x, 0.5, seed=2).compute(),
+    ...                     fd.spatial_dropout(np.ones((2, 3, 8)), 0.5, seed=2)))
+    True
     """
     if not isinstance(darr, da.Array):
         raise TypeError(f"darr must be a dask.array.Array, got {type(darr).__module__}.{type(darr).__name__}")

@@ -8,10 +8,13 @@ function that draws from the stream takes ``offset``, the stream index of its fi
 element (or word), as ``fd.dropout`` does.
 """
 import math
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
+from ._typing import FloatArray, NoiseShape, Rate, Seed
 from ._stream import stream_key
 from ._validation import (as_float_array, check_block_size, check_bool, check_data_format, check_dropout_call,
                           check_gaussian_rate, check_index_range, check_logit, check_offset, check_out,
@@ -25,9 +28,49 @@ __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_d
 
 
 
-def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, out=None):
+def classic_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, training: bool = True,
+                    noise_shape: NoiseShape = None, offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """The original (non-inverted) dropout: kept elements unscaled while training,
-    everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s."""
+    everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values
+    p : float, default 0.5
+        The drop rate in [0, 1] (one rate: no array)
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns ``x * (1 - p)`` (inference)
+    noise_shape : sequence of int or None, optional
+        As in :func:`fastdrop.dropout`
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        Kept elements unscaled, dropped ones 0 (training);
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        ``p`` outside [0, 1], an offset out of range, a bad ``out`` or noise shape.
+
+    Examples
+    --------
+    >>> x = np.arange(1.0, 7.0)
+    >>> fd.classic_dropout(x, 0.5, seed=42)
+    array([1., 2., 0., 0., 5., 0.])
+    >>> fd.classic_dropout(x, 0.5, training=False)
+    array([0.5, 1. , 1.5, 2. , 2.5, 3. ])
+    """
     x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out,
                                                             scalar_rate=True)
     if not training:
@@ -36,12 +79,53 @@ def classic_dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, off
     return _core.dropout_over(key, offset, _core.keep_threshold(p), x.dtype.type(1.0), x, shape, out)
 
 
-def spatial_dropout(x, p=0.5, *, seed=None, training=True, data_format="channels_first", offset=0, out=None):
+def spatial_dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: bool = True,
+                    data_format: str = "channels_first", offset: int = 0,
+                    out: Optional[FloatArray] = None) -> FloatArray:
     """Drop whole feature maps: one decision per (sample, channel), shared over the spatial axes.
 
-    ``x`` has rank >= 3: (N, C, *spatial) for ``channels_first``, (N, *spatial, C) for
+    ``x`` has rank >= 3: ``(N, C, *spatial)`` for ``channels_first``, ``(N, *spatial, C)`` for
     ``channels_last``.  The mask is ``fd.dropout``'s over the noise shape (N, C, 1, ..., 1)
     or (N, 1, ..., 1, C), so it is the same for both formats up to the transposition.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values of rank >= 3
+    p : float or array_like, default 0.5
+        The drop rate(s), broadcastable to the noise shape
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        Whole channels dropped or kept and scaled by ``1/(1-p)``;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        A rank below 3, an unknown ``data_format``, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> y = fd.spatial_dropout(np.ones((2, 3, 4)), 0.5, seed=1)
+    >>> y[:, :, 0]
+    array([[2., 0., 2.],
+           [2., 0., 2.]])
+    >>> bool((y == y[:, :, :1]).all())
+    True
     """
     shape = as_float_array(x).shape
     return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(shape, data_format),
@@ -57,12 +141,51 @@ def spatial_noise_shape(shape, data_format="channels_first"):
     return tuple(n if axis in (0, channel_axis) else 1 for axis, n in enumerate(shape))
 
 
-def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, offset=0, out=None):
+def variational_dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: bool = True,
+                        time_axis: int = 1, offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """One mask per sequence, shared over all time steps (Gal and Ghahramani 2016).
 
     The mask over the other axes is ``fd.dropout``'s with ``noise_shape`` 1 on
     ``time_axis``; it equals ``fd.dropout(x_t, p, seed=seed)``'s mask for any single step
     ``x_t = x.take(t, time_axis)``, so a step-by-step RNN can apply it one step at a time.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values of rank >= 2
+    p : float or array_like, default 0.5
+        The drop rate(s)
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    time_axis : int, default 1
+        The axis the mask is shared along
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` with one mask for every time step;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        A rank below 2 or a ``time_axis`` outside it, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> y = fd.variational_dropout(np.ones((1, 3, 4)), 0.5, seed=3)
+    >>> y[0]
+    array([[2., 0., 2., 0.],
+           [2., 0., 2., 0.],
+           [2., 0., 2., 0.]])
     """
     shape = list(as_float_array(x).shape)
     time_axis = check_time_axis(time_axis)
@@ -73,8 +196,46 @@ def variational_dropout(x, p=0.5, *, seed=None, training=True, time_axis=1, offs
     return dropout(x, p, seed=seed, training=training, noise_shape=tuple(shape), offset=offset, out=out)
 
 
-def drop_path(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
-    """Stochastic depth: drop whole samples (noise shape (N, 1, ..., 1)), scale the rest."""
+def drop_path(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: bool = True, offset: int = 0,
+              out: Optional[FloatArray] = None) -> FloatArray:
+    """Stochastic depth: drop whole samples (noise shape (N, 1, ..., 1)), scale the rest.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values of rank >= 1, samples on axis 0
+    p : float or array_like, default 0.5
+        The drop rate(s)
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        Whole samples dropped or kept and scaled by ``1/(1-p)``;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        A 0-d ``x``, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> fd.drop_path(np.ones((4, 2)), 0.5, seed=3)
+    array([[2., 2.],
+           [0., 0.],
+           [2., 2.],
+           [0., 0.]])
+    """
     shape = as_float_array(x).shape
     if len(shape) < 1:
         raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {shape}")
@@ -93,13 +254,48 @@ def _alpha_coefficients(p):
     return a, -a * SELU_ALPHA_PRIME * p
 
 
-def alpha_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
+def alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, training: bool = True, offset: int = 0,
+                  out: Optional[FloatArray] = None) -> FloatArray:
     """Alpha dropout for SELU networks: dropped elements take SELU's saturation value
-    alpha' and an affine map a*y + b restores mean 0 and variance 1 of standard-normal input.
+    alpha' and an affine map ``a * y + b`` restores mean 0 and variance 1 of standard-normal input.
 
     The keep mask is ``fd.dropout_mask(x.shape, p, seed=seed, offset=offset)``.
-    ``p == 1`` gives zeros (the limit of the dropped value a*alpha' + b = a*alpha'*(1-p),
+    ``p == 1`` gives zeros (the limit of the dropped value ``a * alpha' + b = a * alpha' * (1 - p)``,
     and PyTorch's choice); ``p == 0`` or ``training=False`` return a copy of ``x``.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values
+    p : float, default 0.5
+        The drop rate in [0, 1]
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        ``a * x + b`` where kept, ``a * alpha' + b`` where dropped;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        ``p`` outside [0, 1], an offset out of range, a bad ``out``.
+
+    Examples
+    --------
+    >>> y = fd.alpha_dropout(np.zeros(5), 0.5, seed=4)
+    >>> y.round(4)
+    array([-0.7792, -0.7792,  0.7792,  0.7792,  0.7792])
     """
     x, p, offset, training, out = _alpha_args(x, p, offset, training, out, "x")
     if not training or p in (0.0, 1.0):
@@ -116,8 +312,37 @@ def _alpha_coef(a, b):
     return a, b, a * SELU_ALPHA_PRIME + b
 
 
-def alpha_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, out=None):
-    """The gradient of ``alpha_dropout`` w.r.t. x for the same arguments: ``a * mask * grad``."""
+def alpha_dropout_grad(grad: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, training: bool = True,
+                       offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
+    """The gradient of ``alpha_dropout`` w.r.t. x for the same arguments: ``a * mask * grad``.
+
+    Parameters
+    ----------
+    grad : array_like
+        The gradient of the output (float16, float32 or float64)
+    p, seed, training, offset
+        The forward's arguments
+    out : numpy.ndarray, optional
+        Where to write the result
+
+    Returns
+    -------
+    numpy.ndarray
+        The gradient with respect to x: ``a`` where kept, 0 where dropped, times ``grad``
+
+    Raises
+    ------
+    TypeError
+        ``grad`` not a float array, an argument of the wrong type.
+    ValueError
+        ``p`` outside [0, 1], an offset out of range.
+
+    Examples
+    --------
+    >>> g = fd.alpha_dropout_grad(np.ones(5), 0.5, seed=4)
+    >>> g.round(4)
+    array([0.    , 0.    , 0.8864, 0.8864, 0.8864])
+    """
     grad, p, offset, training, out = _alpha_args(grad, p, offset, training, out, "grad")
     if not training or p in (0.0, 1.0):
         return _alpha_edge(grad, p, training, out)
@@ -142,7 +367,8 @@ def _alpha_edge(x, p, training, out):
 
 
 # --- Gaussian dropout ----------------------------------------------------------------------
-def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
+def gaussian_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, training: bool = True,
+                     offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
     Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``: z is
@@ -153,18 +379,83 @@ def gaussian_dropout(x, p=0.5, *, seed=None, training=True, offset=0, out=None):
     variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et al. 2014; it is
     rounded to float16 for float16 data.  Its backward pass is ``gaussian_dropout_grad``
     with the same arguments.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values
+    p : float, default 0.5
+        In [0, 1): the noise variance is p / (1 - p)
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` times its noise;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        ``p`` outside [0, 1), an offset out of range, a bad ``out``.
+
+    Examples
+    --------
+    >>> y = fd.gaussian_dropout(np.ones(4, dtype=np.float32), 0.5, seed=5)
+    >>> y
+    array([1.3846138, 1.5513811, 2.728233 , 2.8859127], dtype=float32)
+    >>> bool(np.array_equal(fd.gaussian_dropout_grad(np.ones(4, dtype=np.float32), 0.5, seed=5), y))
+    True
     """
     given, x = x, as_float_array(x)
     return _gaussian(given, x, p, seed, training, offset, out, x.dtype)
 
 
-def gaussian_dropout_grad(grad, p=0.5, *, seed=None, training=True, offset=0, dtype=None, out=None):
+def gaussian_dropout_grad(grad: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, training: bool = True,
+                          offset: int = 0, dtype: npt.DTypeLike = None, out: Optional[FloatArray] = None) -> FloatArray:
     """The gradient of ``gaussian_dropout`` w.r.t. x: ``grad`` times the forward's noise.
 
     ``dtype`` is the dtype of the forward's input (default: grad's): the noise is rounded
     exactly as that forward did (to float16 for a float16 input), so a float64 gradient of
     a float16 forward is multiplied by the very values the forward used.  Nothing is stored:
     the noise is regenerated from the seed.
+
+    Parameters
+    ----------
+    grad : array_like
+        The gradient of the output
+    p, seed, training, offset
+        The forward's arguments
+    dtype : dtype, optional
+        The forward input's dtype (default: grad's): the noise is rounded as the forward rounded it
+    out : numpy.ndarray, optional
+        Where to write the result
+
+    Returns
+    -------
+    numpy.ndarray
+        ``grad`` times the forward's noise
+
+    Raises
+    ------
+    TypeError
+        ``grad`` or ``dtype`` not float, an argument of the wrong type.
+    ValueError
+        ``p`` outside [0, 1), an offset out of range.
+
+    Examples
+    --------
+    >>> fd.gaussian_dropout_grad(np.ones(4, dtype=np.float32), 0.5, seed=5)
+    array([1.3846138, 1.5513811, 2.728233 , 2.8859127], dtype=float32)
     """
     given, grad = grad, as_float_array(grad, "grad")
     noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype").dtype
@@ -230,8 +521,8 @@ def corner_threshold(gamma):
     return t
 
 
-def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format="channels_first", offset=0,
-                out=None):
+def dropblock2d(x: npt.ArrayLike, p: float = 0.1, block_size: int = 7, *, seed: Seed = None, training: bool = True,
+                data_format: str = "channels_first", offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """DropBlock (Ghiasi et al. 2018): drop b x b squares of each feature map, then rescale
     the kept elements by size / kept (the actual kept fraction over the whole array).
 
@@ -239,6 +530,51 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
     ``dropblock_mask`` on the (N, C, H, W) view, so both formats drop the same squares.
     ``p == 1`` (and any draw that keeps nothing) gives zeros.  Applied to the gradient with the same
     arguments it is the exact backward pass (same mask, same scale).
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values of shape (N, C, H, W) or (N, H, W, C)
+    p : float, default 0.1
+        The target fraction of dropped elements, in [0, 1]
+    block_size : int, default 7
+        The side of the dropped squares (clipped to the map)
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        Kept elements scaled by size / kept, dropped squares 0;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        A rank other than 4, a ``block_size`` below 1, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> y = fd.dropblock2d(np.ones((1, 1, 6, 6)), 0.2, 3, seed=1)
+    >>> (y[0, 0] > 0).astype(int)
+    array([[1, 1, 1, 1, 1, 1],
+           [1, 1, 1, 1, 1, 1],
+           [1, 0, 0, 0, 1, 1],
+           [1, 0, 0, 0, 1, 1],
+           [1, 0, 0, 0, 1, 1],
+           [1, 1, 1, 1, 1, 1]])
+    >>> float(y.max())
+    1.3333333333333333
     """
     given, x = x, as_float_array(x)
     p = check_scalar_rate(p)
@@ -263,8 +599,31 @@ def dropblock2d(x, p=0.1, block_size=7, *, seed=None, training=True, data_format
 
 
 # --- Concrete dropout -----------------------------------------------------------------------
-def concrete_rate(logit):
-    """The drop rate sigmoid(logit) of a Concrete dropout logit, without overflow for large |logit|."""
+def concrete_rate(logit: float) -> float:
+    """The drop rate ``sigmoid(logit)`` of a Concrete dropout logit, without overflow for large ``|logit|``.
+
+    Parameters
+    ----------
+    logit : float
+        The logit of the drop rate
+
+    Returns
+    -------
+    float
+        ``1 / (1 + exp(-logit))``
+
+    Raises
+    ------
+    OverflowError
+        Never: large ``|logit|`` gives 0.0 or 1.0.
+
+    Examples
+    --------
+    >>> fd.concrete_rate(0.0)
+    0.5
+    >>> fd.concrete_rate(-800.0)
+    0.0
+    """
     z = logit
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
@@ -288,7 +647,8 @@ def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
-def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, offset=0, out=None):
+def concrete_dropout(x: npt.ArrayLike, logit: float, *, temperature: float = 0.1, seed: Seed = None,
+                     training: bool = True, offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """Concrete (relaxed Bernoulli) dropout with drop rate p = sigmoid(logit) (Gal, Hron and
     Kendall 2017): ``x * dtype(w)``, w = (1 - drop) / (1 - p), differentiable in ``logit``.
 
@@ -303,6 +663,42 @@ def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, off
 
     With ``training=False`` it returns a copy of ``x``: the relaxed mask divided by the keep
     rate has expectation close to 1, so inference is the identity, as for inverted dropout.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values
+    logit : float
+        The drop rate is ``sigmoid(logit)``
+    temperature : float, default 0.1
+        The relaxation's temperature, > 0
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`
+    training : bool, default True
+        False returns a copy of ``x``
+    offset : int, default 0
+        The flat index of the first element in a larger logical array (stream index)
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` works in place
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` times its relaxed keep value over the keep rate;
+        of x's dtype and shape, in x's memory order, or ``out``
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, an argument of the wrong type.
+    ValueError
+        A temperature <= 0, a non-finite logit, an offset out of range.
+
+    Examples
+    --------
+    >>> y = fd.concrete_dropout(np.ones(4), -1.0, seed=7)
+    >>> y.round(3)
+    array([1.368, 1.368, 1.368, 1.368])
     """
     given, x = x, as_float_array(x)
     training = check_bool(training, "training")
@@ -313,7 +709,8 @@ def concrete_dropout(x, logit, *, temperature=0.1, seed=None, training=True, off
     return _core.concrete_into(stream_key(resolve_seed(seed)), offset, logit, inv_t, x, out)
 
 
-def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, training=True, offset=0):
+def concrete_dropout_grad(x: npt.ArrayLike, grad: npt.ArrayLike, logit: float, *, temperature: float = 0.1,
+                          seed: Seed = None, training: bool = True, offset: int = 0) -> Tuple[FloatArray, float]:
     """(d/dx, d/dlogit) of sum(grad * concrete_dropout(x, logit, ...)) for the same seed.
 
     With w = (1 - drop) / (1 - p) = (1 - drop)(1 + exp(logit)) and d drop/dlogit =
@@ -323,6 +720,35 @@ def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, trainin
     float64: per block of 1024 stream elements in a fixed order (16 lanes, then a tree), the
     blocks' sums added exactly rounded (``math.fsum``), so it is the same float on every
     backend, ISA variant and thread count.  The noise is regenerated from the seed.
+
+    Parameters
+    ----------
+    x : array_like
+        The forward's input
+    grad : array_like
+        The gradient of the output, x's shape
+    logit, temperature, seed, training, offset
+        The forward's arguments
+
+    Returns
+    -------
+    grad_x : numpy.ndarray
+        The gradient with respect to x
+    grad_logit : float
+        The gradient with respect to logit
+
+    Raises
+    ------
+    TypeError
+        ``x`` or ``grad`` not float arrays.
+    ValueError
+        ``grad`` of another shape, a bad temperature or logit.
+
+    Examples
+    --------
+    >>> gx, glogit = fd.concrete_dropout_grad(np.ones(4), np.ones(4), -1.0, seed=7)
+    >>> bool(np.array_equal(gx, fd.concrete_dropout(np.ones(4), -1.0, seed=7)))
+    True
     """
     x = as_float_array(x)
     grad = as_float_array(grad, "grad")
@@ -337,14 +763,45 @@ def concrete_dropout_grad(x, grad, logit, *, temperature=0.1, seed=None, trainin
     return grad_x, grad_logit
 
 
-def concrete_regularization(logit, input_dim, weights=(), *, weight_regularizer=1e-6,
-                            dropout_regularizer=1e-5):
+def concrete_regularization(logit: float, input_dim: int, weights: Sequence[npt.NDArray[Any]] = (), *,
+                            weight_regularizer: float = 1e-6, dropout_regularizer: float = 1e-5
+                            ) -> Tuple[float, float, List[npt.NDArray[Any]]]:
     """Gal et al.'s penalty and its gradients: (value, d/dlogit, [d/dw for w in weights]).
 
-    value = weight_regularizer * sum(w**2) / (1 - p)
-            + dropout_regularizer * input_dim * (p log p + (1 - p) log(1 - p)),
-    the KL term of the variational objective (the second part is minus the entropy of
+    ``value = weight_regularizer * sum(w**2) / (1 - p) + dropout_regularizer * input_dim *
+    (p log p + (1 - p) log(1 - p))``, the KL term of the variational objective (the second part is minus the entropy of
     the Bernoulli rate, which pushes p towards 1/2).
+
+    Parameters
+    ----------
+    logit : float
+        The drop rate's logit
+    input_dim : int
+        The number of inputs the layer drops from
+    weights : sequence of numpy.ndarray, optional
+        The weights of the layer after the dropout
+    weight_regularizer, dropout_regularizer : float
+        The two terms' factors
+
+    Returns
+    -------
+    value : float
+        The penalty to add to the loss
+    grad_logit : float
+        Its gradient with respect to logit
+    grad_weights : list of numpy.ndarray
+        Its gradients with respect to the weights
+
+    Raises
+    ------
+    TypeError
+        A non-numeric argument.
+
+    Examples
+    --------
+    >>> value, grad_logit, grads = fd.concrete_regularization(0.0, 10, [np.ones(3)])
+    >>> round(value, 9), grads[0].shape
+    (-6.3315e-05, (3,))
     """
     logit = float(logit)
     p, q = concrete_rate(logit), concrete_rate(-logit)

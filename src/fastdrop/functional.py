@@ -6,10 +6,13 @@ stream's own definitions are re-exported here for users: ``stream_key`` and
 ``derive_seed`` (the layers' per-call substreams) and ``MAX_INDEX``, the index range.
 """
 import math
+from typing import Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
+from ._typing import BoolArray, FloatArray, NoiseShape, Rate, Seed, Shape
 from ._stream import CHUNK_RANGE, MAX_INDEX, derive_seed, stream_key
 from ._validation import (as_float_array, check_array_container, check_bool, check_dropout_call,
                           check_index_range, check_offset, check_out, check_rate, check_shape, is_plain_dropout_call,
@@ -18,7 +21,8 @@ from ._validation import (as_float_array, check_array_container, check_bool, che
 __all__ = ["MAX_INDEX", "apply_mask", "derive_seed", "dropout", "dropout_mask", "effective_keep", "stream_key"]
 
 
-def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, out=None):
+def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: bool = True,
+            noise_shape: NoiseShape = None, offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """Inverted dropout: each element is dropped (0.0) with probability ``p``, else scaled.
 
     Kept elements are exactly ``x * dtype(1 / (1 - p))`` computed in ``x``'s dtype; dropped
@@ -26,6 +30,50 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     (seed, offset, the C-order index in the noise shape, p).  With ``training=False``
     or ``p == 0`` the result is a copy of ``x`` (or ``x`` written into ``out``).
     Calling it on the gradient with the same arguments is the exact backward pass.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values, any shape, strides, memory order or byte order.
+    p : float or array_like, default 0.5
+        The probability of dropping an element, in [0, 1]; or an array of rates
+        broadcastable to the noise shape (each kept element scaled by its own ``1/(1-p)``).
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        None draws fresh entropy; an int in [0, 2**64) gives the same mask every call; a
+        Generator or BitGenerator gives one 64-bit key drawn from it, a SeedSequence its
+        first 64-bit word.
+    training : bool, default True
+        False returns a copy of ``x``.
+    noise_shape : sequence of int or None, optional
+        Keras's noise shape: one entry per axis, x's size, 1 (one decision shared along
+        that axis) or None (x's size).
+    offset : int, default 0
+        The flat C-order index of this array's first element in a larger logical array.
+    out : numpy.ndarray, optional
+        An array of x's shape and dtype to write into; ``out=x`` works in place.
+
+    Returns
+    -------
+    numpy.ndarray
+        The result, of x's dtype and shape, in x's memory order (C or Fortran), or ``out``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array (or a container whose meaning would be lost), an argument
+        of the wrong type.
+    ValueError
+        ``p`` outside [0, 1], a seed or offset out of range, an ``out`` of the wrong shape,
+        dtype or layout, a noise shape that does not fit.
+
+    Examples
+    --------
+    >>> x = np.arange(1.0, 9.0, dtype=np.float32)
+    >>> fd.dropout(x, 0.5, seed=42)
+    array([ 2.,  4.,  0.,  0., 10.,  0.,  0., 16.], dtype=float32)
+    >>> g = fd.dropout(np.ones_like(x), 0.5, seed=42)      # the backward pass: the same mask
+    >>> bool(np.array_equal(g != 0, fd.dropout_mask(x.shape, 0.5, seed=42)))
+    True
     """
     if is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
         return _core.dropout_plain(x, p, seed, offset, out)
@@ -37,10 +85,44 @@ def dropout(x, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, o
     return _core.dropout_over(key, offset, thr, scale, x, shape, out)
 
 
-def dropout_mask(shape, p=0.5, *, seed=None, offset=0, packed=False):
+def dropout_mask(shape: Shape, p: Rate = 0.5, *, seed: Seed = None, offset: int = 0,
+                 packed: bool = False) -> Union[BoolArray, npt.NDArray[np.uint8]]:
     """The keep mask ``dropout`` uses for an array of ``shape`` (True = kept).
 
     With ``packed=True``: ``np.packbits(mask.ravel(), bitorder="little")``, 1 bit per element.
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        The shape of the array the mask is for.
+    p : float or array_like, default 0.5
+        The drop rate(s), as in :func:`dropout`.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`dropout`: the same seed and offset give :func:`dropout`'s mask.
+    offset : int, default 0
+        The flat index of the first element in a larger logical array.
+    packed : bool, default False
+        Return the mask packed, 1 bit per element (little bit order).
+
+    Returns
+    -------
+    numpy.ndarray
+        A bool array of ``shape``, or (``packed=True``) a 1-D uint8 array of
+        ``ceil(size / 8)`` bytes.
+
+    Raises
+    ------
+    TypeError
+        ``shape`` not an int or a sequence of ints, ``packed`` not a bool.
+    ValueError
+        A negative shape entry, ``p`` outside [0, 1], an offset out of range.
+
+    Examples
+    --------
+    >>> fd.dropout_mask(6, 0.5, seed=42)
+    array([ True,  True, False, False,  True, False])
+    >>> fd.dropout_mask(6, 0.5, seed=42, packed=True)
+    array([19], dtype=uint8)
     """
     shape = check_shape(shape)
     p = check_rate(p)
@@ -53,11 +135,42 @@ def dropout_mask(shape, p=0.5, *, seed=None, offset=0, packed=False):
     return np.packbits(mask.ravel(), bitorder="little") if packed else mask
 
 
-def apply_mask(x, mask, p=0.5, *, out=None):
+def apply_mask(x: npt.ArrayLike, mask: npt.ArrayLike, p: Rate = 0.5, *,
+               out: Optional[FloatArray] = None) -> FloatArray:
     """``mask ? x * dtype(1 / (1 - p)) : 0``: dropout with a given mask.
 
     ``mask`` is a bool array of x's shape (or broadcastable to it from size-1 axes, like a
     noise-shaped mask), or a packed uint8 array from ``dropout_mask(..., packed=True)``.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values.
+    mask : array_like of bool, or packed uint8
+        True where an element is kept.
+    p : float or array_like, default 0.5
+        The rate(s) whose ``1/(1-p)`` scales the kept elements.
+    out : numpy.ndarray, optional
+        Where to write the result, as in :func:`dropout`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The masked and scaled ``x``, or ``out``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` not a float array, ``mask`` neither bool nor uint8.
+    ValueError
+        A mask that does not match ``x``, ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> x = np.arange(1.0, 9.0, dtype=np.float32)
+    >>> packed = fd.dropout_mask(x.shape, 0.5, seed=42, packed=True)
+    >>> bool(np.array_equal(fd.apply_mask(x, packed, 0.5), fd.dropout(x, 0.5, seed=42)))
+    True
     """
     given, x = x, as_float_array(x)
     p = check_rate(p)
@@ -84,7 +197,30 @@ def apply_mask(x, mask, p=0.5, *, out=None):
     return _core.apply_keep(x, keep, scale, out)
 
 
-def effective_keep(p):
-    """The exact keep probability used for drop rate ``p`` (within 1e-5 of ``1 - p``)."""
+def effective_keep(p: Rate) -> Union[float, npt.NDArray[np.float64]]:
+    """The exact keep probability used for drop rate ``p`` (within 1e-5 of ``1 - p``).
+
+    Parameters
+    ----------
+    p : float or array_like
+        Drop rate(s) in [0, 1].
+
+    Returns
+    -------
+    float or numpy.ndarray
+        ``t / 65536`` with ``t = floor((1 - p) * 65536 + 0.5)``, for each rate.
+
+    Raises
+    ------
+    TypeError
+        ``p`` not a real number or an array of them.
+    ValueError
+        ``p`` outside [0, 1].
+
+    Examples
+    --------
+    >>> fd.effective_keep(0.3)
+    0.6999969482421875
+    """
     thr = _core.keep_threshold(check_rate(p))
     return thr / CHUNK_RANGE if isinstance(thr, int) else thr.astype(np.float64) / CHUNK_RANGE

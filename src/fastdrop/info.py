@@ -1,6 +1,7 @@
 """``fastdrop info``: what this installation runs on."""
 import argparse
 import importlib.util
+from typing import Any, Dict
 
 from . import __version__, _backend
 
@@ -11,7 +12,7 @@ OPTIONAL = {
 }
 
 
-def compiled_status():
+def compiled_status() -> str:
     """One line on the compiled kernels: built and loaded, a NumPy-only install, or why they failed to load."""
     if _backend.compiled_available():
         return "built"
@@ -21,8 +22,22 @@ def compiled_status():
     return f"built but did not load: {_backend.compiled_unavailable_because()}"
 
 
-def info():
-    """A dict describing the installation: version, backend, ISA variant, threads, extras."""
+def info() -> Dict[str, Any]:
+    """A dict describing the installation: version, backend, ISA variant, threads, extras.
+
+    Returns
+    -------
+    dict
+        ``version``, ``backend``, ``compiled_available`` (bool), ``compiled`` (how the
+        kernels are installed, a sentence), ``isa`` (the variant in use, or ``"numpy"``),
+        ``num_threads``, ``openmp`` (bool) and ``extras`` ({extra: {module: installed}}).
+
+    Examples
+    --------
+    >>> d = fd.info()
+    >>> d["version"] == fd.__version__, d["backend"] in ("cython", "numpy")
+    (True, True)
+    """
     return {
         "version": __version__,
         "backend": _backend.backend(),

@@ -7,8 +7,10 @@ each variant is in ``fastdrop.family`` (or ``fastdrop.dropout``), shared with th
 functional twins.
 """
 import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core, family
 from ._stream import stream_key, substream_window
@@ -16,8 +18,12 @@ from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_
                           check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
                           check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
 from ._validation import check_bias, check_residual
+from ._typing import FloatArray, NoiseShape, Seed
 from .functional import dropout
 from .residual import dropout_add, dropout_add_grad
+
+_Self = TypeVar("_Self", bound="Module")
+_Layer = TypeVar("_Layer", bound="DropoutLayer")
 
 __all__ = ["AdaptiveDropout", "AlphaDropout", "ConcreteDropout", "DropBlock2D", "DropPath", "Dropout",
            "DropoutLayer", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -38,20 +44,44 @@ class _ForwardRecord:
 class Module:
     """What every trainable piece shares: ``layer(x)`` is ``forward(x)``, ``eval()`` is
     ``train(False)``, ``training`` is True in training mode.  Subclasses define
-    ``train(mode)`` and ``forward(x)``; those that learn arrays also override ``parameters()``."""
+    ``train(mode)`` and ``forward(x)``; those that learn arrays also override ``parameters()``.
+    ``layer(x, training=False)`` (or True) overrides the mode for that call alone, as in
+    Keras; it needs a ``forward(x, training=...)``, which every dropout layer has."""
 
-    def parameters(self):
+    def parameters(self) -> List[Tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
         """The trainable arrays as ``(value, gradient)`` pairs: ``backward`` writes the
         gradients and an optimizer updates the values, both in place.  The dropout layers
-        have none (ConcreteDropout's learned rate is the float ``logit``)."""
+        have none (ConcreteDropout's learned rate is the float ``logit``).
+
+        Returns
+        -------
+        list of (numpy.ndarray, numpy.ndarray)
+            The (value, gradient) pairs; empty for every dropout layer.
+
+        Examples
+        --------
+        >>> fd.Dropout(0.5).parameters()
+        []
+        """
         return []
 
-    def eval(self):
-        """Switch to inference mode; returns the module."""
+    def eval(self: _Self) -> _Self:
+        """Switch to inference mode; returns the module.
+
+        Returns
+        -------
+        Module
+            The module itself, now in inference mode.
+
+        Examples
+        --------
+        >>> fd.Dropout(0.5, seed=0).eval().training
+        False
+        """
         return self.train(False)
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, x: Any, *, training: Optional[bool] = None) -> Any:
+        return self.forward(x) if training is None else self.forward(x, training=training)
 
 
 class DropoutLayer(Module):
@@ -71,11 +101,22 @@ class DropoutLayer(Module):
     Subclasses implement ``_forward(x, seed) -> (y, extra)`` (``seed`` is None in eval
     mode) and ``_backward(grad, record)``, where ``record`` holds the forward's seed,
     input shape and ``extra``.
+
+    Parameters
+    ----------
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> layer = fd.Dropout(0.5, seed=1)
+    >>> isinstance(layer, fd.DropoutLayer), layer.counter
+    (True, 0)
     """
     expected_ranks = None          # tuple of allowed input ranks, or None for any rank
     min_rank = 0                   # the smallest rank accepted when expected_ranks is None
 
-    def __init__(self, *, seed=None):
+    def __init__(self, *, seed: Seed = None) -> None:
         self.seed = resolve_seed(seed)
         self.training = True
         self.counter = 0
@@ -83,12 +124,18 @@ class DropoutLayer(Module):
         self._counter_lock = threading.Lock()
 
     @property
-    def seed(self):
-        """The layer's seed: forward k draws from ``derive_seed(seed, k)``."""
+    def seed(self) -> int:
+        """The layer's seed: forward k draws from ``derive_seed(seed, k)``.
+
+        Examples
+        --------
+        >>> fd.Dropout(0.5, seed=3).seed
+        3
+        """
         return self._seed
 
     @seed.setter
-    def seed(self, value):
+    def seed(self, value: int) -> None:
         # The seed's stream key is kept with it, and the substream seeds (and their keys) of
         # the next SUBSTREAM_WINDOW forwards are computed at once (substream_window): a
         # forward then takes its seed and key from a list instead of two Python mixes.
@@ -106,16 +153,72 @@ class DropoutLayer(Module):
         self._counter_lock = threading.Lock()
 
     # -- mode -------------------------------------------------------------------------
-    def train(self, mode=True):
-        """Switch to training mode (``mode=False``: inference); returns the layer."""
+    def train(self: _Layer, mode: bool = True) -> _Layer:
+        """Switch to training mode (``mode=False``: inference); returns the layer.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training, False for inference.
+
+        Returns
+        -------
+        DropoutLayer
+            The layer itself.
+
+        Raises
+        ------
+        TypeError
+            ``mode`` not a bool.
+
+        Examples
+        --------
+        >>> layer = fd.Dropout(0.5, seed=0).train(False)
+        >>> layer.training, layer.train().training
+        (False, True)
+        """
         self.training = check_bool(mode, "mode")
         return self
 
     # -- calls ------------------------------------------------------------------------
-    def forward(self, x):
-        """The layer applied to ``x``; in training mode with the next mask of the sequence."""
+    def forward(self, x: npt.ArrayLike, *, training: Optional[bool] = None) -> FloatArray:
+        """The layer applied to ``x``; in training mode with the next mask of the sequence.
+
+        ``training`` (a bool) overrides the layer's mode for this call alone: an inference
+        call (``training=False``) draws no mask and leaves the counter alone, as in eval mode.
+        ``layer(x, training=...)`` is the same call.
+
+        Parameters
+        ----------
+        x : array_like
+            float16, float32 or float64 input of a rank the layer takes.
+        training : bool, optional
+            This call's mode (default: the layer's ``training``).
+
+        Returns
+        -------
+        numpy.ndarray
+            The output, of x's dtype and shape.
+
+        Raises
+        ------
+        TypeError
+            ``x`` not a float array, ``training`` not a bool.
+        ValueError
+            An input of a rank or shape the layer does not take.
+
+        Examples
+        --------
+        >>> layer = fd.Dropout(0.5, seed=0)
+        >>> x = np.ones(6, dtype=np.float32)
+        >>> layer(x, training=False)
+        array([1., 1., 1., 1., 1., 1.], dtype=float32)
+        >>> layer.counter, layer(x).shape, layer.counter
+        (0, (6,), 1)
+        """
+        training = self.training if training is None else check_bool(training, "training")
         x = self._check_input(x)
-        index, seed = self._take_seed()
+        index, seed = self._take_seed(training)
         try:
             y, extra = self._forward(x, seed)
         except BaseException:
@@ -124,9 +227,10 @@ class DropoutLayer(Module):
         self._last = _ForwardRecord(seed, x.shape, extra)      # x: the checked ndarray
         return y
 
-    def _take_seed(self):
-        """(index, seed) of the next mask in training mode, advancing the counter; else (None, None)."""
-        if not self.training:
+    def _take_seed(self, training=None):
+        """(index, seed) of the next mask in training mode (``training``, else the layer's mode),
+        advancing the counter; else (None, None)."""
+        if not (self.training if training is None else training):
             return None, None
         with self._counter_lock:
             index = self.counter
@@ -144,8 +248,35 @@ class DropoutLayer(Module):
                 if self.counter == index + 1:
                     self.counter = index
 
-    def backward(self, grad):
-        """The gradient w.r.t. the input of the last forward, for the output gradient ``grad``."""
+    def backward(self, grad: npt.ArrayLike) -> FloatArray:
+        """The gradient w.r.t. the input of the last forward, for the output gradient ``grad``.
+
+        The mask is regenerated from the forward's seed, not stored.
+
+        Parameters
+        ----------
+        grad : array_like
+            The gradient of the loss with respect to the last forward's output.
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient with respect to that forward's input.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet.
+        ValueError
+            ``grad`` not of the last output's shape.
+
+        Examples
+        --------
+        >>> layer = fd.Dropout(0.5, seed=0)
+        >>> y = layer(np.ones(4))
+        >>> bool(np.array_equal(layer.backward(np.ones(4)), y))
+        True
+        """
         if self._last is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before any forward")
         grad = _as_float_input(grad, "grad")
@@ -166,14 +297,43 @@ class DropoutLayer(Module):
         return x
 
     # -- config -----------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         """The constructor arguments (seed resolved to its int) as a plain dict: the
-        architecture, not learned state (a learned rate restarts from ``init_p``)."""
+        architecture, not learned state (a learned rate restarts from ``init_p``).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild the layer (``from_config``).
+
+        Examples
+        --------
+        >>> fd.Dropout(0.25, seed=3).get_config()
+        {'p': 0.25, 'noise_shape': None, 'seed': 3, 'inplace': False, 'mode': 'inverted'}
+        """
         return {"seed": self.seed}
 
     @classmethod
-    def from_config(cls, config):
-        """A new layer (counter 0, training mode) from ``get_config()``'s dict."""
+    def from_config(cls: Type[_Layer], config: Dict[str, Any]) -> _Layer:
+        """A new layer (counter 0, training mode) from ``get_config()``'s dict.
+
+        Parameters
+        ----------
+        config : dict
+            A ``get_config()`` result.
+
+        Returns
+        -------
+        DropoutLayer
+            A layer that draws the same masks as the one the config came from did.
+
+        Examples
+        --------
+        >>> layer = fd.Dropout(0.5, seed=9)
+        >>> clone = fd.Dropout.from_config(layer.get_config())
+        >>> bool(np.array_equal(clone(np.ones(8)), layer(np.ones(8))))
+        True
+        """
         return cls(**config)
 
     def __repr__(self):
@@ -197,10 +357,30 @@ class Dropout(DropoutLayer):
     inference multiplies by ``1 - p``.  ``noise_shape`` (Keras): entries 1 share the mask
     along that axis, None means the input's size.  ``inplace=True`` writes the result into
     ``x`` (which must then be a writeable NumPy float array) and returns it.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    noise_shape : sequence of int or None, optional
+        Keras's noise shape (None entries: the input's size).
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+    inplace : bool, default False
+        Write the result into the input.
+    mode : {"inverted", "classic"}, default "inverted"
+        Scale while training (inverted) or at inference (classic).
+
+    Examples
+    --------
+    >>> layer = fd.Dropout(0.5, seed=0)
+    >>> layer(np.ones(6))
+    array([0., 0., 0., 2., 2., 2.])
     """
     MODES = ("inverted", "classic")
 
-    def __init__(self, p=0.5, *, noise_shape=None, seed=None, inplace=False, mode="inverted"):
+    def __init__(self, p: float = 0.5, *, noise_shape: NoiseShape = None, seed: Seed = None, inplace: bool = False,
+                 mode: str = "inverted") -> None:
         self.p = check_scalar_rate(p)
         self.noise_shape = check_layer_noise_shape(noise_shape)
         self.inplace = check_bool(inplace, "inplace")
@@ -249,7 +429,7 @@ class Dropout(DropoutLayer):
                                           noise_shape=self.noise_shape, out=out)
         return dropout(x, self.p, seed=seed, training=seed is not None, noise_shape=self.noise_shape, out=out)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed, "inplace": self.inplace,
                 "mode": self.mode}
 
@@ -258,7 +438,7 @@ class _RateLayer(DropoutLayer):
     """A layer with one scalar drop rate ``p`` whose forward and backward are one family
     function applied to the input and to the gradient with the same seed."""
 
-    def __init__(self, p=0.5, *, seed=None):
+    def __init__(self, p: float = 0.5, *, seed: Seed = None) -> None:
         self.p = check_scalar_rate(p)
         super().__init__(seed=seed)
 
@@ -268,12 +448,12 @@ class _RateLayer(DropoutLayer):
     def _backward(self, grad, last):
         return self._apply(grad, last.seed)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "seed": self.seed}
 
 
 class _SpatialDropout(_RateLayer):
-    def __init__(self, p=0.5, *, data_format="channels_first", seed=None):
+    def __init__(self, p: float = 0.5, *, data_format: str = "channels_first", seed: Seed = None) -> None:
         self.data_format = check_data_format(data_format)
         super().__init__(p, seed=seed)
 
@@ -281,28 +461,87 @@ class _SpatialDropout(_RateLayer):
         return family.spatial_dropout(x, self.p, seed=seed, training=seed is not None,
                                       data_format=self.data_format)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "data_format": self.data_format, "seed": self.seed}
 
 
 class SpatialDropout1D(_SpatialDropout):
-    """Drops whole channels of (N, C, L) (``channels_first``) or (N, L, C) inputs."""
+    """Drops whole channels of (N, C, L) (``channels_first``) or (N, L, C) inputs.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> y = fd.SpatialDropout1D(0.5, seed=0)(np.ones((1, 4, 3)))
+    >>> y[0, :, 0]
+    array([0., 0., 0., 2.])
+    """
     expected_ranks = (3,)
 
 
 class SpatialDropout2D(_SpatialDropout):
-    """Drops whole feature maps of (N, C, H, W) (``channels_first``) or (N, H, W, C) inputs."""
+    """Drops whole feature maps of (N, C, H, W) (``channels_first``) or (N, H, W, C) inputs.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> fd.SpatialDropout2D(0.5, seed=0)(np.ones((2, 3, 4, 4))).shape
+    (2, 3, 4, 4)
+    """
     expected_ranks = (4,)
 
 
 class SpatialDropout3D(_SpatialDropout):
-    """Drops whole volumes of (N, C, D, H, W) (``channels_first``) or (N, D, H, W, C) inputs."""
+    """Drops whole volumes of (N, C, D, H, W) (``channels_first``) or (N, D, H, W, C) inputs.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> fd.SpatialDropout3D(0.5, seed=0)(np.ones((1, 2, 2, 2, 2))).shape
+    (1, 2, 2, 2, 2)
+    """
     expected_ranks = (5,)
 
 
 class AlphaDropout(_RateLayer):
     """Alpha dropout for SELU networks (Klambauer et al. 2017): keeps mean 0 and variance 1
-    of standard-normal inputs.  ``p == 1`` outputs zeros (as PyTorch)."""
+    of standard-normal inputs.  ``p == 1`` outputs zeros (as PyTorch).
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> fd.AlphaDropout(0.2, seed=0)(np.zeros(4)).round(4)
+    array([-1.2362,  0.309 ,  0.309 ,  0.309 ])
+    """
 
     def _forward(self, x, seed):
         return family.alpha_dropout(x, self.p, seed=seed, training=seed is not None), None
@@ -312,9 +551,22 @@ class AlphaDropout(_RateLayer):
 
 
 class GaussianDropout(_RateLayer):
-    """Multiplicative noise N(1, p/(1-p)) (Keras's ``GaussianDropout``); ``p`` in [0, 1)."""
+    """Multiplicative noise N(1, p/(1-p)) (Keras's ``GaussianDropout``); ``p`` in [0, 1).
 
-    def __init__(self, p=0.5, *, seed=None):
+    Parameters
+    ----------
+    p : float, default 0.5
+        The rate in [0, 1): the noise variance is p / (1 - p).
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> fd.GaussianDropout(0.5, seed=0)(np.ones(3, dtype=np.float32))
+    array([-0.06975484,  0.98662436,  2.0069823 ], dtype=float32)
+    """
+
+    def __init__(self, p: float = 0.5, *, seed: Seed = None) -> None:
         super().__init__(check_gaussian_rate(p), seed=seed)
 
     def _forward(self, x, seed):
@@ -328,7 +580,23 @@ class GaussianDropout(_RateLayer):
 
 class DropPath(_RateLayer):
     """Stochastic depth: drops whole samples (noise shape (N, 1, ..., 1)), scales the rest
-    by 1/(1-p).  Put it on a residual branch: ``x + drop_path(branch(x))``."""
+    by 1/(1-p).  Put it on a residual branch: ``x + drop_path(branch(x))``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> fd.DropPath(0.5, seed=0)(np.ones((4, 2)))
+    array([[0., 0.],
+           [0., 0.],
+           [0., 0.],
+           [2., 2.]])
+    """
     min_rank = 1
 
     def _apply(self, x, seed):
@@ -337,10 +605,28 @@ class DropPath(_RateLayer):
 
 class DropBlock2D(_RateLayer):
     """DropBlock (Ghiasi et al. 2018) on (N, C, H, W) or (N, H, W, C) inputs: drops
-    ``block_size`` x ``block_size`` squares per channel, rescales by the kept fraction."""
+    ``block_size`` x ``block_size`` squares per channel, rescales by the kept fraction.
+
+    Parameters
+    ----------
+    p : float, default 0.1
+        The drop rate in [0, 1] (the target fraction of dropped elements).
+    block_size : int, default 7
+        The side of the dropped squares.
+    data_format : {"channels_first", "channels_last"}, default "channels_first"
+        Where the channel axis is.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> fd.DropBlock2D(0.2, 3, seed=0)(np.ones((1, 1, 6, 6))).shape
+    (1, 1, 6, 6)
+    """
     expected_ranks = (4,)
 
-    def __init__(self, p=0.1, block_size=7, *, data_format="channels_first", seed=None):
+    def __init__(self, p: float = 0.1, block_size: int = 7, *, data_format: str = "channels_first",
+                 seed: Seed = None) -> None:
         self.block_size = check_block_size(block_size)
         self.data_format = check_data_format(data_format)
         super().__init__(p, seed=seed)
@@ -349,7 +635,7 @@ class DropBlock2D(_RateLayer):
         return family.dropblock2d(x, self.p, self.block_size, seed=seed, training=seed is not None,
                                   data_format=self.data_format)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "block_size": self.block_size, "data_format": self.data_format, "seed": self.seed}
 
 
@@ -361,9 +647,24 @@ class VariationalDropout(_RateLayer):
     (it draws the mask seed and advances the counter) and then ``step(h)`` on each step's
     (N, ...) state: every step gets the same mask, equal to the one ``forward`` would use
     on the stacked sequence.  ``step_backward(g)`` is its gradient.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    time_axis : int, default 1
+        The axis the mask is shared along.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+    >>> bool(np.array_equal(layer.step(np.ones((2, 3))), layer.step(np.ones((2, 3)))))
+    True
     """
 
-    def __init__(self, p=0.5, *, time_axis=1, seed=None):
+    def __init__(self, p: float = 0.5, *, time_axis: int = 1, seed: Seed = None) -> None:
         self.time_axis = check_time_axis(time_axis)
         super().__init__(p, seed=seed)
         self._sequence = None
@@ -378,17 +679,74 @@ class VariationalDropout(_RateLayer):
     def _apply(self, x, seed):
         return family.variational_dropout(x, self.p, seed=seed, training=seed is not None, time_axis=self.time_axis)
 
-    def start_sequence(self):
-        """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer."""
+    def start_sequence(self) -> "VariationalDropout":
+        """Draw the mask of a new sequence for ``step`` (none in eval mode); returns the layer.
+
+        Returns
+        -------
+        VariationalDropout
+            The layer itself.
+
+        Examples
+        --------
+        >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+        >>> layer.counter
+        1
+        """
         self._sequence = _ForwardRecord(self._take_seed()[1], None)
         return self
 
-    def step(self, h):
-        """The current sequence's mask applied to one time step ``h`` (N, ...)."""
+    def step(self, h: npt.ArrayLike) -> FloatArray:
+        """The current sequence's mask applied to one time step ``h`` (N, ...).
+
+        Parameters
+        ----------
+        h : array_like
+            One time step of the sequence (the input without its time axis).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``h`` with the sequence's mask applied (the same for every step).
+
+        Raises
+        ------
+        RuntimeError
+            No ``start_sequence()`` yet.
+
+        Examples
+        --------
+        >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+        >>> layer.step(np.ones((2, 3)))
+        array([[0., 0., 0.],
+               [2., 2., 2.]])
+        """
         return self._step(h, "step")
 
-    def step_backward(self, grad):
-        """The gradient of ``step``: the same mask applied to ``grad``."""
+    def step_backward(self, grad: npt.ArrayLike) -> FloatArray:
+        """The gradient of ``step``: the same mask applied to ``grad``.
+
+        Parameters
+        ----------
+        grad : array_like
+            The gradient of one step's output.
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient with respect to that step's input.
+
+        Raises
+        ------
+        RuntimeError
+            No ``start_sequence()`` yet.
+
+        Examples
+        --------
+        >>> layer = fd.VariationalDropout(0.5, seed=0).start_sequence()
+        >>> bool(np.array_equal(layer.step_backward(np.ones((2, 3))), layer.step(np.ones((2, 3)))))
+        True
+        """
         return self._step(grad, "step_backward")
 
     def _step(self, x, what):
@@ -397,7 +755,7 @@ class VariationalDropout(_RateLayer):
         seed = self._sequence.seed
         return dropout(x, self.p, seed=seed, training=seed is not None)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "time_axis": self.time_axis, "seed": self.seed}
 
 
@@ -413,10 +771,28 @@ class ConcreteDropout(DropoutLayer):
     identity (inverted-dropout scaling); keep the layer in training mode for MC dropout.
     The rate gradient needs the input, so the layer keeps a reference to the last input
     (do not modify it in place before ``backward``).
+
+    Parameters
+    ----------
+    init_p : float, default 0.1
+        The initial drop rate, in (0, 1).
+    temperature : float, default 0.1
+        The relaxation's temperature, > 0.
+    weight_regularizer, dropout_regularizer : float
+        The factors of the two terms of ``regularization``.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> layer = fd.ConcreteDropout(0.2, seed=0)
+    >>> y = layer(np.ones((2, 3)))
+    >>> round(layer.p, 6), y.shape
+    (0.2, (2, 3))
     """
 
-    def __init__(self, init_p=0.1, *, temperature=0.1, weight_regularizer=1e-6, dropout_regularizer=1e-5,
-                 seed=None):
+    def __init__(self, init_p: float = 0.1, *, temperature: float = 0.1, weight_regularizer: float = 1e-6,
+                 dropout_regularizer: float = 1e-5, seed: Seed = None) -> None:
         init_p = check_scalar_rate(init_p, "init_p")
         if not 0.0 < init_p < 1.0:
             raise ValueError(f"init_p must be in (0, 1) (the rate is learned through its logit), got {init_p!r}")
@@ -429,8 +805,14 @@ class ConcreteDropout(DropoutLayer):
         super().__init__(seed=seed)
 
     @property
-    def p(self):
-        """The current drop rate sigmoid(logit)."""
+    def p(self) -> float:
+        """The current drop rate ``sigmoid(logit)``.
+
+        Examples
+        --------
+        >>> round(fd.ConcreteDropout(0.2).p, 6)
+        0.2
+        """
         return float(family.concrete_rate(self.logit))
 
     def _check_input(self, x):
@@ -454,14 +836,63 @@ class ConcreteDropout(DropoutLayer):
             raise RuntimeError("ConcreteDropout.regularization needs a forward first (it uses the input size)")
         return int(np.prod(self._last.shape[1:]))
 
-    def regularization(self, weights=()):
+    def regularization(self, weights: Sequence[npt.NDArray[Any]] = ()) -> float:
         """weight_regularizer * sum(w**2) / (1-p) + dropout_regularizer * D * (p log p + (1-p) log(1-p)),
         with D the number of features per sample of the last input and ``weights`` the
-        parameters of the layer this dropout feeds."""
+        parameters of the layer this dropout feeds.
+
+        Parameters
+        ----------
+        weights : sequence of numpy.ndarray, optional
+            The weights of the layer after this dropout.
+
+        Returns
+        -------
+        float
+            The penalty to add to the loss.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet (the penalty needs the input's size).
+
+        Examples
+        --------
+        >>> layer = fd.ConcreteDropout(0.2, seed=0)
+        >>> _ = layer(np.ones((2, 3)))
+        >>> round(layer.regularization([np.ones(3)]), 9)
+        -1.1262e-05
+        """
         return self._regularization(weights)[0]
 
-    def regularization_grad(self, weights=()):
-        """(d/dlogit, [d/dw for w in weights]) of ``regularization(weights)``."""
+    def regularization_grad(self, weights: Sequence[npt.NDArray[Any]] = ()) -> Tuple[float, List[npt.NDArray[Any]]]:
+        """(d/dlogit, [d/dw for w in weights]) of ``regularization(weights)``.
+
+        Parameters
+        ----------
+        weights : sequence of numpy.ndarray, optional
+            As in ``regularization``.
+
+        Returns
+        -------
+        grad_logit : float
+            The penalty's gradient with respect to ``logit``.
+        grad_weights : list of numpy.ndarray
+            Its gradients with respect to the weights.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet.
+
+        Examples
+        --------
+        >>> layer = fd.ConcreteDropout(0.2, seed=0)
+        >>> _ = layer(np.ones((2, 3)))
+        >>> grad_logit, (grad_w,) = layer.regularization_grad([np.ones(3)])
+        >>> grad_w
+        array([2.5e-06, 2.5e-06, 2.5e-06])
+        """
         return self._regularization(weights)[1:]
 
     def _regularization(self, weights):
@@ -469,7 +900,7 @@ class ConcreteDropout(DropoutLayer):
                                               weight_regularizer=self.weight_regularizer,
                                               dropout_regularizer=self.dropout_regularizer)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"init_p": self.init_p, "temperature": self.temperature,
                 "weight_regularizer": self.weight_regularizer, "dropout_regularizer": self.dropout_regularizer,
                 "seed": self.seed}
@@ -494,17 +925,39 @@ def _mean_abs(x, per_feature, chunk_elements=None):
 
 class AdaptiveDropout(DropoutLayer):
     """Dropout whose rate follows the activations: after each training forward the rate
-    rises by ``adapt_rate`` when the input's mean |x| exceeds ``high``, falls by it when
+    rises by ``adapt_rate`` when the input's mean ``|x|`` exceeds ``high``, falls by it when
     below ``low``, and stays within [p_min, p_max].
 
     ``per_unit=True`` keeps one rate per feature (the last axis, standout-style), each
-    adapted from its own feature's mean |x|, and uses the per-element rates of
+    adapted from its own feature's mean ``|x|``, and uses the per-element rates of
     ``fd.dropout``.  The rates of the current state are in ``p`` (a float, or an array of
     the feature count once the first input has fixed it).
+
+    Parameters
+    ----------
+    init_p : float, default 0.5
+        The initial rate, in [p_min, p_max].
+    adapt_rate : float, default 0.01
+        How much the rate moves after each training forward.
+    low, high : float, default 0.3, 0.7
+        The mean ``|x|`` below which the rate falls and above which it rises.
+    p_min, p_max : float, default 0.1, 0.9
+        The range of the rate.
+    per_unit : bool, default False
+        One rate per feature (the last axis).
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> layer = fd.AdaptiveDropout(0.5, seed=0)
+    >>> _ = layer(np.ones((4, 8)))
+    >>> round(layer.p, 2)
+    0.51
     """
 
-    def __init__(self, init_p=0.5, *, adapt_rate=0.01, low=0.3, high=0.7, p_min=0.1, p_max=0.9, per_unit=False,
-                 seed=None):
+    def __init__(self, init_p: float = 0.5, *, adapt_rate: float = 0.01, low: float = 0.3, high: float = 0.7,
+                 p_min: float = 0.1, p_max: float = 0.9, per_unit: bool = False, seed: Seed = None) -> None:
         self.p_min = check_real(p_min, "p_min", low=0.0, high=1.0)
         self.p_max = check_real(p_max, "p_max", low=self.p_min, high=1.0)
         self.init_p = check_real(init_p, "init_p", low=self.p_min, high=self.p_max)
@@ -544,7 +997,7 @@ class AdaptiveDropout(DropoutLayer):
     def _backward(self, grad, last):
         return dropout(grad, last.extra, seed=last.seed, training=last.seed is not None)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"init_p": self.init_p, "adapt_rate": self.adapt_rate, "low": self.low, "high": self.high,
                 "p_min": self.p_min, "p_max": self.p_max, "per_unit": self.per_unit, "seed": self.seed}
 

@@ -8,7 +8,8 @@ import fastdrop as fd
 
 from .data import N_CLASSES, load_digits_split
 from .nn import SGD, Dense, ReLU, Sequential
-from .train import ProgressBar, fit, predict_logits
+from .._progress import ProgressBar
+from .train import fit, predict_logits
 
 RATES = (0.0, 0.2, 0.5, 0.8)
 

@@ -7,7 +7,8 @@ import concurrent.futures
 import multiprocessing
 import queue
 
-from .train import ProgressBar, ProgressBoard, single_threaded_blas
+from .._progress import ProgressBar, ProgressBoard
+from .train import single_threaded_blas
 
 _shared = None          # what every job of this worker reads (the data), set once per worker
 _messages = None        # the parent's progress queue

@@ -19,7 +19,8 @@ def save(fig, directory, name):
     import matplotlib.pyplot as plt     # already imported by pyplot(): this only names it
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:      # a figure made with a layout (constrained) keeps it
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)                      # pyplot keeps every open figure otherwise
     return path
@@ -69,7 +70,7 @@ def confusion_heatmap(plt, counts, directory, title):
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=ax, shrink=0.8).set_label("test images")
     return save(fig, directory, "confusion_matrix.png")
 
 
@@ -78,17 +79,22 @@ def hidden_activations(plt, panels, directory):
 
     Top row: what each network computes at inference. Bottom row: the same images in
     training mode, after the dropout layer: the zeroed units and the 1/(1-p) scaling.
+    Every panel shares one colour scale (0 to the 99.5th percentile of all of them), shown
+    by one labelled colorbar, so brightness compares across rates and modes.
     """
-    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.2), squeeze=False)
+    top = float(np.percentile(np.concatenate([a.ravel() for _, *pair in panels for a in pair]), 99.5)) or 1e-6
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels) + 1, 6.2), squeeze=False,
+                             layout="constrained")
     for col, (rate, at_eval, at_train) in enumerate(panels):
         for row, (acts, mode) in enumerate(((at_eval, "inference"), (at_train, "training, after dropout"))):
             ax = axes[row, col]
-            ax.imshow(acts, aspect="auto", cmap="magma", interpolation="nearest",
-                      vmin=0, vmax=max(float(np.percentile(acts, 99)), 1e-6))
+            image = ax.imshow(acts, aspect="auto", cmap="magma", interpolation="nearest", vmin=0, vmax=top)
             ax.set_title(f"p={rate}: {mode}", fontsize=9)
             ax.set_xlabel("hidden unit")
             if col == 0:
                 ax.set_ylabel("test image")
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9, extend="max")
+    bar.set_label("activation after ReLU (and dropout: 0 or x/(1-p)); one scale for all panels")
     return save(fig, directory, "hidden_activations.png")
 
 

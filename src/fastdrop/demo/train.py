@@ -1,7 +1,5 @@
-"""Mini-batch training, evaluation and a progress bar for the demo and the examples."""
+"""Mini-batch training and evaluation for the demo and the examples (progress: ``fastdrop._progress``)."""
 import contextlib
-import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,68 +112,3 @@ def fit(model, optimizer, split, *, batch_size, epochs=None, rng=None, steps=Non
     if progress is not None:
         progress.close()
     return history
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, so stdout carries only the results.
-
-    On a terminal it redraws in place; elsewhere (logs, pipes, tests) it writes one line
-    when the run finishes, so the log is not filled with carriage returns.
-    """
-
-    def __init__(self, total, label, stream=None, width=24):
-        self.total, self.label, self.width = total, label, width
-        self.stream = sys.stderr if stream is None else stream
-        self.live = self.stream.isatty()
-        self.start = time.perf_counter()
-        self.done, self.note = 0, ""
-
-    def line(self):
-        filled = self.width * self.done // self.total
-        bar = "#" * filled + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.start
-        return f"{self.label} [{bar}] {self.done}/{self.total} {self.note} ({elapsed:.1f} s)"
-
-    def update(self, done, note=""):
-        self.done, self.note = done, note
-        if self.live:
-            self.stream.write("\r" + self.line())
-            self.stream.flush()
-
-    def close(self):
-        self.stream.write(("\r" if self.live else "") + self.line() + "\n")
-        self.stream.flush()
-
-
-class ProgressBoard:
-    """Progress bars of runs that go on at the same time (in worker processes), on stderr.
-
-    On a terminal the bars of the running runs share one line, redrawn in place, and each
-    run leaves its final line when it ends; elsewhere only the final lines are written,
-    one per run, as ProgressBar does.
-    """
-
-    def __init__(self, stream=None):
-        self.stream = sys.stderr if stream is None else stream
-        self.live = self.stream.isatty()
-        self.bars = {}
-
-    def start(self, key, total, label):
-        bar = ProgressBar(total, label, stream=self.stream)
-        bar.live = False                # the board draws the running bars itself
-        self.bars[key] = bar
-
-    def update(self, key, done, note=""):
-        self.bars[key].update(done, note)
-        self._draw()
-
-    def close(self, key):
-        if self.live:
-            self.stream.write("\r\x1b[K")     # clear the shared line before the final one
-        self.bars.pop(key).close()
-        self._draw()
-
-    def _draw(self):
-        if self.live and self.bars:
-            self.stream.write("\r\x1b[K" + " | ".join(bar.line() for bar in self.bars.values()))
-            self.stream.flush()
