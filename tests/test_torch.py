@@ -514,6 +514,12 @@ def test_other_devices_and_dtypes_are_refused_by_name():
         ft.feature_alpha_dropout(torch.randn(3), 0.5, True)
 
 
+def test_the_ops_on_meta_tensors_give_the_layout_without_data():
+    x = torch.empty(2, 3, 4, 5, device="meta").contiguous(memory_format=torch.channels_last)
+    y = torch.ops.fastdrop.dropout(x, torch.tensor(1), 0.5, True)
+    assert y.device.type == "meta" and y.shape == x.shape and y.stride() == x.stride()
+
+
 # --- modules -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("index", range(len(MODULES)))
 def test_modules_print_load_and_switch_like_torchs(index):
