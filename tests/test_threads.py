@@ -148,3 +148,26 @@ def test_layer_pickles_and_copies_without_its_lock():
         assert clone.counter == 1
         assert np.array_equal(clone(np.ones(64)), second)
         clone(np.ones(64))                     # the clone's lock works too
+
+
+NUM_THREADS_OR = """
+import fastdrop
+from fastdrop import _backend
+assert _backend.num_threads_or(3) == 3, "no choice made: the integration's count"
+with fastdrop.use_num_threads(2):
+    assert _backend.num_threads_or(3) == 2, "a use_num_threads block wins"
+assert _backend.num_threads_or(5000) == _backend.MAX_THREADS
+fastdrop.set_num_threads(1)
+assert _backend.num_threads_or(3) == 1, "set_num_threads wins, even when it sets the default"
+"""
+
+
+def test_num_threads_or_prefers_a_chosen_count_over_the_integrations():
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "FASTDROP_NUM_THREADS"}
+    subprocess.run([sys.executable, "-c", NUM_THREADS_OR], check=True, timeout=120, env=env)
+    env["FASTDROP_NUM_THREADS"] = "1"
+    code = "from fastdrop import _backend; assert _backend.num_threads_or(3) == 1, 'the environment chose 1'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
