@@ -20,11 +20,14 @@ and the backward regenerates the mask: it is the same op on the gradient.
 
 Threads: the kernels use ``torch.get_num_threads()`` unless fastdrop's count was chosen
 (``fastdrop.set_num_threads``, ``fastdrop.use_num_threads``, ``FASTDROP_NUM_THREADS``).  The
-results never depend on the thread count.  fastdrop's kernels run on the system's OpenMP
-runtime (libgomp) and PyTorch's on the copy its wheel ships: two runtimes, two thread pools,
-loaded in either import order without conflict; they take turns (a dropout call and a matmul
-never run at the same time from one Python thread), and an idle libgomp pool sleeps after a
-short spin, so they do not oversubscribe the cores (``tests/test_torch.py`` runs both orders).
+results never depend on the thread count.  OpenMP: fastdrop's kernels link the system's GNU
+OpenMP and PyTorch's wheel ships its own copy, but both are named ``libgomp.so.1``, so the
+dynamic loader loads whichever the first import needs and binds the other library to it:
+one runtime and one thread pool per calling thread in either import order, no second pool
+to oversubscribe the cores (``tests/test_torch.py`` checks both orders in fresh
+interpreters: one libgomp mapped, the threads counted, no CPU burnt while idle).  fastdrop
+needs only OpenMP 4.0 symbols (and, at fork, ``omp_pause_resource_all`` when present),
+which torch's copy has.
 
 Differences from torch, all deliberate:
 
