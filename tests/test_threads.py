@@ -293,3 +293,25 @@ def test_threadpoolctl_limits_above_the_maximum_are_capped():
         assert _fastdrop_entries(threadpoolctl.threadpool_info())[0]["num_threads"] == before
     finally:
         fd.set_num_threads(before)
+
+NUM_THREADS_OR = """
+import fastdrop
+from fastdrop import _backend
+assert _backend.num_threads_or(3) == 3, "no choice made: the integration's count"
+with fastdrop.use_num_threads(2):
+    assert _backend.num_threads_or(3) == 2, "a use_num_threads block wins"
+assert _backend.num_threads_or(5000) == _backend.MAX_THREADS
+fastdrop.set_num_threads(1)
+assert _backend.num_threads_or(3) == 1, "set_num_threads wins, even when it sets the default"
+"""
+
+
+def test_num_threads_or_prefers_a_chosen_count_over_the_integrations():
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "FASTDROP_NUM_THREADS"}
+    subprocess.run([sys.executable, "-c", NUM_THREADS_OR], check=True, timeout=120, env=env)
+    env["FASTDROP_NUM_THREADS"] = "1"
+    code = "from fastdrop import _backend; assert _backend.num_threads_or(3) == 1, 'the environment chose 1'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)

@@ -246,6 +246,36 @@ def test_strided_inputs_keep_torchs_output_layout_and_the_logical_mask(make, fn)
     assert torch.equal(y, fn(x.contiguous(), 0.5))       # the mask follows the logical index
 
 
+def _layouts():
+    """Layouts of a (3, 4, 5, 6) tensor: every axis order, sliced or not, and the odd ones."""
+    cases = {"expanded": lambda t: t[:, :1].expand(3, 4, 5, 6), "size-1 axis": lambda t: t[:, :1],
+             "size-1 channels_last": lambda t: t[:1, :, :1].contiguous(memory_format=torch.channels_last)}
+    for perm in itertools.permutations(range(4)):
+        inverse = tuple(perm.index(axis) for axis in range(4))
+        for shift in [(0, 0), (1, 1)]:
+            cases[f"{perm}{shift}"] = (lambda perm, inverse, shift: lambda t: t.permute(perm).contiguous()
+                                       .permute(inverse)[shift[0]:, shift[1]:])(perm, inverse, shift)
+    return cases
+
+
+TORCH_FUNCTIONS = {
+    "dropout": (ft.dropout, torch.nn.functional.dropout),
+    "dropout2d": (ft.dropout2d, torch.nn.functional.dropout2d),
+    "alpha_dropout": (ft.alpha_dropout, torch.nn.functional.alpha_dropout),
+    "feature_alpha_dropout": (ft.feature_alpha_dropout, torch.nn.functional.feature_alpha_dropout),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_FUNCTIONS))
+def test_output_strides_are_torchs_for_every_layout(name):
+    ours, theirs = TORCH_FUNCTIONS[name]
+    base = torch.randn(3, 4, 5, 6)
+    for layout, make in _layouts().items():
+        x = make(base)
+        got, want = ours(x, 0.5, True).stride(), theirs(x, 0.5, True).stride()
+        assert got == want, f"{layout}: strides {got}, torch's {want}"
+
+
 def test_contiguous_float32_runs_on_the_tensors_memory():
     x = torch.randn(100, 10)
     view = x.numpy()
@@ -484,6 +514,12 @@ def test_other_devices_and_dtypes_are_refused_by_name():
         ft.feature_alpha_dropout(torch.randn(3), 0.5, True)
 
 
+def test_the_ops_on_meta_tensors_give_the_layout_without_data():
+    x = torch.empty(2, 3, 4, 5, device="meta").contiguous(memory_format=torch.channels_last)
+    y = torch.ops.fastdrop.dropout(x, torch.tensor(1), 0.5, True)
+    assert y.device.type == "meta" and y.shape == x.shape and y.stride() == x.stride()
+
+
 # --- modules -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("index", range(len(MODULES)))
 def test_modules_print_load_and_switch_like_torchs(index):
@@ -533,16 +569,18 @@ THREADS_SCRIPT = textwrap.dedent("""
         torch.manual_seed(0); one = ft.dropout(x, 0.5)
     torch.manual_seed(0); two = ft.dropout(x, 0.5)
     assert torch.equal(one, two)
-    time.sleep(0.5)                               # the pools' spin-wait is over: count the threads
+    runtimes = sorted({line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line})
+    assert len(runtimes) == 1, f"two OpenMP runtimes loaded: {runtimes}"
+    time.sleep(0.5)                               # the pool's spin-wait is over: count the threads
     threads = len(os.listdir("/proc/self/task"))
     start = time.process_time()
-    time.sleep(1.0)                               # idle pools sleep: no CPU time while the main thread does
+    time.sleep(1.0)                               # an idle pool sleeps: no CPU time while the main thread does
     print(threads, time.process_time() - start)
 """)
 
 
 @pytest.mark.parametrize("order", [("fastdrop", "torch"), ("torch", "fastdrop")])
-def test_both_openmp_runtimes_load_in_either_order_without_oversubscribing(order):
+def test_torch_and_fastdrop_share_one_openmp_runtime_in_either_import_order(order):
     if not sys.platform.startswith("linux"):
         pytest.skip("counts threads through /proc")
     env = dict(os.environ)
@@ -552,6 +590,38 @@ def test_both_openmp_runtimes_load_in_either_order_without_oversubscribing(order
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     threads, busy = done.stdout.split()[-2:]
-    # the main thread, one extra worker per 2-thread pool (torch's, fastdrop's), at most two helpers
-    assert int(threads) <= 1 + 1 + 1 + 2, f"{threads} threads after alternating torch and fastdrop calls"
+    # the main thread, the one worker of the shared 2-thread OpenMP team, at most three helpers of torch's
+    assert int(threads) <= 1 + 1 + 3, f"{threads} threads after alternating torch and fastdrop calls"
     assert float(busy) < 0.5, f"{busy} CPU seconds burnt in a second of idle: a pool spins"
+
+
+# --- fastdrop bench --torch ------------------------------------------------------------------------------------
+def test_the_mlp_step_saves_torchs_noise_less_but_two_seeds():
+    from fastdrop.bench import MLP_BATCH, MLP_WIDTHS, mlp_saved_bytes
+    saved = mlp_saved_bytes(torch)
+    through_dropout = MLP_BATCH * sum(MLP_WIDTHS[1:-1])
+    assert saved["torch"] - saved["fastdrop"] == 4 * through_dropout - 2 * 8     # float32 noise vs int64 seeds
+    # beyond the model without dropout: the dropout outputs the next Linear keeps, and the seeds
+    assert saved["fastdrop"] - saved["none"] == 4 * through_dropout + 2 * 8
+
+
+def test_bench_torch_runs_and_reports_its_targets():
+    from fastdrop.bench import format_torch, run_torch
+    result = run_torch(budget=0.01, sizes=(1 << 10,))
+    assert [c["case"] for c in result["cases"]] == ["forward", "forward+backward"]
+    assert [t["case"] for t in result["targets"]][-2:] == [
+        "MLP step with torch's dropout / with fastdrop's", "autograd bytes saved less per dropped element (p * n)"]
+    text = format_torch(result)
+    assert "MLP 784-2048-2048-10, batch 256" in text and "nn.Dropout ms" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--torch", "--family"], "argument --torch: not allowed with argument --family"),
+    (["--torch", "--plot", "x.png"], "argument --plot: draws the size sweep, which --torch does not run"),
+])
+def test_bench_torch_refuses_options_it_does_not_run(argv, message, capsys):
+    from fastdrop import bench
+    with pytest.raises(SystemExit) as info:
+        bench.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

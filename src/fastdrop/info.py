@@ -9,6 +9,7 @@ OPTIONAL = {
     "demo": ("sklearn", "matplotlib"),
     "dask": ("dask", "distributed", "zarr"),
     "bench": ("torch",),
+    "torch": ("torch",),           # fastdrop.torch
 }
 
 

@@ -20,11 +20,14 @@ and the backward regenerates the mask: it is the same op on the gradient.
 
 Threads: the kernels use ``torch.get_num_threads()`` unless fastdrop's count was chosen
 (``fastdrop.set_num_threads``, ``fastdrop.use_num_threads``, ``FASTDROP_NUM_THREADS``).  The
-results never depend on the thread count.  fastdrop's kernels run on the system's OpenMP
-runtime (libgomp) and PyTorch's on the copy its wheel ships: two runtimes, two thread pools,
-loaded in either import order without conflict; they take turns (a dropout call and a matmul
-never run at the same time from one Python thread), and an idle libgomp pool sleeps after a
-short spin, so they do not oversubscribe the cores (``tests/test_torch.py`` runs both orders).
+results never depend on the thread count.  OpenMP: fastdrop's kernels link the system's GNU
+OpenMP and PyTorch's wheel ships its own copy, but both are named ``libgomp.so.1``, so the
+dynamic loader loads whichever the first import needs and binds the other library to it:
+one runtime and one thread pool per calling thread in either import order, no second pool
+to oversubscribe the cores (``tests/test_torch.py`` checks both orders in fresh
+interpreters: one libgomp mapped, the threads counted, no CPU burnt while idle).  fastdrop
+needs only OpenMP 4.0 symbols (and, at fork, ``omp_pause_resource_all`` when present),
+which torch's copy has.
 
 Differences from torch, all deliberate:
 
@@ -65,30 +68,85 @@ def _noise_shape(shape, feature):
 _NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
-def _allocate(shape, dtype, device):
-    """A new tensor; float16/32/64 CPU ones in memory NumPy allocates, which asks Linux for
-    transparent huge pages on large blocks (torch's allocator does not): writing a fresh 4 MB
-    output then costs 2 page faults instead of 1024, about 0.5 ms at 1M float32 elements on the
-    machine of bench/NOTES.md, more than the kernel itself."""
-    if device.type == "cpu" and dtype in _NUMPY_OF:
-        return torch.from_numpy(np.empty(shape, dtype=_NUMPY_OF[dtype]))
-    return torch.empty(shape, dtype=dtype, device=device)
+def _is_dense(shape, strides):
+    """True when the elements fill a block of numel slots exactly (any axis order, no gaps)."""
+    expected = 1
+    for size, stride in sorted(((n, s) for n, s in zip(shape, strides) if n != 1), key=lambda a: a[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
-def _empty_like(x, allocate=_allocate):
-    """An uninitialised tensor of x's shape and dtype whose axes lie in memory in the order of
-    x's strides (largest first), as torch's elementwise ops lay out their results: x's own
-    layout when x is dense (channels_last, transposed), a dense one in the same order when x
-    is a strided view with gaps.  The real and fake kernels both lay out their outputs with it."""
-    if x.is_contiguous():
-        return allocate(x.shape, x.dtype, x.device)
-    order = sorted(range(x.dim()), key=lambda axis: -x.stride(axis))        # stable: ties keep the logical order
-    inverse = sorted(range(x.dim()), key=order.__getitem__)
-    return allocate([x.shape[axis] for axis in order], x.dtype, x.device).permute(inverse)
+def _iterator_strides(shape, operands):
+    """The strides torch's TensorIterator gives the output of an elementwise op on operands of
+    ``shape`` with the given strides: its insertion sort of the axes (innermost first; a
+    broadcast stride of 0 has no say, equal strides put the smaller axis inside), then dense
+    strides in that order."""
+    def should_swap(dim0, dim1):
+        for strides in operands:
+            s0, s1 = strides[dim0], strides[dim1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 != s1:
+                return -1 if s0 < s1 else 1
+            if shape[dim0] > shape[dim1]:
+                return 1
+        return 0
+    perm = list(range(len(shape)))[::-1]
+    for i in range(1, len(perm)):
+        dim1 = i
+        for dim0 in range(i - 1, -1, -1):
+            comparison = should_swap(perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    strides, step = [0] * len(shape), 1
+    for axis in perm:
+        strides[axis] = step
+        step *= shape[axis]
+    return strides
 
 
-def _empty_fake(x):
-    return _empty_like(x, lambda shape, dtype, device: torch.empty(shape, dtype=dtype, device=device))
+def _broadcast_strides(noise_shape, shape):
+    """The strides a contiguous tensor of noise_shape has when broadcast to shape."""
+    contiguous = torch.empty(noise_shape, device="meta").stride()
+    return [0 if n == 1 and m != 1 else s for n, m, s in zip(noise_shape, shape, contiguous)]
+
+
+def _output_strides(x, feature):
+    """The strides of torch's own dropout output for x: ``input * noise`` with the noise made
+    by ``empty_like(input)`` (one per element) or of shape (N, C, 1, ..., 1) (feature
+    dropout).  A dense input keeps its strides (TensorIterator's fast path); other inputs
+    get TensorIterator's axis order."""
+    shape, strides = tuple(x.shape), x.stride()
+    if feature:
+        noise = _broadcast_strides(tuple(shape[:2]) + (1,) * (len(shape) - 2), shape)
+    elif _is_dense(shape, strides):
+        return strides
+    else:
+        noise = torch.empty_like(x, device="meta").stride()
+    return _iterator_strides(shape, [strides, noise])
+
+
+def _empty_like(x, feature):
+    """An uninitialised tensor laid out as torch's dropout of x would be (``_output_strides``):
+    channels_last and transposed inputs give outputs of the same layout.  float16/32/64 ones
+    live in memory NumPy allocates, which asks Linux for transparent huge pages on large
+    blocks (torch's allocator does not): fewer page faults on the first write of a fresh
+    output, which at 1M float32 elements can cost more than the kernel."""
+    strides = _output_strides(x, feature)
+    if x.dtype not in _NUMPY_OF:
+        return torch.empty_strided(x.shape, strides, dtype=x.dtype, device=x.device)
+    flat = torch.from_numpy(np.empty(x.numel(), dtype=_NUMPY_OF[x.dtype]))
+    return flat.as_strided(x.shape, strides)
+
+
+def _empty_fake(x, seed, p, feature):
+    """The fake kernels' output: the real kernels' shape, dtype and strides, no data."""
+    return torch.empty_strided(x.shape, _output_strides(x, feature), dtype=x.dtype, device=x.device)
 
 
 def _as_numpy(t):
@@ -145,21 +203,21 @@ def _run(kind, x, seed, p, feature, out):
 # seed is a 0-d int64 tensor: a Python int drawn from a tensor would break torch.compile's graph.
 @torch.library.custom_op("fastdrop::dropout", mutates_args=(), device_types="cpu")
 def _dropout_op(x: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
-    out = _empty_like(x)
+    out = _empty_like(x, feature)
     _run("dropout", x, seed, p, feature, out)
     return out
 
 
 @torch.library.custom_op("fastdrop::alpha_dropout", mutates_args=(), device_types="cpu")
 def _alpha_op(x: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
-    out = _empty_like(x)
+    out = _empty_like(x, feature)
     _run("alpha", x, seed, p, feature, out)
     return out
 
 
 @torch.library.custom_op("fastdrop::alpha_dropout_grad", mutates_args=(), device_types="cpu")
 def _alpha_grad_op(grad: Tensor, seed: Tensor, p: float, feature: bool) -> Tensor:
-    out = _empty_like(grad)
+    out = _empty_like(grad, feature)
     _run("alpha_grad", grad, seed, p, feature, out)
     return out
 
@@ -170,7 +228,7 @@ def _inplace_op(x: Tensor, seed: Tensor, p: float, feature: bool, alpha: bool) -
 
 
 for _op in (_dropout_op, _alpha_op, _alpha_grad_op):
-    _op.register_fake(lambda x, seed, p, feature: _empty_fake(x))
+    _op.register_fake(_empty_fake)
 
 
 @_inplace_op.register_fake
