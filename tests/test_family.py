@@ -66,6 +66,19 @@ def test_variational_dropout_is_its_noise_shaped_mask_applied(backend, dtype, sh
     assert np.array_equal(out.transpose().view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}"))
 
 
+@pytest.mark.parametrize("shape, noise, expected", [
+    ((4, 7, 30), (4, 1, 30), (4, 7, 30)),              # variational, time in the middle
+    ((7, 4, 30), (1, 4, 30), (1, 7, 120)),             # time-major: no leading kept axis
+    ((2, 5, 6, 3), (2, 1, 1, 3), (2, 30, 3)),          # channels_last spatial dropout
+    ((2, 1, 5, 3), (2, 1, 1, 3), (2, 5, 3)),           # size-1 axes of x are skipped
+    ((4, 7, 30), (4, 7, 1), None),                     # nothing kept after the broadcast axes
+    ((4, 7, 30), (1, 7, 1), None),                     # two broadcast groups
+    ((4, 7, 30), (4, 7, 30), None),                    # nothing broadcast
+])
+def test_shared_axes_finds_one_middle_broadcast_group(shape, noise, expected):
+    assert _core.shared_axes(shape, noise) == expected
+
+
 def test_drop_path_drops_whole_samples():
     x = np.ones((200, 3, 4), np.float32)
     y = fd.drop_path(x, 0.25, seed=4)
