@@ -248,7 +248,8 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
     int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
     const char *xb = x;
     char *ob = out;
-    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && 2 * nblocks > parallel_min_blocks)
+    int parallel = nthreads > 1 && 2 * nblocks > parallel_min_blocks;      /* the threshold counts 256-element blocks */
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
     for (int64_t k = 0; k < nblocks; k++) {
         int64_t lo = k == 0 ? head : 0;                              /* element of the block */
         int64_t at = k * per_block + lo - head;                      /* element of the run */
@@ -485,7 +486,8 @@ static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, flo
     const char *xb = x, *gb = g;
     char *ob = out;
     nz_concrete_setup(logit, inv_t, c);
-    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && nsums * per > parallel_min_blocks)
+    int parallel = nthreads > 1 && nsums * per > parallel_min_blocks;
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
     for (int64_t k = 0; k < nsums; k++) {
         double acc[NZ_SUM_LANES] = {0};
         int64_t lo = k == 0 ? head : 0;                              /* element of the sum block */

@@ -3,7 +3,7 @@
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
 functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat,
-alpha_flat, dropblock_keep) with
+alpha_flat, dropblock_keep, concrete_flat, concrete_grad_flat) with
 the same arguments and the same checks (``_kernel_args``).
 """
 import math
