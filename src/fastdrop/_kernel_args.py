@@ -217,6 +217,7 @@ def check_dropblock_keep(offset, block, thr53, keep):
 
 # --- Concrete dropout (_noise.h) --------------------------------------------------------------
 CONCRETE_SUM_BLOCK = 1024          # elements per partial sum of the rate gradient (global, from element 0)
+CONCRETE_SUM_LANES = 16            # its lanes: stream element e adds to lane e % 16 (_noise.h spells both)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

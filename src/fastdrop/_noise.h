@@ -279,7 +279,7 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
 #define FD_NZ_E5 0x1.111112p-7f
 #define FD_NZ_E6 0x1.6c16c2p-10f
 #define FD_NZ_E7 0x1.a01a02p-13f
-#define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient */
+#define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient (_kernel_args spells both) */
 #define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
 #if defined(__GNUC__)
 #  define NZ_INLINE static inline __attribute__((always_inline))
