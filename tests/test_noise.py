@@ -50,7 +50,8 @@ def test_cos_and_sin_approximation_accuracy():
 
 @pytest.fixture(scope="module")
 def normals():
-    return _numpy_backend.standard_normals(_core.stream_words(fd.functional.stream_key(1), 0, N // 2)).astype(np.float64)
+    words = _core.stream_words(fd.functional.stream_key(1), 0, N // 2)
+    return _numpy_backend.standard_normals(words).astype(np.float64)
 
 
 def test_normals_mean_variance_and_ks(normals):
@@ -183,8 +184,11 @@ def test_concrete_drop_is_the_relaxed_bernoulli(logit, temperature, backend):
     inverse_keep, _ = _numpy_backend.concrete_constants(np.float32(logit))
     drop = 1 - w / float(inverse_keep)
     interior = (drop > 1e-6) & (drop < 1 - 1e-6)           # 1 - w / K loses the ends to rounding
-    assert stats.kstest(drop[interior], lambda d: (_relaxed_cdf(d, logit, temperature) - _relaxed_cdf(1e-6, logit, temperature))
-                        / (_relaxed_cdf(1 - 1e-6, logit, temperature) - _relaxed_cdf(1e-6, logit, temperature))).pvalue > 1e-3
+    low, high = _relaxed_cdf(1e-6, logit, temperature), _relaxed_cdf(1 - 1e-6, logit, temperature)
+
+    def interior_cdf(d):
+        return (_relaxed_cdf(d, logit, temperature) - low) / (high - low)
+    assert stats.kstest(drop[interior], interior_cdf).pvalue > 1e-3
     u = (np.arange(1 << 20) + 0.5) / (1 << 20)            # midpoint rule: error far below the tolerance
     mean = np.mean(1 / (1 + np.exp(-(logit + np.log(u) - np.log1p(-u)) / temperature)))
     sd = np.std(drop)

@@ -163,7 +163,7 @@ def stream_words(key, first_word, n):
 
 
 def gaussian_into(key, offset, sigma, half_noise, x, out):
-    """out = x * (1 + sigma * z), z the float32 standard normal of stream word offset + i, in
+    """out = x * (1 + sigma * z), z the float32 standard normal offset + i of the stream (word (offset + i) // 2), in
     one pass of the kernel (no noise array); the noise is rounded to float16 where half_noise."""
     if x.size:
         with kernel_target(out) as target:

@@ -1,7 +1,8 @@
 """The argument checks of the kernel interface, the same for both backends.
 
 The kernels (``dropout_flat``, ``dropout_rows``, ``keep_mask_rows``, ``fill_words``,
-``apply_keep``) are called by fastdrop's Python layer with arguments it has already
+``apply_keep``, and the family's: ``gaussian_flat``, ``alpha_flat``, ``dropblock_keep``,
+``concrete_flat``, ``concrete_grad_flat``) are called by fastdrop's Python layer with arguments it has already
 checked; these checks keep a direct call, or a slip in that layer, from reading or writing
 out of bounds or taking the wrong path (an int16 array is not float16).  The NumPy backend
 runs them on every call.  The compiled one runs them too, except on the common call of
@@ -225,6 +226,7 @@ def check_dropout_shared(offset, thr, scale, x, out):
 
 # --- Concrete dropout (_noise.h) --------------------------------------------------------------
 CONCRETE_SUM_BLOCK = 1024          # elements per partial sum of the rate gradient (global, from element 0)
+CONCRETE_SUM_LANES = 16            # its lanes: stream element e adds to lane e % 16 (_noise.h spells both)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

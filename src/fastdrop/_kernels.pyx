@@ -297,8 +297,8 @@ cdef class Kernels:
 
     def gaussian_flat(self, uint64_t key, int64_t offset, sigma, bint half_noise, x, out, int nthreads=1):
         """out = x * (1 + sigma * z) over C-contiguous 1-D arrays (out may be x), z the standard
-        normal of stream word offset + i (float32 arithmetic, _noise.h); the noise is rounded to
-        float16 before the product where half_noise."""
+        normal offset + i of the stream (word (offset + i) // 2; float32 arithmetic, _noise.h);
+        the noise is rounded to float16 before the product where half_noise."""
         _kernel_args.check_gaussian_flat(offset, sigma, x, out)
         cdef float s = sigma
         cdef int64_t n = cnp.PyArray_DIM(x, 0)

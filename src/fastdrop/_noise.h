@@ -248,7 +248,8 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
     int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
     const char *xb = x;
     char *ob = out;
-    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && 2 * nblocks > parallel_min_blocks)
+    int parallel = nthreads > 1 && 2 * nblocks > parallel_min_blocks;      /* the threshold counts 256-element blocks */
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
     for (int64_t k = 0; k < nblocks; k++) {
         int64_t lo = k == 0 ? head : 0;                              /* element of the block */
         int64_t at = k * per_block + lo - head;                      /* element of the run */
@@ -278,7 +279,7 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
 #define FD_NZ_E5 0x1.111112p-7f
 #define FD_NZ_E6 0x1.6c16c2p-10f
 #define FD_NZ_E7 0x1.a01a02p-13f
-#define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient */
+#define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient (_kernel_args spells both) */
 #define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
 #if defined(__GNUC__)
 #  define NZ_INLINE static inline __attribute__((always_inline))
@@ -379,30 +380,42 @@ static inline double nz_load_double(fd_kind_t kind, const char *p, int64_t i) {
     }
 }
 
-/* term[i] = (g[i] * x[i]) * s[i] in float64 for i in [a, b), 0 elsewhere in [0, n); the kinds are
-   constants where this is inlined (nz_terms_of), so each copy is a plain loop. */
-NZ_INLINE void nz_terms(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
-                        int64_t b, int64_t n, double *term) {
-    if (a > 0 || b < n)
-        for (int64_t i = 0; i < n; i++) term[i] = 0.0;
-    for (int64_t i = a; i < b; i++)
-        term[i] = (nz_load_double(gkind, g, i - a) * nz_load_double(xkind, x, i - a)) * (double)s[i];
+/* Adds the rate gradient's terms (g[i] * x[i]) * s[i] (float64) of group positions [a, b) to
+   lanes[i % 16], in position order (g and x point at position a); the positions outside add
+   +0, which changes no sum (a lane starting at +0 is never -0).  The kinds are constants
+   where this is inlined (nz_rate_sums_of), so each copy is a plain loop. */
+NZ_INLINE void nz_rate_sums(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
+                            int64_t b, double *lanes_io) {
+    double lanes[NZ_SUM_LANES], term[FD_GROUP_WORDS];
+    memcpy(lanes, lanes_io, sizeof lanes);
+    if (a == 0 && b == FD_GROUP_WORDS) {        /* a whole group: no term buffer (lanes: FD_GROUP_WORDS % 16 == 0) */
+        for (int64_t j = 0; j < FD_GROUP_WORDS; j += NZ_SUM_LANES)
+            for (int l = 0; l < NZ_SUM_LANES; l++)
+                lanes[l] += (nz_load_double(gkind, g, j + l) * nz_load_double(xkind, x, j + l)) * (double)s[j + l];
+    } else {
+        for (int64_t i = 0; i < FD_GROUP_WORDS; i++) term[i] = 0.0;
+        for (int64_t i = a; i < b; i++)
+            term[i] = (nz_load_double(gkind, g, i - a) * nz_load_double(xkind, x, i - a)) * (double)s[i];
+        for (int64_t j = 0; j < FD_GROUP_WORDS; j += NZ_SUM_LANES)
+            for (int l = 0; l < NZ_SUM_LANES; l++) lanes[l] += term[j + l];
+    }
+    memcpy(lanes_io, lanes, sizeof lanes);
 }
 
-static void nz_terms_of(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
-                        int64_t b, int64_t n, double *term) {
-#define NZ_TERMS_X(G)                                                                       \
+static void nz_rate_sums_of(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
+                            int64_t b, double *lanes) {
+#define NZ_SUMS_X(G)                                                                        \
     switch (xkind) {                                                                        \
-    case FD_F16: nz_terms(G, FD_F16, s, g, x, a, b, n, term); break;                        \
-    case FD_F32: nz_terms(G, FD_F32, s, g, x, a, b, n, term); break;                        \
-    default: nz_terms(G, FD_F64, s, g, x, a, b, n, term); break;                            \
+    case FD_F16: nz_rate_sums(G, FD_F16, s, g, x, a, b, lanes); break;                      \
+    case FD_F32: nz_rate_sums(G, FD_F32, s, g, x, a, b, lanes); break;                      \
+    default: nz_rate_sums(G, FD_F64, s, g, x, a, b, lanes); break;                          \
     }
     switch (gkind) {
-    case FD_F16: NZ_TERMS_X(FD_F16) break;
-    case FD_F32: NZ_TERMS_X(FD_F32) break;
-    default: NZ_TERMS_X(FD_F64) break;
+    case FD_F16: NZ_SUMS_X(FD_F16) break;
+    case FD_F32: NZ_SUMS_X(FD_F32) break;
+    default: NZ_SUMS_X(FD_F64) break;
     }
-#undef NZ_TERMS_X
+#undef NZ_SUMS_X
 }
 
 /* The Concrete forward (s == NULL) or backward over words lo..lo+n of block `block` (x, g and out
@@ -414,9 +427,7 @@ static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, in
     fd_gen_t gen;
     uint64_t words[FD_GROUP_WORDS];
     float w[FD_GROUP_WORDS], s[FD_GROUP_WORDS];
-    double term[FD_GROUP_WORDS], lanes[NZ_SUM_LANES];    /* lanes: acc in registers (term may alias acc) */
     int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8, xsize = xkind == FD_F16 ? 2 : xkind == FD_F32 ? 4 : 8;
-    if (acc) memcpy(lanes, acc, sizeof lanes);
     fd_gen_seed(&gen, key, (uint64_t)block);
     for (int64_t start = 0; start < lo + n; start += FD_GROUP_WORDS) {
         fd_gen_steps(&gen, FD_GROUP_STEPS, words);
@@ -428,13 +439,9 @@ static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, in
             continue;
         }
         nz_concrete_words(words, FD_GROUP_WORDS, c[0], c[1], c[2], c[3], w, s);
-        nz_terms_of(kind, xkind, s, g + (a - lo) * size, x + (a - lo) * xsize, a - start, b - start, FD_GROUP_WORDS,
-                    term);
-        for (int64_t j = 0; j < FD_GROUP_WORDS; j += NZ_SUM_LANES)      /* lanes: FD_GROUP_WORDS % 16 == 0 */
-            for (int l = 0; l < NZ_SUM_LANES; l++) lanes[l] += term[j + l];
+        nz_rate_sums_of(kind, xkind, s, g + (a - lo) * size, x + (a - lo) * xsize, a - start, b - start, acc);
         nz_scale(kind, w + (a - start), g + (a - lo) * size, out + (a - lo) * size, b - a);
     }
-    if (acc) memcpy(acc, lanes, sizeof lanes);
 }
 
 /* c = {logit, inv_t, inverse_keep, p} of float32 logit and inv_t. */
@@ -479,7 +486,8 @@ static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, flo
     const char *xb = x, *gb = g;
     char *ob = out;
     nz_concrete_setup(logit, inv_t, c);
-    #pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1 && nsums * per > parallel_min_blocks)
+    int parallel = nthreads > 1 && nsums * per > parallel_min_blocks;
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
     for (int64_t k = 0; k < nsums; k++) {
         double acc[NZ_SUM_LANES] = {0};
         int64_t lo = k == 0 ? head : 0;                              /* element of the sum block */

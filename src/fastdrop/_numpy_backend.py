@@ -3,7 +3,7 @@
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
 functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat,
-alpha_flat, dropblock_keep, dropout_shared, dropout_add) with
+alpha_flat, dropblock_keep, dropout_shared, concrete_flat, concrete_grad_flat, dropout_add) with
 the same arguments and the same checks (``_kernel_args``).
 """
 import math
@@ -460,8 +460,7 @@ def concrete_grad_flat(key, offset, logit, inv_t, x, grad, out, partials, nthrea
     (0, 1).  Passes cover whole sum blocks; each block's 64 rows of 16 lanes are added one row
     at a time, every block and lane of the pass at once (missing elements add +0: exact)."""
     _kernel_args.check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials)
-    block = _kernel_args.CONCRETE_SUM_BLOCK
-    lanes = 16
+    block, lanes = _kernel_args.CONCRETE_SUM_BLOCK, _kernel_args.CONCRETE_SUM_LANES
     head = offset % block
     step = max(block, min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS) // block * block)
     k = pos = 0                                # passes end on global multiples of the sum block

@@ -60,8 +60,8 @@ typedef struct {
     int64_t (*dropblock_keep)(uint64_t key, int64_t offset, int64_t n, int64_t c, int64_t h, int64_t w, int64_t b,
                               uint64_t thr53, uint8_t *keep, const int64_t *strides, int nthreads);
     /* out[i] = x[i] * (1 + sigma * z) over n elements of a C-contiguous kind (not FD_KEEP),
-       z the standard normal of stream word offset + i (_noise.h); the noise is rounded to
-       float16 first where half_noise.  Threads split blocks of words. */
+       z the standard normal offset + i of the stream, from word (offset + i) / 2 (_noise.h);
+       the noise is rounded to float16 first where half_noise.  Threads split blocks of words. */
     void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                           const void *x, void *out, int64_t n, int nthreads);
     /* Dropout of C-contiguous x viewed as (outer, shared, inner) into out, element (a, t, f)

@@ -371,8 +371,9 @@ def gaussian_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, tra
                      offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
-    Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``: z is
-    the float32 Box-Muller normal of that word computed with correctly rounded IEEE
+    Element i (C order, plus ``offset``) takes normal ``offset + i`` of ``seed``'s stream: z
+    is a float32 Box-Muller normal of word (offset + i) // 2 (its cos normal for an even
+    index, its sin normal for an odd one), computed with correctly rounded IEEE
     operations only (``_noise.h``; its NumPy twin is ``_numpy_backend.standard_normals``),
     for every dtype, so the result is reproducible, chunkable like ``fd.dropout`` and
     bit-identical on every backend, ISA variant and thread count.  The noise has mean 1 and
@@ -466,7 +467,7 @@ def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
     """x * noise_dtype(1 + sigma z) into ``out``, z from stream words offset.. (float32)."""
     p = check_gaussian_rate(p)
     offset = check_offset(offset)
-    check_index_range(offset, x.size)           # element i uses stream word offset + i
+    check_index_range(offset, x.size)           # element i uses stream normal offset + i (word (offset + i) // 2)
     training = check_bool(training, "training")
     out = check_out(out, x, given)
     if not training or p == 0.0:
