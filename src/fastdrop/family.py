@@ -371,13 +371,14 @@ def gaussian_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, tra
                      offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """Multiplicative Gaussian noise: ``x * dtype(1 + sqrt(p/(1-p)) * z)``, z standard normal.
 
-    Element i (C order, plus ``offset``) uses stream word ``offset + i`` of ``seed``: z is
-    the float32 Box-Muller normal of that word computed with correctly rounded IEEE
-    operations only (``_noise.h``; its NumPy twin is ``_numpy_backend.standard_normals``),
-    for every dtype, so the result is reproducible, chunkable like ``fd.dropout`` and
-    bit-identical on every backend, ISA variant and thread count.  The noise has mean 1 and
-    variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et al. 2014; it is
-    rounded to float16 for float16 data.  Its backward pass is ``gaussian_dropout_grad``
+    Element i (C order, plus ``offset``) uses normal ``e = offset + i`` of ``seed``'s stream:
+    stream word ``e // 2`` gives two float32 Box-Muller normals (radius times cos for even e,
+    radius times sin for odd e), computed with correctly rounded IEEE operations only
+    (``_noise.h``; its NumPy twin is ``_numpy_backend.standard_normals``), for every dtype,
+    so the result is reproducible, chunkable like ``fd.dropout`` (at any offset, even or
+    odd) and bit-identical on every backend, ISA variant and thread count.  The noise has
+    mean 1 and variance p/(1-p), as in Keras's ``GaussianDropout`` and Srivastava et al.
+    2014; it is rounded to float16 for float16 data.  Its backward pass is ``gaussian_dropout_grad``
     with the same arguments.
 
     Parameters
@@ -412,7 +413,7 @@ def gaussian_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, tra
     --------
     >>> y = fd.gaussian_dropout(np.ones(4, dtype=np.float32), 0.5, seed=5)
     >>> y
-    array([1.3846138, 1.5513811, 2.728233 , 2.8859127], dtype=float32)
+    array([ 1.3846138,  2.2246335,  1.5513811, -1.3647034], dtype=float32)
     >>> bool(np.array_equal(fd.gaussian_dropout_grad(np.ones(4, dtype=np.float32), 0.5, seed=5), y))
     True
     """
@@ -455,7 +456,7 @@ def gaussian_dropout_grad(grad: npt.ArrayLike, p: float = 0.5, *, seed: Seed = N
     Examples
     --------
     >>> fd.gaussian_dropout_grad(np.ones(4, dtype=np.float32), 0.5, seed=5)
-    array([1.3846138, 1.5513811, 2.728233 , 2.8859127], dtype=float32)
+    array([ 1.3846138,  2.2246335,  1.5513811, -1.3647034], dtype=float32)
     """
     given, grad = grad, as_float_array(grad, "grad")
     noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype").dtype

@@ -563,7 +563,7 @@ class GaussianDropout(_RateLayer):
     Examples
     --------
     >>> fd.GaussianDropout(0.5, seed=0)(np.ones(3, dtype=np.float32))
-    array([-0.06975484,  0.98662436,  2.0069823 ], dtype=float32)
+    array([-0.06975484, -0.47996938,  0.98662436], dtype=float32)
     """
 
     def __init__(self, p: float = 0.5, *, seed: Seed = None) -> None:
