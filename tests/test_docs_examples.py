@@ -12,7 +12,7 @@ import pytest
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
 PUBLIC_MODULES = ["fastdrop.functional", "fastdrop.box", "fastdrop.family", "fastdrop.layers", "fastdrop._backend",
-                  "fastdrop.info", "fastdrop.dask"]
+                  "fastdrop.info", "fastdrop.dask", "fastdrop.residual"]
 
 
 def test_the_readme_has_python_examples():
