@@ -1100,6 +1100,45 @@ class DropoutAdd(DropoutLayer):
         self._last = _ForwardRecord(seed, x.shape, None if bias is None else bias.shape)
         return y
 
+    def backward(self, grad: npt.ArrayLike) -> Tuple[FloatArray, FloatArray, Optional[FloatArray]]:
+        """The gradients w.r.t. the last forward's x, residual and bias, for the output
+        gradient ``grad``: ``fd.dropout_add_grad`` with the forward's mask, regenerated from
+        its seed.
+
+        ``DropoutLayer.backward`` with the three gradients of ``dropout_add`` as its result
+        (this method exists for its signature and documentation).
+
+        Parameters
+        ----------
+        grad : array_like
+            The gradient of the loss with respect to the last forward's output.
+
+        Returns
+        -------
+        grad_x : numpy.ndarray
+            The gradient w.r.t. x: grad through the forward's mask and scale.
+        grad_residual : numpy.ndarray
+            ``grad`` itself (as a float array).
+        grad_bias : numpy.ndarray or None
+            grad_x summed to the forward's bias shape; None when the forward had no bias.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet.
+        ValueError
+            ``grad`` not of the last output's shape.
+
+        Examples
+        --------
+        >>> layer = fd.DropoutAdd(0.5, seed=0)
+        >>> _ = layer(np.ones(4), np.zeros(4), np.zeros(1))
+        >>> grad_x, grad_residual, grad_bias = layer.backward(np.ones(4))
+        >>> grad_x, grad_bias
+        (array([0., 0., 0., 2.]), array([2.]))
+        """
+        return super().backward(grad)
+
     def _backward(self, grad, last):
         return dropout_add_grad(grad, self.p, seed=last.seed, training=last.seed is not None,
                                 noise_shape=self.noise_shape, bias_shape=last.extra)
