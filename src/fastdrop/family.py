@@ -659,7 +659,7 @@ def concrete_dropout(x: npt.ArrayLike, logit: float, *, temperature: float = 0.1
     is ``_numpy_backend.concrete_weights``), for every dtype: the result is reproducible,
     chunkable like ``fd.dropout`` and bit-identical on every backend, ISA variant and thread
     count.  float16 data multiply by w rounded to half; float64 data by w widened exactly.
-    |logit| <= 50 (p within 2e-22 of 0 or 1), so that 1 / (1 - p) = 1 + exp(logit) is a
+    ``|logit| <= 50`` (p within 2e-22 of 0 or 1), so that 1 / (1 - p) = 1 + exp(logit) is a
     finite float32.
 
     With ``training=False`` it returns a copy of ``x``: the relaxed mask divided by the keep
