@@ -4,14 +4,14 @@ is a valid one.  A public function whose annotations are missing or wrong makes 
 here: calls to unannotated functions are errors under --strict, and ``assert_type`` pins
 the result types users see.
 """
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import assert_type
 
 import fastdrop as fd
-from fastdrop import box, family, functional, layers
+from fastdrop import box, family, functional, layers, residual
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
@@ -48,6 +48,15 @@ assert_type(fd.concrete_dropout(x, -1.0, seed=1), FloatArray)
 grads: Tuple[FloatArray, float] = fd.concrete_dropout_grad(x, x, -1.0, seed=1)
 penalty: Tuple[float, float, List[npt.NDArray[Any]]] = family.concrete_regularization(0.0, 16, [np.ones(3)])
 
+# Dropout on a residual branch, fused with the add (and the bias before it).
+bias = np.zeros(16, dtype=np.float32)
+assert_type(fd.dropout_add(x, x.copy(), 0.5, bias=bias, seed=1, training=True, noise_shape=(None, 1), offset=2,
+                           out=np.empty_like(x)), FloatArray)
+assert_type(fd.dropout_add(x, x.copy(), np.full(16, 0.3), seed=np.random.default_rng(2)), FloatArray)
+assert_type(fd.dropout_add_grad(x, 0.5, seed=1, noise_shape=(None, 1), offset=2, bias_shape=(16,)),
+            Tuple[FloatArray, FloatArray, Optional[FloatArray]])
+assert_type(residual.dropout_add_grad(x, 0.5, seed=1, out=np.empty_like(x))[2], Optional[FloatArray])
+
 # Layers: construction, calls (per-call training), backward, modes, configs.
 layer = fd.Dropout(0.5, seed=np.random.SeedSequence(7))
 assert_type(layer.forward(x, training=True), FloatArray)
@@ -66,6 +75,12 @@ every: List[layers.DropoutLayer] = [
 variational = fd.VariationalDropout(0.5, seed=1).start_sequence()
 assert_type(variational.step(x), FloatArray)
 assert_type(variational.step_backward(x), FloatArray)
+add = fd.DropoutAdd(0.5, noise_shape=(None, 1), seed=1)
+assert_type(add(x, x.copy(), bias), FloatArray)
+assert_type(add.forward(x, x.copy()), FloatArray)
+assert_type(add.backward(x), Tuple[FloatArray, FloatArray, Optional[FloatArray]])
+assert_type(fd.DropoutAdd.from_config(add.get_config()), fd.DropoutAdd)
+assert_type(add.eval(), fd.DropoutAdd)
 concrete = fd.ConcreteDropout(0.2, seed=1)
 concrete.forward(x)
 assert_type(concrete.p, float)
@@ -78,6 +93,10 @@ with fd.use_backend("numpy"), fd.use_num_threads(1):
     assert_type(fd.get_num_threads(), int)
 fd.set_backend(fd.backend())
 fd.set_num_threads(fd.get_num_threads())
+threshold: int = fd.get_streaming_threshold()
+fd.set_streaming_threshold(0)
+fd.set_streaming_threshold(None)
+fd.set_streaming_threshold(threshold)
 assert_type(fd.info(), Dict[str, Any])
 assert_type(fd.__version__, str)
 print(f"typecheck_client: ran against fastdrop {fd.__version__} ({fd.backend()})")

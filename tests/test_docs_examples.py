@@ -12,7 +12,8 @@ import pytest
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
 PUBLIC_MODULES = ["fastdrop.functional", "fastdrop.box", "fastdrop.family", "fastdrop.layers", "fastdrop._backend",
-                  "fastdrop.info", "fastdrop.dask"]
+                  "fastdrop.info", "fastdrop.dask", "fastdrop.residual", "fastdrop.torch"]
+OPTIONAL_EXTRAS = {"fastdrop.dask": "dask.array", "fastdrop.torch": "torch"}     # module: what it needs
 
 
 def test_the_readme_has_python_examples():
@@ -29,8 +30,8 @@ def test_readme_python_example_runs(index):
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_docstring_examples(name):
-    if name == "fastdrop.dask":
-        pytest.importorskip("dask.array")
+    if name in OPTIONAL_EXTRAS:
+        pytest.importorskip(OPTIONAL_EXTRAS[name])
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

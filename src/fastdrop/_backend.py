@@ -57,7 +57,7 @@ import importlib.util
 import os
 import sys
 import warnings
-from typing import Iterator
+from typing import Iterator, Optional
 
 from . import _isa, _numpy_backend
 from ._validation import check_int
@@ -544,10 +544,36 @@ def default_streaming_threshold():
     return last_level_cache_bytes() or STREAMING_FALLBACK_BYTES
 
 
-def set_streaming_threshold(nbytes=None):
+def set_streaming_threshold(nbytes: Optional[int] = None) -> None:
     """Outputs of at least ``nbytes`` bytes are written with streaming stores by the compiled
     kernels (process-wide; None: the default, the last-level cache size).  0 streams every
-    output, a value above any array size none.  Results never depend on it."""
+    output, a value above any array size none.  Results never depend on it.
+
+    Streaming (non-temporal) stores skip reading each destination line into the cache: an
+    output larger than the last-level cache would not stay there anyway.  The NumPy backend
+    has no such choice; the value is kept for the compiled module either way.  The
+    environment variable ``FASTDROP_STREAMING_THRESHOLD`` sets it at import.
+
+    Parameters
+    ----------
+    nbytes : int, optional
+        The output size in bytes from which stores stream, in [0, 2**63 - 1]; None: the
+        last-level cache size (32 MiB where the OS reports none).
+
+    Raises
+    ------
+    TypeError
+        ``nbytes`` not an integer or None.
+    ValueError
+        ``nbytes`` below 0 or above 2**63 - 1.
+
+    Examples
+    --------
+    >>> previous = fd.get_streaming_threshold()
+    >>> fd.set_streaming_threshold(1 << 20); fd.get_streaming_threshold()
+    1048576
+    >>> fd.set_streaming_threshold(previous)
+    """
     global _streaming_threshold
     value = default_streaming_threshold() if nbytes is None else check_int(nbytes, "nbytes", low=0,
                                                                             high=STREAMING_MAX_BYTES)
@@ -556,8 +582,20 @@ def set_streaming_threshold(nbytes=None):
     _streaming_threshold = value
 
 
-def get_streaming_threshold():
-    """The output size in bytes from which the compiled kernels use streaming stores."""
+def get_streaming_threshold() -> int:
+    """The output size in bytes from which the compiled kernels use streaming stores.
+
+    Returns
+    -------
+    int
+        The value of the last ``set_streaming_threshold`` (or of the environment variable
+        ``FASTDROP_STREAMING_THRESHOLD``, else the last-level cache size).
+
+    Examples
+    --------
+    >>> fd.get_streaming_threshold() >= 0
+    True
+    """
     return _streaming_threshold
 
 

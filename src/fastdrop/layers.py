@@ -563,7 +563,7 @@ class GaussianDropout(_RateLayer):
     Examples
     --------
     >>> fd.GaussianDropout(0.5, seed=0)(np.ones(3, dtype=np.float32))
-    array([-0.06975484,  0.98662436,  2.0069823 ], dtype=float32)
+    array([-0.06975484, -0.47996938,  0.98662436], dtype=float32)
     """
 
     def __init__(self, p: float = 0.5, *, seed: Seed = None) -> None:
@@ -1016,18 +1016,76 @@ class DropoutAdd(DropoutLayer):
     is grad itself, grad_bias is None when the forward had no bias.  Seeds, the counter and
     train/eval are ``DropoutLayer``'s; inference is ``residual + (x + bias)``.
     ``noise_shape`` as ``Dropout``'s.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    noise_shape : sequence of int or None, optional
+        Keras's noise shape (None entries: the input's size).
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        The layer's seed, resolved to an int at construction.
+
+    Examples
+    --------
+    >>> layer = fd.DropoutAdd(0.5, seed=0)
+    >>> x, residual = np.ones((2, 3), dtype=np.float32), np.zeros((2, 3), dtype=np.float32)
+    >>> layer(x, residual, np.float32([1, 2, 3]))
+    array([[0., 0., 0.],
+           [4., 6., 8.]], dtype=float32)
+    >>> grad_x, grad_residual, grad_bias = layer.backward(np.ones((2, 3), dtype=np.float32))
+    >>> grad_bias
+    array([2., 2., 2.], dtype=float32)
     """
 
-    def __init__(self, p=0.5, *, noise_shape=None, seed=None):
+    def __init__(self, p: float = 0.5, *, noise_shape: NoiseShape = None, seed: Seed = None) -> None:
         self.p = check_scalar_rate(p)
         self.noise_shape = check_layer_noise_shape(noise_shape)
         super().__init__(seed=seed)
 
-    def __call__(self, x, residual, bias=None):
+    def __call__(self, x: npt.ArrayLike, residual: npt.ArrayLike,
+                 bias: Optional[npt.ArrayLike] = None) -> FloatArray:
         return self.forward(x, residual, bias)
 
-    def forward(self, x, residual, bias=None):
-        """The layer applied to (x, residual, bias); in training mode with the next mask."""
+    def forward(self, x: npt.ArrayLike, residual: npt.ArrayLike,
+                bias: Optional[npt.ArrayLike] = None) -> FloatArray:
+        """The layer applied to (x, residual, bias); in training mode with the next mask.
+
+        ``residual + dropout(x + bias)`` by ``fd.dropout_add``, with the mask of the layer's
+        next substream in training mode; ``residual + (x + bias)`` in eval mode.
+
+        Parameters
+        ----------
+        x : array_like
+            float16, float32 or float64 input: the branch's output (before its bias).
+        residual : array_like
+            The skip connection: x's shape and dtype exactly.
+        bias : array_like, optional
+            Added to x before the dropout: x's dtype, broadcasting to x's shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``residual + dropout(x + bias)``, of x's dtype and shape.
+
+        Raises
+        ------
+        TypeError
+            ``x``, ``residual`` or ``bias`` not a float array, ``residual`` or ``bias`` not
+            of x's dtype.
+        ValueError
+            ``residual`` not of x's shape, a ``bias`` that does not broadcast to it, a noise
+            shape that does not fit x.
+
+        Examples
+        --------
+        >>> layer = fd.DropoutAdd(0.5, seed=0)
+        >>> x, residual = np.ones(4, dtype=np.float32), np.full(4, 10.0, dtype=np.float32)
+        >>> layer.forward(x, residual)
+        array([10., 10., 10., 12.], dtype=float32)
+        >>> layer.eval().forward(x, residual)
+        array([11., 11., 11., 11.], dtype=float32)
+        """
         x = self._check_input(x)
         residual, bias = check_residual(residual, x), check_bias(bias, x)
         if self.noise_shape is not None:
@@ -1042,9 +1100,48 @@ class DropoutAdd(DropoutLayer):
         self._last = _ForwardRecord(seed, x.shape, None if bias is None else bias.shape)
         return y
 
+    def backward(self, grad: npt.ArrayLike) -> Tuple[FloatArray, FloatArray, Optional[FloatArray]]:
+        """The gradients w.r.t. the last forward's x, residual and bias, for the output
+        gradient ``grad``: ``fd.dropout_add_grad`` with the forward's mask, regenerated from
+        its seed.
+
+        ``DropoutLayer.backward`` with the three gradients of ``dropout_add`` as its result
+        (this method exists for its signature and documentation).
+
+        Parameters
+        ----------
+        grad : array_like
+            The gradient of the loss with respect to the last forward's output.
+
+        Returns
+        -------
+        grad_x : numpy.ndarray
+            The gradient w.r.t. x: grad through the forward's mask and scale.
+        grad_residual : numpy.ndarray
+            ``grad`` itself (as a float array).
+        grad_bias : numpy.ndarray or None
+            grad_x summed to the forward's bias shape; None when the forward had no bias.
+
+        Raises
+        ------
+        RuntimeError
+            No forward yet.
+        ValueError
+            ``grad`` not of the last output's shape.
+
+        Examples
+        --------
+        >>> layer = fd.DropoutAdd(0.5, seed=0)
+        >>> _ = layer(np.ones(4), np.zeros(4), np.zeros(1))
+        >>> grad_x, grad_residual, grad_bias = layer.backward(np.ones(4))
+        >>> grad_x, grad_bias
+        (array([0., 0., 0., 2.]), array([2.]))
+        """
+        return super().backward(grad)
+
     def _backward(self, grad, last):
         return dropout_add_grad(grad, self.p, seed=last.seed, training=last.seed is not None,
                                 noise_shape=self.noise_shape, bias_shape=last.extra)
 
-    def get_config(self):
+    def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed}

@@ -6,17 +6,23 @@ residual and bias once and writes the result once, instead of three NumPy passes
 temporary.  The mask is ``fd.dropout``'s for the same (seed, offset, p, noise_shape), and
 the result has the bits of the unfused NumPy composition in x's dtype.
 """
+from typing import Optional, Tuple
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._stream import stream_key
 from ._validation import as_float_array, check_bias_shape, check_dropout_add_call, check_grad_out, resolve_seed
+from ._typing import FloatArray, NoiseShape, Rate, Seed, Shape
 from .functional import dropout
 
 __all__ = ["dropout_add", "dropout_add_grad"]
 
 
-def dropout_add(x, residual, p=0.5, *, bias=None, seed=None, training=True, noise_shape=None, offset=0, out=None):
+def dropout_add(x: npt.ArrayLike, residual: npt.ArrayLike, p: Rate = 0.5, *, bias: Optional[npt.ArrayLike] = None,
+                seed: Seed = None, training: bool = True, noise_shape: NoiseShape = None, offset: int = 0,
+                out: Optional[FloatArray] = None) -> FloatArray:
     """``residual + dropout(x + bias, p)`` in one pass, each operation rounded in x's dtype.
 
     The result is bit for bit the NumPy composition
@@ -34,6 +40,57 @@ def dropout_add(x, residual, p=0.5, *, bias=None, seed=None, training=True, nois
     mask applied in cache-sized pieces (the same bits).
     ``out`` may be x or residual (in place) or a separate array of x's shape.  The backward
     pass is ``dropout_add_grad`` with the same seed, offset, p and noise_shape.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 values: the branch's output (before its bias).
+    residual : array_like
+        The skip connection: x's shape and dtype exactly.
+    p : float or array_like, default 0.5
+        The drop rate in [0, 1], or rates broadcastable to the noise shape, as in
+        :func:`fastdrop.dropout`.
+    bias : array_like, optional
+        Added to x before the dropout: x's dtype, broadcasting to x's shape (typically one
+        value per feature); read in place, never expanded.
+    seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
+        As in :func:`fastdrop.dropout`: the same seed and offset give its mask.
+    training : bool, default True
+        False returns ``residual + (x + bias)``.
+    noise_shape : sequence of int or None, optional
+        Keras's noise shape, as in :func:`fastdrop.dropout`.
+    offset : int, default 0
+        The flat C-order index of this array's first element in a larger logical array.
+    out : numpy.ndarray, optional
+        Where to write the result (x's shape and dtype); ``out=x`` or ``out=residual``
+        work in place.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``residual + dropout(x + bias)``, of x's dtype and shape, or ``out``.
+
+    Raises
+    ------
+    TypeError
+        ``x``, ``residual`` or ``bias`` not a float array, ``residual`` or ``bias`` not of
+        x's dtype, an argument of the wrong type.
+    ValueError
+        ``residual`` not of x's shape, a ``bias`` that does not broadcast to it, ``p``
+        outside [0, 1], a seed or offset out of range, a noise shape that does not fit, a
+        bad ``out`` (or one that overlaps residual or bias partially).
+
+    Examples
+    --------
+    >>> x = np.arange(1.0, 9.0, dtype=np.float32)
+    >>> residual = np.full(8, 10.0, dtype=np.float32)
+    >>> y = fd.dropout_add(x, residual, 0.5, seed=42)
+    >>> y
+    array([12., 14., 10., 10., 20., 10., 10., 26.], dtype=float32)
+    >>> bool(np.array_equal(y, residual + fd.dropout(x, 0.5, seed=42)))
+    True
+    >>> fd.dropout_add(x, residual, 0.5, bias=np.float32([0.5]), seed=42)
+    array([13., 15., 10., 10., 21., 10., 10., 27.], dtype=float32)
     """
     x, residual, p, bias, shape, offset, training, out = check_dropout_add_call(x, residual, p, bias, noise_shape,
                                                                                 offset, training, out)
@@ -44,8 +101,9 @@ def dropout_add(x, residual, p=0.5, *, bias=None, seed=None, training=True, nois
     return _core.dropout_add_over(key, offset, thr, scale, x, residual, bias, shape, out)
 
 
-def dropout_add_grad(grad, p=0.5, *, seed=None, training=True, noise_shape=None, offset=0, bias_shape=None,
-                     out=None):
+def dropout_add_grad(grad: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: bool = True,
+                     noise_shape: NoiseShape = None, offset: int = 0, bias_shape: Optional[Shape] = None,
+                     out: Optional[FloatArray] = None) -> Tuple[FloatArray, FloatArray, Optional[FloatArray]]:
     """The gradients of ``dropout_add`` for the output gradient ``grad``: the tuple
     ``(grad_x, grad_residual, grad_bias)``.
 
@@ -54,6 +112,45 @@ def dropout_add_grad(grad, p=0.5, *, seed=None, training=True, noise_shape=None,
     ``out`` when given, which must not be grad).  grad_residual is grad itself (no copy).
     grad_bias is None without ``bias_shape``, else grad_x summed over the axes the bias was
     broadcast along (``np.sum`` in grad's dtype), of shape ``bias_shape``.
+
+    Parameters
+    ----------
+    grad : array_like
+        The gradient of the output (float16, float32 or float64).
+    p, seed, training, noise_shape, offset
+        The forward's arguments.
+    bias_shape : int or sequence of int, optional
+        The forward's ``bias.shape`` (broadcasting to grad's shape); None: the forward had
+        no bias, and grad_bias is None.
+    out : numpy.ndarray, optional
+        Where to write grad_x (grad's shape and dtype); not grad itself.
+
+    Returns
+    -------
+    grad_x : numpy.ndarray
+        The gradient w.r.t. x (and w.r.t. the bias before its sum), or ``out``.
+    grad_residual : numpy.ndarray
+        ``grad`` itself.
+    grad_bias : numpy.ndarray or None
+        grad_x summed to ``bias_shape``; None without ``bias_shape``.
+
+    Raises
+    ------
+    TypeError
+        ``grad`` not a float array, an argument of the wrong type.
+    ValueError
+        A ``bias_shape`` that does not broadcast to grad's shape, ``out`` sharing memory
+        with grad, ``p`` outside [0, 1], a seed or offset out of range, a noise shape that
+        does not fit.
+
+    Examples
+    --------
+    >>> grad_x, grad_residual, grad_bias = fd.dropout_add_grad(np.ones(8, dtype=np.float32), 0.5, seed=42,
+    ...                                                        bias_shape=(1,))
+    >>> grad_x
+    array([2., 2., 0., 0., 2., 0., 0., 2.], dtype=float32)
+    >>> grad_bias
+    array([8.], dtype=float32)
     """
     grad = as_float_array(grad, "grad")
     bias_shape = check_bias_shape(bias_shape, grad.shape)

@@ -296,7 +296,47 @@ def _apply(input, p, training, inplace, feature, alpha):
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """``torch.nn.functional.dropout`` on fastdrop's kernels: each element is zeroed with
-    probability ``p``, the rest scaled by 1 / (1 - p); see the module docstring."""
+    probability ``p``, the rest scaled by 1 / (1 - p); see the module docstring.
+
+    The mask is ``fastdrop.dropout``'s for a seed drawn from torch's default CPU generator
+    (one draw per training call), so ``torch.manual_seed`` reproduces it; the backward pass
+    regenerates it from that seed.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        A CPU tensor of dtype float16, bfloat16, float32 or float64, any shape and layout.
+    p : float, default 0.5
+        The probability of dropping an element, in [0, 1].
+    training : bool, default True
+        False (or ``p == 0``, or no elements) returns ``input`` itself.
+    inplace : bool, default False
+        Write the result into ``input`` and return it.
+
+    Returns
+    -------
+    torch.Tensor
+        The result, of input's shape, dtype and layout (``input`` itself in place or when nothing is dropped).
+
+    Raises
+    ------
+    ValueError
+        ``p`` outside [0, 1].
+    TypeError
+        ``input`` not on the CPU, or of another dtype.
+    RuntimeError
+        ``inplace=True`` on a leaf tensor that requires grad.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> ft.dropout(torch.ones(8), 0.5)
+    tensor([0., 2., 0., 0., 2., 2., 0., 0.])
+    >>> ft.dropout(torch.ones(3), 0.5, training=False)
+    tensor([1., 1., 1.])
+    """
     if has_torch_function_unary(input):
         return handle_torch_function(dropout, (input,), input, p=p, training=training, inplace=inplace)
     _check_p(p)
@@ -304,7 +344,44 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
 
 def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
-    """``torch.nn.functional.alpha_dropout`` (note: ``training`` defaults to False, as in torch)."""
+    """``torch.nn.functional.alpha_dropout`` (note: ``training`` defaults to False, as in torch).
+
+    Alpha dropout for SELU networks by ``fastdrop.alpha_dropout`` (and its gradient by
+    ``fastdrop.alpha_dropout_grad``) with a seed drawn from torch's default CPU generator.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        A CPU tensor of dtype float16, bfloat16, float32 or float64, any shape and layout.
+    p : float, default 0.5
+        The probability of dropping an element, in [0, 1].
+    training : bool, default False
+        False (or ``p == 0``, or no elements) returns ``input`` itself.
+    inplace : bool, default False
+        Write the result into ``input`` and return it.
+
+    Returns
+    -------
+    torch.Tensor
+        The result, of input's shape, dtype and layout.
+
+    Raises
+    ------
+    ValueError
+        ``p`` outside [0, 1].
+    TypeError
+        ``input`` not on the CPU, or of another dtype.
+    RuntimeError
+        ``inplace=True`` on a leaf tensor that requires grad.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> ft.alpha_dropout(torch.zeros(6), 0.5, training=True)
+    tensor([-0.7792,  0.7792, -0.7792, -0.7792,  0.7792,  0.7792])
+    """
     if has_torch_function_unary(input):
         return handle_torch_function(alpha_dropout, (input,), input, p=p, training=training, inplace=inplace)
     _check_p(p)
@@ -312,7 +389,45 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
 
 
 def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
-    """``torch.nn.functional.feature_alpha_dropout``: alpha dropout of whole channels (N, C, ...)."""
+    """``torch.nn.functional.feature_alpha_dropout``: alpha dropout of whole channels (N, C, ...).
+
+    One decision per (sample, channel), shared along the other axes (noise shape
+    (N, C, 1, ..., 1)).
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        A CPU tensor of dtype float16, bfloat16, float32 or float64, any shape and layout.
+    p : float, default 0.5
+        The probability of dropping a channel, in [0, 1].
+    training : bool, default False
+        False (or ``p == 0``, or no elements) returns ``input`` itself.
+    inplace : bool, default False
+        Write the result into ``input`` and return it.
+
+    Returns
+    -------
+    torch.Tensor
+        The result, of input's shape, dtype and layout.
+
+    Raises
+    ------
+    ValueError
+        ``p`` outside [0, 1].
+    TypeError
+        ``input`` not on the CPU, or of another dtype.
+    RuntimeError
+        ``inplace=True`` on a leaf tensor that requires grad, an input of fewer than 2 dimensions.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> ft.feature_alpha_dropout(torch.zeros(2, 3, 2), 0.5, training=True)[:, :, 0]
+    tensor([[-0.7792,  0.7792, -0.7792],
+            [-0.7792,  0.7792,  0.7792]])
+    """
     if has_torch_function_unary(input):
         return handle_torch_function(feature_alpha_dropout, (input,), input, p=p, training=training,
                                      inplace=inplace)
@@ -331,7 +446,45 @@ def _feature_dropout(input, p, training, inplace, add_batch):
 
 
 def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """``torch.nn.functional.dropout1d``: zero whole channels of (N, C, L) or (C, L) input."""
+    """``torch.nn.functional.dropout1d``: zero whole channels of (N, C, L) or (C, L) input.
+
+    One decision per (sample, channel), shared along L; kept channels are scaled by
+    1 / (1 - p).
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        A CPU tensor of dtype float16, bfloat16, float32 or float64, any shape and layout.
+    p : float, default 0.5
+        The probability of dropping a channel, in [0, 1].
+    training : bool, default True
+        False (or ``p == 0``, or no elements) returns ``input`` itself.
+    inplace : bool, default False
+        Write the result into ``input`` and return it.
+
+    Returns
+    -------
+    torch.Tensor
+        The result, of input's shape, dtype and layout.
+
+    Raises
+    ------
+    ValueError
+        ``p`` outside [0, 1].
+    TypeError
+        ``input`` not on the CPU, or of another dtype.
+    RuntimeError
+        ``inplace=True`` on a leaf tensor that requires grad, an input of a rank other than 2 or 3.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> ft.dropout1d(torch.ones(2, 3, 2), 0.5)[:, :, 0]
+    tensor([[0., 2., 0.],
+            [0., 2., 2.]])
+    """
     if has_torch_function_unary(input):
         return handle_torch_function(dropout1d, (input,), input, p=p, training=training, inplace=inplace)
     _check_p(p)
@@ -357,7 +510,46 @@ def _warn_rank(name, inp_dim, spatial):
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """``torch.nn.functional.dropout2d``: zero whole channels of (N, C, H, W) input.  As in torch,
-    a 3-D input is taken as (N, C, L) (with torch's warning), other ranks warn and still work."""
+    a 3-D input is taken as (N, C, L) (with torch's warning), other ranks warn and still work.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        A CPU tensor of dtype float16, bfloat16, float32 or float64, any shape and layout.
+    p : float, default 0.5
+        The probability of dropping a channel, in [0, 1].
+    training : bool, default True
+        False (or ``p == 0``, or no elements) returns ``input`` itself.
+    inplace : bool, default False
+        Write the result into ``input`` and return it.
+
+    Returns
+    -------
+    torch.Tensor
+        The result, of input's shape, dtype and layout.
+
+    Raises
+    ------
+    ValueError
+        ``p`` outside [0, 1].
+    TypeError
+        ``input`` not on the CPU, or of another dtype.
+    RuntimeError
+        ``inplace=True`` on a leaf tensor that requires grad.
+
+    Warns
+    -----
+    UserWarning
+        torch's warnings: an input of rank other than 3 or 4, and a 3-D input (taken as (N, C, L)).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> ft.dropout2d(torch.ones(1, 4, 1, 2), 0.5)[:, :, 0, 0]
+    tensor([[0., 2., 0., 0.]])
+    """
     if has_torch_function_unary(input):
         return handle_torch_function(dropout2d, (input,), input, p=p, training=training, inplace=inplace)
     _check_p(p)
@@ -376,7 +568,48 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """``torch.nn.functional.dropout3d``: zero whole channels of (N, C, D, H, W) or (C, D, H, W) input."""
+    """``torch.nn.functional.dropout3d``: zero whole channels of (N, C, D, H, W) or (C, D, H, W) input.
+
+    As in torch, other ranks warn and still work (as unbatched input).
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        A CPU tensor of dtype float16, bfloat16, float32 or float64, any shape and layout.
+    p : float, default 0.5
+        The probability of dropping a channel, in [0, 1].
+    training : bool, default True
+        False (or ``p == 0``, or no elements) returns ``input`` itself.
+    inplace : bool, default False
+        Write the result into ``input`` and return it.
+
+    Returns
+    -------
+    torch.Tensor
+        The result, of input's shape, dtype and layout.
+
+    Raises
+    ------
+    ValueError
+        ``p`` outside [0, 1].
+    TypeError
+        ``input`` not on the CPU, or of another dtype.
+    RuntimeError
+        ``inplace=True`` on a leaf tensor that requires grad.
+
+    Warns
+    -----
+    UserWarning
+        torch's warning: an input of rank other than 4 or 5.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> ft.dropout3d(torch.ones(1, 4, 1, 1, 2), 0.5)[:, :, 0, 0, 0]
+    tensor([[0., 2., 0., 0.]])
+    """
     if has_torch_function_unary(input):
         return handle_torch_function(dropout3d, (input,), input, p=p, training=training, inplace=inplace)
     _check_p(p)
@@ -388,42 +621,300 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 # --- the modules ----------------------------------------------------------------------------------
 class Dropout(torch.nn.Dropout):
-    """``torch.nn.Dropout`` on fastdrop's kernels (``fastdrop.torch.dropout``)."""
+    """``torch.nn.Dropout`` on fastdrop's kernels (``fastdrop.torch.dropout``).
+
+    A subclass of ``torch.nn.Dropout`` with its arguments, ``repr`` and state (checkpoints of
+    the torch module load into it strictly); ``forward`` is ``fastdrop.torch.dropout``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    inplace : bool, default False
+        Write the result into the input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> layer = ft.Dropout(0.5)
+    >>> layer
+    Dropout(p=0.5, inplace=False)
+    >>> layer(torch.ones(8))
+    tensor([0., 2., 0., 0., 2., 2., 0., 0.])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The layer applied to ``input``: ``fastdrop.torch.dropout`` with the module's ``p``
+        and ``inplace``, in training mode (``train()``) with a fresh mask, else the input.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            A CPU tensor of dtype float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        torch.Tensor
+            The result, of input's shape, dtype and layout.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import fastdrop.torch as ft
+        >>> x = torch.ones(4)
+        >>> ft.Dropout(0.5).eval().forward(x) is x
+        True
+        """
         return dropout(input, self.p, self.training, self.inplace)
 
 
 class Dropout1d(torch.nn.Dropout1d):
-    """``torch.nn.Dropout1d`` on fastdrop's kernels (``fastdrop.torch.dropout1d``)."""
+    """``torch.nn.Dropout1d`` on fastdrop's kernels (``fastdrop.torch.dropout1d``).
+
+    A subclass of ``torch.nn.Dropout1d`` with its arguments, ``repr`` and state (checkpoints of
+    the torch module load into it strictly); ``forward`` is ``fastdrop.torch.dropout1d``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    inplace : bool, default False
+        Write the result into the input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> layer = ft.Dropout1d(0.5)
+    >>> layer
+    Dropout1d(p=0.5, inplace=False)
+    >>> layer(torch.ones(1, 4, 2))[:, :, 0]
+    tensor([[0., 2., 0., 0.]])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The layer applied to ``input``: ``fastdrop.torch.dropout1d`` with the module's ``p``
+        and ``inplace``, in training mode (``train()``) with a fresh mask, else the input.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            A CPU tensor of dtype float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        torch.Tensor
+            The result, of input's shape, dtype and layout.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import fastdrop.torch as ft
+        >>> x = torch.ones(1, 2, 3)
+        >>> ft.Dropout1d(0.5).eval().forward(x) is x
+        True
+        """
         return dropout1d(input, self.p, self.training, self.inplace)
 
 
 class Dropout2d(torch.nn.Dropout2d):
-    """``torch.nn.Dropout2d`` on fastdrop's kernels (``fastdrop.torch.dropout2d``)."""
+    """``torch.nn.Dropout2d`` on fastdrop's kernels (``fastdrop.torch.dropout2d``).
+
+    A subclass of ``torch.nn.Dropout2d`` with its arguments, ``repr`` and state (checkpoints of
+    the torch module load into it strictly); ``forward`` is ``fastdrop.torch.dropout2d``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    inplace : bool, default False
+        Write the result into the input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> layer = ft.Dropout2d(0.5)
+    >>> layer
+    Dropout2d(p=0.5, inplace=False)
+    >>> layer(torch.ones(1, 4, 1, 2))[:, :, 0, 0]
+    tensor([[0., 2., 0., 0.]])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The layer applied to ``input``: ``fastdrop.torch.dropout2d`` with the module's ``p``
+        and ``inplace``, in training mode (``train()``) with a fresh mask, else the input.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            A CPU tensor of dtype float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        torch.Tensor
+            The result, of input's shape, dtype and layout.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import fastdrop.torch as ft
+        >>> x = torch.ones(1, 2, 3, 3)
+        >>> ft.Dropout2d(0.5).eval().forward(x) is x
+        True
+        """
         return dropout2d(input, self.p, self.training, self.inplace)
 
 
 class Dropout3d(torch.nn.Dropout3d):
-    """``torch.nn.Dropout3d`` on fastdrop's kernels (``fastdrop.torch.dropout3d``)."""
+    """``torch.nn.Dropout3d`` on fastdrop's kernels (``fastdrop.torch.dropout3d``).
+
+    A subclass of ``torch.nn.Dropout3d`` with its arguments, ``repr`` and state (checkpoints of
+    the torch module load into it strictly); ``forward`` is ``fastdrop.torch.dropout3d``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    inplace : bool, default False
+        Write the result into the input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> layer = ft.Dropout3d(0.5)
+    >>> layer
+    Dropout3d(p=0.5, inplace=False)
+    >>> layer(torch.ones(1, 4, 1, 1, 2))[:, :, 0, 0, 0]
+    tensor([[0., 2., 0., 0.]])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The layer applied to ``input``: ``fastdrop.torch.dropout3d`` with the module's ``p``
+        and ``inplace``, in training mode (``train()``) with a fresh mask, else the input.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            A CPU tensor of dtype float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        torch.Tensor
+            The result, of input's shape, dtype and layout.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import fastdrop.torch as ft
+        >>> x = torch.ones(1, 2, 3, 3, 3)
+        >>> ft.Dropout3d(0.5).eval().forward(x) is x
+        True
+        """
         return dropout3d(input, self.p, self.training, self.inplace)
 
 
 class AlphaDropout(torch.nn.AlphaDropout):
-    """``torch.nn.AlphaDropout`` on fastdrop's kernels (``inplace`` is ignored, as in torch)."""
+    """``torch.nn.AlphaDropout`` on fastdrop's kernels (``inplace`` is ignored, as in torch).
+
+    A subclass of ``torch.nn.AlphaDropout`` with its arguments, ``repr`` and state (checkpoints of
+    the torch module load into it strictly); ``forward`` is ``fastdrop.torch.alpha_dropout``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    inplace : bool, default False
+        Ignored, as in torch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> layer = ft.AlphaDropout(0.5)
+    >>> layer
+    AlphaDropout(p=0.5, inplace=False)
+    >>> layer(torch.zeros(4))
+    tensor([-0.7792,  0.7792, -0.7792, -0.7792])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The layer applied to ``input``: ``fastdrop.torch.alpha_dropout`` with the module's ``p``
+        (not in place), in training mode (``train()``) with a fresh mask, else the input.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            A CPU tensor of dtype float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        torch.Tensor
+            The result, of input's shape, dtype and layout.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import fastdrop.torch as ft
+        >>> x = torch.ones(4)
+        >>> ft.AlphaDropout(0.5).eval().forward(x) is x
+        True
+        """
         return alpha_dropout(input, self.p, self.training)
 
 
 class FeatureAlphaDropout(torch.nn.FeatureAlphaDropout):
-    """``torch.nn.FeatureAlphaDropout`` on fastdrop's kernels (``inplace`` is ignored, as in torch)."""
+    """``torch.nn.FeatureAlphaDropout`` on fastdrop's kernels (``inplace`` is ignored, as in torch).
+
+    A subclass of ``torch.nn.FeatureAlphaDropout`` with its arguments, ``repr`` and state (checkpoints of
+    the torch module load into it strictly); ``forward`` is ``fastdrop.torch.feature_alpha_dropout``.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop rate in [0, 1].
+    inplace : bool, default False
+        Ignored, as in torch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> _ = torch.manual_seed(0)
+    >>> layer = ft.FeatureAlphaDropout(0.5)
+    >>> layer
+    FeatureAlphaDropout(p=0.5, inplace=False)
+    >>> layer(torch.zeros(1, 4, 2))[:, :, 0]
+    tensor([[-0.7792,  0.7792, -0.7792, -0.7792]])
+    """
 
     def forward(self, input: Tensor) -> Tensor:
+        """The layer applied to ``input``: ``fastdrop.torch.feature_alpha_dropout`` with the module's ``p``
+        (not in place), in training mode (``train()``) with a fresh mask, else the input.
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            A CPU tensor of dtype float16, bfloat16, float32 or float64.
+
+        Returns
+        -------
+        torch.Tensor
+            The result, of input's shape, dtype and layout.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import fastdrop.torch as ft
+        >>> x = torch.ones(1, 2, 3)
+        >>> ft.FeatureAlphaDropout(0.5).eval().forward(x) is x
+        True
+        """
         return feature_alpha_dropout(input, self.p, self.training)
