@@ -148,7 +148,7 @@ def test_a_rejected_command_leaves_the_output_paths_as_they_were(tmp_path, no_wo
 def test_bench_accepts_the_bounds(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def record(sizes, dtypes, threads, budget, targets, progress):
+    def record(sizes, dtypes, threads, budget, targets, progress, **options):
         seen.update(sizes=sizes, threads=threads, budget=budget)
         raise Reached
 

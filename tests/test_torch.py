@@ -557,9 +557,9 @@ THREADS_SCRIPT = textwrap.dedent("""
     import torch, fastdrop, fastdrop.torch as ft
     from fastdrop import _backend
     torch.set_num_threads(2)
-    assert _backend.num_threads_or(torch.get_num_threads()) == 2, "fastdrop did not follow torch"
+    assert fastdrop.get_num_threads(default=torch.get_num_threads()) == 2, "fastdrop did not follow torch"
     with fastdrop.use_num_threads(1):
-        assert _backend.num_threads_or(torch.get_num_threads()) == 1, "fastdrop's own setting lost"
+        assert fastdrop.get_num_threads(default=torch.get_num_threads()) == 1, "fastdrop's own setting lost"
     x = torch.randn(1 << 22)
     a = torch.randn(512, 512)
     for _ in range(5):

@@ -114,6 +114,7 @@ def variant(name):
 _compiled, _compiled_kernels, _compiled_error = _load_compiled()
 _active = None                  # the process-wide (name, module), set by set_backend
 _num_threads = 1                # the process-wide thread count, set by set_num_threads
+_num_threads_chosen = False     # set_num_threads (or FASTDROP_NUM_THREADS) chose it, not the default
 # The overrides of use_backend / use_num_threads, per context.  No default: get(global) is then
 # one C call that returns the override or, in a context without one, the process-wide value.
 _backend_override = contextvars.ContextVar("fastdrop_backend")
@@ -271,20 +272,46 @@ def set_num_threads(n: int) -> None:
     _num_threads_chosen = True
 
 
-def get_num_threads() -> int:
+def get_num_threads(default: Optional[int] = None) -> int:
     """The number of threads the compiled kernels may use here.
+
+    Parameters
+    ----------
+    default : int, optional
+        For integrations with a thread setting of their own (``fastdrop.torch`` passes
+        ``torch.get_num_threads()``): returned, capped at 1024, when fastdrop's count was not
+        chosen, i.e. when no ``use_num_threads`` block, ``set_num_threads`` call or
+        ``FASTDROP_NUM_THREADS`` set it (a forked child held to one thread returns 1).
 
     Returns
     -------
     int
-        This context's ``use_num_threads`` override, else the process-wide count.
+        This context's ``use_num_threads`` override, else the process-wide count (or
+        ``default`` as above).
+
+    Raises
+    ------
+    TypeError
+        ``default`` not an integer.
+    ValueError
+        ``default`` below 1.
 
     Examples
     --------
     >>> fd.get_num_threads() >= 1
     True
+    >>> with fd.use_num_threads(1):
+    ...     fd.get_num_threads(default=8)
+    1
     """
-    return _threads_override.get(_num_threads)
+    if default is not None:
+        default = check_int(default, "default", low=1)
+    chosen = _threads_override.get(None)
+    if chosen is not None:
+        return chosen
+    if default is None or _num_threads_chosen or _single_threaded_because:
+        return _num_threads
+    return min(default, MAX_THREADS)
 
 
 @contextlib.contextmanager
@@ -365,24 +392,8 @@ if openmp() and hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
-# --- for integrations that have a thread setting of their own (fastdrop.torch) ----------------
-_num_threads_chosen = False     # set_num_threads (or FASTDROP_NUM_THREADS) was called in this process
-
-
-def num_threads_or(default):
-    """The kernel thread count here when fastdrop's was chosen (a ``use_num_threads`` block,
-    ``set_num_threads`` or ``FASTDROP_NUM_THREADS``), else ``default`` (an integration's own
-    setting, such as ``torch.get_num_threads()``) capped at MAX_THREADS; in a forked child that
-    must stay single-threaded, 1."""
-    chosen = _threads_override.get(None)
-    if chosen is not None:
-        return chosen
-    if _num_threads_chosen or _single_threaded_because:
-        return _num_threads
-    return max(1, min(int(default), MAX_THREADS))
-
-
 def _from_env():
+    global _num_threads
     raw = os.environ.get("FASTDROP_BACKEND", "")
     name = raw.strip().lower()
     if not name:
@@ -403,7 +414,7 @@ def _from_env():
         except ValueError as exc:
             raise ValueError(f"{exc} (from the environment variable FASTDROP_NUM_THREADS={raw!r})") from None
     else:
-        set_num_threads(default_num_threads())
+        _num_threads = _checked_threads(default_num_threads())      # the default: not a choice
 
 
 # --- the default thread count ------------------------------------------------------------------

@@ -48,7 +48,6 @@ import torch
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import fastdrop as _fd
-from fastdrop import _backend
 
 __all__ = ["AlphaDropout", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout",
            "alpha_dropout", "dropout", "dropout1d", "dropout2d", "dropout3d", "feature_alpha_dropout"]
@@ -186,7 +185,7 @@ def _run(kind, x, seed, p, feature, out):
     xn, yn, staged = _numpy_pair(x, out)
     seed = int(seed)
     shape = _noise_shape(xn.shape, feature)
-    with _fd.use_num_threads(_backend.num_threads_or(torch.get_num_threads())):
+    with _fd.use_num_threads(_fd.get_num_threads(default=torch.get_num_threads())):
         if kind == "dropout":
             _fd.dropout(xn, p, seed=seed, noise_shape=shape, out=yn)
         elif feature:
