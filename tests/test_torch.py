@@ -542,6 +542,13 @@ def test_module_follows_train_and_eval():
     assert int((module(x) == 0).sum()) > 300
 
 
+def test_without_torch_the_import_names_the_extra():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import fastdrop.torch\nexcept ImportError as exc:\n    print(exc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.startswith("fastdrop.torch needs PyTorch (pip install 'fastdrop[torch]')")
+
+
 def test_importing_fastdrop_does_not_import_torch():
     code = "import sys, fastdrop; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

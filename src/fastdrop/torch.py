@@ -44,7 +44,11 @@ Differences from torch, all deliberate:
 import warnings
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as exc:              # name the extra that provides it
+    raise ImportError(f"fastdrop.torch needs PyTorch (pip install 'fastdrop[torch]'): {exc}") from exc
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import fastdrop as _fd
