@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pytest
@@ -476,12 +475,19 @@ def test_invalid_p_raises_torchs_error(index, p):
     with pytest.raises(kind) as info:
         MODULES[index](p)
     assert str(info.value) == message
-    for ours, theirs in [(ft.dropout, torch.nn.functional.dropout), (ft.alpha_dropout, torch.nn.functional.alpha_dropout),
-                         (ft.dropout2d, torch.nn.functional.dropout2d)]:
-        kind, message = torch_error(lambda: theirs(torch.ones(1, 1, 1), p))
-        with pytest.raises(kind) as info:
-            ours(torch.ones(1, 1, 1), p)
-        assert str(info.value) == message
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.1])
+@pytest.mark.parametrize("name", ["dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                                  "feature_alpha_dropout"])
+def test_invalid_p_of_the_functions_raises_torchs_error(name, p):
+    ours, theirs = getattr(ft, name), getattr(torch.nn.functional, name)
+    kind, message = torch_error(lambda: theirs(torch.ones(1, 1, 1), p))
+    state = torch.get_rng_state()
+    with pytest.raises(kind) as info:
+        ours(torch.ones(1, 1, 1), p)
+    assert str(info.value) == message
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 @pytest.mark.parametrize("fn", [ft.dropout, ft.dropout1d, ft.alpha_dropout, ft.feature_alpha_dropout])
