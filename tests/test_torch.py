@@ -284,6 +284,21 @@ def test_contiguous_float32_runs_on_the_tensors_memory():
     assert 0.35 < float((x == 0).float().mean()) < 0.65
 
 
+def test_outputs_save_load_share_and_clone_but_do_not_grow():
+    import io
+    y = ft.dropout(torch.ones(10))
+    buffer = io.BytesIO()
+    torch.save(y, buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer), y)
+    assert y.clone().resize_(20).shape == (20,)
+    with pytest.raises(RuntimeError, match="not resizable"):
+        ft.dropout(torch.ones(10)).resize_(20)              # the documented difference
+    shared = ft.dropout(torch.ones(10))
+    shared.share_memory_()
+    assert shared.is_shared()
+
+
 def test_grad_of_channels_last_input_keeps_its_layout():
     x = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
     y = ft.dropout2d(x, 0.5)

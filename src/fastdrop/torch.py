@@ -35,6 +35,8 @@ Differences from torch, all deliberate:
   and keeps NaN.  ``p == 1`` likewise gives exact zeros.
 * The masks are fastdrop's stream, not torch's Bernoulli draws: the same seed state gives
   other (equally distributed) masks than ``torch.nn.Dropout``.
+* float16, float32 and float64 outputs (and gradients) live in NumPy-allocated memory, so
+  their storage cannot grow: ``resize_`` to a larger size raises RuntimeError.
 * float16, float32 and float64 are read and written in place (zero copies for contiguous
   tensors; a non-contiguous one is staged through a contiguous buffer inside fastdrop, with
   the output in the input's layout).  bfloat16 runs through a float32 copy (the mask is the
