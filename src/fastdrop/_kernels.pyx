@@ -109,14 +109,14 @@ cdef bint common_flat_call(int64_t offset, thr, scale, x, out):
     return isinstance(scale, REAL_SCALARS) and offset >= 0 and offset <= FD_MAX_INDEX - n
 
 
-cdef int set_rates(fd_rates_t *g, cnp.ndarray thr, cnp.ndarray scale) except -1:
-    """g over thr (uint32) and scale (x's dtype, or None: a mask alone), checked arrays of one
-    shape and layout in elements, any strides (broadcast views)."""
-    cdef int a, ndim = 0
+cdef int set_layout(fd_rates_t *g, cnp.ndarray a) except -1:
+    """g's dims, strides (in elements), inner, step and nouter over array a, any strides in
+    whole elements (broadcast views), axes of size 1 dropped and contiguous neighbours merged."""
+    cdef int axis, ndim = 0
     cdef int64_t n, s
-    for a in range(thr.ndim):
-        n = thr.shape[a]
-        s = thr.strides[a] // 4
+    for axis in range(a.ndim):
+        n = a.shape[axis]
+        s = a.strides[axis] // a.itemsize
         if n == 1:
             continue
         if ndim and g.stride[ndim - 1] == s * n:      # merge with the previous axis
@@ -130,11 +130,18 @@ cdef int set_rates(fd_rates_t *g, cnp.ndarray thr, cnp.ndarray scale) except -1:
         g.dims[0] = 1
         g.stride[0] = 0
         ndim = 1
-    g.thr = <const int32_t *>data(thr)
-    g.scale = data(scale) if scale is not None else NULL
     g.inner = g.dims[ndim - 1]
     g.step = g.stride[ndim - 1]
     g.nouter = ndim - 1
+    return 0
+
+
+cdef int set_rates(fd_rates_t *g, cnp.ndarray thr, cnp.ndarray scale) except -1:
+    """g over thr (uint32) and scale (x's dtype, or None: a mask alone), checked arrays of one
+    shape and layout in elements, any strides (broadcast views)."""
+    set_layout(g, thr)
+    g.thr = <const int32_t *>data(thr)
+    g.scale = data(scale) if scale is not None else NULL
     return 0
 
 
@@ -149,29 +156,9 @@ cdef inline void set_scalar_rate(fd_rates_t *g, const int32_t *thr, const void *
 cdef int set_values(fd_rates_t *g, cnp.ndarray values) except -1:
     """g over an array of values (any shape and strides in whole elements: a broadcast view),
     laid out as set_rates lays out the rates, its data in .scale (.thr unused)."""
-    cdef int a, ndim = 0
-    cdef int64_t n, s
-    for a in range(values.ndim):
-        n = values.shape[a]
-        s = values.strides[a] // values.itemsize
-        if n == 1:
-            continue
-        if ndim and g.stride[ndim - 1] == s * n:      # merge with the previous axis
-            g.dims[ndim - 1] *= n
-            g.stride[ndim - 1] = s
-            continue
-        g.dims[ndim] = n
-        g.stride[ndim] = s
-        ndim += 1
-    if ndim == 0:
-        g.dims[0] = 1
-        g.stride[0] = 0
-        ndim = 1
+    set_layout(g, values)
     g.thr = NULL
     g.scale = data(values)
-    g.inner = g.dims[ndim - 1]
-    g.step = g.stride[ndim - 1]
-    g.nouter = ndim - 1
     return 0
 
 
