@@ -14,6 +14,10 @@
 #include "_walkers.h"
 #include "_xoshiro.h"
 
+/* _simd.h's streaming threshold, defined in the extension by _kernels.pyx: here no output
+   streams (streamed and ordinary stores give the same bits: tests/test_isa.py). */
+int64_t fd_streaming_min_bytes = INT64_MAX;
+
 #define N_MAX 6000
 
 static const uint64_t KEYS[] = {0x0ULL, 0x9E3779B97F4A7C15ULL, 0xDEADBEEFCAFEBABEULL};
