@@ -25,6 +25,8 @@ def test_readme_python_example_runs(index):
     code = BLOCKS[index]
     if "dask" in code:
         pytest.importorskip("dask.array")
+    if "torch" in code:
+        pytest.importorskip("torch")
     exec(compile(code, f"README.md python block {index}", "exec"), {})
 
 
