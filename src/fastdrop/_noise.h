@@ -113,46 +113,58 @@ static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded
 #endif
 
 /* ln x of positive normal float32 x = 2**E m, m in [sqrt(2)/2, sqrt(2)): E ln 2 + 2 atanh(s),
-   s = (m - 1)/(m + 1), the series to s**9 (the header's comment gives the error). */
-static inline nz_f nz_log(nz_f x) {
+   s = (m - 1)/(m + 1), the series to s**9 (the header's comment gives the error), in two
+   steps: nz_log_reduce gives m and E (as a float), nz_log_series the rest. */
+static inline void nz_log_reduce(nz_f x, nz_f *m_out, nz_f *e_out) {
     nz_i bits = NZ_AS_INT(x);
     nz_i e = (bits >> 23) - 127;                            /* x > 0: no sign bit */
     nz_i mbits = (bits & 0x7FFFFF) | 0x3F800000;
     nz_i big = NZ_TRUE(NZ_AS_FLOAT(mbits) > FD_NZ_SQRT2);
     mbits -= big & 0x800000;                                /* m / 2, exactly */
-    e -= big;
-    nz_f m = NZ_AS_FLOAT(mbits);
+    *m_out = NZ_AS_FLOAT(mbits);
+    *e_out = NZ_TO_FLOAT(e - big);
+}
+
+static inline nz_f nz_log_series(nz_f m, nz_f ef) {
     nz_f s = (m - 1.0f) / (m + 1.0f);
     nz_f s2 = s * s;
     nz_f ln_m = s * ((((FD_NZ_L9 * s2 + FD_NZ_L7) * s2 + FD_NZ_L5) * s2 + FD_NZ_L3) * s2 + 2.0f);
-    nz_f ef = NZ_TO_FLOAT(e);
     return ef * FD_NZ_LN2_HI + (ef * FD_NZ_LN2_LO + ln_m);
 }
 
-/* Box-Muller's radius sqrt(-2 ln u) of NZ_LANES words given as their high 32-bit halves. */
-static inline nz_f nz_radius(nz_i hi) {
-    nz_i odd = NZ_SHR(hi, 1) | 1;                          /* 2 (hi >> 2) + 1, hi unsigned */
-    nz_f u = NZ_TO_FLOAT(odd) * 0x1p-31f;
-    return nz_sqrt(nz_log(u) * -2.0f);
+static inline nz_f nz_log(nz_f x) {
+    nz_f m, ef;
+    nz_log_reduce(x, &m, &ef);
+    return nz_log_series(m, ef);
 }
 
-/* Box-Muller's cos(theta) and sin(theta) of NZ_LANES words given as their low 32-bit halves:
-   the octant and the reflected fraction in integers, then +-sin or +-cos of phi. */
-static inline void nz_cos_sin(nz_i lo, nz_f *cos_out, nz_f *sin_out) {
-    nz_i h = (NZ_SHR(lo, 5) & 0xFFFFFE) | 1;                 /* 2 g + 1, g the 23 bits below the octant */
+/* Box-Muller's u in (0, 1) of NZ_LANES words given as their high 32-bit halves. */
+static inline nz_f nz_uniform(nz_i hi) {
+    nz_i odd = NZ_SHR(hi, 1) | 1;                          /* 2 (hi >> 2) + 1, hi unsigned */
+    return NZ_TO_FLOAT(odd) * 0x1p-31f;
+}
+
+/* Box-Muller's angle theta of NZ_LANES words given as their low 32-bit halves, as cos and sin
+   of phi: the octant's fraction, reflected in odd octants, in integers.  Reflecting
+   h = 2 g + 1 to 2**24 - h = 2 (2**23 - 1 - g) + 1 flips g's 23 bits. */
+static inline void nz_phi_cos_sin(nz_i lo, nz_f *c_out, nz_f *s_out) {
     nz_i reflect = NZ_SHL(lo, 2) >> 31;                      /* -1 in odd octants (bit 29 of lo) */
-    h = (h & ~reflect) | (((1 << 24) - h) & reflect);
+    nz_i h = ((NZ_SHR(lo, 5) ^ reflect) & 0xFFFFFE) | 1;     /* 2 g + 1, g the 23 bits below the octant */
     nz_f phi = NZ_TO_FLOAT(h) * FD_NZ_PHI;
     nz_f p2 = phi * phi;
-    nz_f c = (((FD_NZ_C8 * p2 + FD_NZ_C6) * p2 + FD_NZ_C4) * p2 + FD_NZ_C2) * p2 + 1.0f;
-    nz_f sn = phi * ((((FD_NZ_S8 * p2 + FD_NZ_S6) * p2 + FD_NZ_S4) * p2 + FD_NZ_S2) * p2 + 1.0f);
-    /* With lo's top 3 bits the octant: bit 1 of octant + 1 (octants 1, 2, 5, 6) makes cos the
-       sin of phi (and sin the cos), bit 2 of octant + 2 modulo 8 (octants 2..5) negates cos,
-       octants 4..7 (lo's sign bit) negate sin; the sums wrap and are read at bit 31. */
+    *c_out = (((FD_NZ_C8 * p2 + FD_NZ_C6) * p2 + FD_NZ_C4) * p2 + FD_NZ_C2) * p2 + 1.0f;
+    *s_out = phi * ((((FD_NZ_S8 * p2 + FD_NZ_S6) * p2 + FD_NZ_S4) * p2 + FD_NZ_S2) * p2 + 1.0f);
+}
+
+/* cos(theta) and sin(theta) from phi's c and s and the octant, lo's top 3 bits: bit 1 of
+   octant + 1 (octants 1, 2, 5, 6) makes cos the sin of phi (and sin the cos), bit 2 of
+   octant + 2 modulo 8 (octants 2..5) negates cos, octants 4..7 (lo's sign bit) negate sin;
+   the sums wrap and are read at bit 31. */
+static inline void nz_octant(nz_i lo, nz_f c, nz_f s, nz_f *cos_out, nz_f *sin_out) {
     nz_i use_sin = NZ_SHL(NZ_WRAP_ADD(lo, 1u << 29), 1) >> 31;
     nz_i cos_sign = NZ_WRAP_ADD(lo, 1u << 30) & INT32_MIN, sin_sign = lo & INT32_MIN;
-    *cos_out = NZ_AS_FLOAT(((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(sn) & use_sin)) ^ cos_sign);
-    *sin_out = NZ_AS_FLOAT(((NZ_AS_INT(sn) & ~use_sin) | (NZ_AS_INT(c) & use_sin)) ^ sin_sign);
+    *cos_out = NZ_AS_FLOAT(((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(s) & use_sin)) ^ cos_sign);
+    *sin_out = NZ_AS_FLOAT(((NZ_AS_INT(s) & ~use_sin) | (NZ_AS_INT(c) & use_sin)) ^ sin_sign);
 }
 
 /* The high (odd lanes) or low (even lanes) 32-bit halves of words i .. i + NZ_LANES - 1. */
@@ -177,13 +189,42 @@ static inline nz_i nz_halves(const uint64_t *w, int64_t i, int high) {
 }
 
 /* noise[2j] = 1 + sigma * radius * cos, noise[2j + 1] = 1 + sigma * radius * sin of word j, for
-   the n (a multiple of NZ_LANES) words w; rounded to float16 and back where half_noise (the
-   noise of a float16 forward). */
+   the n (a multiple of NZ_LANES, at most FD_GROUP_WORDS) words w; rounded to float16 and back
+   where half_noise (the noise of a float16 forward).  Four loops through buffers, each a
+   short step of the transform: in one loop, each iteration is a dependency chain longer than
+   the core can overlap (llvm-mca, Ice Lake, AVX2: 67 cycles an iteration against a 27-cycle
+   throughput bound); short loops let it overlap their iterations.  The same operations, so
+   the same bits (bench/NOTES.md has the measurements). */
+#define NZ_GET(v, p) memcpy(&(v), (p), sizeof(v))
+#define NZ_PUT(p, v) memcpy((p), &(v), sizeof(v))
 static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
+    float mb[FD_GROUP_WORDS], eb[FD_GROUP_WORDS], rb[FD_GROUP_WORDS], cb[FD_GROUP_WORDS], sb[FD_GROUP_WORDS];
     for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f r = nz_radius(nz_halves(w, i, 1)), c, sn;
-        nz_cos_sin(nz_halves(w, i, 0), &c, &sn);
-        nz_f vc = 1.0f + sigma * (r * c), vs = 1.0f + sigma * (r * sn);
+        nz_f m, ef;
+        nz_log_reduce(nz_uniform(nz_halves(w, i, 1)), &m, &ef);
+        NZ_PUT(mb + i, m);
+        NZ_PUT(eb + i, ef);
+    }
+    for (int64_t i = 0; i < n; i += NZ_LANES) {
+        nz_f m, ef;
+        NZ_GET(m, mb + i);
+        NZ_GET(ef, eb + i);
+        nz_f r = nz_sqrt(nz_log_series(m, ef) * -2.0f);
+        NZ_PUT(rb + i, r);
+    }
+    for (int64_t i = 0; i < n; i += NZ_LANES) {
+        nz_f c, s;
+        nz_phi_cos_sin(nz_halves(w, i, 0), &c, &s);
+        NZ_PUT(cb + i, c);
+        NZ_PUT(sb + i, s);
+    }
+    for (int64_t i = 0; i < n; i += NZ_LANES) {
+        nz_f r, c, s, cos_t, sin_t;
+        NZ_GET(r, rb + i);
+        NZ_GET(c, cb + i);
+        NZ_GET(s, sb + i);
+        nz_octant(nz_halves(w, i, 0), c, s, &cos_t, &sin_t);
+        nz_f vc = 1.0f + sigma * (r * cos_t), vs = 1.0f + sigma * (r * sin_t);
 #if NZ_SHUFFLE
         nz_f first = __builtin_shufflevector(vc, vs, NZ_ZIP_LO), second = __builtin_shufflevector(vc, vs, NZ_ZIP_HI);
         memcpy(noise + 2 * i, &first, sizeof first);
