@@ -329,7 +329,7 @@ def log_positive(x):
 
 def cos_sin_angle(lo):
     """(cos, sin) of 2 pi (octant + f) / 8 in float32 from the int32 array lo, as _noise.h's
-    nz_cos_sin computes them."""
+    nz_phi_cos_sin and nz_octant compute them."""
     octant = (lo >> 29) & 7
     h = ((lo >> 6) & 0x7FFFFF) * 2 + 1
     np.subtract(1 << 24, h, out=h, where=(octant & 1).astype(bool))
