@@ -287,14 +287,19 @@ def test_a_concrete_logit_out_of_range_fails_before_the_counter_moves(backend):
     assert np.array_equal(layer(X4), clone(X4))
 
 
-def test_a_forward_failing_inside_the_kernel_call_gives_its_substream_back(monkeypatch):
-    layer, clone = fd.Dropout(0.5, seed=9), fd.Dropout(0.5, seed=9)
+@pytest.mark.parametrize("make, target, name", [
+    (lambda: fd.Dropout(0.5, seed=9), fd._core, "dropout_plain_key"),   # its one-frame common forward
+    (lambda: fd.Dropout(0.5, seed=9, mode="classic"), None, "_forward"),
+    (lambda: fd.AlphaDropout(0.5, seed=9), None, "_forward"),
+])
+def test_a_forward_failing_inside_the_kernel_call_gives_its_substream_back(monkeypatch, make, target, name):
+    layer, clone = make(), make()
 
     def fail(*args, **kwargs):
         raise MemoryError("simulated")
 
     with monkeypatch.context() as patch:
-        patch.setattr(layer, "_forward", fail)
+        patch.setattr(layer if target is None else target, name, fail)
         with pytest.raises(MemoryError):
             layer(X4)
     assert layer.counter == 0
