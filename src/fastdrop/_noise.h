@@ -392,21 +392,21 @@ NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, 
     float args[FD_GROUP_WORDS], exps[FD_GROUP_WORDS];
     for (int64_t i = 0; i < n; i += NZ_LANES) {
         nz_f arg = nz_concrete_argument(nz_halves(words, i, 1), logit, inv_t);
-        memcpy(args + i, &arg, sizeof arg);
+        NZ_PUT(args + i, arg);
     }
     for (int64_t i = 0; i < n; i += NZ_LANES) {
         nz_f arg;
-        memcpy(&arg, args + i, sizeof arg);
+        NZ_GET(arg, args + i);
         nz_f e = nz_concrete_exp(arg);
-        memcpy(exps + i, &e, sizeof e);
+        NZ_PUT(exps + i, e);
     }
     for (int64_t i = 0; i < n; i += NZ_LANES) {
         nz_f arg, e, w, s;
-        memcpy(&arg, args + i, sizeof arg);
-        memcpy(&e, exps + i, sizeof e);
+        NZ_GET(arg, args + i);
+        NZ_GET(e, exps + i);
         nz_concrete(arg, e, inv_t, inverse_keep, rate, &w, s_out ? &s : NULL);
-        memcpy(w_out + i, &w, sizeof w);
-        if (s_out) memcpy(s_out + i, &s, sizeof s);
+        NZ_PUT(w_out + i, w);
+        if (s_out) NZ_PUT(s_out + i, s);
     }
 }
 

@@ -399,14 +399,10 @@ class Dropout(DropoutLayer):
         # no noise shape, 0 < p < 1) in one frame, straight to fd.dropout's kernel call with
         # the window's key: the general path's five frames cost ~1 us here, 20% of a forward
         # on 10K elements.  Everything else, and every failure, goes the general way.
-        p = self.p
-        if ((self.training if training is None else training is True) and type(x) is np.ndarray
-                and x.dtype in FLOAT_DTYPES and x.flags.aligned and x.flags.c_contiguous and x.size > 0
-                and type(p) is float and 0.0 < p < 1.0 and self.noise_shape is None and not self.inplace
-                and self.mode == "inverted"):
+        if (self.training if training is None else training is True) and not self.inplace and self._is_plain(x):
             index, seed, key = self._take_substream()
             try:
-                y = _core.dropout_plain_key(x, p, key, 0, None)
+                y = _core.dropout_plain_key(x, self.p, key, 0, None)
             except BaseException:
                 self._give_back(index)
                 raise
@@ -445,18 +441,23 @@ class Dropout(DropoutLayer):
         # The input test (what _core.dropout_plain takes as it is: an in-place layer's x is
         # the caller's array, which may be unaligned, byte-swapped or strided) and the key's
         # lookup in the window are inline: each Python frame is ~0.1 us of a ~5 us call.
-        p = self.p
-        if (seed is not None and type(p) is float and 0.0 < p < 1.0 and self.noise_shape is None
-                and self.mode == "inverted" and type(x) is np.ndarray and x.dtype in FLOAT_DTYPES
-                and x.flags.aligned and x.flags.c_contiguous and x.size > 0):
+        if seed is not None and self._is_plain(x):
             key = self._window_keys.get(seed)
-            return _core.dropout_plain_key(x, p, stream_key(seed) if key is None else key, 0, out)
+            return _core.dropout_plain_key(x, self.p, stream_key(seed) if key is None else key, 0, out)
         # noise_shape as configured (None entries included): fd.dropout resolves it, and None
         # lets the common call take its shortcut.
         if self.mode == "classic":
             return family.classic_dropout(x, self.p, seed=seed, training=seed is not None,
                                           noise_shape=self.noise_shape, out=out)
         return dropout(x, self.p, seed=seed, training=seed is not None, noise_shape=self.noise_shape, out=out)
+
+    def _is_plain(self, x):
+        """True when this layer's call on x is fd.dropout's common call (inverted, no noise
+        shape, 0 < p < 1) on an input _core.dropout_plain_key takes as it is."""
+        p = self.p
+        return (type(p) is float and 0.0 < p < 1.0 and self.noise_shape is None and self.mode == "inverted"
+                and type(x) is np.ndarray and x.dtype in FLOAT_DTYPES and x.flags.aligned
+                and x.flags.c_contiguous and x.size > 0)
 
     def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed, "inplace": self.inplace,
