@@ -41,6 +41,7 @@ _SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 # the caches after the other implementations ran (torch and the NumPy versions allocate
 # and touch a lot) is amortized; with 0.2 ms samples 64K float32 read 4x the floor, not 2.7x.
 _SAMPLE_SECONDS = 1e-2
+_SETTLE_SECONDS = 2e-2           # untimed calls before each timed batch (time_interleaved)
 
 
 def _torch():
@@ -131,16 +132,29 @@ def _batch(f):
 
 def time_interleaved(funcs, budget, min_rounds=3, max_rounds=200):
     """Time each callable once per round, round after round, until ``budget`` seconds have
-    passed (and at least ``min_rounds``).  Returns ({name: [seconds per call]}, rounds)."""
+    passed (and at least ``min_rounds``).  Returns ({name: [seconds per call]}, rounds).
+
+    Each timed batch follows _SETTLE_SECONDS (at most a tenth of the budget) of untimed calls
+    of the same callable, at least one: after anything that is not memory-bound (a sleep, a
+    Python loop, torch's scalar dropout) the VMs here run memory-bound calls up to 2.5x slower
+    for the next 2-15 ms (bench/NOTES.md, "The ramp after a pause"), which would charge
+    whichever implementation runs after a slow compute-bound one with the machine's wake-up
+    instead of its own time."""
     for f in funcs.values():       # warm-up: page faults, lazy imports, caches
         f()
     batches = {name: _batch(f) for name, f in funcs.items()}
+    settle_seconds = min(_SETTLE_SECONDS, budget / 10)      # tiny budgets (tests) stay tiny
     samples = {name: [] for name in funcs}
     start = time.perf_counter()
     rounds = 0
     while rounds < min_rounds or (rounds < max_rounds and time.perf_counter() - start < budget):
         for name, f in funcs.items():
             number = batches[name]
+            settle = time.perf_counter() + settle_seconds
+            while True:
+                f()
+                if time.perf_counter() >= settle:
+                    break
             t0 = time.perf_counter()
             for _ in range(number):
                 f()
