@@ -126,3 +126,46 @@ def test_streamed_outputs_at_any_alignment_are_the_numpy_backends_bits(threshold
                     assert np.array_equal(out.view(f"u{x.itemsize}"), expected[name].view(f"u{x.itemsize}")), \
                         (name, threads, nbytes)
     assert not buffer[:shift].any() and not buffer[shift + n:].any()      # nothing written outside out
+
+
+@compiled
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_one_rate_runs_at_every_offset_length_and_alignment_are_the_numpy_backends_bits(threshold, dtype):
+    """The one-rate walk aligns its vectors to the output and carries decisions across
+    groups (256) and blocks (1024): runs starting anywhere in a group or block, shorter or
+    longer than a vector, a group or a block, into outputs shifted by 0-17 elements."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(6000).astype(dtype)
+    buffer = np.zeros(6000 + 32, dtype)
+    for offset in (0, 1, 250, 255, 256 + 13, 1023, 5 * 1024 + 1000):
+        for n in (1, 7, 31, 33, 257, 1024 + 5, 5000):
+            with fd.use_backend("numpy"):
+                expected = fd.dropout(x[:n], 0.3, seed=9, offset=offset)
+            for shift in (0, 1, 3, 7, 8, 17):
+                out = buffer[shift:shift + n]
+                for nbytes in (0, 1 << 62):
+                    fd.set_streaming_threshold(nbytes)
+                    buffer[...] = 0
+                    fd.dropout(x[:n], 0.3, seed=9, offset=offset, out=out)
+                    assert np.array_equal(out.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}")), \
+                        (offset, n, shift, nbytes)
+                    assert not buffer[:shift].any() and not buffer[shift + n:].any()
+
+
+@compiled
+@pytest.mark.parametrize("threads", [2, 3])
+def test_one_rate_runs_split_between_threads_are_the_numpy_backends_bits(threshold, threads):
+    """Each thread walks its own span of whole blocks: spans that start with a partial
+    vector and end with one, at an offset inside a block, streamed or not."""
+    n = 300 * 1024 + 77                        # past the parallel threshold (256 blocks)
+    x = np.random.default_rng(6).standard_normal(n).astype(np.float32)
+    with fd.use_backend("numpy"):
+        expected = fd.dropout(x, 0.4, seed=11, offset=517)
+    buffer = np.zeros(n + 8, np.float32)
+    out = buffer[3:3 + n]
+    for nbytes in (0, 1 << 62):
+        fd.set_streaming_threshold(nbytes)
+        out[...] = 0
+        with fd.use_num_threads(threads):
+            fd.dropout(x, 0.4, seed=11, offset=517, out=out)
+        assert np.array_equal(out.view(np.uint32), expected.view(np.uint32)), nbytes

@@ -161,6 +161,104 @@ static void range_block_of(uint64_t key, int64_t first, int64_t head, int64_t n,
     }
 }
 
+/* Elements per vector store of a kind's element loop (1: its scalar loop). */
+FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
+#if FD_VECTOR
+    switch (kind) {
+    case FD_F16: return FD_HALF_SIMD ? FD_L32 : 1;
+    case FD_F32: return FD_L32;
+    case FD_F64: return FD_L64;
+    default: return 1;
+    }
+#else
+    (void)kind;
+    return 1;
+#endif
+}
+
+/* n elements with one threshold and scale (x's dtype, at s). */
+FD_INLINE void select_plain(fd_kind_t kind, const uint16_t *chunk, int32_t thr, const void *s, const char *x,
+                            char *out, int64_t n, int stream) {
+    switch (kind) {
+    case FD_F16:
+        fd_select_f16(chunk, thr, fd_half_to_float(*(const uint16_t *)s), (const uint16_t *)x, (uint16_t *)out, n,
+                      stream);
+        break;
+    case FD_F32: fd_select_f32(chunk, thr, *(const float *)s, (const float *)x, (float *)out, n, stream); break;
+    case FD_F64: fd_select_f64(chunk, thr, *(const double *)s, (const double *)x, (double *)out, n, stream); break;
+    case FD_KEEP: break;
+    }
+}
+
+/* Decisions kept from the group before the one being applied (at least any kind's lanes). */
+#define FD_CARRY 32
+
+/* Elements s..e of a run with one rate (threshold thr, scale at sc; stream decisions
+   offset + s ...).  The walk of dropout_block splits its vector loop at every group of
+   decisions, so with an output that is not aligned to the vector size (NumPy's large arrays
+   are 16 bytes past a 64-byte line) every group ends and starts with a partial line written
+   by ordinary stores between streamed ones: on the Xeon that made a streamed 64M run twice
+   as slow as an aligned one (bench/NOTES.md).  Here the vectors start at out's first
+   aligned element and run on across group and block boundaries: each group is generated
+   behind the last FD_CARRY decisions of the one before, so a vector may take decisions from
+   both.  Only the span's first and last partial vectors take ordinary stores.  The same
+   decisions and arithmetic as dropout_block: the same bits. */
+FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, int32_t thr, const void *sc,
+                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
+    int64_t size = kind_size(kind), lanes = kind_lanes(kind);
+    int64_t pos = offset + s, block = pos / FD_BLOCK_CHUNKS, within = pos - block * FD_BLOCK_CHUNKS;
+    int group = (int)(within / FD_GROUP_CHUNKS);
+    int64_t base = s - (within - (int64_t)group * FD_GROUP_CHUNKS);    /* the element of chunk[FD_CARRY] */
+    int64_t aligned = s + fd_stream_head(out + s * size, size, e - s);
+    int64_t d = s;
+    fd_gen_t gen;
+    union {
+        uint64_t word[(FD_CARRY + FD_GROUP_CHUNKS) / FD_CHUNKS_PER_WORD];
+        uint16_t chunk[FD_CARRY + FD_GROUP_CHUNKS];
+    } buf;
+    fd_gen_seed(&gen, key, (uint64_t)block);
+    for (int skip = 0; skip <= group; skip++)           /* the groups before s's, then its own */
+        fd_gen_steps(&gen, FD_GROUP_STEPS, buf.word + FD_CARRY / FD_CHUNKS_PER_WORD);
+    group++;
+    for (;;) {
+        int64_t stop = min64(e, base + FD_GROUP_CHUNKS);
+        while (d < stop) {
+            int64_t t;
+            if (d < aligned) t = min64(aligned, stop);          /* the head: ordinary stores */
+            else if (stop == e) t = e;                          /* the end: the last partial vector too */
+            else t = d + (stop - d) / lanes * lanes;            /* whole vectors; the rest waits */
+            if (t == d) break;
+            select_plain(kind, &buf.chunk[FD_CARRY + d - base], thr, sc, x + d * size, out + d * size, t - d,
+                         stream && d >= aligned);
+            d = t;
+        }
+        if (d >= e) break;
+        memcpy(buf.chunk, buf.chunk + FD_GROUP_CHUNKS, sizeof buf.chunk[0] * FD_CARRY);
+        base += FD_GROUP_CHUNKS;
+        if (prefetch) {
+            fd_prefetch(x + (base + PREFETCH_AHEAD) * size, FD_GROUP_CHUNKS * size, 0);
+            if (!stream) fd_prefetch(out + (base + PREFETCH_AHEAD) * size, FD_GROUP_CHUNKS * size, 1);
+        }
+        if (group == FD_BLOCK_CHUNKS / FD_GROUP_CHUNKS) {
+            fd_gen_seed(&gen, key, (uint64_t)++block);
+            group = 0;
+        }
+        fd_gen_steps(&gen, FD_GROUP_STEPS, buf.word + FD_CARRY / FD_CHUNKS_PER_WORD);
+        group++;
+    }
+}
+
+/* plain_span with the kind a constant in each case. */
+static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, int32_t thr, const void *sc,
+                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
+    switch (kind) {
+    case FD_F16: plain_span(key, offset, s, e, thr, sc, FD_F16, x, out, prefetch, stream); break;
+    case FD_F32: plain_span(key, offset, s, e, thr, sc, FD_F32, x, out, prefetch, stream); break;
+    case FD_F64: plain_span(key, offset, s, e, thr, sc, FD_F64, x, out, prefetch, stream); break;
+    case FD_KEEP: break;
+    }
+}
+
 /* Stream elements offset..offset+n, which are region elements j0..j0+n.  Where stream, the
    stores stream; the threads of a parallel run fence their own, the caller fences the rest. */
 static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, const fd_rates_t *g,
@@ -169,8 +267,21 @@ static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, c
     int64_t head = offset - first * FD_BLOCK_CHUNKS;
     int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
     int prefetch = kind != FD_KEEP && n * kind_size(kind) > PREFETCH_MIN_BYTES;
+    int plain = kind != FD_KEEP && g->nouter == 0 && g->step == 0;
     if (n <= 0) return;
-    if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
+    if (plain && nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
+        /* one span of whole blocks per thread, as schedule(static) splits them */
+        int64_t per = (nblocks + nthreads - 1) / nthreads;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; t++) {
+            int64_t s = max64(min64(t * per, nblocks) * FD_BLOCK_CHUNKS - head, 0);
+            int64_t e = min64(min64(t * per + per, nblocks) * FD_BLOCK_CHUNKS - head, n);
+            if (s < e) plain_span_of(key, offset, s, e, g->thr[0], g->scale, kind, x, out, prefetch, stream);
+            if (stream) fd_store_fence();
+        }
+    } else if (plain) {
+        plain_span_of(key, offset, 0, n, g->thr[0], g->scale, kind, x, out, prefetch, stream);
+    } else if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel num_threads(nthreads)
         {
             #pragma omp for schedule(static) nowait
