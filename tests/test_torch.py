@@ -284,6 +284,41 @@ def test_contiguous_float32_runs_on_the_tensors_memory():
     assert 0.35 < float((x == 0).float().mean()) < 0.65
 
 
+@pytest.mark.parametrize("hold", [lambda y: y.view(10, 100), lambda y: y.numpy(), lambda y: y[::2]],
+                         ids=["view", "numpy", "slice"])
+def test_an_output_block_is_reused_only_once_nothing_holds_it(hold):
+    x = torch.ones(1000)
+    first = ft.dropout(x, 0.5)
+    values = first.clone()
+    address = first.data_ptr()
+    holder = hold(first)
+    del first
+    second = ft.dropout(x, 0.5)                     # the first block is held: another one
+    assert second.data_ptr() != address
+    assert np.array_equal(np.asarray(holder), np.asarray(hold(values)))   # and keeps its values
+    del holder, second
+    assert ft.dropout(x, 0.5).data_ptr() == address     # free again: the same block
+
+
+def test_output_blocks_are_bounded_and_forgotten_by_empty_cache():
+    blocks = ft._OutputBlocks(max_blocks=2, max_bytes=2000)
+    a = blocks.take(100, np.float32)
+    b = blocks.take(100, np.float32)                 # a is held: another block
+    assert not np.shares_memory(a, b)
+    held = blocks.take(100, np.float64)              # the third: the oldest (a) forgotten
+    assert len(blocks._blocks) == 2 and not any(np.shares_memory(a, block) for block in blocks._blocks)
+    del b
+    again = blocks.take(100, np.float32)             # b's block, free again and still cached
+    assert any(np.shares_memory(again, block) for block in blocks._blocks)
+    big = blocks.take(600, np.float32)               # 2400 bytes > max_bytes: not cached
+    assert not any(np.shares_memory(big, block) for block in blocks._blocks)
+    blocks.clear()
+    assert blocks._blocks == []
+    ft.empty_cache()
+    assert ft._OUTPUTS._blocks == []
+    assert held.shape == (100,)
+
+
 def test_outputs_save_load_share_and_clone_but_do_not_grow():
     import io
     y = ft.dropout(torch.ones(10))

@@ -35,14 +35,17 @@ Differences from torch, all deliberate:
   and keeps NaN.  ``p == 1`` likewise gives exact zeros.
 * The masks are fastdrop's stream, not torch's Bernoulli draws: the same seed state gives
   other (equally distributed) masks than ``torch.nn.Dropout``.
-* float16, float32 and float64 outputs (and gradients) live in NumPy-allocated memory, so
-  their storage cannot grow: ``resize_`` to a larger size raises RuntimeError.
+* float16, float32 and float64 outputs (and gradients) live in NumPy blocks that are handed
+  out again once no tensor holds them (at most 4 blocks, 64 MiB; ``empty_cache()`` lets them
+  go), so their storage cannot grow: ``resize_`` to a larger size raises RuntimeError.
 * float16, float32 and float64 are read and written in place (zero copies for contiguous
   tensors; a non-contiguous one is staged through a contiguous buffer inside fastdrop, with
   the output in the input's layout).  bfloat16 runs through a float32 copy (the mask is the
   same; kept values are x * float32(1 / (1 - p)) rounded to bfloat16).  Other dtypes, and
   tensors on any device but the CPU, raise TypeError naming the dtype or the device.
 """
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -56,7 +59,8 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 import fastdrop as _fd
 
 __all__ = ["AlphaDropout", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout",
-           "alpha_dropout", "dropout", "dropout1d", "dropout2d", "dropout3d", "feature_alpha_dropout"]
+           "alpha_dropout", "dropout", "dropout1d", "dropout2d", "dropout3d", "empty_cache",
+           "feature_alpha_dropout"]
 
 Tensor = torch.Tensor
 _NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)       # read by fastdrop as they are
@@ -136,16 +140,82 @@ def _output_strides(x, feature):
     return _iterator_strides(shape, [strides, noise])
 
 
+def _refcounts(blocks):
+    """sys.getrefcount of each block, taken the same way for the probe and the cached blocks,
+    so the count of a block nothing else holds is measured, not assumed (it differs between
+    Python versions)."""
+    return [sys.getrefcount(block) for block in blocks]
+
+
+class _OutputBlocks:
+    """The memory of the float16/32/64 ops' outputs: NumPy blocks, each handed out again to a
+    later output of the same size and dtype once no tensor holds it (only this cache refers
+    to it).
+
+    Why: when glibc trims its heap after a large free (how often depends on everything else
+    the process allocated), every fresh output is faulted in again page by page: a
+    forward+backward at 1M float32 elements then took ~1000 page faults and 4-5 ms instead of
+    2 ms, in one process of two (bench/NOTES.md, "fastdrop.torch's outputs").  Bounded: at
+    most ``max_blocks`` blocks and ``max_bytes`` bytes, the least recently used forgotten
+    first (a tensor still holding a forgotten block keeps it alive); larger outputs are not
+    cached.  ``fastdrop.torch.empty_cache()`` forgets them all."""
+
+    def __init__(self, max_blocks, max_bytes):
+        self.max_blocks, self.max_bytes = max_blocks, max_bytes
+        self._blocks = []                                   # least recently used first
+        self._lock = threading.Lock()
+        self._free_refs = _refcounts([np.empty(0)])[0]
+
+    def take(self, size, dtype):
+        """A 1-d block of ``size`` elements of ``dtype``, uninitialised."""
+        dtype = np.dtype(dtype)
+        if size * dtype.itemsize > self.max_bytes:
+            return np.empty(size, dtype)
+        with self._lock:
+            blocks = self._blocks
+            for i, refs in enumerate(_refcounts(blocks)):
+                block = blocks[i]
+                if refs <= self._free_refs and block.size == size and block.dtype == dtype:
+                    blocks.append(blocks.pop(i))
+                    return block
+            block = np.empty(size, dtype)
+            blocks.append(block)
+            while len(blocks) > self.max_blocks or sum(b.nbytes for b in blocks) > self.max_bytes:
+                blocks.pop(0)
+            return block
+
+    def clear(self):
+        with self._lock:
+            self._blocks.clear()
+
+
+_OUTPUTS = _OutputBlocks(max_blocks=4, max_bytes=64 << 20)
+
+
+def empty_cache() -> None:
+    """Forget the output blocks fastdrop.torch keeps for reuse (at most 4 blocks, 64 MiB in
+    all), so that the memory of those no tensor holds any more goes back to the allocator.
+
+    Like ``torch.cuda.empty_cache``: results never depend on it, and later calls cache again.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as ft
+    >>> y = ft.dropout(torch.ones(4))
+    >>> ft.empty_cache()
+    """
+    _OUTPUTS.clear()
+
+
 def _empty_like(x, feature):
     """An uninitialised tensor laid out as torch's dropout of x would be (``_output_strides``):
     channels_last and transposed inputs give outputs of the same layout.  float16/32/64 ones
-    live in memory NumPy allocates, which asks Linux for transparent huge pages on large
-    blocks (torch's allocator does not): fewer page faults on the first write of a fresh
-    output, which at 1M float32 elements can cost more than the kernel."""
+    live in the reused blocks of ``_OUTPUTS``."""
     strides = _output_strides(x, feature)
     if x.dtype not in _NUMPY_OF:
         return torch.empty_strided(x.shape, strides, dtype=x.dtype, device=x.device)
-    flat = torch.from_numpy(np.empty(x.numel(), dtype=_NUMPY_OF[x.dtype]))
+    flat = torch.from_numpy(_OUTPUTS.take(x.numel(), _NUMPY_OF[x.dtype]))
     return flat.as_strided(x.shape, strides)
 
 
