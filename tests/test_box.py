@@ -184,7 +184,7 @@ def test_bad_arguments_are_named(kwargs, error, match):
 
 
 def test_non_float_box_is_a_type_error():
-    with pytest.raises(TypeError, match=r"x_box must have dtype float16, float32 or float64, got dtype int64"):
+    with pytest.raises(TypeError, match=r"x_box must have dtype float16, bfloat16, float32 or float64, got dtype int64"):
         dropout_box(np.ones((2, 2), dtype=np.int64), 0.5, seed=1, global_shape=(4, 4), origin=(0, 0))
 
 

@@ -328,7 +328,7 @@ def test_neighbouring_seeds_uncorrelated(seed):
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_, np.complex128, object])
 def test_non_float_dtype_is_a_type_error(dtype):
-    with pytest.raises(TypeError, match=f"x must have dtype float16, float32 or float64, got dtype {np.dtype(dtype)}"):
+    with pytest.raises(TypeError, match=f"x must have dtype float16, bfloat16, float32 or float64, got dtype {np.dtype(dtype)}"):
         fd.dropout(np.zeros(3, dtype=dtype), 0.5, seed=1)
 
 

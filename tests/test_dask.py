@@ -148,7 +148,7 @@ def test_spatial_dropout_equals_in_memory(backend, data_format, shape):
      r"darr must be a dask.array.Array, got numpy.ndarray"),
     (lambda: fdd.dropout([1.0, 2.0], 0.5, seed=1), TypeError, r"darr must be a dask.array.Array, got builtins.list"),
     (lambda: fdd.dropout(da.ones(4, dtype=np.int32), 0.5, seed=1), TypeError,
-     r"darr must have dtype float16, float32 or float64, got dtype int32"),
+     r"darr must have dtype float16, bfloat16, float32 or float64, got dtype int32"),
     (lambda: fdd.dropout(da.ones((4, 6), chunks=2), 0.5, seed=1, noise_shape=(4, 3)), ValueError,
      r"noise_shape=\(4, 3\) cannot broadcast with darr of shape \(4, 6\) and chunks \(\(2, 2\), \(2, 2, 2\)\): "
      r"noise_shape\[1\] must be 1, None or x.shape\[1\]=6"),

@@ -3,15 +3,16 @@ variant table of ``_isa.py`` matches the build and the CPU checks.
 
 Each variant this machine can execute runs in its own interpreter (``FASTDROP_ISA`` is
 read at import), computes a fixed set of cases and saves them; the parent computes the
-same cases on the NumPy backend and compares bit patterns.  float16 cases cover every
-one of the 65536 half bit patterns (subnormals, inf, NaN) under scales that round,
-overflow and stay exact.
+same cases on the NumPy backend and compares bit patterns.  float16 and bfloat16 cases
+cover every one of the 65536 bit patterns of each (subnormals, inf, NaN) under scales that
+round, overflow and stay exact.
 """
 import os
 import subprocess
 import sys
 import textwrap
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -21,6 +22,8 @@ from fastdrop import _backend, _isa, _kernel_args
 pytestmark = pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
 
 ALL_HALVES = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+BFLOAT16 = ml_dtypes.bfloat16
+ALL_BFLOATS = np.arange(1 << 16, dtype=np.uint16).view(BFLOAT16)
 THREAD_CASE_SIZE = 700_001           # > the kernels' parallel threshold, not a whole number of blocks
 
 
@@ -85,6 +88,54 @@ def _cases():
                                                                                 dtype=np.float16)))
     cases.append(("gaussian-threads", lambda: fastdrop.gaussian_dropout(xt, 0.6, seed=4, offset=333)))
     cases.extend(_concrete_cases(rng, xt))
+    cases.extend(_bfloat16_cases(rng))
+    return cases
+
+
+def _bfloat16_cases(rng):
+    """bfloat16 through every kernel that takes it, each result as its uint16 bits (np.savez
+    keeps no ml_dtypes dtype): all 65536 patterns under scales that round and stay exact,
+    every vector tail and offset, rows, rates, given masks, shared masks, alpha, DropBlock,
+    and enough elements for threads."""
+    cases = []
+
+    def add(name, f):
+        cases.append((f"bfloat16-{name}", lambda: np.asarray(f()).view(np.uint16)))
+
+    for n, offset in ((1, 0), (17, 5), (1023, 1), (1024, 0), (5000, 1021), (THREAD_CASE_SIZE, 123_457)):
+        x = ALL_BFLOATS[rng.integers(0, 1 << 16, n)]
+        for p in (0.5, 0.1, 0.999):
+            add(f"n{n}-o{offset}-p{p}", lambda x=x, p=p, o=offset: fastdrop.dropout(x, p, seed=11, offset=o))
+            add(f"alpha-n{n}-o{offset}-p{p}", lambda x=x, p=p, o=offset: fastdrop.alpha_dropout(x, p, seed=8, offset=o))
+    for p in (0.5, 0.3, 0.9, 0.999, 0.9999):
+        add(f"all-p{p}", lambda p=p: fastdrop.dropout(ALL_BFLOATS, p, seed=1))
+        add(f"rows-p{p}", lambda p=p: fastdrop.dropout(ALL_BFLOATS.reshape(64, 1024), p, seed=3, noise_shape=(64, 1)))
+    add("alpha-all", lambda: fastdrop.alpha_dropout(ALL_BFLOATS, 0.3, seed=2))
+    add("apply-mask", lambda: fastdrop.apply_mask(ALL_BFLOATS[5:], fastdrop.dropout_mask(ALL_BFLOATS.size - 5, 0.3,
+                                                                                          seed=2), 0.3))
+    add("per-element-p", lambda: fastdrop.dropout(ALL_BFLOATS[:3000], np.linspace(0, 0.999, 3000), seed=2))
+    xr = ALL_BFLOATS[rng.integers(0, 1 << 16, 37 * 3 * 77)].reshape(37, 3, 77)
+    add("rates-feature", lambda: fastdrop.dropout(xr, np.linspace(0, 1, 77), seed=6, offset=999))
+    add("rates-row", lambda: fastdrop.dropout(xr, np.linspace(0, 1, 37)[:, None, None], seed=6))
+    add("rates-middle", lambda: fastdrop.dropout(xr, np.array([0.2, 0.5, 0.9])[:, None], seed=6))
+    add("rates-shared", lambda: fastdrop.dropout(xr, np.linspace(0, 1, 77), seed=6, noise_shape=(1, None, None)))
+    add("apply-mask-rates", lambda: fastdrop.apply_mask(xr, fastdrop.dropout_mask((37, 1, 77), 0.5, seed=2),
+                                                        np.linspace(0, 1, 77)))
+    add("variational-all", lambda: fastdrop.variational_dropout(ALL_BFLOATS.reshape(4, 4, 4096), 0.3, seed=2))
+    for shape in ((3, 5, 17), (2, 3, 2049), (5, 2, 1)):
+        xv = ALL_BFLOATS[rng.integers(0, 1 << 16, int(np.prod(shape)))].reshape(shape)
+        add(f"variational-{shape}", lambda x=xv: fastdrop.variational_dropout(x, 0.4, seed=12, time_axis=1,
+                                                                              offset=1021))
+    x4 = ALL_BFLOATS[rng.integers(0, 1 << 16, 3 * 4 * 5 * 19)].reshape(3, 4, 5, 19)
+    add("spatial", lambda: fastdrop.spatial_dropout(x4, 0.3, seed=2))
+    add("spatial-last", lambda: fastdrop.spatial_dropout(x4, 0.3, seed=2, data_format="channels_last"))
+    add("dropblock", lambda: fastdrop.dropblock2d(x4, 0.3, 3, seed=3, offset=17))
+    add("drop-path", lambda: fastdrop.drop_path(x4, 0.5, seed=3))
+    xt = ALL_BFLOATS[rng.integers(0, 1 << 16, 8 * 40 * 3001)].reshape(8, 40, 3001)     # > the parallel threshold
+    add("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333))
+    add("threads-rates", lambda: fastdrop.dropout(xt, np.linspace(0, 1, 3001), seed=4))
+    add("threads-variational", lambda: fastdrop.variational_dropout(xt, 0.5, seed=4, offset=333))
+    add("threads-alpha", lambda: fastdrop.alpha_dropout(xt, 0.5, seed=4, offset=333))
     return cases
 
 
@@ -247,6 +298,20 @@ def test_float16_kept_values_are_numpy_products():
         with np.errstate(over="ignore", invalid="ignore"):
             expected = np.where(keep, ALL_HALVES * np.float16(1 / (1 - p)), np.float16(0))
         assert np.array_equal(_bits(y), _bits(expected))
+
+
+def test_bfloat16_kept_values_are_ml_dtypes_products():
+    """The oracle itself: kept bfloat16 values are ml_dtypes' product x * bfloat16(1 / (1 - p))
+    (float32 arithmetic rounded to nearest even, NaN made quiet), dropped are +0; alpha dropout
+    rounds the product, then the sum."""
+    for p in (0.5, 0.3, 0.999, 0.9999):
+        y = fastdrop.dropout(ALL_BFLOATS, p, seed=1)
+        keep = fastdrop.dropout_mask(ALL_BFLOATS.shape, p, seed=1).astype(bool)
+        with np.errstate(over="ignore", invalid="ignore"):
+            product = (ALL_BFLOATS.astype(np.float32) * np.float32(BFLOAT16(1 / (1 - p)))).astype(BFLOAT16)
+        expected = np.where(keep, product.view(np.uint16), np.uint16(0))
+        assert np.array_equal(y.view(np.uint16), expected)
+        assert y.dtype == BFLOAT16
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

@@ -48,11 +48,11 @@ def rates(shape):
 BAD_CALLS = [
     # dropout_flat(key, offset, thr, scale, x, out)
     ("flat-int16", "dropout_flat", lambda: (1, 0, T, S, np.ones(8, np.int16), np.ones(8, np.int16)),
-     TypeError, "x must be a float16, float32 or float64 array in native byte order, got int16"),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got int16"),
     ("flat-list", "dropout_flat", lambda: (1, 0, T, S, [1.0] * 8, f32(8)),
-     TypeError, "x must be a float16, float32 or float64 array in native byte order, got list"),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got list"),
     ("flat-big-endian", "dropout_flat", lambda: (1, 0, T, S, np.ones(8, ">f4"), np.ones(8, ">f4")),
-     TypeError, "x must be a float16, float32 or float64 array in native byte order, got >f4"),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got >f4"),
     ("flat-out-dtype", "dropout_flat", lambda: (1, 0, T, S, f32(8), np.ones(8)),
      TypeError, "out must be an array of x's dtype float32, got float64"),
     ("flat-out-shape", "dropout_flat", lambda: (1, 0, T, S, f32(8), f32(9)),
@@ -85,7 +85,7 @@ BAD_CALLS = [
     # dropout_rows(key, starts, thr, scale, x, out)
     ("rows-1d", "dropout_rows", lambda: (1, starts(1), T, S, f32(8), f32(8)), ValueError, "x must be 2-D, got 1-D"),
     ("rows-int16", "dropout_rows", lambda: (1, starts(2), T, S, np.ones((2, 4), np.int16), np.ones((2, 4), np.int16)),
-     TypeError, "x must be a float16, float32 or float64 array in native byte order, got int16"),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got int16"),
     ("rows-strided-columns", "dropout_rows", lambda: (1, starts(4), T, S, f32(4, 8)[:, ::2], f32(4, 4)),
      ValueError, "x must have contiguous, aligned rows"),
     ("rows-strided-out", "dropout_rows", lambda: (1, starts(4), T, S, f32(4, 4), f32(4, 8)[:, ::2]),
@@ -140,7 +140,7 @@ BAD_CALLS = [
      ValueError, f"stream elements [{2**62 - 2}, {2**62 - 2} + 3) leave the index range [0, 2**62)"),
     # apply_keep(x, keep, scale, out)
     ("apply-int16", "apply_keep", lambda: (np.ones(8, np.int16), np.ones(8, np.uint8), 2, np.ones(8, np.int16)),
-     TypeError, "x must be a float16, float32 or float64 array in native byte order, got int16"),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got int16"),
     ("apply-out-dtype", "apply_keep", lambda: (f32(8), np.ones(8, np.uint8), S, np.ones(8)),
      TypeError, "out must be an array of x's dtype float32, got float64"),
     ("apply-out-shape", "apply_keep", lambda: (f32(8), np.ones(8, np.uint8), S, f32(2, 4)),
@@ -164,7 +164,7 @@ BAD_CALLS = [
     ("alpha-coef-short", "alpha_flat", lambda: (1, 0, T, (1.0, 2.0), f32(8), f32(8)),
      TypeError, "coef must be a tuple of three real numbers (a, b, d), got tuple"),
     ("alpha-int16", "alpha_flat", lambda: (1, 0, T, (1.0, 2.0, 3.0), np.ones(8, np.int16), np.ones(8, np.int16)),
-     TypeError, "x must be a float16, float32 or float64 array in native byte order, got int16"),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got int16"),
     ("alpha-strided-out", "alpha_flat", lambda: (1, 0, T, (1.0, 2.0, 3.0), f32(8), f32(16)[::2]),
      ValueError, "out must be C-contiguous and aligned"),
     ("alpha-thr-above", "alpha_flat", lambda: (1, 0, 65537, (1.0, 2.0, 3.0), f32(8), f32(8)),

@@ -165,7 +165,7 @@ def test_dropout_call_errors():
     layer = fd.Dropout(0.5, seed=0)
     with pytest.raises(RuntimeError, match="Dropout.backward called before any forward"):
         layer.backward(np.ones(3))
-    with pytest.raises(TypeError, match="x must have dtype float16, float32 or float64, got dtype int64"):
+    with pytest.raises(TypeError, match="x must have dtype float16, bfloat16, float32 or float64, got dtype int64"):
         layer(np.arange(3))
     layer(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"grad must have the shape of the last forward's output \(2, 3\), "

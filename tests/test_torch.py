@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ import fastdrop  # noqa: E402
 import fastdrop.torch as ft  # noqa: E402
 
 SEED_HIGH = (1 << 63) - 1
-FLOATS = [torch.float16, torch.float32, torch.float64]
+FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 MODULES = [ft.Dropout, ft.Dropout1d, ft.Dropout2d, ft.Dropout3d, ft.AlphaDropout, ft.FeatureAlphaDropout]
 TORCH_MODULES = [torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
                  torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout]
@@ -30,9 +31,21 @@ def next_seed():
     return seed
 
 
+def to_numpy(t):
+    """The tensor's values as NumPy holds them (bfloat16: ml_dtypes.bfloat16), no copy."""
+    t = t.detach()
+    return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16) if t.dtype == torch.bfloat16 else t.numpy()
+
+
 def numpy_reference(fn, x, *args, **kwargs):
     with fastdrop.use_backend("numpy"):
-        return fn(x.detach().numpy(), *args, **kwargs)
+        return fn(to_numpy(x), *args, **kwargs)
+
+
+def assert_same_bits(got, expected):
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got.view(f"u{got.itemsize}"), expected.view(f"u{expected.itemsize}"))
 
 
 # --- exact bits ---------------------------------------------------------------------------------
@@ -42,7 +55,7 @@ def test_dropout_is_fastdrops_bits_with_a_seed_from_torchs_generator(dtype):
     x = torch.randn(37, 29, dtype=dtype)
     seed = next_seed()
     y = ft.dropout(x, 0.3)
-    np.testing.assert_array_equal(y.numpy(), numpy_reference(fastdrop.dropout, x, 0.3, seed=seed))
+    assert_same_bits(to_numpy(y), numpy_reference(fastdrop.dropout, x, 0.3, seed=seed))
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -53,7 +66,7 @@ def test_backward_regenerates_the_forwards_mask(dtype):
     y = ft.dropout(x, 0.4)
     g = torch.randn_like(x)
     y.backward(g)
-    np.testing.assert_array_equal(x.grad.numpy(), numpy_reference(fastdrop.dropout, g, 0.4, seed=seed))
+    assert_same_bits(to_numpy(x.grad), numpy_reference(fastdrop.dropout, g, 0.4, seed=seed))
 
 
 def test_feature_dropout_bits_are_fastdrops_noise_shaped_mask():
@@ -71,10 +84,10 @@ def test_alpha_dropout_and_its_gradient_are_fastdrops_bits(dtype):
     x = torch.randn(300, dtype=dtype, requires_grad=True)
     seed = next_seed()
     y = ft.alpha_dropout(x, 0.2, training=True)
-    np.testing.assert_array_equal(y.detach().numpy(), numpy_reference(fastdrop.alpha_dropout, x, 0.2, seed=seed))
+    assert_same_bits(to_numpy(y), numpy_reference(fastdrop.alpha_dropout, x, 0.2, seed=seed))
     g = torch.randn_like(x)
     y.backward(g)
-    np.testing.assert_array_equal(x.grad.numpy(), numpy_reference(fastdrop.alpha_dropout_grad, g, 0.2, seed=seed))
+    assert_same_bits(to_numpy(x.grad), numpy_reference(fastdrop.alpha_dropout_grad, g, 0.2, seed=seed))
 
 
 def test_feature_alpha_dropout_is_torchs_formula_on_fastdrops_channel_mask():
@@ -99,14 +112,51 @@ def test_a_dropped_nan_becomes_zero_where_torch_keeps_it():
     assert torch.equal(ft.dropout(torch.tensor([float("inf"), float("nan")]), 1.0), torch.zeros(2))
 
 
-def test_bfloat16_goes_through_float32_with_the_same_mask():
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.7])
+def test_bfloat16_keeps_the_values_torchs_own_dropout_keeps(p):
+    """Kept bfloat16 values are x * bfloat16(1 / (1 - p)) rounded to bfloat16, as torch's CPU
+    dropout computes them (its noise tensor is bfloat16); the mask is fastdrop's."""
     torch.manual_seed(12)
-    x = torch.randn(64, 33)
+    x = torch.randn(64, 333).bfloat16()
     seed = next_seed()
-    y = ft.dropout(x.bfloat16(), 0.25)
+    y = ft.dropout(x, p)
+    torch.manual_seed(0)
+    theirs = torch.nn.functional.dropout(x, p)
+    scale = torch.tensor(1 / (1 - p), dtype=torch.bfloat16)
+    kept, kept_by_torch = y != 0, theirs != 0
     assert y.dtype == torch.bfloat16
-    ref = numpy_reference(fastdrop.dropout, x.bfloat16().float(), 0.25, seed=seed)
-    assert torch.equal(y, torch.from_numpy(ref).bfloat16())
+    assert torch.equal(y[kept], (x * scale)[kept]) and torch.equal(theirs[kept_by_torch], (x * scale)[kept_by_torch])
+    assert torch.equal(kept, torch.from_numpy(fastdrop.dropout_mask(x.shape, p, seed=seed)).bool())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_tensors_run_on_their_own_memory_in_any_layout(dtype, monkeypatch):
+    """The kernels get NumPy views of the tensors' memory (no float32 copy): x's data pointer,
+    and an output laid out as torch's, for contiguous, channels_last and transposed inputs."""
+    seen = []
+    real = fastdrop.dropout
+
+    def recording(x, *args, **kwargs):
+        seen.append((x.dtype, x.__array_interface__["data"][0], kwargs["out"].__array_interface__["data"][0]))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(ft._fd, "dropout", recording)
+    base = torch.randn(3, 4, 5, 6).to(dtype)
+    for x in (base, base.contiguous(memory_format=torch.channels_last), base.transpose(1, 3)):
+        seen.clear()
+        y = ft.dropout(x, 0.5)
+        (np_dtype, x_address, out_address), = seen
+        assert np_dtype == (ml_dtypes.bfloat16 if dtype == torch.bfloat16 else np.float16)
+        assert x_address == x.data_ptr() and out_address == y.data_ptr()
+        assert y.stride() == torch.nn.functional.dropout(x, 0.5).stride()
+
+
+def test_bfloat16_without_ml_dtypes_names_the_extra(monkeypatch):
+    monkeypatch.setattr(ft, "_ml_dtypes", None)
+    with pytest.raises(TypeError, match=r"reads bfloat16 tensors as ml_dtypes.bfloat16 arrays, and ml_dtypes is not "
+                                        r"installed: pip install 'fastdrop\[torch\]'"):
+        ft.dropout(torch.ones(3, dtype=torch.bfloat16))
+    assert torch.equal(ft.dropout(torch.ones(3), 0.0), torch.ones(3))      # the other dtypes run without it
 
 
 # --- the custom ops ---------------------------------------------------------------------------------

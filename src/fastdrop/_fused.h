@@ -52,8 +52,9 @@
 FD_ALPHA_KERNEL(f32, float, fd_f32v, fd_i32v, FD_L32, fd_keep32)
 FD_ALPHA_KERNEL(f64, double, fd_f64v, fd_i64v, FD_L64, fd_keep64)
 
-/* float16 as bits: the product and the sum each rounded to half, as NumPy's half loops do
-   (float32 arithmetic on the widened halves, one rounding back per operation). */
+/* The 16-bit formats as bits: the product and the sum each rounded to the format, as NumPy's
+   float16 and ml_dtypes' bfloat16 loops do (float32 arithmetic on the widened values, one
+   rounding back per operation). */
 #if FD_HALF_SIMD
 /* FD_L32 halves h -> float(h) + b -> half, rounded to nearest even by the F16C/AVX-512
    conversion, as fd_float_to_half rounds the scalar sum. */
@@ -75,29 +76,37 @@ static inline fd_i16v32 fd_half_add_v(fd_i16v32 h, float b) {
 }
 #endif
 
-static inline void fd_alpha_f16(const uint16_t *chunk, int32_t thr, const uint16_t *c, const uint16_t *x,
-                                uint16_t *out, int64_t n, int stream) {
-    float a = fd_half_to_float(c[0]), b = fd_half_to_float(c[1]);
-    int64_t i = 0;
-#if FD_HALF_SIMD
-    fd_i16v32 dv = (fd_i16v32){0} + (int16_t)c[2];
-    for (; i + FD_L32 <= n; i += FD_L32) {
-        fd_i16v32 v = fd_half_add_v(fd_half_mul_v(x + i, a), b);
-        fd_i16v32 m = __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32);
-        fd_i16v32 bits = (v & m) | (dv & ~m);
-        fd_store_vec(out + i, &bits, sizeof bits, stream);
+/* A 16-bit format F (_simd.h's FD_LOOPS16): MULV and ADDV multiply FD_L32 values by a float
+   and add a float to them, each rounded to F; MUL, TOF and FROMF the scalar product,
+   widening and rounding. */
+#define FD_ALPHA16(F, MULV, ADDV, MUL, TOF, FROMF)                                                          \
+    static inline void fd_alpha_##F(const uint16_t *chunk, int32_t thr, const uint16_t *c, const uint16_t *x, \
+                                    uint16_t *out, int64_t n, int stream) {                                  \
+        float a = TOF(c[0]), b = TOF(c[1]);                                                                  \
+        int64_t i = 0;                                                                                       \
+        (void)stream;                                                                                        \
+        FD_VEC16_##F(fd_i16v32 dv = (fd_i16v32){0} + (int16_t)c[2];                                         \
+        for (; i + FD_L32 <= n; i += FD_L32) {                                                               \
+            fd_i16v32 v = ADDV(MULV(x + i, a), b);                                                           \
+            fd_i16v32 m = __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32);                     \
+            fd_i16v32 bits = (v & m) | (dv & ~m);                                                            \
+            fd_store_vec(out + i, &bits, sizeof bits, stream);                                               \
+        })                                                                                                   \
+        for (; i < n; i++) out[i] = (int32_t)chunk[i] < thr ? FROMF(TOF(MUL(x[i], a)) + b) : c[2];           \
     }
-#else
-    (void)stream;
-#endif
-    for (; i < n; i++)
-        out[i] = (int32_t)chunk[i] < thr ? fd_float_to_half(fd_half_to_float(fd_half_mul(x[i], a)) + b) : c[2];
+#if FD_VECTOR
+static inline fd_i16v32 fd_bf16_add_v(fd_i16v32 h, float b) {
+    return fd_bf16_round_v(fd_bf16_widen_v(h) + b);
 }
+#endif
+FD_ALPHA16(f16, fd_half_mul_v, fd_half_add_v, fd_half_mul, fd_half_to_float, fd_float_to_half)
+FD_ALPHA16(bf16, fd_bf16_mul_v, fd_bf16_add_v, fd_bf16_mul, fd_bf16_to_float, fd_float_to_bf16)
 
 static inline void fd_alpha_kind(fd_kind_t kind, const uint16_t *chunk, int32_t thr, const void *c,
                                  const char *x, char *out, int64_t n, int stream) {
     switch (kind) {
     case FD_F16: fd_alpha_f16(chunk, thr, c, (const uint16_t *)x, (uint16_t *)out, n, stream); break;
+    case FD_BF16: fd_alpha_bf16(chunk, thr, c, (const uint16_t *)x, (uint16_t *)out, n, stream); break;
     case FD_F32: fd_alpha_f32(chunk, thr, c, (const float *)x, (float *)out, n, stream); break;
     case FD_F64: fd_alpha_f64(chunk, thr, c, (const double *)x, (double *)out, n, stream); break;
     case FD_KEEP: break;
@@ -142,7 +151,7 @@ static inline void fd_alpha_block(uint64_t key, int64_t offset, int64_t n, int64
 static void fd_alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
                           const void *x, void *out, int nthreads) {
     int64_t head = offset % FD_BLOCK_CHUNKS, nblocks = (head + n + FD_BLOCK_CHUNKS - 1) / FD_BLOCK_CHUNKS;
-    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    int64_t size = fd_kind_bytes(kind);
     int stream = fd_streams(n * size);
     if (n <= 0) return;
     if (nthreads > 1 && nblocks > 256) {

@@ -20,6 +20,13 @@ FLOAT_TYPES = (np.float16, np.float32, np.float64)
 REAL_SCALARS = (int, float, np.integer, np.floating)
 
 
+def is_bfloat16(dtype):
+    """Whether ``dtype`` is ``ml_dtypes.bfloat16``, NumPy's bfloat16 (told by its scalar type,
+    so that fastdrop never imports ml_dtypes: an array of it means ml_dtypes is loaded)."""
+    kind = dtype.type
+    return dtype.itemsize == 2 and kind.__name__ == "bfloat16" and kind.__module__.split(".")[0] == "ml_dtypes"
+
+
 def _describe(a):
     return str(a.dtype) if isinstance(a, np.ndarray) else type(a).__name__
 
@@ -50,10 +57,13 @@ def _check_writeable(out):
         raise ValueError("out must be writeable")
 
 
-def check_float_arrays(x, out):
-    """x a float16/32/64 array in native byte order, out an array of its dtype and shape."""
-    if not (isinstance(x, np.ndarray) and x.dtype.type in FLOAT_TYPES and x.dtype.isnative):
-        raise TypeError(f"x must be a float16, float32 or float64 array in native byte order, got {_describe(x)}")
+def check_float_arrays(x, out, bfloat16=True):
+    """x a float16/32/64 (or, where bfloat16, bfloat16) array in native byte order, out an
+    array of its dtype and shape."""
+    if not (isinstance(x, np.ndarray) and x.dtype.isnative
+            and (x.dtype.type in FLOAT_TYPES or bfloat16 and is_bfloat16(x.dtype))):
+        floats = "a float16, bfloat16, float32 or float64" if bfloat16 else "a float16, float32 or float64"
+        raise TypeError(f"x must be {floats} array in native byte order, got {_describe(x)}")
     if not (isinstance(out, np.ndarray) and out.dtype == x.dtype):
         raise TypeError(f"out must be an array of x's dtype {x.dtype}, got {_describe(out)}")
     if out.shape != x.shape:
@@ -99,7 +109,7 @@ def _check_rates(thr, scale, x, out, arrays=True):
     C-contiguous."""
     _check_threshold(thr, x.size if arrays else None)
     if not isinstance(thr, np.ndarray):
-        if not isinstance(scale, REAL_SCALARS):
+        if not (isinstance(scale, REAL_SCALARS) or type(scale) is x.dtype.type):   # a bfloat16 scalar too
             raise TypeError(f"scale must be a real number with a scalar thr, got {_describe(scale)}")
         return
     if not (isinstance(scale, np.ndarray) and scale.dtype == x.dtype):
@@ -175,7 +185,7 @@ def apply_keep_views(x, keep, scale, out):
 
 
 def check_gaussian_flat(offset, sigma, x, out):
-    check_float_arrays(x, out)
+    check_float_arrays(x, out, bfloat16=False)
     _check_ndim(x, "x", 1)
     _check_contiguous(x, "x")
     _check_contiguous(out, "out")
@@ -245,7 +255,7 @@ def _check_float32_real(value, name, low):
 
 def check_concrete_flat(offset, logit, inv_t, x, out):
     """gaussian_flat's arrays; logit a finite float32, inv_t (1 / temperature) one >= 0."""
-    check_float_arrays(x, out)
+    check_float_arrays(x, out, bfloat16=False)
     _check_ndim(x, "x", 1)
     _check_contiguous(x, "x")
     _check_contiguous(out, "out")
@@ -292,7 +302,7 @@ def check_dropout_add(offset, thr, scale, bias, x, residual, out):
     scalars, or arrays of x's shape (any strides: broadcast views) read as ``dropout_rows``
     reads them; bias None or an aligned array of x's dtype and shape (any strides whole
     numbers of elements: a broadcast view); the decisions in the index range."""
-    check_float_arrays(x, out)
+    check_float_arrays(x, out, bfloat16=False)
     _check_contiguous(x, "x")
     _check_contiguous(out, "out")
     if not (isinstance(residual, np.ndarray) and residual.dtype == x.dtype):

@@ -13,7 +13,7 @@ from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint64_
 cimport numpy as cnp
 import numpy as np
 
-from fastdrop._walkers cimport FD_F16, FD_F32, FD_F64, FD_KEEP, FD_MAX_DIMS, fd_kernels_t, fd_kind_t, fd_rates_t
+from fastdrop._walkers cimport FD_BF16, FD_F16, FD_F32, FD_F64, FD_KEEP, FD_MAX_DIMS, fd_kernels_t, fd_kind_t, fd_rates_t
 from fastdrop._cpu cimport FD_NFEATURES, fd_cpu_feature_t, fd_cpu_features
 from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_CHUNK_BITS, FD_CHUNKS_PER_WORD, FD_GOLDEN,
                                 FD_LANES, FD_MAX_INDEX, FD_MIX_MULTIPLIER0, FD_MIX_MULTIPLIER1, FD_MIX_SHIFT0,
@@ -63,7 +63,6 @@ STREAM_LAYOUT = {
 cdef int64_t CHUNK_RANGE = 1 << FD_CHUNK_BITS
 cdef object INTEGER = np.integer
 cdef object REAL_SCALARS = _kernel_args.REAL_SCALARS
-cdef object HALF = np.float16
 
 
 def cpu_features():
@@ -73,13 +72,22 @@ def cpu_features():
     return {features[i].name.decode(): bool(features[i].supported) for i in range(FD_NFEATURES)}
 
 
-cdef fd_kind_t float_kind(int typenum) noexcept:
-    """The kernel kind of a float array (its dtype is checked already)."""
+cdef fd_kind_t float_kind(cnp.ndarray a) noexcept:
+    """The kernel kind of a float array (its dtype is checked already: float16/32/64, or
+    bfloat16, whose type number ml_dtypes registers at run time)."""
+    cdef int typenum = cnp.PyArray_TYPE(a)
     if typenum == cnp.NPY_FLOAT32:
         return FD_F32
     if typenum == cnp.NPY_FLOAT64:
         return FD_F64
-    return FD_F16
+    if typenum == cnp.NPY_FLOAT16:
+        return FD_F16
+    return FD_BF16
+
+
+cdef uint16_t bits16(scale, kind) except? 0:
+    """The bits of scale rounded to a 16-bit float type (np.float16 or bfloat16)."""
+    return (scale if type(scale) is kind else kind(scale)).view("u2")
 
 
 cdef inline void *data(cnp.ndarray a) noexcept:
@@ -197,7 +205,7 @@ cdef class Kernels:
                 s64 = scale
                 set_scalar_rate(&g, &t, &s64)
             else:
-                s16 = (scale if type(scale) is HALF else HALF(scale)).view("u2")
+                s16 = bits16(scale, x.dtype.type)
                 set_scalar_rate(&g, &t, &s16)
         with nogil:
             self.k.dropout_rows(key, starts, nrows, rowlen, &g, kind, xp, xstride, op, ostride, nthreads)
@@ -207,7 +215,7 @@ cdef class Kernels:
         """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
         if not common_flat_call(offset, thr, scale, x, out):
             _kernel_args.check_dropout_flat(offset, thr, scale, x, out)
-        return self.rows(key, &offset, 1, cnp.PyArray_DIM(x, 0), thr, scale, float_kind(cnp.PyArray_TYPE(x)),
+        return self.rows(key, &offset, 1, cnp.PyArray_DIM(x, 0), thr, scale, float_kind(x),
                          x, 0, out, 0, nthreads)
 
     def dropout_rows(self, uint64_t key, starts, thr, scale, x, out, int nthreads=1):
@@ -219,7 +227,7 @@ cdef class Kernels:
         are x's rows one after the other; then out is C-contiguous."""
         _kernel_args.check_dropout_rows(starts, thr, scale, x, out)
         return self.rows(key, <const int64_t *>data(starts), x.shape[0], x.shape[1], thr, scale,
-                         float_kind(cnp.PyArray_TYPE(x)), x, x.strides[0] // x.itemsize,
+                         float_kind(x), x, x.strides[0] // x.itemsize,
                          out, out.strides[0] // out.itemsize, nthreads)
 
     def keep_mask_rows(self, uint64_t key, starts, thr, out):
@@ -276,7 +284,7 @@ cdef class Kernels:
         cdef const void *xp = data(x)
         cdef void *op = data(out)
         cdef const void *sp = data(sview)
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t kind = float_kind(x)
         with nogil:
             self.k.apply_rows(kind, xp, op, kp, sp, ndim, dims, kstride, sstride, nrows)
         return out
@@ -289,7 +297,7 @@ cdef class Kernels:
         _kernel_args.check_gaussian_flat(offset, sigma, x, out)
         cdef float s = sigma
         cdef int64_t n = cnp.PyArray_DIM(x, 0)
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t kind = float_kind(x)
         cdef const void *xp = data(x)
         cdef void *op = data(out)
         with nogil:
@@ -304,7 +312,7 @@ cdef class Kernels:
         cdef cnp.ndarray c = np.array(coef, dtype=x.dtype)
         cdef int32_t t = thr
         cdef int64_t n = cnp.PyArray_DIM(x, 0)
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t kind = float_kind(x)
         cdef const void *cp = data(c)
         cdef const void *xp = data(x)
         cdef void *op = data(out)
@@ -345,7 +353,7 @@ cdef class Kernels:
         cdef double s64
         cdef uint16_t s16
         cdef const void *sp
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t kind = float_kind(x)
         if kind == FD_F32:
             s32 = scale
             sp = &s32
@@ -353,7 +361,7 @@ cdef class Kernels:
             s64 = scale
             sp = &s64
         else:
-            s16 = (scale if type(scale) is HALF else HALF(scale)).view("u2")
+            s16 = bits16(scale, x.dtype.type)
             sp = &s16
         cdef int64_t outer = x.shape[0], shared = x.shape[1], inner = x.shape[2]
         cdef const void *xp = data(x)
@@ -368,7 +376,7 @@ cdef class Kernels:
         _kernel_args.check_concrete_flat(offset, logit, inv_t, x, out)
         cdef float lg = logit, it = inv_t
         cdef int64_t n = cnp.PyArray_DIM(x, 0)
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t kind = float_kind(x)
         cdef const void *xp = data(x)
         cdef void *op = data(out)
         with nogil:
@@ -381,7 +389,7 @@ cdef class Kernels:
         _kernel_args.check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials)
         cdef float lg = logit, it = inv_t
         cdef int64_t n = cnp.PyArray_DIM(grad, 0)
-        cdef fd_kind_t gkind = float_kind(cnp.PyArray_TYPE(grad)), xkind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t gkind = float_kind(grad), xkind = float_kind(x)
         cdef const void *xp = data(x)
         cdef const void *gp = data(grad)
         cdef void *op = data(out)
@@ -405,7 +413,7 @@ cdef class Kernels:
         cdef float s32
         cdef double s64
         cdef uint16_t s16
-        cdef fd_kind_t kind = float_kind(cnp.PyArray_TYPE(x))
+        cdef fd_kind_t kind = float_kind(x)
         cdef int64_t n = cnp.PyArray_SIZE(x)
         if isinstance(thr, cnp.ndarray):
             set_rates(&g, thr, scale)
@@ -418,7 +426,7 @@ cdef class Kernels:
                 s64 = scale
                 set_scalar_rate(&g, &t, &s64)
             else:
-                s16 = (scale if type(scale) is HALF else HALF(scale)).view("u2")
+                s16 = bits16(scale, x.dtype.type)
                 set_scalar_rate(&g, &t, &s16)
         if bias is not None:
             set_values(&gb, bias)

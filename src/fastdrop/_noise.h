@@ -257,6 +257,7 @@ static inline void nz_multiply(fd_kind_t kind, const float *noise, const char *x
         for (int64_t i = 0; i < n; i++) ((double *)out)[i] = ((const double *)x)[i] * (double)noise[i];
         break;
     case FD_KEEP:
+    case FD_BF16:           /* not kinds of the noise kernels */
         break;
     }
 }
@@ -286,7 +287,7 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
     const int64_t per_block = 2 * FD_BLOCK_WORDS;                   /* elements (normals) per block */
     int64_t first = offset / per_block, head = offset - first * per_block;
     int64_t nblocks = n > 0 ? (head + n - 1) / per_block + 1 : 0;
-    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    int64_t size = fd_kind_bytes(kind);
     const char *xb = x;
     char *ob = out;
     int parallel = nthreads > 1 && 2 * nblocks > parallel_min_blocks;      /* the threshold counts 256-element blocks */
@@ -424,6 +425,7 @@ static inline void nz_scale(fd_kind_t kind, const float *w, const char *x, char 
         for (int64_t i = 0; i < n; i++) ((double *)y)[i] = ((const double *)x)[i] * (double)w[i];
         break;
     case FD_KEEP:
+    case FD_BF16:           /* not kinds of the noise kernels */
         break;
     }
 }
@@ -483,7 +485,7 @@ static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, in
     fd_gen_t gen;
     uint64_t words[FD_GROUP_WORDS];
     float w[FD_GROUP_WORDS], s[FD_GROUP_WORDS];
-    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8, xsize = xkind == FD_F16 ? 2 : xkind == FD_F32 ? 4 : 8;
+    int64_t size = fd_kind_bytes(kind), xsize = fd_kind_bytes(xkind);
     fd_gen_seed(&gen, key, (uint64_t)block);
     for (int64_t start = 0; start < lo + n; start += FD_GROUP_WORDS) {
         fd_gen_steps(&gen, FD_GROUP_STEPS, words);
@@ -513,7 +515,7 @@ static void nz_concrete_flat(uint64_t key, int64_t offset, float logit, float in
     float c[4];
     int64_t first = offset / FD_BLOCK_WORDS, head = offset - first * FD_BLOCK_WORDS;
     int64_t nblocks = n > 0 ? (head + n - 1) / FD_BLOCK_WORDS + 1 : 0;
-    int64_t size = kind == FD_F16 ? 2 : kind == FD_F32 ? 4 : 8;
+    int64_t size = fd_kind_bytes(kind);
     const char *xb = x;
     char *ob = out;
     nz_concrete_setup(logit, inv_t, c);
@@ -538,7 +540,7 @@ static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, flo
     int64_t per = NZ_SUM_BLOCK / FD_BLOCK_WORDS;                     /* stream blocks per sum block */
     int64_t first = offset / NZ_SUM_BLOCK, head = offset - first * NZ_SUM_BLOCK;
     int64_t nsums = n > 0 ? (head + n - 1) / NZ_SUM_BLOCK + 1 : 0;
-    int64_t size = gkind == FD_F16 ? 2 : gkind == FD_F32 ? 4 : 8, xsize = xkind == FD_F16 ? 2 : xkind == FD_F32 ? 4 : 8;
+    int64_t size = fd_kind_bytes(gkind), xsize = fd_kind_bytes(xkind);
     const char *xb = x, *gb = g;
     char *ob = out;
     nz_concrete_setup(logit, inv_t, c);

@@ -70,10 +70,16 @@ static inline void fd_store_vec(void *dst, const void *v, size_t bytes, int stre
             return;
         }
 #  endif
-        for (size_t b = 0; b < bytes; b += 16) {        /* 16-byte pieces: SSE2 */
+        size_t b = 0;
+        for (; b + 16 <= bytes; b += 16) {              /* 16-byte pieces: SSE2 */
             __m128i w;
             memcpy(&w, (const char *)v + b, sizeof w);
             _mm_stream_si128((__m128i *)((char *)dst + b), w);
+        }
+        for (; b < bytes; b += 4) {                     /* a vector of 8 bytes (SSE2's FD_L32 16-bit values) */
+            int w;
+            memcpy(&w, (const char *)v + b, sizeof w);
+            _mm_stream_si32((int *)((char *)dst + b), w);
         }
         return;
     }
@@ -275,20 +281,6 @@ static inline fd_i16v32 fd_half_mul_vv(const uint16_t *x, const uint16_t *s) {
 #  define FD_HALF_SIMD 0
 #endif
 
-/* float16 as its bits; s is the scale as a float (exactly a half value). */
-static inline void fd_select_f16(const uint16_t *chunk, int32_t thr, float s,
-                                 const uint16_t *x, uint16_t *out, int64_t n, int stream) {
-    int64_t i = 0;
-#if FD_HALF_SIMD
-    for (; i + FD_L32 <= n; i += FD_L32) {
-        fd_i16v32 bits = fd_half_mul_v(x + i, s) & __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32);
-        fd_store_vec(out + i, &bits, sizeof bits, stream);
-    }
-#endif
-    for (; i < n; i++)
-        out[i] = fd_half_mul(x[i], s) & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr));
-}
-
 /* Per-element rates: decision i is kept when chunk[i] < thr[i * step] and then scaled by
    s[i * step]; step is 0 (one rate over the run: the scalar loops above) or 1 (a row of
    rates, as a per-feature p gives); any other stride takes the scalar loop. */
@@ -342,25 +334,6 @@ static inline void fd_select_rates_f64(const uint16_t *chunk, const int32_t *thr
     }
 }
 
-static inline void fd_select_rates_f16(const uint16_t *chunk, const int32_t *thr, const uint16_t *s, int64_t step,
-                                       const uint16_t *x, uint16_t *out, int64_t n, int stream) {
-    int64_t i = 0;
-    if (step == 0) {
-        fd_select_f16(chunk, thr[0], fd_half_to_float(s[0]), x, out, n, stream);
-        return;
-    }
-#if FD_HALF_SIMD
-    for (; step == 1 && i + FD_L32 <= n; i += FD_L32) {
-        fd_i16v32 bits = fd_half_mul_vv(x + i, s + i)
-            & __builtin_convertvector(fd_keep32v(chunk + i, thr + i), fd_i16v32);
-        fd_store_vec(out + i, &bits, sizeof bits, stream);
-    }
-#endif
-    for (; i < n; i++)
-        out[i] = fd_half_mul(x[i], fd_half_to_float(s[i * step]))
-            & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr[i * step]));
-}
-
 /* out[i] = x[i] * s for a whole row (a kept row of a shared mask). */
 static inline void fd_scale_f32(float s, const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
@@ -386,17 +359,6 @@ static inline void fd_scale_f64(double s, const double *x, double *out, int64_t 
     }
 #endif
     for (; i < n; i++) out[i] = x[i] * s;
-}
-
-static inline void fd_scale_f16(float s, const uint16_t *x, uint16_t *out, int64_t n, int stream) {
-    int64_t i = 0;
-#if FD_HALF_SIMD
-    for (; i + FD_L32 <= n; i += FD_L32) {
-        fd_i16v32 h = fd_half_mul_v(x + i, s);
-        fd_store_vec(out + i, &h, sizeof h, stream);
-    }
-#endif
-    for (; i < n; i++) out[i] = fd_half_mul(x[i], s);
 }
 
 /* out[i] = keep[i] ? x[i] * s[i * s_step] : +0.0 for keep bytes (a given or shared mask,
@@ -448,23 +410,6 @@ static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_
         bits &= 0u - (uint64_t)(keep[i] != 0);
         memcpy(out + i, &bits, sizeof bits);
     }
-}
-
-static inline void fd_apply_f16(const uint8_t *keep, const uint16_t *s, int64_t s_step,
-                                const uint16_t *x, uint16_t *out, int64_t n, int stream) {
-    int64_t i = 0;
-#if FD_HALF_SIMD
-    float s0 = fd_half_to_float(s[0]);
-    for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {
-        fd_u8v32 k;
-        memcpy(&k, keep + i, sizeof k);
-        fd_i16v32 h = s_step ? fd_half_mul_vv(x + i, s + i) : fd_half_mul_v(x + i, s0);
-        fd_i16v32 bits = h & (__builtin_convertvector(k, fd_i16v32) != 0);
-        fd_store_vec(out + i, &bits, sizeof bits, stream);
-    }
-#endif
-    for (; i < n; i++)
-        out[i] = fd_half_mul(x[i], fd_half_to_float(s[i * s_step])) & (uint16_t)(0u - (uint32_t)(keep[i] != 0));
 }
 
 /* Ask for the cache lines of [p, p + bytes) ahead of use (read, or write: prefetchw). */
@@ -536,17 +481,122 @@ static inline void fd_masked_f64(const int64_t *mask, double s, const double *x,
     }
 }
 
-static inline void fd_masked_f16(const int16_t *mask, float s, const uint16_t *x, uint16_t *out, int64_t n,
-                                 int stream) {
-    int64_t i = 0;
-#if FD_HALF_SIMD
-    for (; i + FD_L32 <= n; i += FD_L32) {
-        fd_i16v32 m;
-        memcpy(&m, mask + i, sizeof m);
-        fd_i16v32 bits = fd_half_mul_v(x + i, s) & m;
-        fd_store_vec(out + i, &bits, sizeof bits, stream);
-    }
-#endif
-    for (; i < n; i++) out[i] = fd_half_mul(x[i], s) & (uint16_t)mask[i];
+/* --- the 16-bit formats, as their bits: float16 and bfloat16 --------------------------------
+   Their products are NumPy's: float32 arithmetic on the widened values (the product of two
+   16-bit values is exact in float32), rounded back to nearest even.  float16 converts with
+   the F16C/AVX-512 instructions where the variant has them (FD_HALF_SIMD), else with the
+   scalar loops; bfloat16 is integer work on any vector width (FD_VECTOR): widening is a
+   shift, rounding an add of 0x7FFF plus the kept bit's parity, NaN made quiet as
+   fd_float_to_bf16 does.  (AVX-512 BF16's vcvtneps2bf16 is not used: it flushes subnormal
+   inputs to zero, which NumPy's bfloat16 does not.) */
+#if FD_VECTOR
+typedef uint32_t fd_u32v FD_V(uint32_t, FD_L32);
+
+static inline fd_f32v fd_bf16_widen_v(fd_i16v32 h) {
+    return (fd_f32v)(__builtin_convertvector((fd_u16v32)h, fd_u32v) << 16);
 }
+
+static inline fd_i16v32 fd_bf16_round_v(fd_f32v f) {
+    fd_u32v u = (fd_u32v)f;
+    fd_u32v nan = (fd_u32v)((u & 0x7FFFFFFFu) > 0x7F800000u);
+    fd_u32v rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16, quiet = ((u >> 16) & 0x8000u) | 0x7FC0u;
+    return __builtin_convertvector((rounded & ~nan) | (quiet & nan), fd_i16v32);
+}
+
+static inline fd_i16v32 fd_bf16_mul_v(const uint16_t *x, float s) {
+    fd_i16v32 h;
+    memcpy(&h, x, sizeof h);
+    return fd_bf16_round_v(fd_bf16_widen_v(h) * s);
+}
+
+/* The same with a bfloat16 scale per element, s[0 .. FD_L32). */
+static inline fd_i16v32 fd_bf16_mul_vv(const uint16_t *x, const uint16_t *s) {
+    fd_i16v32 h, sv;
+    memcpy(&h, x, sizeof h);
+    memcpy(&sv, s, sizeof sv);
+    return fd_bf16_round_v(fd_bf16_widen_v(h) * fd_bf16_widen_v(sv));
+}
+#endif
+
+/* FD_VEC16_<format>(code): the code of a vector loop where the variant has that format's
+   vector arithmetic, nothing where only the scalar loops run. */
+#if FD_HALF_SIMD
+#  define FD_VEC16_f16(...) __VA_ARGS__
+#else
+#  define FD_VEC16_f16(...)
+#endif
+#if FD_VECTOR
+#  define FD_VEC16_bf16(...) __VA_ARGS__
+#else
+#  define FD_VEC16_bf16(...)
+#endif
+
+/* The element loops of a 16-bit format F, as the float32/float64 ones above: MULV(x, s) and
+   MULVV(x, s) multiply FD_L32 values by a float or by a vector of scales of the format,
+   MUL(h, s) one value, TOF(h) widens one.  Scales are floats holding values of the format. */
+#define FD_LOOPS16(F, MULV, MULVV, MUL, TOF)                                                              \
+    static inline void fd_select_##F(const uint16_t *chunk, int32_t thr, float s, const uint16_t *x,        \
+                                     uint16_t *out, int64_t n, int stream) {                                \
+        int64_t i = 0;                                                                                      \
+        FD_VEC16_##F(for (; i + FD_L32 <= n; i += FD_L32) {                                                 \
+            fd_i16v32 bits = MULV(x + i, s) & __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32); \
+            fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
+        })                                                                                                  \
+        for (; i < n; i++) out[i] = MUL(x[i], s) & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr));   \
+    }                                                                                                       \
+    /* Per-element rates, as fd_select_rates_f32. */                                                        \
+    static inline void fd_select_rates_##F(const uint16_t *chunk, const int32_t *thr, const uint16_t *s,    \
+                                           int64_t step, const uint16_t *x, uint16_t *out, int64_t n,       \
+                                           int stream) {                                                    \
+        int64_t i = 0;                                                                                      \
+        if (step == 0) {                                                                                    \
+            fd_select_##F(chunk, thr[0], TOF(s[0]), x, out, n, stream);                                     \
+            return;                                                                                         \
+        }                                                                                                   \
+        FD_VEC16_##F(for (; step == 1 && i + FD_L32 <= n; i += FD_L32) {                                    \
+            fd_i16v32 bits = MULVV(x + i, s + i)                                                            \
+                & __builtin_convertvector(fd_keep32v(chunk + i, thr + i), fd_i16v32);                       \
+            fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
+        })                                                                                                  \
+        for (; i < n; i++)                                                                                  \
+            out[i] = MUL(x[i], TOF(s[i * step])) & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr[i * step])); \
+    }                                                                                                       \
+    /* A whole row times s (a kept row of a shared mask). */                                                \
+    static inline void fd_scale_##F(float s, const uint16_t *x, uint16_t *out, int64_t n, int stream) {     \
+        int64_t i = 0;                                                                                      \
+        FD_VEC16_##F(for (; i + FD_L32 <= n; i += FD_L32) {                                                 \
+            fd_i16v32 h = MULV(x + i, s);                                                                   \
+            fd_store_vec(out + i, &h, sizeof h, stream);                                                    \
+        })                                                                                                  \
+        for (; i < n; i++) out[i] = MUL(x[i], s);                                                           \
+    }                                                                                                       \
+    /* Keep bytes, as fd_apply_f32. */                                                                      \
+    static inline void fd_apply_##F(const uint8_t *keep, const uint16_t *s, int64_t s_step,                 \
+                                    const uint16_t *x, uint16_t *out, int64_t n, int stream) {              \
+        int64_t i = 0;                                                                                      \
+        FD_VEC16_##F(float s0 = TOF(s[0]);                                                                  \
+        for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {                              \
+            fd_u8v32 k;                                                                                     \
+            memcpy(&k, keep + i, sizeof k);                                                                 \
+            fd_i16v32 h = s_step ? MULVV(x + i, s + i) : MULV(x + i, s0);                                   \
+            fd_i16v32 bits = h & (__builtin_convertvector(k, fd_i16v32) != 0);                              \
+            fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
+        })                                                                                                  \
+        for (; i < n; i++)                                                                                  \
+            out[i] = MUL(x[i], TOF(s[i * s_step])) & (uint16_t)(0u - (uint32_t)(keep[i] != 0));             \
+    }                                                                                                       \
+    /* A mask decided once and shared by many rows, as fd_masked_f32. */                                    \
+    static inline void fd_masked_##F(const int16_t *mask, float s, const uint16_t *x, uint16_t *out,        \
+                                     int64_t n, int stream) {                                               \
+        int64_t i = 0;                                                                                      \
+        FD_VEC16_##F(for (; i + FD_L32 <= n; i += FD_L32) {                                                 \
+            fd_i16v32 m;                                                                                    \
+            memcpy(&m, mask + i, sizeof m);                                                                 \
+            fd_i16v32 bits = MULV(x + i, s) & m;                                                            \
+            fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
+        })                                                                                                  \
+        for (; i < n; i++) out[i] = MUL(x[i], s) & (uint16_t)mask[i];                                       \
+    }
+FD_LOOPS16(f16, fd_half_mul_v, fd_half_mul_vv, fd_half_mul, fd_half_to_float)
+FD_LOOPS16(bf16, fd_bf16_mul_v, fd_bf16_mul_vv, fd_bf16_mul, fd_bf16_to_float)
 #endif

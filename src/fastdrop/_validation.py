@@ -13,6 +13,7 @@ import secrets
 
 import numpy as np
 
+from ._kernel_args import is_bfloat16
 from ._stream import MAX_INDEX, U64
 
 _NOT_NUMBERS = (bool, np.bool_, np.timedelta64, np.datetime64)
@@ -118,12 +119,20 @@ def check_array_container(value, name):
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def as_float_array(x, name="x"):
-    """``x`` as an aligned native-byte-order float16/32/64 array; TypeError naming any other dtype
-    or a container whose meaning a plain array would lose (``check_array_container``)."""
+def as_float_array(x, name="x", bfloat16=True):
+    """``x`` as an aligned native-byte-order float16/32/64 array, or bfloat16 (ml_dtypes) where
+    ``bfloat16``; TypeError naming any other dtype or a container whose meaning a plain array
+    would lose (``check_array_container``)."""
     arr = np.asarray(check_array_container(_from_dlpack(x, name), name))
+    if is_bfloat16(arr.dtype):
+        if not bfloat16:
+            raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype bfloat16: "
+                            f"the noise variants and dropout_add compute in float16/32/64 only; "
+                            f"pass {name}.astype(np.float32)")
+        return arr if arr.flags.aligned else arr.copy()
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
-        raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype {arr.dtype}")
+        floats = "float16, bfloat16, float32 or float64" if bfloat16 else "float16, float32 or float64"
+        raise TypeError(f"{name} must have dtype {floats}, got dtype {arr.dtype}")
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if not arr.flags.aligned:              # e.g. np.frombuffer at an odd offset: the kernels need aligned data
@@ -447,7 +456,7 @@ def check_dropout_add_call(x, residual, p, bias, noise_shape, offset, training, 
     dtype that broadcasts to x's shape (typically one value per feature).  ``out`` may be x
     or residual (in place) or a separate array; it may share memory with no input except by
     being that very array (the same data and strides)."""
-    given, x = x, as_float_array(x)
+    given, x = x, as_float_array(x, bfloat16=False)
     residual = check_residual(residual, x)
     p = check_rate(p)
     bias = check_bias(bias, x)
@@ -464,7 +473,7 @@ def check_dropout_add_call(x, residual, p, bias, noise_shape, offset, training, 
 
 def check_residual(residual, x):
     """``residual`` as a float array of x's shape and dtype (TypeError / ValueError naming it)."""
-    residual = as_float_array(residual, "residual")
+    residual = as_float_array(residual, "residual", bfloat16=False)
     if residual.dtype != x.dtype:
         raise TypeError(f"residual must have x's dtype {x.dtype}, got dtype {residual.dtype}")
     if residual.shape != x.shape:
@@ -476,7 +485,7 @@ def check_bias(bias, x):
     """``bias`` as None or a float array of x's dtype whose shape broadcasts to x's."""
     if bias is None:
         return None
-    bias = as_float_array(bias, "bias")
+    bias = as_float_array(bias, "bias", bfloat16=False)
     if bias.dtype != x.dtype:
         raise TypeError(f"bias must have x's dtype {x.dtype}, got dtype {bias.dtype}")
     check_bias_shape(bias.shape, x.shape, "bias of shape", "x's shape")

@@ -36,15 +36,6 @@
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-FD_INLINE int64_t kind_size(fd_kind_t kind) {
-    switch (kind) {
-    case FD_F16: return 2;
-    case FD_F32: return 4;
-    case FD_F64: return 8;
-    default: return 1;
-    }
-}
-
 /* Set the cursor (outer indices idx, column col) to element j; returns its row's base. */
 static inline int64_t seek_row(const fd_rates_t *g, int64_t j, int64_t *idx, int64_t *col) {
     int64_t row = j / g->inner, base = 0;
@@ -76,6 +67,9 @@ FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_
     case FD_F16:
         fd_select_rates_f16(chunk, g->thr + r, (const uint16_t *)g->scale + r, g->step, x, out, n, stream);
         break;
+    case FD_BF16:
+        fd_select_rates_bf16(chunk, g->thr + r, (const uint16_t *)g->scale + r, g->step, x, out, n, stream);
+        break;
     case FD_F32:
         fd_select_rates_f32(chunk, g->thr + r, (const float *)g->scale + r, g->step, x, out, n, stream);
         break;
@@ -92,7 +86,7 @@ FD_INLINE void select_segment(const uint16_t *chunk, const fd_rates_t *g, int64_
    call passes a constant stream, so the element loops are inlined without a test per store. */
 FD_INLINE void select_segment_stored(const uint16_t *chunk, const fd_rates_t *g, int64_t r, fd_kind_t kind,
                                      const char *x, char *out, int64_t n, int stream) {
-    int64_t size = kind_size(kind), head;
+    int64_t size = fd_kind_bytes(kind), head;
     if (!stream) {
         select_segment(chunk, g, r, kind, x, out, n, 0);
         return;
@@ -111,7 +105,7 @@ FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n,
                           fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     fd_gen_t gen;
     fd_group_t words;
-    int64_t idx[FD_MAX_DIMS], col, size = kind_size(kind);
+    int64_t idx[FD_MAX_DIMS], col, size = fd_kind_bytes(kind);
     int64_t base = seek_row(g, j, idx, &col);
     fd_gen_seed(&gen, key, (uint64_t)block);
     for (int64_t group = 0; group < (lo + n + FD_GROUP_CHUNKS - 1) / FD_GROUP_CHUNKS; group++) {
@@ -145,7 +139,7 @@ FD_INLINE void range_block(uint64_t key, int64_t first, int64_t head, int64_t n,
                                int stream) {
     int64_t lo = max64(k * FD_BLOCK_CHUNKS - head, 0);
     int64_t hi = min64(k * FD_BLOCK_CHUNKS - head + FD_BLOCK_CHUNKS, n);
-    int64_t size = kind_size(kind);
+    int64_t size = fd_kind_bytes(kind);
     dropout_block(key, first + k, head + lo - k * FD_BLOCK_CHUNKS, hi - lo, j0 + lo, g, kind,
                   x + lo * size, out + lo * size, prefetch, stream);
 }
@@ -155,6 +149,7 @@ static void range_block_of(uint64_t key, int64_t first, int64_t head, int64_t n,
                            const fd_rates_t *g, fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     switch (kind) {
     case FD_F16: range_block(key, first, head, n, k, j0, g, FD_F16, x, out, prefetch, stream); break;
+    case FD_BF16: range_block(key, first, head, n, k, j0, g, FD_BF16, x, out, prefetch, stream); break;
     case FD_F32: range_block(key, first, head, n, k, j0, g, FD_F32, x, out, prefetch, stream); break;
     case FD_F64: range_block(key, first, head, n, k, j0, g, FD_F64, x, out, prefetch, stream); break;
     case FD_KEEP: range_block(key, first, head, n, k, j0, g, FD_KEEP, x, out, prefetch, 0); break;
@@ -166,6 +161,7 @@ FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
 #if FD_VECTOR
     switch (kind) {
     case FD_F16: return FD_HALF_SIMD ? FD_L32 : 1;
+    case FD_BF16: return FD_L32;
     case FD_F32: return FD_L32;
     case FD_F64: return FD_L64;
     default: return 1;
@@ -176,25 +172,10 @@ FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
 #endif
 }
 
-/* n elements with one threshold and scale (x's dtype, at s). */
-FD_INLINE void select_plain(fd_kind_t kind, const uint16_t *chunk, int32_t thr, const void *s, const char *x,
-                            char *out, int64_t n, int stream) {
-    switch (kind) {
-    case FD_F16:
-        fd_select_f16(chunk, thr, fd_half_to_float(*(const uint16_t *)s), (const uint16_t *)x, (uint16_t *)out, n,
-                      stream);
-        break;
-    case FD_F32: fd_select_f32(chunk, thr, *(const float *)s, (const float *)x, (float *)out, n, stream); break;
-    case FD_F64: fd_select_f64(chunk, thr, *(const double *)s, (const double *)x, (double *)out, n, stream); break;
-    case FD_KEEP: break;
-    }
-}
-
 /* Decisions kept from the group before the one being applied (at least any kind's lanes). */
 #define FD_CARRY 32
 
-/* Elements s..e of a run with one rate (threshold thr, scale at sc; stream decisions
-   offset + s ...).  The walk of dropout_block splits its vector loop at every group of
+/* Elements s..e of a run with one rate (g: nouter 0, step 0; stream decisions offset + s ...).  The walk of dropout_block splits its vector loop at every group of
    decisions, so with an output that is not aligned to the vector size (NumPy's large arrays
    are 16 bytes past a 64-byte line) every group ends and starts with a partial line written
    by ordinary stores between streamed ones: on the Xeon that made a streamed 64M run twice
@@ -203,9 +184,9 @@ FD_INLINE void select_plain(fd_kind_t kind, const uint16_t *chunk, int32_t thr, 
    behind the last FD_CARRY decisions of the one before, so a vector may take decisions from
    both.  Only the span's first and last partial vectors take ordinary stores.  The same
    decisions and arithmetic as dropout_block: the same bits. */
-FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, int32_t thr, const void *sc,
+FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g,
                           fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
-    int64_t size = kind_size(kind), lanes = kind_lanes(kind);
+    int64_t size = fd_kind_bytes(kind), lanes = kind_lanes(kind);
     int64_t pos = offset + s, block = pos / FD_BLOCK_CHUNKS, within = pos - block * FD_BLOCK_CHUNKS;
     int group = (int)(within / FD_GROUP_CHUNKS);
     int64_t base = s - (within - (int64_t)group * FD_GROUP_CHUNKS);    /* the element of chunk[FD_CARRY] */
@@ -228,8 +209,8 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, in
             else if (stop == e) t = e;                          /* the end: the last partial vector too */
             else t = d + (stop - d) / lanes * lanes;            /* whole vectors; the rest waits */
             if (t == d) break;
-            select_plain(kind, &buf.chunk[FD_CARRY + d - base], thr, sc, x + d * size, out + d * size, t - d,
-                         stream && d >= aligned);
+            select_segment(&buf.chunk[FD_CARRY + d - base], g, 0, kind, x + d * size, out + d * size, t - d,
+                           stream && d >= aligned);
             d = t;
         }
         if (d >= e) break;
@@ -249,12 +230,13 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, in
 }
 
 /* plain_span with the kind a constant in each case. */
-static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, int32_t thr, const void *sc,
-                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
+static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g, fd_kind_t kind,
+                          const char *x, char *out, int prefetch, int stream) {
     switch (kind) {
-    case FD_F16: plain_span(key, offset, s, e, thr, sc, FD_F16, x, out, prefetch, stream); break;
-    case FD_F32: plain_span(key, offset, s, e, thr, sc, FD_F32, x, out, prefetch, stream); break;
-    case FD_F64: plain_span(key, offset, s, e, thr, sc, FD_F64, x, out, prefetch, stream); break;
+    case FD_F16: plain_span(key, offset, s, e, g, FD_F16, x, out, prefetch, stream); break;
+    case FD_BF16: plain_span(key, offset, s, e, g, FD_BF16, x, out, prefetch, stream); break;
+    case FD_F32: plain_span(key, offset, s, e, g, FD_F32, x, out, prefetch, stream); break;
+    case FD_F64: plain_span(key, offset, s, e, g, FD_F64, x, out, prefetch, stream); break;
     case FD_KEEP: break;
     }
 }
@@ -266,7 +248,7 @@ static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, c
     int64_t first = offset / FD_BLOCK_CHUNKS;
     int64_t head = offset - first * FD_BLOCK_CHUNKS;
     int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
-    int prefetch = kind != FD_KEEP && n * kind_size(kind) > PREFETCH_MIN_BYTES;
+    int prefetch = kind != FD_KEEP && n * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
     int plain = kind != FD_KEEP && g->nouter == 0 && g->step == 0;
     if (n <= 0) return;
     if (plain && nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
@@ -276,11 +258,11 @@ static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, c
         for (int t = 0; t < nthreads; t++) {
             int64_t s = max64(min64(t * per, nblocks) * FD_BLOCK_CHUNKS - head, 0);
             int64_t e = min64(min64(t * per + per, nblocks) * FD_BLOCK_CHUNKS - head, n);
-            if (s < e) plain_span_of(key, offset, s, e, g->thr[0], g->scale, kind, x, out, prefetch, stream);
+            if (s < e) plain_span_of(key, offset, s, e, g, kind, x, out, prefetch, stream);
             if (stream) fd_store_fence();
         }
     } else if (plain) {
-        plain_span_of(key, offset, 0, n, g->thr[0], g->scale, kind, x, out, prefetch, stream);
+        plain_span_of(key, offset, 0, n, g, kind, x, out, prefetch, stream);
     } else if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel num_threads(nthreads)
         {
@@ -299,7 +281,7 @@ static void dropout_rows(uint64_t key, const int64_t *starts, int64_t nrows, int
                          fd_kind_t kind, const void *x, int64_t xstride, void *out, int64_t ostride, int nthreads) {
     const char *xb = x;
     char *ob = out;
-    int64_t size = kind_size(kind);
+    int64_t size = fd_kind_bytes(kind);
     int stream = kind != FD_KEEP && fd_streams(nrows * rowlen * size);
     if (nthreads > 1 && nrows > 1 && nrows * rowlen >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS) {
         #pragma omp parallel num_threads(nthreads)
@@ -323,6 +305,7 @@ static inline void apply_row(fd_kind_t kind, const uint8_t *keep, const void *s,
                              const void *x, void *out, int64_t n, int stream) {
     switch (kind) {
     case FD_F16: fd_apply_f16(keep, s, s_step, x, out, n, stream); break;
+    case FD_BF16: fd_apply_bf16(keep, s, s_step, x, out, n, stream); break;
     case FD_F32: fd_apply_f32(keep, s, s_step, x, out, n, stream); break;
     case FD_F64: fd_apply_f64(keep, s, s_step, x, out, n, stream); break;
     case FD_KEEP: break;
@@ -332,6 +315,7 @@ static inline void apply_row(fd_kind_t kind, const uint8_t *keep, const void *s,
 static inline void scale_row(fd_kind_t kind, const void *s, const void *x, void *out, int64_t n, int stream) {
     switch (kind) {
     case FD_F16: fd_scale_f16(fd_half_to_float(*(const uint16_t *)s), x, out, n, stream); break;
+    case FD_BF16: fd_scale_bf16(fd_bf16_to_float(*(const uint16_t *)s), x, out, n, stream); break;
     case FD_F32: fd_scale_f32(*(const float *)s, x, out, n, stream); break;
     case FD_F64: fd_scale_f64(*(const double *)s, x, out, n, stream); break;
     case FD_KEEP: break;
@@ -340,7 +324,7 @@ static inline void scale_row(fd_kind_t kind, const void *s, const void *x, void 
 
 static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale, int ndim,
                        const int64_t *dims, const int64_t *kstride, const int64_t *sstride, int64_t nrows) {
-    int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1], ss = sstride[ndim - 1], size = kind_size(kind);
+    int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1], ss = sstride[ndim - 1], size = fd_kind_bytes(kind);
     const char *xb = x, *sb = scale;
     char *ob = out;
     int stream = fd_streams(nrows * inner * size);
@@ -416,6 +400,10 @@ static inline void shared_row(fd_kind_t kind, const int16_t *m16, const int32_t 
         fd_masked_f16(m16, fd_half_to_float(*(const uint16_t *)scale), (const uint16_t *)x, (uint16_t *)out, n,
                       stream);
         break;
+    case FD_BF16:
+        fd_masked_bf16(m16, fd_bf16_to_float(*(const uint16_t *)scale), (const uint16_t *)x, (uint16_t *)out, n,
+                       stream);
+        break;
     case FD_F32:
         fd_masked_f32(m32, *(const float *)scale, (const float *)x, (float *)out, n, stream);
         break;
@@ -432,11 +420,11 @@ static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, in
                          const char *x, char *out, int stream) {
     uint8_t keep[SHARED_PIECE];
     shared_mask_t mask;
-    int64_t size = kind_size(kind);
+    int64_t size = fd_kind_bytes(kind);
     dropout_range(key, offset + a * inner + f0, n, 0, g, FD_KEEP, NULL, (char *)keep, 1, 0);
-    if (kind == FD_F16)
+    if (size == 2)
         for (int64_t i = 0; i < n; i++) mask.m16[i] = (int16_t)-keep[i];
-    else if (kind == FD_F32)
+    else if (size == 4)
         for (int64_t i = 0; i < n; i++) mask.m32[i] = -(int32_t)keep[i];
     else
         for (int64_t i = 0; i < n; i++) mask.m64[i] = -(int64_t)keep[i];
@@ -456,7 +444,7 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
                            fd_kind_t kind, const void *scale, const void *x, void *out, int nthreads) {
     fd_rates_t g;
     int64_t pieces = (inner + SHARED_PIECE - 1) / SHARED_PIECE, total = outer * pieces;
-    int stream = fd_streams(outer * shared * inner * kind_size(kind));
+    int stream = fd_streams(outer * shared * inner * fd_kind_bytes(kind));
     g.thr = &thr;
     g.scale = NULL;
     g.inner = INT64_MAX;
@@ -517,6 +505,7 @@ FD_INLINE void dropout_add_segment(const uint16_t *chunk, const fd_rates_t *g, i
                            (const double *)res, (double *)out, n);
         break;
     case FD_KEEP:
+    case FD_BF16:           /* not kinds of dropout_add */
         break;
     }
 }
@@ -529,7 +518,7 @@ FD_INLINE void dropout_add_block(uint64_t key, int64_t block, int64_t lo, int64_
                                  int prefetch) {
     fd_gen_t gen;
     fd_group_t words;
-    int64_t idx[FD_MAX_DIMS], bidx[FD_MAX_DIMS], col, bcol = 0, bbase = 0, size = kind_size(kind);
+    int64_t idx[FD_MAX_DIMS], bidx[FD_MAX_DIMS], col, bcol = 0, bbase = 0, size = fd_kind_bytes(kind);
     int64_t base = seek_row(g, j, idx, &col), bstep = bias ? bias->step : 0;
     if (bias) bbase = seek_row(bias, j, bidx, &bcol);
     fd_gen_seed(&gen, key, (uint64_t)block);
@@ -571,7 +560,7 @@ FD_INLINE void dropout_add_range_block(uint64_t key, int64_t first, int64_t head
                                        const char *res, char *out, int prefetch) {
     int64_t lo = max64(k * FD_BLOCK_CHUNKS - head, 0);
     int64_t hi = min64(k * FD_BLOCK_CHUNKS - head + FD_BLOCK_CHUNKS, n);
-    int64_t size = kind_size(kind);
+    int64_t size = fd_kind_bytes(kind);
     dropout_add_block(key, first + k, head + lo - k * FD_BLOCK_CHUNKS, hi - lo, lo, g, bias, kind, x + lo * size,
                       res + lo * size, out + lo * size, prefetch);
 }
@@ -583,7 +572,7 @@ static void dropout_add_block_of(uint64_t key, int64_t first, int64_t head, int6
     case FD_F16: dropout_add_range_block(key, first, head, n, k, g, bias, FD_F16, x, res, out, prefetch); break;
     case FD_F32: dropout_add_range_block(key, first, head, n, k, g, bias, FD_F32, x, res, out, prefetch); break;
     case FD_F64: dropout_add_range_block(key, first, head, n, k, g, bias, FD_F64, x, res, out, prefetch); break;
-    case FD_KEEP: break;
+    case FD_KEEP: case FD_BF16: break;
     }
 }
 
@@ -594,8 +583,8 @@ static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_
     int64_t first = offset / FD_BLOCK_CHUNKS;
     int64_t head = offset - first * FD_BLOCK_CHUNKS;
     int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
-    int prefetch = n * kind_size(kind) > PREFETCH_MIN_BYTES;
-    if (n <= 0 || kind == FD_KEEP) return;
+    int prefetch = n * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
+    if (n <= 0 || kind == FD_KEEP || kind == FD_BF16) return;
     if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (int64_t k = 0; k < nblocks; k++)

@@ -13,13 +13,20 @@
 
 #define FD_MAX_DIMS 64
 
-/* What an element is: dropout in a float type, or a keep byte (0/1: the mask alone). */
-typedef enum { FD_F16, FD_F32, FD_F64, FD_KEEP } fd_kind_t;
+/* What an element is: dropout in a float type (FD_BF16: bfloat16, as ml_dtypes stores it),
+   or a keep byte (0/1: the mask alone).  The noise kernels (gaussian_flat, concrete_*) and
+   dropout_add take float16/32/64 only. */
+typedef enum { FD_F16, FD_F32, FD_F64, FD_KEEP, FD_BF16 } fd_kind_t;
+
+/* The bytes of one element of a kind. */
+static inline int64_t fd_kind_bytes(fd_kind_t kind) {
+    return kind == FD_F16 || kind == FD_BF16 ? 2 : kind == FD_F32 ? 4 : kind == FD_F64 ? 8 : 1;
+}
 
 /* The rates of a region (an array read in C order, element j its flat index) collapsed into
    rows: element j is column j % inner of row j // inner; its threshold is
-   thr[base(row) + column * step] and its scale the same element of scale (x's dtype; float16
-   as its bits), base(row) being the row's outer indices times stride.  Broadcast axes have
+   thr[base(row) + column * step] and its scale the same element of scale (x's dtype; the
+   16-bit formats as their bits), base(row) being the row's outer indices times stride.  Broadcast axes have
    stride 0, so rates are never expanded.  One scalar rate is one endless row with step 0. */
 typedef struct {
     const int32_t *thr;

@@ -9,6 +9,7 @@ cdef extern from "_walkers.h" nogil:
         FD_F32
         FD_F64
         FD_KEEP
+        FD_BF16
     ctypedef struct fd_rates_t:
         const int32_t *thr
         const void *scale

@@ -417,7 +417,7 @@ def gaussian_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, tra
     >>> bool(np.array_equal(fd.gaussian_dropout_grad(np.ones(4, dtype=np.float32), 0.5, seed=5), y))
     True
     """
-    given, x = x, as_float_array(x)
+    given, x = x, as_float_array(x, bfloat16=False)
     return _gaussian(given, x, p, seed, training, offset, out, x.dtype)
 
 
@@ -458,8 +458,8 @@ def gaussian_dropout_grad(grad: npt.ArrayLike, p: float = 0.5, *, seed: Seed = N
     >>> fd.gaussian_dropout_grad(np.ones(4, dtype=np.float32), 0.5, seed=5)
     array([ 1.3846138,  2.2246335,  1.5513811, -1.3647034], dtype=float32)
     """
-    given, grad = grad, as_float_array(grad, "grad")
-    noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype").dtype
+    given, grad = grad, as_float_array(grad, "grad", bfloat16=False)
+    noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype", bfloat16=False).dtype
     return _gaussian(given, grad, p, seed, training, offset, out, noise_dtype)
 
 
@@ -701,7 +701,7 @@ def concrete_dropout(x: npt.ArrayLike, logit: float, *, temperature: float = 0.1
     >>> y.round(3)
     array([1.368, 1.368, 1.368, 1.368])
     """
-    given, x = x, as_float_array(x)
+    given, x = x, as_float_array(x, bfloat16=False)
     training = check_bool(training, "training")
     logit, inv_t, offset = _concrete_args(logit, temperature, offset, x.size)
     out = check_out(out, x, given)
@@ -751,8 +751,8 @@ def concrete_dropout_grad(x: npt.ArrayLike, grad: npt.ArrayLike, logit: float, *
     >>> bool(np.array_equal(gx, fd.concrete_dropout(np.ones(4), -1.0, seed=7)))
     True
     """
-    x = as_float_array(x)
-    grad = as_float_array(grad, "grad")
+    x = as_float_array(x, bfloat16=False)
+    grad = as_float_array(grad, "grad", bfloat16=False)
     if grad.shape != x.shape:
         raise ValueError(f"grad must have x's shape {x.shape}, got {grad.shape}")
     training = check_bool(training, "training")

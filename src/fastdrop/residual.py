@@ -152,7 +152,7 @@ def dropout_add_grad(grad: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, t
     >>> grad_bias
     array([8.], dtype=float32)
     """
-    grad = as_float_array(grad, "grad")
+    grad = as_float_array(grad, "grad", bfloat16=False)
     bias_shape = check_bias_shape(bias_shape, grad.shape)
     check_grad_out(out, grad)
     grad_x = dropout(grad, p, seed=seed, training=training, noise_shape=noise_shape,

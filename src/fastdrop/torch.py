@@ -35,14 +35,17 @@ Differences from torch, all deliberate:
   and keeps NaN.  ``p == 1`` likewise gives exact zeros.
 * The masks are fastdrop's stream, not torch's Bernoulli draws: the same seed state gives
   other (equally distributed) masks than ``torch.nn.Dropout``.
-* float16, float32 and float64 outputs (and gradients) live in NumPy blocks that are handed
+* float16, bfloat16, float32 and float64 outputs (and gradients) live in NumPy blocks that are handed
   out again once no tensor holds them (at most 4 blocks, 64 MiB; ``empty_cache()`` lets them
   go), so their storage cannot grow: ``resize_`` to a larger size raises RuntimeError.
-* float16, float32 and float64 are read and written in place (zero copies for contiguous
-  tensors; a non-contiguous one is staged through a contiguous buffer inside fastdrop, with
-  the output in the input's layout).  bfloat16 runs through a float32 copy (the mask is the
-  same; kept values are x * float32(1 / (1 - p)) rounded to bfloat16).  Other dtypes, and
-  tensors on any device but the CPU, raise TypeError naming the dtype or the device.
+* float16, bfloat16, float32 and float64 are read and written in place (zero copies for
+  contiguous tensors; a non-contiguous one is staged through a contiguous buffer inside
+  fastdrop, with the output in the input's layout).  bfloat16 tensors are read as NumPy
+  arrays of ``ml_dtypes.bfloat16`` (installed by the ``torch`` extra) and run through
+  fastdrop's compiled bfloat16 loops: kept values are x * bfloat16(1 / (1 - p)) rounded to
+  bfloat16, the values torch's own CPU dropout keeps (its noise tensor is bfloat16).  Other
+  dtypes, and tensors on any device but the CPU, raise TypeError naming the dtype or the
+  device.
 """
 import sys
 import threading
@@ -58,12 +61,16 @@ from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import fastdrop as _fd
 
+try:
+    import ml_dtypes as _ml_dtypes          # NumPy's bfloat16: fastdrop.torch's view of bfloat16 tensors
+except ImportError:                         # float16/32/64 work without it; bfloat16 names the extra
+    _ml_dtypes = None
+
 __all__ = ["AlphaDropout", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "FeatureAlphaDropout",
            "alpha_dropout", "dropout", "dropout1d", "dropout2d", "dropout3d", "empty_cache",
            "feature_alpha_dropout"]
 
 Tensor = torch.Tensor
-_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)       # read by fastdrop as they are
 _SEED_HIGH = (1 << 63) - 1                                          # seeds are drawn in [0, 2**63 - 1)
 _LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
 
@@ -74,7 +81,10 @@ def _noise_shape(shape, feature):
     return tuple(shape[:2]) + (1,) * (len(shape) - 2) if feature else None
 
 
-_NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+# The NumPy type of each tensor dtype's storage; bfloat16 is stored as int16 (torch.from_numpy
+# knows no ml_dtypes type) and viewed as ml_dtypes.bfloat16 by _as_numpy.
+_STORAGE_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
+               torch.bfloat16: np.int16}
 
 
 def _is_dense(shape, strides):
@@ -213,9 +223,7 @@ def _empty_like(x, feature):
     channels_last and transposed inputs give outputs of the same layout.  float16/32/64 ones
     live in the reused blocks of ``_OUTPUTS``."""
     strides = _output_strides(x, feature)
-    if x.dtype not in _NUMPY_OF:
-        return torch.empty_strided(x.shape, strides, dtype=x.dtype, device=x.device)
-    flat = torch.from_numpy(_OUTPUTS.take(x.numel(), _NUMPY_OF[x.dtype]))
+    flat = torch.from_numpy(_OUTPUTS.take(x.numel(), _STORAGE_OF[x.dtype])).view(x.dtype)
     return flat.as_strided(x.shape, strides)
 
 
@@ -225,16 +233,11 @@ def _empty_fake(x, seed, p, feature):
 
 
 def _as_numpy(t):
-    return t.detach().numpy()
-
-
-def _numpy_pair(x, out):
-    """(x, out) as NumPy views fastdrop can take, and the tensor to copy the result into after
-    (None when out's view is written directly): bfloat16 goes through float32."""
-    if x.dtype in _NUMPY_DTYPES:
-        return _as_numpy(x), _as_numpy(out), None
-    staged = torch.empty(x.shape, dtype=torch.float32)
-    return _as_numpy(x.float()), _as_numpy(staged), staged
+    """The tensor's memory as a NumPy array of its dtype (bfloat16: ml_dtypes.bfloat16), no copy."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(_ml_dtypes.bfloat16)
+    return t.numpy()
 
 
 def _feature_alpha_into(xn, p, seed, shape, out, grad):
@@ -258,7 +261,7 @@ def _run(kind, x, seed, p, feature, out):
     (``out`` may be x), on torch's thread count unless fastdrop's was chosen."""
     if x.numel() == 0:
         return
-    xn, yn, staged = _numpy_pair(x, out)
+    xn, yn = _as_numpy(x), _as_numpy(out)
     seed = int(seed)
     shape = _noise_shape(xn.shape, feature)
     with _fd.use_num_threads(_fd.get_num_threads(default=torch.get_num_threads())):
@@ -270,8 +273,6 @@ def _run(kind, x, seed, p, feature, out):
             _fd.alpha_dropout(xn, p, seed=seed, out=yn)
         else:
             _fd.alpha_dropout_grad(xn, p, seed=seed, out=yn)
-    if staged is not None:
-        out.copy_(staged)
 
 
 # --- the custom ops -------------------------------------------------------------------------------
@@ -341,8 +342,11 @@ def _check_tensor(input, feature):
     if input.device.type != "cpu":
         raise TypeError(f"fastdrop.torch runs on CPU tensors only, got a tensor on device {input.device}; "
                         f"use torch.nn.functional's dropout there")
-    if input.dtype not in _NUMPY_DTYPES and input.dtype != torch.bfloat16:
+    if input.dtype not in _STORAGE_OF:
         raise TypeError(f"input must have dtype float16, bfloat16, float32 or float64, got {input.dtype}")
+    if input.dtype == torch.bfloat16 and _ml_dtypes is None:
+        raise TypeError("fastdrop.torch reads bfloat16 tensors as ml_dtypes.bfloat16 arrays, and ml_dtypes "
+                        "is not installed: pip install 'fastdrop[torch]' (or ml_dtypes)")
     if feature and input.dim() < 2:
         raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
 
