@@ -107,7 +107,7 @@ def _bfloat16_cases(rng):
         for p in (0.5, 0.1, 0.999):
             add(f"n{n}-o{offset}-p{p}", lambda x=x, p=p, o=offset: fastdrop.dropout(x, p, seed=11, offset=o))
             add(f"alpha-n{n}-o{offset}-p{p}", lambda x=x, p=p, o=offset: fastdrop.alpha_dropout(x, p, seed=8, offset=o))
-    for p in (0.5, 0.3, 0.9, 0.999, 0.9999):
+    for p in (0.5, 1 / 3, 0.2, 0.3, 0.9, 0.999, 0.9999):     # scales 1.5 and 1.25: products that tie
         add(f"all-p{p}", lambda p=p: fastdrop.dropout(ALL_BFLOATS, p, seed=1))
         add(f"rows-p{p}", lambda p=p: fastdrop.dropout(ALL_BFLOATS.reshape(64, 1024), p, seed=3, noise_shape=(64, 1)))
     add("alpha-all", lambda: fastdrop.alpha_dropout(ALL_BFLOATS, 0.3, seed=2))
@@ -304,7 +304,7 @@ def test_bfloat16_kept_values_are_ml_dtypes_products():
     """The oracle itself: kept bfloat16 values are ml_dtypes' product x * bfloat16(1 / (1 - p))
     (float32 arithmetic rounded to nearest even, NaN made quiet), dropped are +0; alpha dropout
     rounds the product, then the sum."""
-    for p in (0.5, 0.3, 0.999, 0.9999):
+    for p in (0.5, 1 / 3, 0.2, 0.3, 0.999, 0.9999):         # 1 / 3 and 0.2: scales 1.5 and 1.25, products that tie
         y = fastdrop.dropout(ALL_BFLOATS, p, seed=1)
         keep = fastdrop.dropout_mask(ALL_BFLOATS.shape, p, seed=1).astype(bool)
         with np.errstate(over="ignore", invalid="ignore"):
