@@ -721,11 +721,12 @@ def test_the_mlp_step_saves_torchs_noise_less_but_two_seeds():
 def test_bench_torch_runs_and_reports_its_targets():
     from fastdrop.bench import format_torch, run_torch
     result = run_torch(budget=0.01, sizes=(1 << 10,))
-    assert [c["case"] for c in result["cases"]] == ["forward", "forward+backward"]
+    assert [(c["case"], c["dtype"]) for c in result["cases"]] == [
+        ("forward", "float32"), ("forward+backward", "float32"), ("forward", "bfloat16"), ("forward+backward", "bfloat16")]
     assert [t["case"] for t in result["targets"]][-2:] == [
         "MLP step with torch's dropout / with fastdrop's", "autograd bytes saved less per dropped element (p * n)"]
     text = format_torch(result)
-    assert "MLP 784-2048-2048-10, batch 256" in text and "nn.Dropout ms" in text
+    assert "MLP 784-2048-2048-10, batch 256" in text and "nn.Dropout ms" in text and "bfloat16" in text
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -801,6 +801,7 @@ def main(argv=None):
 
 # --- fastdrop bench --torch ----------------------------------------------------------------------
 TORCH_SIZES = (1 << 20, 1 << 24)
+TORCH_DTYPES = ("float32", "bfloat16")
 MLP_WIDTHS = (784, 2048, 2048, 10)         # the MLP of the training-step case: dropout after each hidden layer
 MLP_BATCH = 256
 MLP_LR = 0.01
@@ -809,14 +810,15 @@ MLP_STEP_TARGET = 1.10                      # the step with torch's dropout over
 SAVED_BYTES_TARGET = 4.0                    # autograd bytes saved less per dropped element
 
 
-def torch_dropout_calls(n, torch, p=P):
+def torch_dropout_calls(n, torch, p=P, dtype="float32"):
     """{"forward": {impl: f}, "forward+backward": {impl: f}} for torch.nn.Dropout ("torch") and
-    fastdrop.torch.Dropout ("fastdrop") on n float32 elements; forward+backward returns the
-    input's gradient (torch.autograd.grad, so no accumulation pass is timed)."""
+    fastdrop.torch.Dropout ("fastdrop") on n elements of ``dtype`` (a torch dtype's name);
+    forward+backward returns the input's gradient (torch.autograd.grad, so no accumulation
+    pass is timed)."""
     import fastdrop.torch as ft
-    x = torch.randn(n, generator=torch.Generator().manual_seed(SEED))
+    x = torch.randn(n, generator=torch.Generator().manual_seed(SEED)).to(getattr(torch, dtype))
     xg = x.clone().requires_grad_()
-    g = torch.ones(n)
+    g = torch.ones(n, dtype=x.dtype)
     modules = {"torch": torch.nn.Dropout(p), "fastdrop": ft.Dropout(p)}
 
     def forward(module):
@@ -882,26 +884,27 @@ def mlp_saved_bytes(torch, p=P):
     return result
 
 
-def run_torch(threads=1, budget=1.0, progress=None, sizes=TORCH_SIZES):
-    """fastdrop.torch against torch.nn.Dropout (forward, forward+backward at each size, float32)
-    and the MLP training step with torch's dropout, fastdrop's and none, as a dict."""
+def run_torch(threads=1, budget=1.0, progress=None, sizes=TORCH_SIZES, dtypes=TORCH_DTYPES):
+    """fastdrop.torch against torch.nn.Dropout (forward, forward+backward at each size and
+    dtype) and the MLP training step with torch's dropout, fastdrop's and none, as a dict."""
     torch = _torch()
     if torch is None:
         raise RuntimeError("fastdrop bench --torch needs PyTorch: pip install fastdrop[torch]")
     before, torch_before = fastdrop.get_num_threads(), torch.get_num_threads()
     fastdrop.set_num_threads(threads)
     torch.set_num_threads(threads)
-    bar = ProgressBar(2 * len(sizes) + 2, "fastdrop bench --torch", progress) if progress else None
+    bar = ProgressBar(2 * len(sizes) * len(dtypes) + 2, "fastdrop bench --torch", progress) if progress else None
     try:
         cases = []
-        for n in sizes:
-            for direction, funcs in torch_dropout_calls(n, torch).items():
-                if bar:
-                    bar.update(bar.done + 1, f"{direction} {_label(n)}")
-                samples, rounds = time_interleaved(funcs, budget)
-                cases.append({"case": direction, "size": n, "rounds": rounds,
-                              "ms": {k: float(np.median(v)) * 1e3 for k, v in samples.items()},
-                              "speedup": _median_ratio(samples["torch"], samples["fastdrop"])})
+        for dtype in dtypes:
+            for n in sizes:
+                for direction, funcs in torch_dropout_calls(n, torch, dtype=dtype).items():
+                    if bar:
+                        bar.update(bar.done + 1, f"{direction} {dtype} {_label(n)}")
+                    samples, rounds = time_interleaved(funcs, budget)
+                    cases.append({"case": direction, "dtype": dtype, "size": n, "rounds": rounds,
+                                  "ms": {k: float(np.median(v)) * 1e3 for k, v in samples.items()},
+                                  "speedup": _median_ratio(samples["torch"], samples["fastdrop"])})
         if bar:
             bar.update(bar.done + 1, "MLP step")
         samples, rounds = time_interleaved(mlp_steps(torch), budget * 4)
@@ -918,7 +921,7 @@ def run_torch(threads=1, budget=1.0, progress=None, sizes=TORCH_SIZES):
     dropped = MLP_BATCH * sum(MLP_WIDTHS[1:-1])          # elements through dropout per step
     targets = [{"case": f"{c['case']} vs nn.Dropout, float32 {_label(c['size'])}", "ratio": c["speedup"],
                 "target": f">= {TORCH_TARGETS[c['case']]:g}", "met": c["speedup"] >= TORCH_TARGETS[c["case"]]}
-               for c in cases if c["size"] == 1 << 20]
+               for c in cases if c["size"] == 1 << 20 and c["dtype"] == "float32"]
     # torch keeps 4 bytes per element through dropout; fastdrop one 8-byte seed per dropout call.
     saved_less = (saved["torch"] - saved["fastdrop"]) / (P * dropped)
     targets += [{"case": "MLP step with torch's dropout / with fastdrop's", "ratio": step["speedup"],
@@ -935,13 +938,13 @@ def run_torch(threads=1, budget=1.0, progress=None, sizes=TORCH_SIZES):
 
 def format_torch(result):
     step, saved = result["mlp_step"], result["mlp_saved_bytes"]
-    lines = _header(result, "bench --torch", f"p={result['p']}, float32") + [
+    lines = _header(result, "bench --torch", f"p={result['p']}") + [
         "ms: median over interleaved rounds; torch/fd: median of per-round ratios (how many times faster).",
         "",
-        f"{'case':<18} {'size':>5} {'nn.Dropout ms':>13} {'fastdrop ms':>11} {'torch/fd':>8}",
+        f"{'case':<18} {'dtype':<8} {'size':>5} {'nn.Dropout ms':>13} {'fastdrop ms':>11} {'torch/fd':>8}",
     ]
-    lines += [f"{c['case']:<18} {_label(c['size']):>5} {c['ms']['torch']:13.3f} {c['ms']['fastdrop']:11.3f} "
-              f"{c['speedup']:8.1f}" for c in result["cases"]]
+    lines += [f"{c['case']:<18} {c['dtype']:<8} {_label(c['size']):>5} {c['ms']['torch']:13.3f} "
+              f"{c['ms']['fastdrop']:11.3f} {c['speedup']:8.1f}" for c in result["cases"]]
     widths = "-".join(map(str, MLP_WIDTHS))
     lines += ["", f"MLP {widths}, batch {MLP_BATCH}, dropout {result['p']} after each hidden layer, SGD step",
               f"{'dropout':<10} {'step ms':>8} {'dropout share':>13} {'autograd saved MiB':>18}"]
