@@ -96,7 +96,9 @@ static inline fd_i16v32 fd_half_add_v(fd_i16v32 h, float b) {
     }
 #if FD_VECTOR
 static inline fd_i16v32 fd_bf16_add_v(fd_i16v32 h, float b) {
-    return fd_bf16_round_v(fd_bf16_widen_v(h) + b);
+    uint16_t lanes[FD_L32];
+    memcpy(lanes, &h, sizeof lanes);
+    return fd_bf16_narrow_v(fd_bf16_round32_v(fd_bf16_load_v(lanes) + b));
 }
 #endif
 FD_ALPHA16(f16, fd_half_mul_v, fd_half_add_v, fd_half_mul, fd_half_to_float, fd_float_to_half)

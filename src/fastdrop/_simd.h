@@ -492,29 +492,50 @@ static inline void fd_masked_f64(const int64_t *mask, double s, const double *x,
 #if FD_VECTOR
 typedef uint32_t fd_u32v FD_V(uint32_t, FD_L32);
 
-static inline fd_f32v fd_bf16_widen_v(fd_i16v32 h) {
-    return (fd_f32v)(__builtin_convertvector((fd_u16v32)h, fd_u32v) << 16);
+/* FD_L32 bfloat16 values from memory as floats (exact: the widening load of fd_widen32, shifted). */
+static inline fd_f32v fd_bf16_load_v(const uint16_t *x) {
+    return (fd_f32v)((fd_u32v)fd_widen32(x) << 16);
 }
 
-static inline fd_i16v32 fd_bf16_round_v(fd_f32v f) {
+/* Floats rounded to bfloat16, each in the low half of its 32-bit lane: kept in 32-bit lanes
+   so that a keep mask of fd_keep32 applies before the one narrowing to 16 bits. */
+static inline fd_u32v fd_bf16_round32_v(fd_f32v f) {
     fd_u32v u = (fd_u32v)f;
-    fd_u32v nan = (fd_u32v)((u & 0x7FFFFFFFu) > 0x7F800000u);
+    fd_u32v nan = (fd_u32v)((fd_i32v)(u & 0x7FFFFFFFu) > 0x7F800000);  /* signed: one compare on AVX2 and SSE2 */
     fd_u32v rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16, quiet = ((u >> 16) & 0x8000u) | 0x7FC0u;
-    return __builtin_convertvector((rounded & ~nan) | (quiet & nan), fd_i16v32);
+    return (rounded & ~nan) | (quiet & nan);
+}
+
+static inline fd_i16v32 fd_bf16_narrow_v(fd_u32v h) {
+    return __builtin_convertvector(h, fd_i16v32);
 }
 
 static inline fd_i16v32 fd_bf16_mul_v(const uint16_t *x, float s) {
-    fd_i16v32 h;
-    memcpy(&h, x, sizeof h);
-    return fd_bf16_round_v(fd_bf16_widen_v(h) * s);
+    return fd_bf16_narrow_v(fd_bf16_round32_v(fd_bf16_load_v(x) * s));
 }
 
 /* The same with a bfloat16 scale per element, s[0 .. FD_L32). */
 static inline fd_i16v32 fd_bf16_mul_vv(const uint16_t *x, const uint16_t *s) {
-    fd_i16v32 h, sv;
-    memcpy(&h, x, sizeof h);
-    memcpy(&sv, s, sizeof sv);
-    return fd_bf16_round_v(fd_bf16_widen_v(h) * fd_bf16_widen_v(sv));
+    return fd_bf16_narrow_v(fd_bf16_round32_v(fd_bf16_load_v(x) * fd_bf16_load_v(s)));
+}
+
+/* The products where keep (fd_keep32's lanes) is set, +0 elsewhere. */
+static inline fd_i16v32 fd_bf16_select_v(const uint16_t *x, float s, fd_i32v keep) {
+    return fd_bf16_narrow_v(fd_bf16_round32_v(fd_bf16_load_v(x) * s) & (fd_u32v)keep);
+}
+
+static inline fd_i16v32 fd_bf16_select_vv(const uint16_t *x, const uint16_t *s, fd_i32v keep) {
+    return fd_bf16_narrow_v(fd_bf16_round32_v(fd_bf16_load_v(x) * fd_bf16_load_v(s)) & (fd_u32v)keep);
+}
+#endif
+
+#if FD_HALF_SIMD
+static inline fd_i16v32 fd_half_select_v(const uint16_t *x, float s, fd_i32v keep) {
+    return fd_half_mul_v(x, s) & __builtin_convertvector(keep, fd_i16v32);
+}
+
+static inline fd_i16v32 fd_half_select_vv(const uint16_t *x, const uint16_t *s, fd_i32v keep) {
+    return fd_half_mul_vv(x, s) & __builtin_convertvector(keep, fd_i16v32);
 }
 #endif
 
@@ -533,13 +554,15 @@ static inline fd_i16v32 fd_bf16_mul_vv(const uint16_t *x, const uint16_t *s) {
 
 /* The element loops of a 16-bit format F, as the float32/float64 ones above: MULV(x, s) and
    MULVV(x, s) multiply FD_L32 values by a float or by a vector of scales of the format,
-   MUL(h, s) one value, TOF(h) widens one.  Scales are floats holding values of the format. */
-#define FD_LOOPS16(F, MULV, MULVV, MUL, TOF)                                                              \
+   SELV(x, s, keep) and SELVV(x, s, keep) keep those products where fd_keep32's lanes say,
+   MUL(h, s) multiplies one value, TOF(h) widens one.  Scales are floats holding values of
+   the format. */
+#define FD_LOOPS16(F, MULV, MULVV, SELV, SELVV, MUL, TOF)                                                  \
     static inline void fd_select_##F(const uint16_t *chunk, int32_t thr, float s, const uint16_t *x,        \
                                      uint16_t *out, int64_t n, int stream) {                                \
         int64_t i = 0;                                                                                      \
         FD_VEC16_##F(for (; i + FD_L32 <= n; i += FD_L32) {                                                 \
-            fd_i16v32 bits = MULV(x + i, s) & __builtin_convertvector(fd_keep32(chunk + i, thr), fd_i16v32); \
+            fd_i16v32 bits = SELV(x + i, s, fd_keep32(chunk + i, thr));                                     \
             fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
         })                                                                                                  \
         for (; i < n; i++) out[i] = MUL(x[i], s) & (uint16_t)(0u - (uint32_t)((int32_t)chunk[i] < thr));   \
@@ -554,8 +577,7 @@ static inline fd_i16v32 fd_bf16_mul_vv(const uint16_t *x, const uint16_t *s) {
             return;                                                                                         \
         }                                                                                                   \
         FD_VEC16_##F(for (; step == 1 && i + FD_L32 <= n; i += FD_L32) {                                    \
-            fd_i16v32 bits = MULVV(x + i, s + i)                                                            \
-                & __builtin_convertvector(fd_keep32v(chunk + i, thr + i), fd_i16v32);                       \
+            fd_i16v32 bits = SELVV(x + i, s + i, fd_keep32v(chunk + i, thr + i));                           \
             fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
         })                                                                                                  \
         for (; i < n; i++)                                                                                  \
@@ -597,6 +619,6 @@ static inline fd_i16v32 fd_bf16_mul_vv(const uint16_t *x, const uint16_t *s) {
         })                                                                                                  \
         for (; i < n; i++) out[i] = MUL(x[i], s) & (uint16_t)mask[i];                                       \
     }
-FD_LOOPS16(f16, fd_half_mul_v, fd_half_mul_vv, fd_half_mul, fd_half_to_float)
-FD_LOOPS16(bf16, fd_bf16_mul_v, fd_bf16_mul_vv, fd_bf16_mul, fd_bf16_to_float)
+FD_LOOPS16(f16, fd_half_mul_v, fd_half_mul_vv, fd_half_select_v, fd_half_select_vv, fd_half_mul, fd_half_to_float)
+FD_LOOPS16(bf16, fd_bf16_mul_v, fd_bf16_mul_vv, fd_bf16_select_v, fd_bf16_select_vv, fd_bf16_mul, fd_bf16_to_float)
 #endif

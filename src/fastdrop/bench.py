@@ -84,7 +84,7 @@ def implementations(x, out, p=P, torch=None):
 
     funcs = {"floor": floor, "copy": copy, "fastdrop": fast, "numpy-backend": numpy_backend,
              "naive": lambda: naive_dropout(x, p, rng)}
-    if torch is not None:
+    if torch is not None and x.dtype.kind == "f":       # torch.from_numpy takes no bfloat16 (bench --torch does)
         t = torch.from_numpy(x)
         functional = torch.nn.functional
         funcs["torch"] = lambda: functional.dropout(t, p, training=True)
@@ -107,11 +107,20 @@ def _size_list(text):
     return tuple(_parse_size(t) for t in text.split(","))
 
 
+OPTIONAL_DTYPES = ("bfloat16",)          # asked for by name: ml_dtypes.bfloat16
+
+
 def _dtype_list(text):
     names = tuple(t.strip() for t in text.split(","))
     for name in names:
-        if name not in DTYPES:
-            raise argparse.ArgumentTypeError(f"dtypes must be among {', '.join(DTYPES)}, got {name!r}")
+        if name not in DTYPES + OPTIONAL_DTYPES:
+            raise argparse.ArgumentTypeError(f"dtypes must be among {', '.join(DTYPES + OPTIONAL_DTYPES)}, "
+                                             f"got {name!r}")
+        if name == "bfloat16":
+            try:
+                import ml_dtypes  # noqa: F401  (registers np.dtype("bfloat16"))
+            except ImportError:
+                raise argparse.ArgumentTypeError("dtype bfloat16 needs ml_dtypes: pip install ml_dtypes") from None
     return names
 
 
@@ -728,7 +737,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastdrop bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=_size_list, default=DEFAULT_SIZES,
                         help="comma-separated element counts, K/M/G suffixes allowed (default 1K,64K,1M,16M)")
-    parser.add_argument("--dtypes", type=_dtype_list, default=DTYPES, help="default float16,float32,float64")
+    parser.add_argument("--dtypes", type=_dtype_list, default=DTYPES, help="default float16,float32,float64; bfloat16 too (with ml_dtypes)")
     parser.add_argument("--threads", type=_cli_args.threads, default=1,
                         help=f"threads for fastdrop and torch, 1 to {_cli_args.MAX_THREADS} (default 1)")
     parser.add_argument("--budget", type=_cli_args.real(0, open_low=True), default=1.0,
