@@ -94,9 +94,22 @@ cdef inline void *data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
 
+cdef int BFLOAT16_TYPENUM = -1      # ml_dtypes registers bfloat16's type number at run time: learnt once seen
+
+
+cdef bint is_bfloat16_typenum(int typenum, cnp.ndarray a):
+    global BFLOAT16_TYPENUM
+    if typenum == BFLOAT16_TYPENUM:
+        return True
+    if BFLOAT16_TYPENUM < 0 and cnp.PyTypeNum_ISUSERDEF(typenum) and _kernel_args.is_bfloat16(a.dtype):
+        BFLOAT16_TYPENUM = typenum
+        return True
+    return False
+
+
 cdef bint common_flat_call(int64_t offset, thr, scale, x, out):
     """True for the arguments the Python layer's common call gives dropout_flat, all valid:
-    native float 1-D C-contiguous aligned x, a writeable out like it, an integer threshold
+    native float (or bfloat16) 1-D C-contiguous aligned x, a writeable out like it, an integer threshold
     in range, a real scale, runs in the index range.  Anything else goes to _kernel_args."""
     cdef cnp.ndarray xa, oa
     cdef int typenum
@@ -105,7 +118,8 @@ cdef bint common_flat_call(int64_t offset, thr, scale, x, out):
         return False
     xa, oa = x, out
     typenum = cnp.PyArray_TYPE(xa)
-    if not (typenum == cnp.NPY_FLOAT16 or typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64):
+    if not (typenum == cnp.NPY_FLOAT16 or typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64
+            or is_bfloat16_typenum(typenum, xa)):
         return False
     if cnp.PyArray_TYPE(oa) != typenum or xa.ndim != 1 or oa.ndim != 1 or xa.shape[0] != oa.shape[0]:
         return False
@@ -114,7 +128,8 @@ cdef bint common_flat_call(int64_t offset, thr, scale, x, out):
     if not ((type(thr) is int or isinstance(thr, INTEGER)) and 0 <= thr <= CHUNK_RANGE):
         return False
     n = xa.shape[0]
-    return isinstance(scale, REAL_SCALARS) and offset >= 0 and offset <= FD_MAX_INDEX - n
+    return ((isinstance(scale, REAL_SCALARS) or type(scale) is xa.dtype.type)
+            and offset >= 0 and offset <= FD_MAX_INDEX - n)
 
 
 cdef int set_layout(fd_rates_t *g, cnp.ndarray a) except -1:

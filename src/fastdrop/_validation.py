@@ -436,7 +436,8 @@ def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
     return (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
             and noise_shape is None and training is True
             and 0.0 < p < 1.0 and 0 <= seed <= U64 and 0 <= offset and offset + x.size <= MAX_INDEX
-            and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous and x.flags.aligned and x.size > 0
+            and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype)) and x.flags.c_contiguous and x.flags.aligned
+            and x.size > 0
             and (out is None or _is_direct_out(out, x)))
 
 
