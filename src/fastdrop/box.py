@@ -45,7 +45,7 @@ def dropout_box(x_box: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed, global_shape
     Parameters
     ----------
     x_box : array_like
-        The box's data, float16, float32 or float64.
+        The box's data, float16, bfloat16 (ml_dtypes), float32 or float64.
     p : float or array_like, default 0.5
         The drop rate(s): a float, or rates broadcastable to the global noise shape or to
         the box's region of it.

@@ -36,7 +36,7 @@ def classic_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, trai
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values
+        float16, bfloat16 (ml_dtypes), float32 or float64 values
     p : float, default 0.5
         The drop rate in [0, 1] (one rate: no array)
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
@@ -91,7 +91,7 @@ def spatial_dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, train
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values of rank >= 3
+        float16, bfloat16 (ml_dtypes), float32 or float64 values of rank >= 3
     p : float or array_like, default 0.5
         The drop rate(s), broadcastable to the noise shape
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
@@ -152,7 +152,7 @@ def variational_dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, t
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values of rank >= 2
+        float16, bfloat16 (ml_dtypes), float32 or float64 values of rank >= 2
     p : float or array_like, default 0.5
         The drop rate(s)
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
@@ -203,7 +203,7 @@ def drop_path(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: b
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values of rank >= 1, samples on axis 0
+        float16, bfloat16 (ml_dtypes), float32 or float64 values of rank >= 1, samples on axis 0
     p : float or array_like, default 0.5
         The drop rate(s)
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
@@ -266,7 +266,7 @@ def alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, traini
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values
+        float16, bfloat16 (ml_dtypes), float32 or float64 values
     p : float, default 0.5
         The drop rate in [0, 1]
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
@@ -535,7 +535,7 @@ def dropblock2d(x: npt.ArrayLike, p: float = 0.1, block_size: int = 7, *, seed: 
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values of shape (N, C, H, W) or (N, H, W, C)
+        float16, bfloat16 (ml_dtypes), float32 or float64 values of shape (N, C, H, W) or (N, H, W, C)
     p : float, default 0.1
         The target fraction of dropped elements, in [0, 1]
     block_size : int, default 7

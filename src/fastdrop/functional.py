@@ -34,7 +34,7 @@ def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: boo
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values, any shape, strides, memory order or byte order.
+        float16, bfloat16 (ml_dtypes), float32 or float64 values, any shape, strides, memory order or byte order.
     p : float or array_like, default 0.5
         The probability of dropping an element, in [0, 1]; or an array of rates
         broadcastable to the noise shape (each kept element scaled by its own ``1/(1-p)``).
@@ -145,7 +145,7 @@ def apply_mask(x: npt.ArrayLike, mask: npt.ArrayLike, p: Rate = 0.5, *,
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 values.
+        float16, bfloat16 (ml_dtypes), float32 or float64 values.
     mask : array_like of bool, or packed uint8
         True where an element is kept.
     p : float or array_like, default 0.5

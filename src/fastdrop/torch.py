@@ -158,7 +158,7 @@ def _refcounts(blocks):
 
 
 class _OutputBlocks:
-    """The memory of the float16/32/64 ops' outputs: NumPy blocks, each handed out again to a
+    """The memory of the ops' outputs: NumPy blocks, each handed out again to a
     later output of the same size and dtype once no tensor holds it (only this cache refers
     to it).
 
@@ -220,8 +220,8 @@ def empty_cache() -> None:
 
 def _empty_like(x, feature):
     """An uninitialised tensor laid out as torch's dropout of x would be (``_output_strides``):
-    channels_last and transposed inputs give outputs of the same layout.  float16/32/64 ones
-    live in the reused blocks of ``_OUTPUTS``."""
+    channels_last and transposed inputs give outputs of the same layout, in the reused
+    blocks of ``_OUTPUTS`` (bfloat16: int16 blocks viewed as bfloat16)."""
     strides = _output_strides(x, feature)
     flat = torch.from_numpy(_OUTPUTS.take(x.numel(), _STORAGE_OF[x.dtype])).view(x.dtype)
     return flat.as_strided(x.shape, strides)
