@@ -82,7 +82,7 @@ BENCH_CASES = [
                             "got ''"),
     (["--sizes=-1K"], "argument --sizes: sizes must be positive integers with an optional K/M/G suffix, "
                          "got '-1K'"),
-    (["--dtypes", "float32,int8"], "argument --dtypes: dtypes must be among float16, float32, float64, got 'int8'"),
+    (["--dtypes", "float32,int8"], "argument --dtypes: dtypes must be among float16, float32, float64, bfloat16, got 'int8'"),
     (["--json", "/nonexistent-fastdrop-dir/x.json"],
      "argument --json: cannot write '/nonexistent-fastdrop-dir/x.json': '/nonexistent-fastdrop-dir' does not exist"),
     (["--json", "{missing}/x.json"], "argument --json: cannot write '{missing}/x.json': '{missing}' does not exist"),

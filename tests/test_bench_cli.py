@@ -96,7 +96,7 @@ def test_plot_writes_a_png(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--sizes", "12Q"], "sizes must be positive integers with an optional K/M/G suffix, got '12Q'"),
     (["--sizes", "0"], "sizes must be positive integers with an optional K/M/G suffix, got '0'"),
-    (["--dtypes", "int8"], "dtypes must be among float16, float32, float64, got 'int8'"),
+    (["--dtypes", "int8"], "dtypes must be among float16, float32, float64, bfloat16, got 'int8'"),
     (["--threads", "0"], "argument --threads: must be an integer in [1, 1024], got '0'"),
     (["--budget", "-1"], "argument --budget: must be a finite number > 0, got '-1'"),
 ])
