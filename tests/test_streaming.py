@@ -169,3 +169,37 @@ def test_one_rate_runs_split_between_threads_are_the_numpy_backends_bits(thresho
         with fd.use_num_threads(threads):
             fd.dropout(x, 0.4, seed=11, offset=517, out=out)
         assert np.array_equal(out.view(np.uint32), expected.view(np.uint32)), nbytes
+
+
+@compiled
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_streamed_masks_with_rows_of_any_length_and_alignment_are_the_numpy_backends_bits(threshold, dtype):
+    """A streamed apply_rows (a given mask, or one decision per row) stores each row's
+    unaligned head with ordinary stores: rows shorter and longer than a vector and than 4 KB,
+    outputs shifted by 0-17 elements, with nothing written outside the output."""
+    import ml_dtypes
+    dtype = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    rng = np.random.default_rng(8)
+    for shape in ((3, 5, 1), (7, 3, 333), (2, 2, 2049), (1, 3, 5000)):
+        x = rng.standard_normal(shape).astype(dtype)
+        n = x.size
+        buffer = np.zeros(n + 32, dtype)
+        calls = {
+            "row-mask": lambda out: fd.dropout(x, 0.4, seed=3, noise_shape=shape[:2] + (1,), out=out),
+            "given-mask": lambda out: fd.apply_mask(x, fd.dropout_mask(shape, 0.4, seed=3), 0.4, out=out),
+            "rates": lambda out: fd.apply_mask(x, fd.dropout_mask((1, shape[1], shape[2]), 0.4, seed=3),
+                                               np.linspace(0, 0.9, shape[2]), out=out),
+        }
+        for name, call in calls.items():
+            with fd.use_backend("numpy"):
+                expected = call(np.empty(shape, dtype))
+            for shift in (0, 1, 3, 8, 17):
+                out = buffer[shift:shift + n].reshape(shape)
+                for nbytes in (0, 1 << 62):
+                    fd.set_streaming_threshold(nbytes)
+                    buffer[...] = 0
+                    call(out)
+                    assert np.array_equal(out.view(f"u{dtype.itemsize}"), expected.view(f"u{dtype.itemsize}")), \
+                        (shape, name, shift, nbytes)
+                    assert not buffer.view(f"u{dtype.itemsize}")[:shift].any()
+                    assert not buffer.view(f"u{dtype.itemsize}")[shift + n:].any()

@@ -1,8 +1,9 @@
 /* The fused kernels of the dropout family (included by _walkers.c, compiled per ISA variant).
  *
- * Alpha dropout in one pass: out = kept ? x * a + b : d, each operation rounded in x's dtype
- * (the product, then the sum: no FMA), which are the bits of the NumPy composition
- * (x * a masked to 0) + (kept ? b : d) that _numpy_backend.alpha_flat also computes.
+ * Alpha dropout's element loops: out = kept ? x * a + b : d, each operation rounded in x's
+ * dtype (the product, then the sum: no FMA), which are the bits of the NumPy composition
+ * (x * a masked to 0) + (kept ? b : d) that _numpy_backend.alpha_flat also computes; the
+ * walk over the stream is plain dropout's (_walkers.c: plain_span).
  *
  * DropBlock's keep mask: per (n, c) map, corners drawn from the stream words, dilated right
  * then down into keep bytes with O(W) scratch per thread, the kept count returned.
@@ -112,60 +113,6 @@ static inline void fd_alpha_kind(fd_kind_t kind, const uint16_t *chunk, int32_t 
     case FD_F32: fd_alpha_f32(chunk, thr, c, (const float *)x, (float *)out, n, stream); break;
     case FD_F64: fd_alpha_f64(chunk, thr, c, (const double *)x, (double *)out, n, stream); break;
     case FD_KEEP: break;
-    }
-}
-
-/* n elements of `size` bytes; where stream, streaming from the first aligned element of out on
-   (each call with a constant stream: no test per store once inlined). */
-static inline void fd_alpha_segment(fd_kind_t kind, int64_t size, const uint16_t *chunk, int32_t thr, const void *c,
-                                    const char *x, char *out, int64_t n, int stream) {
-    int64_t head;
-    if (!stream) {
-        fd_alpha_kind(kind, chunk, thr, c, x, out, n, 0);
-        return;
-    }
-    head = fd_stream_head(out, size, n);
-    if (head) fd_alpha_kind(kind, chunk, thr, c, x, out, head, 0);
-    if (n > head) fd_alpha_kind(kind, chunk + head, thr, c, x + head * size, out + head * size, n - head, 1);
-}
-
-/* Stream block k of a flat run of n decisions from stream index offset: generated a group of
-   steps at a time (as the dropout walker does), each group applied at once. */
-static inline void fd_alpha_block(uint64_t key, int64_t offset, int64_t n, int64_t k, int32_t thr, fd_kind_t kind,
-                                  int64_t size, const void *c, const char *x, char *out, int stream) {
-    int64_t first = offset / FD_BLOCK_CHUNKS, head = offset - first * FD_BLOCK_CHUNKS;
-    int64_t lo = k * FD_BLOCK_CHUNKS - head;        /* the block's first decision, as a run position */
-    fd_gen_t gen;
-    fd_group_t words;
-    fd_gen_seed(&gen, key, (uint64_t)(first + k));
-    for (int64_t g = 0; g < FD_BLOCK_CHUNKS / FD_GROUP_CHUNKS; g++) {
-        int64_t a = lo + g * FD_GROUP_CHUNKS, b = a + FD_GROUP_CHUNKS;
-        if (a >= n) break;
-        fd_gen_steps(&gen, FD_GROUP_STEPS, words.word);
-        if (b <= 0) continue;
-        int64_t from = a < 0 ? 0 : a, to = b < n ? b : n;
-        fd_alpha_segment(kind, size, &words.chunk[from - a], thr, c, x + from * size, out + from * size, to - from,
-                         stream);
-    }
-}
-
-/* out[i] = alpha dropout of x[i] with decision offset + i; c holds (a, b, d) in x's dtype. */
-static void fd_alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
-                          const void *x, void *out, int nthreads) {
-    int64_t head = offset % FD_BLOCK_CHUNKS, nblocks = (head + n + FD_BLOCK_CHUNKS - 1) / FD_BLOCK_CHUNKS;
-    int64_t size = fd_kind_bytes(kind);
-    int stream = fd_streams(n * size);
-    if (n <= 0) return;
-    if (nthreads > 1 && nblocks > 256) {
-        #pragma omp parallel num_threads(nthreads)
-        {
-            #pragma omp for schedule(static) nowait
-            for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out, stream);
-            if (stream) fd_store_fence();
-        }
-    } else {
-        for (int64_t k = 0; k < nblocks; k++) fd_alpha_block(key, offset, n, k, thr, kind, size, c, x, out, stream);
-        if (stream) fd_store_fence();
     }
 }
 

@@ -175,7 +175,9 @@ FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
 /* Decisions kept from the group before the one being applied (at least any kind's lanes). */
 #define FD_CARRY 32
 
-/* Elements s..e of a run with one rate (g: nouter 0, step 0; stream decisions offset + s ...).  The walk of dropout_block splits its vector loop at every group of
+/* Elements s..e of a run with one rate (g: nouter 0, step 0; stream decisions offset + s ...):
+   dropout, or, where alpha is not NULL, alpha dropout with its coefficients (a, b, d) in x's
+   dtype (_fused.h).  The walk of dropout_block splits its vector loop at every group of
    decisions, so with an output that is not aligned to the vector size (NumPy's large arrays
    are 16 bytes past a 64-byte line) every group ends and starts with a partial line written
    by ordinary stores between streamed ones: on the Xeon that made a streamed 64M run twice
@@ -184,7 +186,7 @@ FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
    behind the last FD_CARRY decisions of the one before, so a vector may take decisions from
    both.  Only the span's first and last partial vectors take ordinary stores.  The same
    decisions and arithmetic as dropout_block: the same bits. */
-FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g,
+FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g, const void *alpha,
                           fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     int64_t size = fd_kind_bytes(kind), lanes = kind_lanes(kind);
     int64_t pos = offset + s, block = pos / FD_BLOCK_CHUNKS, within = pos - block * FD_BLOCK_CHUNKS;
@@ -209,8 +211,12 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
             else if (stop == e) t = e;                          /* the end: the last partial vector too */
             else t = d + (stop - d) / lanes * lanes;            /* whole vectors; the rest waits */
             if (t == d) break;
-            select_segment(&buf.chunk[FD_CARRY + d - base], g, 0, kind, x + d * size, out + d * size, t - d,
-                           stream && d >= aligned);
+            if (alpha)
+                fd_alpha_kind(kind, &buf.chunk[FD_CARRY + d - base], g->thr[0], alpha, x + d * size, out + d * size,
+                              t - d, stream && d >= aligned);
+            else
+                select_segment(&buf.chunk[FD_CARRY + d - base], g, 0, kind, x + d * size, out + d * size, t - d,
+                               stream && d >= aligned);
             d = t;
         }
         if (d >= e) break;
@@ -230,14 +236,36 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
 }
 
 /* plain_span with the kind a constant in each case. */
-static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g, fd_kind_t kind,
-                          const char *x, char *out, int prefetch, int stream) {
+static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g, const void *alpha,
+                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     switch (kind) {
-    case FD_F16: plain_span(key, offset, s, e, g, FD_F16, x, out, prefetch, stream); break;
-    case FD_BF16: plain_span(key, offset, s, e, g, FD_BF16, x, out, prefetch, stream); break;
-    case FD_F32: plain_span(key, offset, s, e, g, FD_F32, x, out, prefetch, stream); break;
-    case FD_F64: plain_span(key, offset, s, e, g, FD_F64, x, out, prefetch, stream); break;
+    case FD_F16: plain_span(key, offset, s, e, g, alpha, FD_F16, x, out, prefetch, stream); break;
+    case FD_BF16: plain_span(key, offset, s, e, g, alpha, FD_BF16, x, out, prefetch, stream); break;
+    case FD_F32: plain_span(key, offset, s, e, g, alpha, FD_F32, x, out, prefetch, stream); break;
+    case FD_F64: plain_span(key, offset, s, e, g, alpha, FD_F64, x, out, prefetch, stream); break;
     case FD_KEEP: break;
+    }
+}
+
+/* A one-rate run of n decisions from stream element offset (plain_span's), split between
+   threads as one span of whole blocks each (as schedule(static) splits blocks); each thread
+   fences its own streaming stores, the caller those of a serial run. */
+static void plain_range(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *g, const void *alpha,
+                        fd_kind_t kind, const char *x, char *out, int nthreads, int stream) {
+    int64_t head = offset % FD_BLOCK_CHUNKS, nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
+    int prefetch = n * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
+    if (n <= 0) return;
+    if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
+        int64_t per = (nblocks + nthreads - 1) / nthreads;
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; t++) {
+            int64_t s = max64(min64(t * per, nblocks) * FD_BLOCK_CHUNKS - head, 0);
+            int64_t e = min64(min64(t * per + per, nblocks) * FD_BLOCK_CHUNKS - head, n);
+            if (s < e) plain_span_of(key, offset, s, e, g, alpha, kind, x, out, prefetch, stream);
+            if (stream) fd_store_fence();
+        }
+    } else {
+        plain_span_of(key, offset, 0, n, g, alpha, kind, x, out, prefetch, stream);
     }
 }
 
@@ -249,20 +277,9 @@ static void dropout_range(uint64_t key, int64_t offset, int64_t n, int64_t j0, c
     int64_t head = offset - first * FD_BLOCK_CHUNKS;
     int64_t nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
     int prefetch = kind != FD_KEEP && n * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
-    int plain = kind != FD_KEEP && g->nouter == 0 && g->step == 0;
     if (n <= 0) return;
-    if (plain && nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
-        /* one span of whole blocks per thread, as schedule(static) splits them */
-        int64_t per = (nblocks + nthreads - 1) / nthreads;
-        #pragma omp parallel for schedule(static) num_threads(nthreads)
-        for (int t = 0; t < nthreads; t++) {
-            int64_t s = max64(min64(t * per, nblocks) * FD_BLOCK_CHUNKS - head, 0);
-            int64_t e = min64(min64(t * per + per, nblocks) * FD_BLOCK_CHUNKS - head, n);
-            if (s < e) plain_span_of(key, offset, s, e, g, kind, x, out, prefetch, stream);
-            if (stream) fd_store_fence();
-        }
-    } else if (plain) {
-        plain_span_of(key, offset, 0, n, g, kind, x, out, prefetch, stream);
+    if (kind != FD_KEEP && g->nouter == 0 && g->step == 0) {
+        plain_range(key, offset, n, g, NULL, kind, x, out, nthreads, stream);
     } else if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel num_threads(nthreads)
         {
@@ -370,6 +387,20 @@ static void fill_words(uint64_t key, int64_t first_word, uint64_t *out, int64_t 
         for (int64_t i = 0; i < take; i++) out[pos + i] = fd_block_word(&b, at + i);
         pos += take;
     }
+}
+
+/* out[i] = alpha dropout of x[i] with decision offset + i; c holds (a, b, d) in x's dtype. */
+static void alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
+                       const void *x, void *out, int nthreads) {
+    fd_rates_t g;
+    int stream = fd_streams(n * fd_kind_bytes(kind));
+    g.thr = &thr;
+    g.scale = NULL;
+    g.inner = INT64_MAX;
+    g.step = 0;
+    g.nouter = 0;
+    plain_range(key, offset, n, &g, c, kind, x, out, nthreads, stream);
+    if (stream) fd_store_fence();
 }
 
 #define FD_STR_(s) #s
@@ -597,5 +628,5 @@ static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_
 
 
 const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
-                                           fd_alpha_flat, fd_dropblock_keep, gaussian_flat,
+                                           alpha_flat, fd_dropblock_keep, gaussian_flat,
                                            dropout_shared, concrete_flat, concrete_grad_flat, dropout_add};
