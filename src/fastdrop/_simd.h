@@ -142,6 +142,64 @@ static inline fd_i32v fd_widen32(const uint16_t *chunk) {
 #  endif
 }
 
+/* Keep bytes (nonzero: kept) of the next FD_L32 elements as all-ones or zero 32-bit lanes,
+   and of the next FD_L64 as 64-bit lanes, FD_L32 as 16-bit lanes: widening loads, as for the
+   decisions (GCC's __builtin_convertvector of bytes went through scalar registers). */
+static inline fd_i32v fd_kept32(const uint8_t *keep) {
+#  if FD_VBYTES == 64
+    return (fd_i32v)_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)keep)) != 0;
+#  elif FD_VBYTES == 32
+    return (fd_i32v)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)keep)) != 0;
+#  elif defined(__SSE2__)
+    int32_t four;
+    memcpy(&four, keep, sizeof four);
+    __m128i z = _mm_setzero_si128();
+    return (fd_i32v)_mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(four), z), z) != 0;
+#  else
+    fd_u8v32 k;
+    memcpy(&k, keep, sizeof k);
+    return __builtin_convertvector(k, fd_i32v) != 0;
+#  endif
+}
+
+static inline fd_i64v fd_kept64(const uint8_t *keep) {
+#  if FD_VBYTES == 64
+    return (fd_i64v)_mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)keep)) != 0;
+#  elif FD_VBYTES == 32
+    int32_t four;
+    memcpy(&four, keep, sizeof four);
+    return (fd_i64v)_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four)) != 0;
+#  elif defined(__SSE2__)       /* no 64-bit compare: compare 2 x i32, duplicate each mask */
+    __m128i z = _mm_setzero_si128();
+    __m128i c = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(keep[0] | keep[1] << 8), z), z);
+    __m128i m = _mm_cmpgt_epi32(c, z);
+    return (fd_i64v)_mm_unpacklo_epi32(m, m);
+#  else
+    fd_u8v64 k;
+    memcpy(&k, keep, sizeof k);
+    return __builtin_convertvector(k, fd_i64v) != 0;
+#  endif
+}
+
+static inline fd_i16v32 fd_kept16(const uint8_t *keep) {
+    fd_i16v32 h;
+#  if FD_VBYTES == 64
+    __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)keep));
+#  elif FD_VBYTES == 32
+    __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)keep));
+#  elif defined(__SSE2__)
+    int32_t four;
+    memcpy(&four, keep, sizeof four);
+    __m128i w = _mm_unpacklo_epi8(_mm_cvtsi32_si128(four), _mm_setzero_si128());
+#  else
+    fd_u8v32 w;
+    memcpy(&w, keep, sizeof w);
+    w = __builtin_convertvector(w, fd_i16v32);
+#  endif
+    memcpy(&h, &w, sizeof h);
+    return h != 0;
+}
+
 static inline fd_i32v fd_keep32(const uint16_t *chunk, int32_t thr) {
     return fd_widen32(chunk) < thr;
 }
@@ -368,14 +426,12 @@ static inline void fd_apply_f32(const uint8_t *keep, const float *s, int64_t s_s
                                 const float *x, float *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
+    fd_f32v s0 = (fd_f32v){0} + s[0];
     for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {
-        fd_u8v32 k;
-        fd_f32v v, sv;
-        memcpy(&k, keep + i, sizeof k);
+        fd_f32v v, sv = s0;
         memcpy(&v, x + i, sizeof v);
         if (s_step) memcpy(&sv, s + i, sizeof sv);
-        else sv = (fd_f32v){0} + s[0];
-        fd_i32v bits = (fd_i32v)(v * sv) & (__builtin_convertvector(k, fd_i32v) != 0);
+        fd_i32v bits = (fd_i32v)(v * sv) & fd_kept32(keep + i);
         fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
@@ -392,14 +448,12 @@ static inline void fd_apply_f64(const uint8_t *keep, const double *s, int64_t s_
                                 const double *x, double *out, int64_t n, int stream) {
     int64_t i = 0;
 #if FD_VECTOR
+    fd_f64v s0 = (fd_f64v){0} + s[0];
     for (; (s_step == 0 || s_step == 1) && i + FD_L64 <= n; i += FD_L64) {
-        fd_u8v64 k;
-        fd_f64v v, sv;
-        memcpy(&k, keep + i, sizeof k);
+        fd_f64v v, sv = s0;
         memcpy(&v, x + i, sizeof v);
         if (s_step) memcpy(&sv, s + i, sizeof sv);
-        else sv = (fd_f64v){0} + s[0];
-        fd_i64v bits = (fd_i64v)(v * sv) & (__builtin_convertvector(k, fd_i64v) != 0);
+        fd_i64v bits = (fd_i64v)(v * sv) & fd_kept64(keep + i);
         fd_store_vec(out + i, &bits, sizeof bits, stream);
     }
 #endif
@@ -598,10 +652,8 @@ static inline fd_i16v32 fd_half_select_vv(const uint16_t *x, const uint16_t *s, 
         int64_t i = 0;                                                                                      \
         FD_VEC16_##F(float s0 = TOF(s[0]);                                                                  \
         for (; (s_step == 0 || s_step == 1) && i + FD_L32 <= n; i += FD_L32) {                              \
-            fd_u8v32 k;                                                                                     \
-            memcpy(&k, keep + i, sizeof k);                                                                 \
             fd_i16v32 h = s_step ? MULVV(x + i, s + i) : MULV(x + i, s0);                                   \
-            fd_i16v32 bits = h & (__builtin_convertvector(k, fd_i16v32) != 0);                              \
+            fd_i16v32 bits = h & fd_kept16(keep + i);                                                       \
             fd_store_vec(out + i, &bits, sizeof bits, stream);                                              \
         })                                                                                                  \
         for (; i < n; i++)                                                                                  \
