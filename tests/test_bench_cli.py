@@ -73,6 +73,17 @@ def test_target_cases_and_threads(tmp_path, capsys):
                                                else t["ratio"] >= float(t["target"][3:]))
 
 
+def test_bfloat16_is_a_dtype_asked_for_by_name(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code, out, _ = _run_main(capsys, "--dtypes", "bfloat16,float32", "--sizes", "4K", "--no-targets",
+                             "--json", str(path))
+    assert code == 0
+    cases = json.loads(path.read_text())["cases"]
+    assert [c["dtype"] for c in cases] == ["bfloat16", "float32"]
+    assert "torch" not in cases[0]["speedup"]            # torch.from_numpy takes no bfloat16 (bench --torch does)
+    assert all(c["fastdrop_over_copy"] > 0 for c in cases)
+
+
 def test_table_targets_are_read_off_the_cases():
     case = {"dtype": "float32", "size": 1 << 24, "fastdrop_over_floor": 1.3,
             "ns_per_element": {"floor": 1.0, "fastdrop": 1.3, "numpy-backend": 30.0, "naive": 10.0},

@@ -113,3 +113,19 @@ def test_refusals_name_grad_residual_and_bias():
         fd.dropout_add(x32, np.ones(4, BF16), 0.5, seed=1)
     with pytest.raises(TypeError, match=r"bias must have dtype float16, float32 or float64, got dtype bfloat16"):
         fd.dropout_add(x32, x32, 0.5, bias=np.ones(4, BF16), seed=1)
+
+
+def test_byte_swapped_bfloat16_is_read_as_its_values(backend):
+    x = bf16((7, 301))
+    swapped = x.astype(x.dtype.newbyteorder(">"))
+    y = fd.dropout(swapped, 0.3, seed=8)
+    assert y.dtype == BF16 and y.dtype.isnative
+    assert np.array_equal(bits(y), bits(fd.dropout(x, 0.3, seed=8)))
+    assert np.array_equal(bits(fd.alpha_dropout(swapped, 0.3, seed=8)), bits(fd.alpha_dropout(x, 0.3, seed=8)))
+
+
+def test_a_bfloat16_forward_dtype_for_gaussians_backward_is_refused_by_name():
+    with pytest.raises(TypeError, match=re.escape(
+            "dtype must be float16, float32 or float64 (the forward's data dtype), got bfloat16: the noise variants "
+            "compute in float16/32/64 only")):
+        fd.gaussian_dropout_grad(np.ones(4, np.float32), 0.3, seed=1, dtype=BF16)

@@ -56,6 +56,7 @@ static uint32_t lcg(void) {
 static float xf[N_MAX];
 static double xd[N_MAX];
 static uint16_t xh[N_MAX];
+static uint16_t xb[N_MAX];
 
 static void make_inputs(void) {
     for (int i = 0; i < N_MAX; i++) {
@@ -68,6 +69,8 @@ static void make_inputs(void) {
         /* float16 bits: sign, an exponent of 0 (zero, subnormal) to 30 (finite), any mantissa */
         uint32_t r = lcg();
         xh[i] = (uint16_t)((r & 0x8000u) | (((r >> 10) % 31u) << 10) | (r & 0x3FFu));
+        /* bfloat16 bits: any sign, exponent and mantissa (subnormals, inf and NaN among them) */
+        xb[i] = (uint16_t)lcg();
     }
 }
 
@@ -124,6 +127,28 @@ int main(void) {
                         printf("dropout %s key%d off%d p%.2f n%lld %016llx\n", KIND_NAMES[kind], ki, oi, RATES[r],
                                (long long)n, (unsigned long long)hash_le(out, n, KIND_SIZES[kind]));
                     }
+
+    /* bfloat16 (FD_BF16 follows FD_KEEP in fd_kind_t), the same cases. */
+    for (int ki = 0; ki < 3; ki++)
+        for (int oi = 0; oi < 4; oi++)
+            for (int r = 0; r < 6; r++)
+                for (int si = 0; si < 4; si++) {
+                    int64_t n = SIZES[si], start = OFFSETS[oi];
+                    int32_t thr = threshold(RATES[r]);
+                    uint16_t s16 = fd_float_to_bf16((float)(RATES[r] < 1.0 ? 1.0 / (1.0 - RATES[r]) : 1.0));
+                    fd_rates_t g;
+                    memset(&g, 0, sizeof g);
+                    g.thr = &thr; g.scale = &s16; g.inner = INT64_MAX; g.step = 0; g.nouter = 0;
+                    memset(out, 0xA5, sizeof out);
+                    k->dropout_rows(KEYS[ki], &start, 1, n, &g, FD_BF16, xb, n, out, n, 1);
+                    printf("dropout bf16 key%d off%d p%.2f n%lld %016llx\n", ki, oi, RATES[r], (long long)n,
+                           (unsigned long long)hash_le(out, n, 2));
+                }
+    for (int ki = 0; ki < 3; ki++) {
+        uint16_t cb[3] = {0x3FC0, 0xBE80, 0xBF80};          /* 1.5, -0.25, -1 */
+        k->alpha_flat(KEYS[ki], 777, 5000, threshold(0.2), FD_BF16, cb, xb, out, 1);
+        printf("alpha bf16 key%d %016llx\n", ki, (unsigned long long)hash_le(out, 5000, 2));
+    }
 
     /* Per-element rates and several rows from their own stream starts. */
     static int32_t thr_el[N_MAX];

@@ -433,6 +433,7 @@ static inline void nz_scale(fd_kind_t kind, const float *w, const char *x, char 
 static inline double nz_load_double(fd_kind_t kind, const char *p, int64_t i) {
     switch (kind) {
     case FD_F16: return (double)fd_half_to_float(((const uint16_t *)p)[i]);
+    case FD_BF16: return (double)fd_bf16_to_float(((const uint16_t *)p)[i]);
     case FD_F32: return (double)((const float *)p)[i];
     default: return ((const double *)p)[i];
     }

@@ -192,9 +192,9 @@ static inline fd_i16v32 fd_kept16(const uint8_t *keep) {
     memcpy(&four, keep, sizeof four);
     __m128i w = _mm_unpacklo_epi8(_mm_cvtsi32_si128(four), _mm_setzero_si128());
 #  else
-    fd_u8v32 w;
-    memcpy(&w, keep, sizeof w);
-    w = __builtin_convertvector(w, fd_i16v32);
+    fd_u8v32 w8;
+    memcpy(&w8, keep, sizeof w8);
+    fd_i16v32 w = __builtin_convertvector(w8, fd_i16v32);
 #  endif
     memcpy(&h, &w, sizeof h);
     return h != 0;

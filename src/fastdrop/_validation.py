@@ -129,6 +129,8 @@ def as_float_array(x, name="x", bfloat16=True):
             raise TypeError(f"{name} must have dtype float16, float32 or float64, got dtype bfloat16: "
                             f"the noise variants and dropout_add compute in float16/32/64 only; "
                             f"pass {name}.astype(np.float32)")
+        if not arr.dtype.isnative:
+            return arr.astype(arr.dtype.newbyteorder("="))
         return arr if arr.flags.aligned else arr.copy()
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4, 8):     # any byte order
         floats = "float16, bfloat16, float32 or float64" if bfloat16 else "float16, float32 or float64"
@@ -138,6 +140,16 @@ def as_float_array(x, name="x", bfloat16=True):
     if not arr.flags.aligned:              # e.g. np.frombuffer at an odd offset: the kernels need aligned data
         arr = arr.copy()
     return arr
+
+
+def check_forward_dtype(dtype):
+    """A backward's ``dtype`` argument (the forward's data dtype, whose rounding the noise
+    took) as a float16/32/64 NumPy dtype; TypeError naming it otherwise."""
+    dtype = np.empty(0, dtype).dtype
+    if is_bfloat16(dtype):
+        raise TypeError("dtype must be float16, float32 or float64 (the forward's data dtype), got bfloat16: "
+                        "the noise variants compute in float16/32/64 only")
+    return as_float_array(np.empty(0, dtype), "dtype").dtype
 
 
 # DLPack's device types (dlpack.h DLDeviceType); host memory is read in place, the rest refused.
@@ -436,7 +448,8 @@ def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
     return (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
             and noise_shape is None and training is True
             and 0.0 < p < 1.0 and 0 <= seed <= U64 and 0 <= offset and offset + x.size <= MAX_INDEX
-            and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype)) and x.flags.c_contiguous and x.flags.aligned
+            and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype) and x.dtype.isnative) and x.flags.c_contiguous
+            and x.flags.aligned
             and x.size > 0
             and (out is None or _is_direct_out(out, x)))
 

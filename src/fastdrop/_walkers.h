@@ -56,9 +56,10 @@ typedef struct {
                        int64_t nrows);
     /* Stream words first_word .. first_word + n into out. */
     void (*fill_words)(uint64_t key, int64_t first_word, uint64_t *out, int64_t n);
-    /* The dropout family's fused kernels (_fused.h). */
-    /* Alpha dropout of C-contiguous x (n elements of kind F16/F32/F64) into out, decision i
-       being stream element offset + i: kept x * c[0] + c[1], dropped c[2] (x's dtype). */
+    /* The dropout family's fused kernels (element loops in _fused.h and _noise.h). */
+    /* Alpha dropout of C-contiguous x (n elements of a float kind) into out, decision i
+       being stream element offset + i: kept x * c[0] + c[1], dropped c[2] (x's dtype; the
+       16-bit formats as bits); walked as plain dropout is (_walkers.c: plain_span). */
     void (*alpha_flat)(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *c,
                        const void *x, void *out, int nthreads);
     /* DropBlock's keep bytes of n x c maps of h x w (block b, corner words from offset, drawn
@@ -66,20 +67,20 @@ typedef struct {
        count (-1: out of memory). */
     int64_t (*dropblock_keep)(uint64_t key, int64_t offset, int64_t n, int64_t c, int64_t h, int64_t w, int64_t b,
                               uint64_t thr53, uint8_t *keep, const int64_t *strides, int nthreads);
-    /* out[i] = x[i] * (1 + sigma * z) over n elements of a C-contiguous kind (not FD_KEEP),
+    /* out[i] = x[i] * (1 + sigma * z) over n elements of a C-contiguous kind (F16/F32/F64),
        z the standard normal offset + i of the stream, from word (offset + i) / 2 (_noise.h);
        the noise is rounded to float16 first where half_noise.  Threads split blocks of words. */
     void (*gaussian_flat)(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind,
                           const void *x, void *out, int64_t n, int nthreads);
     /* Dropout of C-contiguous x viewed as (outer, shared, inner) into out, element (a, t, f)
        decided by stream element offset + a * inner + f (one decision shared by every t):
-       kept x * scale, dropped +0; scale points at one value of x's dtype (float16: bits). */
+       kept x * scale, dropped +0; scale points at one value of x's dtype (16-bit formats: bits). */
     void (*dropout_shared)(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner,
                            int32_t thr, fd_kind_t kind, const void *scale, const void *x, void *out,
                            int nthreads);
 
     /* Concrete dropout over n elements (_noise.h), element i using stream word offset + i:
-       out = x * kind(w) of C-contiguous x and out (kind not FD_KEEP). */
+       out = x * kind(w) of C-contiguous x and out (kind F16/F32/F64). */
     void (*concrete_flat)(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind, const void *x,
                           void *out, int64_t n, int nthreads);
     /* Its backward: out = g * gkind(w) (out of g's kind), partials[k] the rate gradient's
@@ -90,7 +91,7 @@ typedef struct {
                                int64_t n, int nthreads);
 
     /* out[j] = residual[j] + dropout(x[j] + bias[j]) over n elements of C-contiguous x,
-       residual and out of one kind (not FD_KEEP; out may be x or residual), decision j being
+       residual and out of one kind (F16/F32/F64; out may be x or residual), decision j being
        stream element offset + j, each operation rounded in x's dtype (_residual.h).  rates
        as dropout_rows's over the region of the n elements; bias is NULL, or the bias values
        read as rates are: a region of x's dtype in .scale, with .dims/.stride/.inner/.step

@@ -17,8 +17,8 @@ from . import _core
 from ._typing import FloatArray, NoiseShape, Rate, Seed
 from ._stream import stream_key
 from ._validation import (as_float_array, check_block_size, check_bool, check_data_format, check_dropout_call,
-                          check_gaussian_rate, check_index_range, check_logit, check_offset, check_out,
-                          check_scalar_rate, check_temperature, check_time_axis, resolve_seed)
+                          check_forward_dtype, check_gaussian_rate, check_index_range, check_logit, check_offset,
+                          check_out, check_scalar_rate, check_temperature, check_time_axis, resolve_seed)
 from .functional import dropout
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
@@ -459,7 +459,7 @@ def gaussian_dropout_grad(grad: npt.ArrayLike, p: float = 0.5, *, seed: Seed = N
     array([ 1.3846138,  2.2246335,  1.5513811, -1.3647034], dtype=float32)
     """
     given, grad = grad, as_float_array(grad, "grad", bfloat16=False)
-    noise_dtype = grad.dtype if dtype is None else as_float_array(np.empty(0, dtype), "dtype", bfloat16=False).dtype
+    noise_dtype = grad.dtype if dtype is None else check_forward_dtype(dtype)
     return _gaussian(given, grad, p, seed, training, offset, out, noise_dtype)
 
 
