@@ -142,6 +142,27 @@ static inline uint64_t fd_cursor_next(fd_word_cursor_t *cur) {
     return fd_block_word(&cur->b, cur->at++);
 }
 
+/* Consume the cursor's next words up to the first drawn one ((word >> 11) < thr53) among the
+   next n, that one included; returns its position, or n when none of the n is drawn.  Draws
+   are rare (gamma ~ p / b**2), so most rows of corners are this scan alone. */
+static inline int64_t fd_cursor_find_drawn(fd_word_cursor_t *cur, int64_t n, uint64_t thr53) {
+    int64_t j = 0;
+    while (j < n) {
+        if (cur->at == FD_BLOCK_WORDS) {
+            cur->block++;
+            fd_block(cur->key, (uint64_t)cur->block, &cur->b);
+            cur->at = 0;
+        }
+        int64_t end = cur->at + (n - j < FD_BLOCK_WORDS - cur->at ? n - j : FD_BLOCK_WORDS - cur->at);
+        while (cur->at < end) {
+            uint64_t word = fd_block_word(&cur->b, cur->at++);
+            if ((word >> 11) < thr53) return j;
+            j++;
+        }
+    }
+    return n;
+}
+
 /* Keep bytes of one output row: element j is kept unless a corner row after `edge` covers it. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
@@ -167,10 +188,14 @@ static inline int64_t fd_dropblock_map(fd_word_cursor_t *cur, int64_t h, int64_t
     for (int64_t j = 0; j < w; j++) last[j] = -b;
     for (int64_t i = 0; i < h; i++) {
         if (i < hv) {
-            int64_t col = -b, j = 0;
-            for (; j < wv; j++) {
-                if ((fd_cursor_next(cur) >> 11) < thr53) col = j;
-                if (col > j - b) last[j] = i;
+            int64_t col = -b, j = fd_cursor_find_drawn(cur, wv, thr53);     /* before it nothing is covered */
+            if (j < wv) {
+                col = j;
+                last[j++] = i;
+                for (; j < wv; j++) {
+                    if ((fd_cursor_next(cur) >> 11) < thr53) col = j;
+                    if (col > j - b) last[j] = i;
+                }
             }
             for (; j < w && col > j - b; j++) last[j] = i;
         }
