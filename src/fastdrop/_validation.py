@@ -145,11 +145,11 @@ def as_float_array(x, name="x", bfloat16=True):
 def check_forward_dtype(dtype):
     """A backward's ``dtype`` argument (the forward's data dtype, whose rounding the noise
     took) as a float16/32/64 NumPy dtype; TypeError naming it otherwise."""
-    dtype = np.empty(0, dtype).dtype
-    if is_bfloat16(dtype):
+    empty = np.empty(0, dtype)
+    if is_bfloat16(empty.dtype):
         raise TypeError("dtype must be float16, float32 or float64 (the forward's data dtype), got bfloat16: "
                         "the noise variants compute in float16/32/64 only")
-    return as_float_array(np.empty(0, dtype), "dtype").dtype
+    return as_float_array(empty, "dtype").dtype
 
 
 # DLPack's device types (dlpack.h DLDeviceType); host memory is read in place, the rest refused.
@@ -448,9 +448,8 @@ def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
     return (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
             and noise_shape is None and training is True
             and 0.0 < p < 1.0 and 0 <= seed <= U64 and 0 <= offset and offset + x.size <= MAX_INDEX
-            and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype) and x.dtype.isnative) and x.flags.c_contiguous
-            and x.flags.aligned
-            and x.size > 0
+            and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype) and x.dtype.isnative)
+            and x.flags.c_contiguous and x.flags.aligned and x.size > 0
             and (out is None or _is_direct_out(out, x)))
 
 
