@@ -89,6 +89,23 @@ static inline void fd_store_vec(void *dst, const void *v, size_t bytes, int stre
     memcpy(dst, v, bytes);
 }
 
+/* `bytes` zero bytes at dst: streamed where asked (dst then aligned to FD_STREAM_ALIGN, as
+   for fd_store_vec), so a dropped row costs what its kept neighbours' streamed stores do,
+   not an ordinary store's write-allocate read; the tail under a vector by memset. */
+static inline void fd_zero_bytes(void *dst, int64_t bytes, int stream) {
+    int64_t b = 0;
+#if FD_STREAM
+    if (stream) {
+        const fd_i32v zero = {0};
+        for (; b + (int64_t)sizeof zero <= bytes; b += (int64_t)sizeof zero)
+            fd_store_vec((char *)dst + b, &zero, sizeof zero, 1);
+    }
+#else
+    (void)stream;
+#endif
+    memset((char *)dst + b, 0, (size_t)(bytes - b));
+}
+
 /* Make this thread's streaming stores globally visible before it reports its part done. */
 static inline void fd_store_fence(void) {
 #if FD_STREAM

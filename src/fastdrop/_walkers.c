@@ -339,40 +339,66 @@ static inline void scale_row(fd_kind_t kind, const void *s, const void *x, void 
     }
 }
 
+/* A cursor over apply_rows' rows, C order over dims[0 .. ndim - 2]: the row's first keep
+   byte and scale (an odometer, as next_row). */
+typedef struct {
+    int64_t idx[FD_MAX_DIMS], row, k, s;
+} row_cursor_t;
+
+typedef struct {
+    int ndim;
+    const int64_t *dims, *kstride, *sstride;
+} row_layout_t;
+
+static inline void row_cursor_next(row_cursor_t *c, const row_layout_t *l) {
+    c->row++;
+    for (int a = l->ndim - 2; a >= 0; a--) {
+        c->idx[a]++;
+        c->k += l->kstride[a];
+        c->s += l->sstride[a];
+        if (c->idx[a] < l->dims[a]) return;
+        c->k -= c->idx[a] * l->kstride[a];
+        c->s -= c->idx[a] * l->sstride[a];
+        c->idx[a] = 0;
+    }
+}
+
+/* Elements in the pieces apply_rows walks, and prefetches ahead of: a multiple of 64 bytes
+   for every kind, so a streamed row's pieces after its head stay line-aligned. */
+#define APPLY_PIECE 1024
+
 static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale, int ndim,
                        const int64_t *dims, const int64_t *kstride, const int64_t *sstride, int64_t nrows) {
+    const row_layout_t layout = {ndim, dims, kstride, sstride};
     int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1], ss = sstride[ndim - 1], size = fd_kind_bytes(kind);
     const char *xb = x, *sb = scale;
     char *ob = out;
     int stream = fd_streams(nrows * inner * size);
-    for (int64_t r = 0; r < nrows; r++) {
-        int64_t rest = r, k = 0, s = 0;
-        for (int a = ndim - 2; a >= 0; a--) {
-            int64_t i = rest % dims[a];
-            k += i * kstride[a];
-            s += i * sstride[a];
-            rest /= dims[a];
-        }
+    /* Prefetching, as the dropout walks do, keeps reads in flight across the rows; the
+       cursor `ahead` follows the prefetched row, so x is not fetched for a dropped row. */
+    int prefetch = nrows * inner * size > PREFETCH_MIN_BYTES;
+    row_cursor_t row = {{0}, 0, 0, 0}, ahead = row;
+    for (int64_t r = 0; r < nrows; r++, row_cursor_next(&row, &layout)) {
         const char *xr = xb + r * inner * size;
         char *orow = ob + r * inner * size;
-        /* a streaming row: its unaligned head with ordinary stores (memset streams large
-           clears itself) */
+        /* a streaming row: its unaligned head with ordinary stores */
         int64_t h = stream ? fd_stream_head(orow, size, inner) : 0;
-        if (ks == 0) {          /* the row shares one decision, hence one scale */
-            if (keep[k]) {
-                if (h) scale_row(kind, sb + s * size, xr, orow, h, 0);
-                if (stream) scale_row(kind, sb + s * size, xr + h * size, orow + h * size, inner - h, 1);
-                else scale_row(kind, sb + s * size, xr, orow, inner, 0);
-            } else {
-                memset(orow, 0, (size_t)(inner * size));
+        for (int64_t a = 0, b; a < inner; a = b) {
+            b = a == 0 && h ? h : min64(inner, a + APPLY_PIECE);
+            int piece_streams = stream && a >= h;
+            int64_t q = r * inner + a + PREFETCH_AHEAD, qrow = q / inner;
+            if (prefetch && qrow < nrows) {
+                while (ahead.row < qrow) row_cursor_next(&ahead, &layout);
+                if (ks != 0 || keep[ahead.k]) fd_prefetch(xb + q * size, (b - a) * size, 0);
+                if (!stream) fd_prefetch(ob + q * size, (b - a) * size, 1);
             }
-        } else {                /* keep's last varying axis has stride 1 */
-            if (h) apply_row(kind, keep + k, sb + s * size, ss, xr, orow, h, 0);
-            if (stream)
-                apply_row(kind, keep + k + h, sb + (s + h * ss) * size, ss, xr + h * size, orow + h * size,
-                          inner - h, 1);
+            if (ks != 0)        /* keep's last varying axis has stride 1 */
+                apply_row(kind, keep + row.k + a, sb + (row.s + a * ss) * size, ss, xr + a * size, orow + a * size,
+                          b - a, piece_streams);
+            else if (keep[row.k])   /* the row shares one decision, hence one scale */
+                scale_row(kind, sb + row.s * size, xr + a * size, orow + a * size, b - a, piece_streams);
             else
-                apply_row(kind, keep + k, sb + s * size, ss, xr, orow, inner, 0);
+                fd_zero_bytes(orow + a * size, (b - a) * size, piece_streams);
         }
     }
     if (stream) fd_store_fence();
@@ -448,7 +474,7 @@ static inline void shared_row(fd_kind_t kind, const int16_t *m16, const int32_t 
 /* Piece `piece` (of pieces per sample) of sample a: columns f0 .. f0 + n of all its rows. */
 static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, int64_t n, int64_t shared,
                          int64_t inner, const fd_rates_t *g, fd_kind_t kind, const void *scale,
-                         const char *x, char *out, int stream) {
+                         const char *x, char *out, int prefetch, int stream) {
     uint8_t keep[SHARED_PIECE];
     shared_mask_t mask;
     int64_t size = fd_kind_bytes(kind);
@@ -459,8 +485,16 @@ static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, in
         for (int64_t i = 0; i < n; i++) mask.m32[i] = -(int32_t)keep[i];
     else
         for (int64_t i = 0; i < n; i++) mask.m64[i] = -(int64_t)keep[i];
+    /* rows of the piece are prefetched about PREFETCH_AHEAD elements ahead, as the dropout
+       walks do: a piece's rows are not adjacent in memory, so each row is its own stream */
+    int64_t ahead = (PREFETCH_AHEAD + n - 1) / n;
     for (int64_t t = 0; t < shared; t++) {
         int64_t at = ((a * shared + t) * inner + f0) * size;
+        if (prefetch && t + ahead < shared) {
+            int64_t next = at + ahead * inner * size;
+            fd_prefetch(x + next, n * size, 0);
+            if (!stream) fd_prefetch(out + next, n * size, 1);
+        }
         int64_t h = stream ? fd_stream_head(out + at, size, n) : 0;
         if (h) shared_row(kind, mask.m16, mask.m32, mask.m64, scale, x + at, out + at, h, 0);
         if (stream)
@@ -476,6 +510,7 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
     fd_rates_t g;
     int64_t pieces = (inner + SHARED_PIECE - 1) / SHARED_PIECE, total = outer * pieces;
     int stream = fd_streams(outer * shared * inner * fd_kind_bytes(kind));
+    int prefetch = outer * shared * inner * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
     g.thr = &thr;
     g.scale = NULL;
     g.inner = INT64_MAX;
@@ -488,7 +523,7 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
             for (int64_t k = 0; k < total; k++) {
                 int64_t f0 = (k % pieces) * SHARED_PIECE;
                 shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
-                             scale, x, out, stream);
+                             scale, x, out, prefetch, stream);
             }
             if (stream) fd_store_fence();
         }
@@ -496,7 +531,7 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
         for (int64_t k = 0; k < total; k++) {
             int64_t f0 = (k % pieces) * SHARED_PIECE;
             shared_piece(key, offset, k / pieces, f0, min64(SHARED_PIECE, inner - f0), shared, inner, &g, kind,
-                         scale, x, out, stream);
+                         scale, x, out, prefetch, stream);
         }
         if (stream) fd_store_fence();
     }
