@@ -382,7 +382,8 @@ NZ_INLINE void nz_concrete(nz_f a, nz_f e, float inv_t, float inverse_keep, floa
     }
 }
 
-/* The n (a multiple of NZ_LANES) words' w into w_out and, where s_out is not NULL, s into it.
+/* The n (a multiple of NZ_LANES, at most FD_BLOCK_WORDS) words' w into w_out and, where s_out
+   is not NULL, s into it.
    Three loops through buffers, the argument, its exp, then the rest: one loop's body is a
    chain of dependent operations longer than the core's reordering window, and short
    independent iterations let it overlap several (measured, bench/NOTES.md: two loops made
@@ -390,7 +391,7 @@ NZ_INLINE void nz_concrete(nz_f a, nz_f e, float inv_t, float inverse_keep, floa
    0.96x, avx512 unchanged; the same operations, so the same bits). */
 NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, float inv_t, float inverse_keep,
                                  float rate, float *w_out, float *s_out) {
-    float args[FD_GROUP_WORDS], exps[FD_GROUP_WORDS];
+    float args[FD_BLOCK_WORDS], exps[FD_BLOCK_WORDS];
     for (int64_t i = 0; i < n; i += NZ_LANES) {
         nz_f arg = nz_concrete_argument(nz_halves(words, i, 1), logit, inv_t);
         NZ_PUT(args + i, arg);
@@ -479,28 +480,31 @@ static void nz_rate_sums_of(fd_kind_t gkind, fd_kind_t xkind, const float *s, co
 
 /* The Concrete forward (s == NULL) or backward over words lo..lo+n of block `block` (x, g and out
    point at word lo): out = x * kind(w) (forward) or g * gkind(w) (backward, kind = gkind); the
-   backward adds (g * x) * s of each element to acc[its stream index % 16], in element order. */
+   backward adds (g * x) * s of each element to acc[its stream index % 16], in element order.
+   The whole groups around lo..lo+n are transformed in one nz_concrete_words call, up to a
+   block of 256 words: its loops then hold 16 (avx512) to 64 (SSE2) independent vectors, and
+   the exp's long chain of dependent operations overlaps across them (with one group of 64
+   words per call the loops were latency-bound; bench/NOTES.md). */
 static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, int64_t n, const float *c,
                                      fd_kind_t kind, fd_kind_t xkind, const char *x, const char *g, char *out,
                                      double *acc) {
     fd_gen_t gen;
-    uint64_t words[FD_GROUP_WORDS];
-    float w[FD_GROUP_WORDS], s[FD_GROUP_WORDS];
+    uint64_t words[FD_BLOCK_WORDS];
+    float w[FD_BLOCK_WORDS], s[FD_BLOCK_WORDS];
     int64_t size = fd_kind_bytes(kind), xsize = fd_kind_bytes(xkind);
+    int64_t g0 = lo / FD_GROUP_WORDS * FD_GROUP_WORDS;
+    int64_t g1 = (lo + n + FD_GROUP_WORDS - 1) / FD_GROUP_WORDS * FD_GROUP_WORDS;
     fd_gen_seed(&gen, key, (uint64_t)block);
-    for (int64_t start = 0; start < lo + n; start += FD_GROUP_WORDS) {
-        fd_gen_steps(&gen, FD_GROUP_STEPS, words);
-        if (start + FD_GROUP_WORDS <= lo) continue;
-        int64_t a = lo > start ? lo : start, b = lo + n < start + FD_GROUP_WORDS ? lo + n : start + FD_GROUP_WORDS;
-        if (acc == NULL) {
-            nz_concrete_words(words, FD_GROUP_WORDS, c[0], c[1], c[2], c[3], w, NULL);
-            nz_scale(kind, w + (a - start), x + (a - lo) * xsize, out + (a - lo) * size, b - a);
-            continue;
+    fd_gen_steps(&gen, (int)(g1 / FD_LANES), words);
+    nz_concrete_words(words + g0, g1 - g0, c[0], c[1], c[2], c[3], w + g0, acc ? s + g0 : NULL);
+    if (acc != NULL) {
+        for (int64_t start = g0; start < g1; start += FD_GROUP_WORDS) {
+            int64_t a = lo > start ? lo : start, b = lo + n < start + FD_GROUP_WORDS ? lo + n : start + FD_GROUP_WORDS;
+            nz_rate_sums_of(kind, xkind, s + start, g + (a - lo) * size, x + (a - lo) * xsize, a - start, b - start,
+                            acc);
         }
-        nz_concrete_words(words, FD_GROUP_WORDS, c[0], c[1], c[2], c[3], w, s);
-        nz_rate_sums_of(kind, xkind, s, g + (a - lo) * size, x + (a - lo) * xsize, a - start, b - start, acc);
-        nz_scale(kind, w + (a - start), g + (a - lo) * size, out + (a - lo) * size, b - a);
     }
+    nz_scale(kind, w + lo, acc ? g : x, out, n);
 }
 
 /* c = {logit, inv_t, inverse_keep, p} of float32 logit and inv_t. */
