@@ -103,7 +103,7 @@ static inline void fd_zero_bytes(void *dst, int64_t bytes, int stream) {
 #else
     (void)stream;
 #endif
-    memset((char *)dst + b, 0, (size_t)(bytes - b));
+    if (b < bytes) memset((char *)dst + b, 0, (size_t)(bytes - b));
 }
 
 /* Make this thread's streaming stores globally visible before it reports its part done. */
