@@ -71,11 +71,13 @@ def test_variational_dropout_is_its_noise_shaped_mask_applied(backend, dtype, sh
     ((7, 4, 30), (1, 4, 30), (1, 7, 120)),             # time-major: no leading kept axis
     ((2, 5, 6, 3), (2, 1, 1, 3), (2, 30, 3)),          # channels_last spatial dropout
     ((2, 1, 5, 3), (2, 1, 1, 3), (2, 5, 3)),           # size-1 axes of x are skipped
-    ((4, 7, 30), (4, 7, 1), None),                     # nothing kept after the broadcast axes
+    ((4, 7, 30), (4, 7, 1), (28, 30, 1)),              # nothing kept after the broadcast axes
+    ((4, 3, 5, 6), (4, 1, 1, 1), (4, 90, 1)),          # drop_path
+    ((4, 7, 30), (1, 1, 1), (1, 840, 1)),              # one decision for all
     ((4, 7, 30), (1, 7, 1), None),                     # two broadcast groups
     ((4, 7, 30), (4, 7, 30), None),                    # nothing broadcast
 ])
-def test_shared_axes_finds_one_middle_broadcast_group(shape, noise, expected):
+def test_shared_axes_finds_one_broadcast_group_between_kept_axes(shape, noise, expected):
     assert _core.shared_axes(shape, noise) == expected
 
 

@@ -782,3 +782,55 @@ def test_the_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypat
             return
     if plain:
         assert_same_bits(fd.dropout(x, p, seed=seed, training=training, offset=offset, out=out), expected)
+
+
+@fuzz
+@given(dtype=st.sampled_from(FLOATS), order=st.sampled_from(["C", "F", "strided"]), n=st.integers(0, 40),
+       noise_shape=st.sampled_from([(None, 1, 1), (1, 1, 1), (-1, 1, 1), (1, 4, 1), (1, 1, 5), (1, 4), (1.0, 1, 1),
+                                    (np.int64(1), 1, 1), [1, 1, 1], (1, 2, 1), (True, 1, 1), "n"]),
+       p=st.sampled_from([0.3, 1.0, np.float64(0.3)]), seed=st.sampled_from([5, -1, np.int64(5)]),
+       offset=st.sampled_from([0, 7, 2**62 - 10, 2**62]), out_kind=st.sampled_from(["none", "x", "new", "shifted"]))
+def test_the_noise_shape_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypatch, dtype, order, n,
+                                                                                   noise_shape, p, seed, offset,
+                                                                                   out_kind):
+    """``is_shared_dropout_call`` lets the common call with a noise shape skip the checks:
+    whenever it says yes, the general path must accept the same arguments and give the same
+    bits.  x is (n, 4, 5); "n" stands for the noise shape (n, 1, 1)."""
+    from fastdrop import _validation, functional
+    if noise_shape == "n":
+        noise_shape = (n, 1, 1)
+
+    def arguments(base):
+        x = {"C": base[:n * 20].reshape(n, 4, 5), "F": np.asfortranarray(base[:n * 20].reshape(n, 4, 5)),
+             "strided": base[::2][:n * 20].reshape(n, 4, 5)}[order]
+        out = {"none": None, "x": x, "new": np.empty_like(x), "shifted": base[1:n * 20 + 1].reshape(n, 4, 5)}[out_kind]
+        return x, out
+
+    base = np.random.default_rng(n).standard_normal(2 * n * 20 + 2).astype(dtype)
+    x, out = arguments(base)
+    shortcut = _validation.is_shared_dropout_call(x, p, seed, True, noise_shape, offset, out)
+    with monkeypatch.context() as patch:
+        patch.setattr(functional, "is_shared_dropout_call", lambda *args: False)
+        try:
+            expected = fd.dropout(*arguments(base.copy())[:1], p, seed=seed, noise_shape=noise_shape, offset=offset,
+                                  out=arguments(base.copy())[1] if out_kind == "new" else None)
+        except (TypeError, ValueError):
+            assert not shortcut
+            return
+    if shortcut:
+        assert_same_bits(fd.dropout(x, p, seed=seed, noise_shape=noise_shape, offset=offset, out=out), expected)
+
+
+@pytest.mark.parametrize("call", [lambda x: fd.spatial_dropout(x, 0.3, seed=1), lambda x: fd.drop_path(x, 0.3, seed=1),
+                                  lambda x: fd.variational_dropout(x, 0.3, seed=1),
+                                  lambda x: fd.dropout(x, 0.3, seed=1, noise_shape=(1, 4, 1, 1))])
+def test_the_family_calls_on_c_arrays_take_the_noise_shape_shortcut(monkeypatch, call):
+    from fastdrop import _core
+    taken = []
+    original = _core.dropout_plain_over
+    monkeypatch.setattr(_core, "dropout_plain_over", lambda *args: taken.append(args) or original(*args))
+    x = np.random.default_rng(0).standard_normal((3, 4, 5, 6)).astype(np.float32)
+    y = call(x)
+    assert len(taken) == 1
+    with fd.use_backend("numpy"):
+        assert_same_bits(y, call(x))

@@ -202,9 +202,10 @@ def _family_cases(rng):
     return cases
 
 def _shared_mask_cases(rng):
-    """Masks shared along a middle axis (variational dropout, channels_last spatial dropout),
-    one kernel pass: rows shorter and longer than a piece of columns, vector tails, every
-    half under the select, and enough elements for threads."""
+    """Masks shared along a middle axis (variational dropout, channels_last spatial dropout)
+    or along the trailing axes (drop_path, channels_first spatial dropout), one kernel pass:
+    rows shorter and longer than a piece of columns, short rows, vector tails, every half
+    under the select, and enough elements for threads."""
     cases = []
     for dtype in (np.float16, np.float32, np.float64):
         name = np.dtype(dtype).name
@@ -217,8 +218,23 @@ def _shared_mask_cases(rng):
         x4 = rng.standard_normal((3, 4, 5, 19)).astype(dtype)
         cases.append((f"spatial-last-{name}", lambda x=x4: fastdrop.spatial_dropout(x, 0.3, seed=2,
                                                                                  data_format="channels_last")))
+        # leading noise shapes (drop_path, channels_first spatial): rows of one decision shorter
+        # and longer than SHORT_ROW (128), more samples than a piece (2048 decisions), samples
+        # longer than an expansion (16384 elements) of short rows
+        for shape in ((7, 3, 4), (4, 3, 127), (4, 3, 128), (3, 2, 129), (50, 50, 3), (2, 3, 5000)):
+            x = (rng.standard_normal(shape) * 1e3).astype(dtype)
+            x.reshape(-1)[:2] = [np.inf, -np.nan]
+            cases.append((f"spatial-first-{name}-{shape}", lambda x=x: fastdrop.spatial_dropout(x, 0.4, seed=3,
+                                                                                             offset=5)))
+            cases.append((f"drop-path-{name}-{shape}", lambda x=x: fastdrop.drop_path(x, 0.4, seed=3)))
+        for shape in ((700, 3, 5), (2, 300, 100), (3, 2000, 3), (4, 5, 127)):
+            x = (rng.standard_normal(shape) * 1e3).astype(dtype)
+            cases.append((f"variational-short-{name}-{shape}", lambda x=x: fastdrop.variational_dropout(
+                x, 0.4, seed=12, offset=1021)))
     cases.append(("variational-all-halves", lambda: fastdrop.variational_dropout(
         ALL_HALVES.reshape(4, 4, 4096), 0.3, seed=2)))
+    xl = rng.standard_normal((128, 64, 7, 7)).astype(np.float32)     # short rows, > the parallel threshold
+    cases.append(("spatial-first-threads", lambda: fastdrop.spatial_dropout(xl, 0.5, seed=4, offset=333)))
     xs = rng.standard_normal((8, 40, 3001)).astype(np.float32)       # > the parallel threshold
     cases.append(("variational-threads", lambda: fastdrop.variational_dropout(xs, 0.5, seed=4, offset=333)))
     return cases

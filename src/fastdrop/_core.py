@@ -133,6 +133,25 @@ def dropout_plain(x, p, seed, offset, out):
     return dropout_plain_key(x, p, _cached_stream_key(seed), offset, out)
 
 
+def dropout_plain_over(x, p, seed, noise_shape, offset, out):
+    """The common call with a noise shape (``_validation.is_shared_dropout_call``): the
+    general path's kernels with the cached threshold, scale, key and axis split, and, for one
+    broadcast group, ``dropout_shared``'s kernel straight on x and out (both C-contiguous)."""
+    return dropout_plain_over_key(x, p, _cached_stream_key(seed), noise_shape, offset, out)
+
+
+def dropout_plain_over_key(x, p, key, noise_shape, offset, out):
+    """``dropout_plain_over`` for a caller that has the seed's stream key (a layer's window)."""
+    thr, scale = _scalar_rate(p, x.dtype)
+    y = np.empty_like(x) if out is None else out
+    shared = _cached_shared_axes(x.shape, noise_shape)
+    if shared is None:
+        return dropout_over(key, offset, thr, scale, x, noise_shape, y)
+    _backend.kernels().dropout_shared(key, offset, thr, scale, x.reshape(shared), y.reshape(shared),
+                                      _backend.get_num_threads())
+    return y
+
+
 def dropout_plain_key(x, p, key, offset, out):
     """``dropout_plain`` for a caller that has the seed's stream key (a layer's window)."""
     thr, scale = _scalar_rate(p, x.dtype)
@@ -190,17 +209,21 @@ def dropblock_keep(key, offset, block, thr53, keep):
 # --- a mask shared along a middle axis (variational dropout, channels_last spatial dropout) ---
 @functools.lru_cache(maxsize=64)
 def shared_axes(shape, noise_shape):
-    """(outer, shared, inner) when the noise shape keeps x's leading and trailing axes and is 1
-    on the axes between them (those of size 1 in x aside), with a trailing axis kept: then
-    noise element (a, f) is the decision of x's elements (a, t, f) for every t.  Else None."""
+    """(outer, shared, inner) when the noise shape keeps x's leading and trailing axes, none or
+    some of either, and is 1 on the axes between them (those of size 1 in x aside): then noise
+    element (a, f) is the decision of x's elements (a, t, f) for every t (inner is 1 where no
+    trailing axis is kept: drop_path, channels_first spatial dropout).  Else None."""
     pattern = ["k" if m == n else "b" for n, m in zip(shape, noise_shape) if n != 1]
     text = "".join(pattern)
     lead = len(text) - len(text.lstrip("k"))
     middle = len(text[lead:]) - len(text[lead:].lstrip("b"))
-    if middle == 0 or "b" in text[lead + middle:] or lead + middle == len(text):
+    if middle == 0 or "b" in text[lead + middle:]:
         return None
     sizes = [n for n in shape if n != 1]
     return math.prod(sizes[:lead]), math.prod(sizes[lead:lead + middle]), math.prod(sizes[lead + middle:])
+
+
+_cached_shared_axes = functools.lru_cache(maxsize=256)(shared_axes)
 
 
 def dropout_shared(key, offset, thr, scale, x, shared, out):

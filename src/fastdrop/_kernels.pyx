@@ -107,13 +107,15 @@ cdef bint is_bfloat16_typenum(int typenum, cnp.ndarray a):
     return False
 
 
-cdef bint common_flat_call(int64_t offset, thr, scale, x, out):
-    """True for the arguments the Python layer's common call gives dropout_flat, all valid:
-    native float (or bfloat16) 1-D C-contiguous aligned x, a writeable out like it, an integer threshold
-    in range, a real scale, runs in the index range.  Anything else goes to _kernel_args."""
+cdef bint common_call(int64_t offset, thr, scale, x, out, int ndim):
+    """True for the arguments the Python layer's common calls give dropout_flat (ndim 1) and
+    dropout_shared (ndim 3), all valid: native float (or bfloat16) C-contiguous aligned x of
+    that rank, a writeable out like it, an integer threshold in range, a real scale, the
+    decisions (x's size, or outer * inner) in the index range.  Anything else goes to
+    _kernel_args."""
     cdef cnp.ndarray xa, oa
-    cdef int typenum
-    cdef int64_t n
+    cdef int typenum, axis
+    cdef int64_t decisions
     if not (cnp.PyArray_Check(x) and cnp.PyArray_Check(out)):
         return False
     xa, oa = x, out
@@ -121,15 +123,18 @@ cdef bint common_flat_call(int64_t offset, thr, scale, x, out):
     if not (typenum == cnp.NPY_FLOAT16 or typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64
             or is_bfloat16_typenum(typenum, xa)):
         return False
-    if cnp.PyArray_TYPE(oa) != typenum or xa.ndim != 1 or oa.ndim != 1 or xa.shape[0] != oa.shape[0]:
+    if cnp.PyArray_TYPE(oa) != typenum or xa.ndim != ndim or oa.ndim != ndim:
         return False
+    for axis in range(ndim):
+        if xa.shape[axis] != oa.shape[axis]:
+            return False
     if not (cnp.PyArray_ISCARRAY_RO(xa) and cnp.PyArray_ISCARRAY(oa)):   # also native byte order
         return False
     if not ((type(thr) is int or isinstance(thr, INTEGER)) and 0 <= thr <= CHUNK_RANGE):
         return False
-    n = xa.shape[0]
+    decisions = xa.shape[0] if ndim == 1 else xa.shape[0] * xa.shape[2]
     return ((isinstance(scale, REAL_SCALARS) or type(scale) is xa.dtype.type)
-            and offset >= 0 and offset <= FD_MAX_INDEX - n)
+            and offset >= 0 and offset <= FD_MAX_INDEX - decisions)
 
 
 cdef int set_layout(fd_rates_t *g, cnp.ndarray a) except -1:
@@ -228,7 +233,7 @@ cdef class Kernels:
 
     def dropout_flat(self, uint64_t key, int64_t offset, thr, scale, x, out, int nthreads=1):
         """Fused mask generation and scaling over C-contiguous 1-D arrays (out may be x)."""
-        if not common_flat_call(offset, thr, scale, x, out):
+        if not common_call(offset, thr, scale, x, out, 1):
             _kernel_args.check_dropout_flat(offset, thr, scale, x, out)
         return self.rows(key, &offset, 1, cnp.PyArray_DIM(x, 0), thr, scale, float_kind(x),
                          x, 0, out, 0, nthreads)
@@ -362,7 +367,8 @@ cdef class Kernels:
         """Dropout of C-contiguous 3-D x, (outer, shared, inner), into out: element (a, t, f) is
         decided by stream element offset + a * inner + f for every t (a noise shape broadcast
         along the middle axis), kept x * scale, dropped +0."""
-        _kernel_args.check_dropout_shared(offset, thr, scale, x, out)
+        if not common_call(offset, thr, scale, x, out, 3):
+            _kernel_args.check_dropout_shared(offset, thr, scale, x, out)
         cdef int32_t t = thr
         cdef float s32
         cdef double s64

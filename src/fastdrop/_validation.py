@@ -21,6 +21,8 @@ _NOT_NUMBERS = (bool, np.bool_, np.timedelta64, np.datetime64)
 
 def is_integer(value):
     """True for Python and NumPy integers; False for bools, timedeltas and everything else."""
+    if type(value) is int:          # the common case, without the ABC's isinstance machinery
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, _NOT_NUMBERS)
 
 
@@ -344,11 +346,10 @@ def resolve_noise_shape(noise_shape, shape):
     for axis, (n, size) in enumerate(zip(entries, shape)):
         if n is None:
             n = size
-        message = f"noise_shape[{axis}] must be 1, None or x.shape[{axis}]={size}, got {n!r} in noise_shape={noise_shape!r}"
-        if not is_integer(n):
-            raise TypeError(message)
-        if n not in (1, size):
-            raise ValueError(message)
+        if not is_integer(n) or n not in (1, size):
+            message = (f"noise_shape[{axis}] must be 1, None or x.shape[{axis}]={size}, got {n!r} "
+                       f"in noise_shape={noise_shape!r}")
+            raise (ValueError if is_integer(n) else TypeError)(message)
         resolved.append(int(n))
     return tuple(resolved)
 
@@ -451,6 +452,16 @@ def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
             and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype) and x.dtype.isnative)
             and x.flags.c_contiguous and x.flags.aligned and x.size > 0
             and (out is None or _is_direct_out(out, x)))
+
+
+def is_shared_dropout_call(x, p, seed, training, noise_shape, offset, out):
+    """True for ``is_plain_dropout_call``'s common call with a noise shape given as a tuple of
+    ints, each 1 or x's size on its axis (what spatial_dropout, drop_path, variational_dropout
+    and the layers pass): then ``resolve_noise_shape`` returns it as it is, and every other
+    check of the general path passes as for the plain call (``tests/test_fuzz.py``)."""
+    return (type(noise_shape) is tuple and is_plain_dropout_call(x, p, seed, training, None, offset, out)
+            and len(noise_shape) == x.ndim
+            and all(type(n) is int and (n == 1 or n == size) for n, size in zip(noise_shape, x.shape)))
 
 
 def _is_direct_out(out, x):

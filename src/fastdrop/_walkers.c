@@ -367,16 +367,17 @@ static inline void row_cursor_next(row_cursor_t *c, const row_layout_t *l) {
    for every kind, so a streamed row's pieces after its head stay line-aligned. */
 #define APPLY_PIECE 1024
 
-static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale, int ndim,
-                       const int64_t *dims, const int64_t *kstride, const int64_t *sstride, int64_t nrows) {
+/* apply_rows with its streaming and prefetching chosen by the caller (for the whole output
+   when this is a part of it), and no fence: the caller ends its streamed part with one. */
+static void apply_rows_part(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale, int ndim,
+                            const int64_t *dims, const int64_t *kstride, const int64_t *sstride, int64_t nrows,
+                            int prefetch, int stream) {
     const row_layout_t layout = {ndim, dims, kstride, sstride};
     int64_t inner = dims[ndim - 1], ks = kstride[ndim - 1], ss = sstride[ndim - 1], size = fd_kind_bytes(kind);
     const char *xb = x, *sb = scale;
     char *ob = out;
-    int stream = fd_streams(nrows * inner * size);
     /* Prefetching, as the dropout walks do, keeps reads in flight across the rows; the
        cursor `ahead` follows the prefetched row, so x is not fetched for a dropped row. */
-    int prefetch = nrows * inner * size > PREFETCH_MIN_BYTES;
     row_cursor_t row = {{0}, 0, 0, 0}, ahead = row;
     for (int64_t r = 0; r < nrows; r++, row_cursor_next(&row, &layout)) {
         const char *xr = xb + r * inner * size;
@@ -386,9 +387,9 @@ static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *
         for (int64_t a = 0, b; a < inner; a = b) {
             b = a == 0 && h ? h : min64(inner, a + APPLY_PIECE);
             int piece_streams = stream && a >= h;
-            int64_t q = r * inner + a + PREFETCH_AHEAD, qrow = q / inner;
-            if (prefetch && qrow < nrows) {
-                while (ahead.row < qrow) row_cursor_next(&ahead, &layout);
+            int64_t q = r * inner + a + PREFETCH_AHEAD;     /* the element to prefetch, in row ahead.row */
+            if (prefetch && q < nrows * inner) {
+                while ((ahead.row + 1) * inner <= q) row_cursor_next(&ahead, &layout);
                 if (ks != 0 || keep[ahead.k]) fd_prefetch(xb + q * size, (b - a) * size, 0);
                 if (!stream) fd_prefetch(ob + q * size, (b - a) * size, 1);
             }
@@ -401,7 +402,27 @@ static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *
                 fd_zero_bytes(orow + a * size, (b - a) * size, piece_streams);
         }
     }
+}
+
+static void apply_rows(fd_kind_t kind, const void *x, void *out, const uint8_t *keep, const void *scale, int ndim,
+                       const int64_t *dims, const int64_t *kstride, const int64_t *sstride, int64_t nrows) {
+    int64_t bytes = nrows * dims[ndim - 1] * fd_kind_bytes(kind);
+    int stream = fd_streams(bytes);
+    apply_rows_part(kind, x, out, keep, scale, ndim, dims, kstride, sstride, nrows, bytes > PREFETCH_MIN_BYTES,
+                    stream);
     if (stream) fd_store_fence();
+}
+
+/* Rows shorter than SHORT_ROW elements cost more per row than per element in apply_rows'
+   walk, so the shared-mask walks below apply them through keep bytes expanded to one per
+   element, EXPANDED elements at a time (their bytes stay in L1), as one long row. */
+#define SHORT_ROW 128
+#define EXPANDED 16384
+
+static void apply_expanded(fd_kind_t kind, const uint8_t *bytes, int64_t n, const void *scale, const char *x,
+                           char *out, int prefetch, int stream) {
+    int64_t dims[1] = {n}, kstride[1] = {1}, sstride[1] = {0};
+    apply_rows_part(kind, x, out, bytes, scale, 1, dims, kstride, sstride, 1, prefetch, stream);
 }
 
 static void fill_words(uint64_t key, int64_t first_word, uint64_t *out, int64_t n) {
@@ -505,18 +526,85 @@ static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, in
     }
 }
 
+/* Rows a0 .. a0 + n of a leading noise shape (inner 1: row a, its `shared` contiguous
+   elements, is decision offset + a): the n decisions drawn into keep bytes, then applied as
+   apply_rows applies a mask of one byte per row. */
+static void leading_piece(uint64_t key, int64_t offset, int64_t a0, int64_t n, int64_t shared, const fd_rates_t *g,
+                          fd_kind_t kind, const void *scale, const char *x, char *out, int prefetch, int stream) {
+    uint8_t keep[SHARED_PIECE];
+    int64_t size = fd_kind_bytes(kind), dims[2] = {n, shared}, kstride[2] = {1, 0}, sstride[2] = {0, 0};
+    const char *xa = x + a0 * shared * size;
+    char *oa = out + a0 * shared * size;
+    dropout_range(key, offset + a0, n, 0, g, FD_KEEP, NULL, (char *)keep, 1, 0);
+    apply_rows_part(kind, xa, oa, keep, scale, 2, dims, kstride, sstride, n, prefetch, stream);
+    if (stream) fd_store_fence();
+}
+
+/* n bytes from src to dst in 8-byte moves: both may be read or written up to 7 bytes past n. */
+static inline void copy_padded(uint8_t *dst, const uint8_t *src, int64_t n) {
+    for (int64_t b = 0; b < n; b += 8) memcpy(dst + b, src + b, 8);
+}
+
+/* Samples a0 .. a0 + na of (outer, shared, inner) with rows shorter than SHORT_ROW (rows of
+   inner elements, or for inner 1 the sample of shared): their na * inner decisions drawn at
+   once, then each sample's keep bytes, repeated over its rows, built EXPANDED bytes at a time
+   and applied as one row (the samples are contiguous in x and out). */
+static void short_rows_piece(uint64_t key, int64_t offset, int64_t a0, int64_t na, int64_t shared, int64_t inner,
+                             const fd_rates_t *g, fd_kind_t kind, const void *scale, const char *x, char *out,
+                             int prefetch, int stream) {
+    uint8_t keep[SHARED_PIECE + 8], bytes[EXPANDED + 8];
+    int64_t size = fd_kind_bytes(kind), start = a0 * shared * inner, fill = 0;
+    /* a sample repeats `unit` bytes `reps` times: for inner 1 its one byte `shared` times */
+    int64_t unit = inner == 1 ? shared : inner, reps = inner == 1 ? 1 : shared;
+    dropout_range(key, offset + a0 * inner, na * inner, 0, g, FD_KEEP, NULL, (char *)keep, 1, 0);
+    for (int64_t i = 0; i < na; i++) {
+        for (int64_t r = 0; r < reps; r++) {
+            if (fill + unit > EXPANDED) {
+                apply_expanded(kind, bytes, fill, scale, x + start * size, out + start * size, prefetch, stream);
+                start += fill;
+                fill = 0;
+            }
+            if (inner == 1) {
+                uint64_t eight = keep[i] * UINT64_C(0x0101010101010101);
+                for (int64_t b = 0; b < unit; b += 8) memcpy(bytes + fill + b, &eight, 8);
+            } else {
+                copy_padded(bytes + fill, keep + i * inner, unit);
+            }
+            fill += unit;
+        }
+    }
+    if (fill) apply_expanded(kind, bytes, fill, scale, x + start * size, out + start * size, prefetch, stream);
+    if (stream) fd_store_fence();
+}
+
 static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t shared, int64_t inner, int32_t thr,
                            fd_kind_t kind, const void *scale, const void *x, void *out, int nthreads) {
     fd_rates_t g;
-    int64_t pieces = (inner + SHARED_PIECE - 1) / SHARED_PIECE, total = outer * pieces;
+    /* Three walks: inner 1 (drop_path, channels_first spatial dropout) with long rows, pieces
+       of SHARED_PIECE rows; short rows, pieces of the samples of SHARED_PIECE decisions;
+       else pieces of SHARED_PIECE columns of one sample. */
+    int leading = inner == 1 && shared >= SHORT_ROW, short_rows = !leading && inner < SHORT_ROW;
+    int64_t per_piece = short_rows ? SHARED_PIECE / inner : SHARED_PIECE;       /* samples or rows */
+    int64_t pieces = leading || short_rows ? 1 : (inner + SHARED_PIECE - 1) / SHARED_PIECE;
+    int64_t total = leading || short_rows ? (outer + per_piece - 1) / per_piece : outer * pieces;
     int stream = fd_streams(outer * shared * inner * fd_kind_bytes(kind));
     int prefetch = outer * shared * inner * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
+    int parallel = nthreads > 1 && total > 1 && outer * shared * inner >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS;
     g.thr = &thr;
     g.scale = NULL;
     g.inner = INT64_MAX;
     g.step = 0;
     g.nouter = 0;
-    if (nthreads > 1 && total > 1 && outer * shared * inner >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS) {
+    if (leading || short_rows) {        /* each piece ends with its fence */
+        #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
+        for (int64_t k = 0; k < total; k++) {
+            int64_t a0 = k * per_piece, na = min64(per_piece, outer - a0);
+            if (leading)
+                leading_piece(key, offset, a0, na, shared, &g, kind, scale, x, out, prefetch, stream);
+            else
+                short_rows_piece(key, offset, a0, na, shared, inner, &g, kind, scale, x, out, prefetch, stream);
+        }
+    } else if (parallel) {
         #pragma omp parallel num_threads(nthreads)
         {
             #pragma omp for schedule(static) nowait

@@ -16,9 +16,9 @@ import numpy.typing as npt
 from . import _core
 from ._typing import FloatArray, NoiseShape, Rate, Seed
 from ._stream import stream_key
-from ._validation import (as_float_array, check_block_size, check_bool, check_data_format, check_dropout_call,
-                          check_forward_dtype, check_gaussian_rate, check_index_range, check_logit, check_offset,
-                          check_out, check_scalar_rate, check_temperature, check_time_axis, resolve_seed)
+from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_data_format,
+                          check_dropout_call, check_forward_dtype, check_gaussian_rate, check_index_range, check_logit,
+                          check_offset, check_out, check_scalar_rate, check_temperature, check_time_axis, resolve_seed)
 from .functional import dropout
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
@@ -127,13 +127,22 @@ def spatial_dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, train
     >>> bool((y == y[:, :, :1]).all())
     True
     """
-    shape = as_float_array(x).shape
-    return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(shape, data_format),
+    return dropout(x, p, seed=seed, training=training, noise_shape=spatial_noise_shape(_float_shape(x), data_format),
                    offset=offset, out=out)
+
+
+def _float_shape(x):
+    """The shape of ``as_float_array(x)``, which raises for what is no float array: the shape
+    itself for the common input, an aligned float ndarray, which needs no conversion."""
+    if type(x) is np.ndarray and x.dtype in FLOAT_DTYPES and x.flags.aligned:
+        return x.shape
+    return as_float_array(x).shape
 
 
 def spatial_noise_shape(shape, data_format="channels_first"):
     """(N, C, 1, ..., 1) or (N, 1, ..., 1, C): the noise shape of spatial dropout on ``shape``."""
+    if type(data_format) is str and data_format == "channels_first" and len(shape) >= 3:    # the common call
+        return tuple(shape[:2]) + (1,) * (len(shape) - 2)
     check_data_format(data_format)
     if len(shape) < 3:
         raise ValueError(f"spatial_dropout expects input of rank >= 3 (N, C, *spatial), got shape {tuple(shape)}")
@@ -187,7 +196,7 @@ def variational_dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, t
            [2., 0., 2., 0.],
            [2., 0., 2., 0.]])
     """
-    shape = list(as_float_array(x).shape)
+    shape = list(_float_shape(x))
     time_axis = check_time_axis(time_axis)
     if not -len(shape) <= time_axis < len(shape) or len(shape) < 2:
         raise ValueError(f"variational_dropout expects input of rank >= 2 with time_axis={time_axis} "
@@ -236,7 +245,7 @@ def drop_path(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: b
            [2., 2.],
            [0., 0.]])
     """
-    shape = as_float_array(x).shape
+    shape = _float_shape(x)
     if len(shape) < 1:
         raise ValueError(f"drop_path expects input of rank >= 1 (N, ...), got shape {shape}")
     return dropout(x, p, seed=seed, training=training, noise_shape=(shape[0],) + (1,) * (len(shape) - 1),

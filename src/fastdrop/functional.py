@@ -16,7 +16,7 @@ from ._typing import BoolArray, FloatArray, NoiseShape, Rate, Seed, Shape
 from ._stream import CHUNK_RANGE, MAX_INDEX, derive_seed, stream_key
 from ._validation import (as_float_array, check_array_container, check_bool, check_dropout_call,
                           check_index_range, check_offset, check_out, check_rate, check_shape, is_plain_dropout_call,
-                          resolve_seed)
+                          is_shared_dropout_call, resolve_seed)
 
 __all__ = ["MAX_INDEX", "apply_mask", "derive_seed", "dropout", "dropout_mask", "effective_keep", "stream_key"]
 
@@ -77,6 +77,8 @@ def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: boo
     """
     if is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
         return _core.dropout_plain(x, p, seed, offset, out)
+    if is_shared_dropout_call(x, p, seed, training, noise_shape, offset, out):
+        return _core.dropout_plain_over(x, p, seed, noise_shape, offset, out)
     x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out)
     key = stream_key(resolve_seed(seed))
     if not training or (isinstance(p, float) and p == 0.0):

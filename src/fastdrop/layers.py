@@ -246,6 +246,19 @@ class DropoutLayer(Module):
             lock.release()
         return index, seeds[index - start], keys[index - start]
 
+    def _is_common_call(self, x):
+        """True when this layer's training call on x (with a derived int seed) is the
+        functional API's common call, which ``_core`` takes as it is: 0 < p < 1 and an aligned
+        C-contiguous float16/32/64 ndarray that is not empty."""
+        p = self.p
+        return (type(p) is float and 0.0 < p < 1.0 and type(x) is np.ndarray and x.dtype in FLOAT_DTYPES
+                and x.flags.aligned and x.flags.c_contiguous and x.size > 0)
+
+    def _key_of(self, seed):
+        """The stream key of a derived seed: from the window when it is there (one lookup)."""
+        key = self._window_keys.get(seed)
+        return stream_key(seed) if key is None else key
+
     def _give_back(self, index):
         """Undo ``_take_seed`` for a forward that failed, if no later forward took one since."""
         if index is not None:
@@ -442,8 +455,7 @@ class Dropout(DropoutLayer):
         # the caller's array, which may be unaligned, byte-swapped or strided) and the key's
         # lookup in the window are inline: each Python frame is ~0.1 us of a ~5 us call.
         if seed is not None and self._is_plain(x):
-            key = self._window_keys.get(seed)
-            return _core.dropout_plain_key(x, self.p, stream_key(seed) if key is None else key, 0, out)
+            return _core.dropout_plain_key(x, self.p, self._key_of(seed), 0, out)
         # noise_shape as configured (None entries included): fd.dropout resolves it, and None
         # lets the common call take its shortcut.
         if self.mode == "classic":
@@ -454,10 +466,7 @@ class Dropout(DropoutLayer):
     def _is_plain(self, x):
         """True when this layer's call on x is fd.dropout's common call (inverted, no noise
         shape, 0 < p < 1) on an input _core.dropout_plain_key takes as it is."""
-        p = self.p
-        return (type(p) is float and 0.0 < p < 1.0 and self.noise_shape is None and self.mode == "inverted"
-                and type(x) is np.ndarray and x.dtype in FLOAT_DTYPES and x.flags.aligned
-                and x.flags.c_contiguous and x.size > 0)
+        return self.noise_shape is None and self.mode == "inverted" and self._is_common_call(x)
 
     def get_config(self) -> Dict[str, Any]:
         return {"p": self.p, "noise_shape": self.noise_shape, "seed": self.seed, "inplace": self.inplace,
@@ -488,6 +497,10 @@ class _SpatialDropout(_RateLayer):
         super().__init__(p, seed=seed)
 
     def _apply(self, x, seed):
+        # the common call straight to the core with the window's key (_check_input checked the rank)
+        if seed is not None and self._is_common_call(x):
+            return _core.dropout_plain_over_key(x, self.p, self._key_of(seed),
+                                                family.spatial_noise_shape(x.shape, self.data_format), 0, None)
         return family.spatial_dropout(x, self.p, seed=seed, training=seed is not None,
                                       data_format=self.data_format)
 
@@ -630,6 +643,9 @@ class DropPath(_RateLayer):
     min_rank = 1
 
     def _apply(self, x, seed):
+        if seed is not None and self._is_common_call(x):         # as SpatialDropout's
+            return _core.dropout_plain_over_key(x, self.p, self._key_of(seed), x.shape[:1] + (1,) * (x.ndim - 1), 0,
+                                                None)
         return family.drop_path(x, self.p, seed=seed, training=seed is not None)
 
 
@@ -707,6 +723,10 @@ class VariationalDropout(_RateLayer):
         return x
 
     def _apply(self, x, seed):
+        if seed is not None and self._is_common_call(x) and x.ndim >= 2 and -x.ndim <= self.time_axis < x.ndim:
+            noise_shape = list(x.shape)
+            noise_shape[self.time_axis] = 1
+            return _core.dropout_plain_over_key(x, self.p, self._key_of(seed), tuple(noise_shape), 0, None)
         return family.variational_dropout(x, self.p, seed=seed, training=seed is not None, time_axis=self.time_axis)
 
     def start_sequence(self) -> "VariationalDropout":
