@@ -565,7 +565,7 @@ static void short_rows_piece(uint64_t key, int64_t offset, int64_t a0, int64_t n
                 fill = 0;
             }
             if (inner == 1) {
-                uint64_t eight = keep[i] * UINT64_C(0x0101010101010101);
+                uint64_t eight = keep[i] * 0x0101010101010101ULL;
                 for (int64_t b = 0; b < unit; b += 8) memcpy(bytes + fill + b, &eight, 8);
             } else {
                 copy_padded(bytes + fill, keep + i * inner, unit);
