@@ -59,7 +59,7 @@ import sys
 import warnings
 from typing import Iterator, Optional
 
-from . import _isa, _numpy_backend
+from . import _isa, _memory, _numpy_backend
 from ._validation import check_int
 
 BACKENDS = ("cython", "numpy")
@@ -112,6 +112,8 @@ def variant(name):
 
 
 _compiled, _compiled_kernels, _compiled_error = _load_compiled()
+if _compiled is not None and _compiled.HUGE_PAGES:        # large outputs in huge pages (_memory.py)
+    _memory.use_allocator(_compiled.in_huge_pages)
 _active = None                  # the process-wide (name, module), set by set_backend
 _num_threads = 1                # the process-wide thread count, set by set_num_threads
 _num_threads_chosen = False     # set_num_threads (or FASTDROP_NUM_THREADS) chose it, not the default

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from . import _backend, _kernel_args
+from . import _backend, _kernel_args, _memory
 from ._stream import CHUNK_RANGE, stream_key
 
 
@@ -86,7 +86,7 @@ def copy_into(x, out):
 def keep_mask(key, starts, thr, extent):
     """The uint8 keep mask (1 = kept) of a noise region of shape ``extent`` whose C-order runs
     begin at the stream indices ``starts`` (one start: the whole region is one run)."""
-    keep = np.empty(extent, dtype=np.uint8)
+    keep = _memory.empty(extent, np.uint8)
     if keep.size:
         starts = np.asarray(starts, dtype=np.int64).reshape(-1)
         _backend.kernels().keep_mask_rows(key, starts, thr, keep.reshape(starts.size, -1))
@@ -143,7 +143,7 @@ def dropout_plain_over(x, p, seed, noise_shape, offset, out):
 def dropout_plain_over_key(x, p, key, noise_shape, offset, out):
     """``dropout_plain_over`` for a caller that has the seed's stream key (a layer's window)."""
     thr, scale = _scalar_rate(p, x.dtype)
-    y = np.empty_like(x) if out is None else out
+    y = _memory.empty_like(x) if out is None else out
     shared = _cached_shared_axes(x.shape, noise_shape)
     if shared is None:
         return dropout_over(key, offset, thr, scale, x, noise_shape, y)
@@ -155,7 +155,7 @@ def dropout_plain_over_key(x, p, key, noise_shape, offset, out):
 def dropout_plain_key(x, p, key, offset, out):
     """``dropout_plain`` for a caller that has the seed's stream key (a layer's window)."""
     thr, scale = _scalar_rate(p, x.dtype)
-    y = np.empty_like(x) if out is None else out
+    y = _memory.empty_like(x) if out is None else out
     _backend.kernels().dropout_flat(key, offset, thr, scale, x.ravel(), y.ravel(), _backend.get_num_threads())
     return y
 

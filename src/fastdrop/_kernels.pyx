@@ -8,6 +8,7 @@ C terms, release the GIL, call the kernel.  ``_backend`` picks the variant;
 ``_numpy_backend.py`` is the bit-exact twin of every method.  Compiler directives live in
 setup.py.
 """
+from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
 cimport numpy as cnp
@@ -482,3 +483,26 @@ def set_streaming_threshold(int64_t nbytes):
 def streaming_threshold():
     """The output size in bytes from which kernel calls use streaming stores."""
     return fd_get_streaming_min_bytes()
+
+
+# --- huge-page outputs (_memory.h) ----------------------------------------------------------------
+cdef extern from "_memory.h":
+    void *fd_huge_page_handler()
+
+# NumPy takes a memory handler as a capsule named "mem_handler" (NEP 49); None off Linux.
+cdef object HUGE_PAGE_HANDLER = (PyCapsule_New(fd_huge_page_handler(), "mem_handler", NULL)
+                                 if fd_huge_page_handler() != NULL else None)
+HUGE_PAGES = HUGE_PAGE_HANDLER is not None
+
+
+def in_huge_pages(allocate, *args, **kwargs):
+    """``allocate(*args, **kwargs)`` (``np.empty_like``, ``np.empty``) with the array data it
+    allocates aligned to 2 MiB and advised for transparent huge pages (Linux: ``HUGE_PAGES``).
+    The arrays own their memory as any other: NumPy frees them through the same handler.  The
+    handler is NumPy's for this call only (it is context-local), so no other allocation of the
+    program changes."""
+    previous = cnp.PyDataMem_SetHandler(HUGE_PAGE_HANDLER)
+    try:
+        return allocate(*args, **kwargs)
+    finally:
+        cnp.PyDataMem_SetHandler(previous)

@@ -13,6 +13,7 @@ import secrets
 
 import numpy as np
 
+from . import _memory
 from ._kernel_args import is_bfloat16
 from ._stream import MAX_INDEX, U64
 
@@ -196,7 +197,7 @@ def check_out(out, x, given=None, name="out"):
     its own valid ``out`` (the result is written back in its byte order) and every
     in-place call follows this one rule."""
     if out is None:
-        return np.empty_like(x, subok=False)
+        return _memory.empty_like(x)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
     check_array_container(out, name)

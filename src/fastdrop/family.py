@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _core, _memory
 from ._typing import FloatArray, NoiseShape, Rate, Seed
 from ._stream import stream_key
 from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_data_format,
@@ -768,7 +768,7 @@ def concrete_dropout_grad(x: npt.ArrayLike, grad: npt.ArrayLike, logit: float, *
     logit, inv_t, offset = _concrete_args(logit, temperature, offset, x.size)
     if not training:
         return grad.copy(), 0.0
-    grad_x = np.empty(grad.shape, dtype=grad.dtype)
+    grad_x = _memory.empty_like(grad)
     grad_logit = _core.concrete_grad_into(stream_key(resolve_seed(seed)), offset, logit, inv_t, x, grad, grad_x)
     return grad_x, grad_logit
 
