@@ -749,6 +749,29 @@ def test_rate_and_seed_of_any_numeric_type_give_the_same_result(backend, p, seed
 
 
 # ---- the common call's shortcut -------------------------------------------------------------
+def assert_the_shortcut_keeps_the_general_paths_bits(monkeypatch, predicate, arguments, base, out_kind, **kwargs):
+    """``_validation.<predicate>`` lets the common call skip the checks: whenever it says yes,
+    the general path (``functional``'s copy of the predicate patched to False) must accept the
+    same arguments and give the same bits.  ``arguments(base)`` makes (x, out) of an array."""
+    from fastdrop import _validation, functional
+    x, out = arguments(base)
+    shortcut = getattr(_validation, predicate)(x, kwargs["p"], kwargs["seed"], kwargs.get("training", True),
+                                                kwargs.get("noise_shape"), kwargs["offset"], out)
+    with monkeypatch.context() as patch:
+        patch.setattr(functional, predicate, lambda *args: False)
+        try:
+            fresh_x, fresh_out = arguments(base.copy())
+            expected = fd.dropout(fresh_x, out=fresh_out if out_kind == "new" else None, **kwargs)
+        except (TypeError, ValueError):
+            assert not shortcut
+            return
+    if shortcut:
+        assert_same_bits(fd.dropout(x, out=out, **kwargs), expected)
+
+
+def out_of_kind(out_kind, x, base):
+    return {"none": None, "x": x, "new": np.empty_like(x), "shifted": base[1:x.size + 1].reshape(x.shape)}[out_kind]
+
 
 @fuzz
 @given(dtype=st.sampled_from(FLOATS), order=st.sampled_from(["C", "F", "strided", "swapped"]),
@@ -758,30 +781,16 @@ def test_rate_and_seed_of_any_numeric_type_give_the_same_result(backend, p, seed
        training=st.sampled_from([True, False, "yes"]), out_kind=st.sampled_from(["none", "x", "new", "shifted"]))
 def test_the_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypatch, dtype, order, n, p, seed,
                                                                        offset, training, out_kind):
-    """``is_plain_dropout_call`` lets the common call skip the checks: whenever it says yes,
-    the general path must accept the same arguments and give the same bits."""
-    from fastdrop import _validation, functional
-
+    """``is_plain_dropout_call``: x is (n, 3)."""
     def arguments(base):
         x = {"C": base[:n * 3].reshape(n, 3), "F": np.asfortranarray(base[:n * 3].reshape(n, 3)),
              "strided": base[::2][:n * 3].reshape(n, 3),
              "swapped": base[:n * 3].reshape(n, 3).astype(dtype.newbyteorder())}[order]
-        out = {"none": None, "x": x, "new": np.empty_like(x), "shifted": base[1:n * 3 + 1].reshape(n, 3)}[out_kind]
-        return x, out
+        return x, out_of_kind(out_kind, x, base)
 
     base = np.random.default_rng(n).standard_normal(2 * n * 3 + 2).astype(dtype)
-    x, out = arguments(base)
-    plain = _validation.is_plain_dropout_call(x, p, seed, training, None, offset, out)
-    with monkeypatch.context() as patch:
-        patch.setattr(functional, "is_plain_dropout_call", lambda *args: False)
-        try:
-            expected = fd.dropout(*arguments(base.copy())[:1], p, seed=seed, training=training, offset=offset,
-                                  out=arguments(base.copy())[1] if out_kind == "new" else None)
-        except (TypeError, ValueError):
-            assert not plain
-            return
-    if plain:
-        assert_same_bits(fd.dropout(x, p, seed=seed, training=training, offset=offset, out=out), expected)
+    assert_the_shortcut_keeps_the_general_paths_bits(monkeypatch, "is_plain_dropout_call", arguments, base, out_kind,
+                                                     p=p, seed=seed, training=training, offset=offset)
 
 
 @fuzz
@@ -793,32 +802,18 @@ def test_the_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypat
 def test_the_noise_shape_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypatch, dtype, order, n,
                                                                                    noise_shape, p, seed, offset,
                                                                                    out_kind):
-    """``is_shared_dropout_call`` lets the common call with a noise shape skip the checks:
-    whenever it says yes, the general path must accept the same arguments and give the same
-    bits.  x is (n, 4, 5); "n" stands for the noise shape (n, 1, 1)."""
-    from fastdrop import _validation, functional
+    """``is_shared_dropout_call``: x is (n, 4, 5); "n" stands for the noise shape (n, 1, 1)."""
     if noise_shape == "n":
         noise_shape = (n, 1, 1)
 
     def arguments(base):
         x = {"C": base[:n * 20].reshape(n, 4, 5), "F": np.asfortranarray(base[:n * 20].reshape(n, 4, 5)),
              "strided": base[::2][:n * 20].reshape(n, 4, 5)}[order]
-        out = {"none": None, "x": x, "new": np.empty_like(x), "shifted": base[1:n * 20 + 1].reshape(n, 4, 5)}[out_kind]
-        return x, out
+        return x, out_of_kind(out_kind, x, base)
 
     base = np.random.default_rng(n).standard_normal(2 * n * 20 + 2).astype(dtype)
-    x, out = arguments(base)
-    shortcut = _validation.is_shared_dropout_call(x, p, seed, True, noise_shape, offset, out)
-    with monkeypatch.context() as patch:
-        patch.setattr(functional, "is_shared_dropout_call", lambda *args: False)
-        try:
-            expected = fd.dropout(*arguments(base.copy())[:1], p, seed=seed, noise_shape=noise_shape, offset=offset,
-                                  out=arguments(base.copy())[1] if out_kind == "new" else None)
-        except (TypeError, ValueError):
-            assert not shortcut
-            return
-    if shortcut:
-        assert_same_bits(fd.dropout(x, p, seed=seed, noise_shape=noise_shape, offset=offset, out=out), expected)
+    assert_the_shortcut_keeps_the_general_paths_bits(monkeypatch, "is_shared_dropout_call", arguments, base, out_kind,
+                                                     p=p, seed=seed, noise_shape=noise_shape, offset=offset)
 
 
 @pytest.mark.parametrize("call", [lambda x: fd.spatial_dropout(x, 0.3, seed=1), lambda x: fd.drop_path(x, 0.3, seed=1),

@@ -121,7 +121,7 @@ def dropout_over(key, offset, thr, scale, x, noise_shape, out):
     fused pass when the noise shape is x's, else a keep mask of the noise shape applied."""
     if noise_shape == x.shape:
         return dropout_full(key, offset, thr, scale, x, out)
-    shared = shared_axes(x.shape, noise_shape) if np.ndim(thr) == 0 else None
+    shared = _cached_shared_axes(x.shape, noise_shape) if np.ndim(thr) == 0 else None
     if shared is not None:
         return dropout_shared(key, offset, thr, scale, x, shared, out)
     return apply_keep(x, keep_mask(key, offset, thr, noise_shape), scale, out)

@@ -447,12 +447,19 @@ def is_plain_dropout_call(x, p, seed, training, noise_shape, offset, out):
     directly.  Every check of the general path then passes, so the caller may skip them
     (``tests/test_fuzz.py`` holds the two paths to the same bits); anything else is False
     and takes the general path, which raises where an argument is wrong."""
-    return (type(x) is np.ndarray and type(p) is float and type(seed) is int and type(offset) is int
+    return (is_common_input(x, p) and type(seed) is int and type(offset) is int
             and noise_shape is None and training is True
-            and 0.0 < p < 1.0 and 0 <= seed <= U64 and 0 <= offset and offset + x.size <= MAX_INDEX
-            and (x.dtype in FLOAT_DTYPES or is_bfloat16(x.dtype) and x.dtype.isnative)
-            and x.flags.c_contiguous and x.flags.aligned and x.size > 0
+            and 0 <= seed <= U64 and 0 <= offset and offset + x.size <= MAX_INDEX
             and (out is None or _is_direct_out(out, x)))
+
+
+def is_common_input(x, p, *, bfloat16=True):
+    """The input half of the common call: an aligned C-contiguous non-empty native float
+    ndarray (bfloat16 too, unless told) and a float rate strictly inside (0, 1), which the
+    kernels take as they are (``is_plain_dropout_call``, and the layers' shortcut)."""
+    return (type(x) is np.ndarray and type(p) is float and 0.0 < p < 1.0
+            and (x.dtype in FLOAT_DTYPES or bfloat16 and is_bfloat16(x.dtype) and x.dtype.isnative)
+            and x.flags.c_contiguous and x.flags.aligned and x.size > 0)
 
 
 def is_shared_dropout_call(x, p, seed, training, noise_shape, offset, out):

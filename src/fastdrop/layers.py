@@ -17,7 +17,7 @@ from ._stream import stream_key, substream_window
 from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_choice, check_data_format,
                           check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
                           check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
-from ._validation import check_bias, check_residual
+from ._validation import check_bias, check_residual, is_common_input
 from ._typing import FloatArray, NoiseShape, Seed
 from .functional import dropout
 from .residual import dropout_add, dropout_add_grad
@@ -250,9 +250,7 @@ class DropoutLayer(Module):
         """True when this layer's training call on x (with a derived int seed) is the
         functional API's common call, which ``_core`` takes as it is: 0 < p < 1 and an aligned
         C-contiguous float16/32/64 ndarray that is not empty."""
-        p = self.p
-        return (type(p) is float and 0.0 < p < 1.0 and type(x) is np.ndarray and x.dtype in FLOAT_DTYPES
-                and x.flags.aligned and x.flags.c_contiguous and x.size > 0)
+        return is_common_input(x, self.p, bfloat16=False)
 
     def _key_of(self, seed):
         """The stream key of a derived seed: from the window when it is there (one lookup)."""
