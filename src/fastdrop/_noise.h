@@ -113,59 +113,80 @@ static inline float nz_sqrt(float a) { return sqrtf(a); }   /* correctly rounded
 #  define NZ_SHUFFLE 0
 #endif
 
+/* Vector groups.  Every transform below runs NZ_ILP independent vectors through each of its
+   steps together: a step is one statement over k = 0 .. NZ_ILP - 1 (NZ_EACH), so the
+   instructions of NZ_ILP dependency chains interleave in program order.  One vector's chain
+   (a division, then the log's series; the exp's polynomial: 60-90 cycles of latency) is
+   longer than the window of waiting operations some cores hold (AMD Zen 1's floating-point
+   scheduler: about one chain at a time, one instruction per cycle); interleaved, NZ_ILP
+   chains advance at once on every core (bench/NOTES.md has the measurements).  Each lane
+   sees the same operations in the same order: the same bits.  The arrays are indexed by
+   constants once NZ_EACH is unrolled, so the compiler keeps them in registers. */
+#define NZ_ILP 4
+#if defined(__GNUC__)
+#  define NZ_INLINE static inline __attribute__((always_inline))
+#  define NZ_EACH(...) do { _Pragma("GCC unroll 16") for (int k = 0; k < NZ_ILP; k++) { __VA_ARGS__; } } while (0)
+#else
+#  define NZ_INLINE static inline
+#  define NZ_EACH(...) do { for (int k = 0; k < NZ_ILP; k++) { __VA_ARGS__; } } while (0)
+#endif
+#define NZ_GROUP (NZ_ILP * NZ_LANES)            /* words of one vector group */
+_Static_assert(FD_GROUP_WORDS % NZ_GROUP == 0, "the transforms take whole groups of 64 words in vector groups");
+
 /* ln x of positive normal float32 x = 2**E m, m in [sqrt(2)/2, sqrt(2)): E ln 2 + 2 atanh(s),
    s = (m - 1)/(m + 1), the series to s**9 (the header's comment gives the error), in two
    steps: nz_log_reduce gives m and E (as a float), nz_log_series the rest. */
-static inline void nz_log_reduce(nz_f x, nz_f *m_out, nz_f *e_out) {
-    nz_i bits = NZ_AS_INT(x);
-    nz_i e = (bits >> 23) - 127;                            /* x > 0: no sign bit */
-    nz_i mbits = (bits & 0x7FFFFF) | 0x3F800000;
-    nz_i big = NZ_TRUE(NZ_AS_FLOAT(mbits) > FD_NZ_SQRT2);
-    mbits -= big & 0x800000;                                /* m / 2, exactly */
-    *m_out = NZ_AS_FLOAT(mbits);
-    *e_out = NZ_TO_FLOAT(e - big);
+NZ_INLINE void nz_log_reduce(const nz_f *x, nz_f *m, nz_f *ef) {
+    nz_i e[NZ_ILP], mbits[NZ_ILP], big[NZ_ILP];
+    NZ_EACH(e[k] = (NZ_AS_INT(x[k]) >> 23) - 127);                   /* x > 0: no sign bit */
+    NZ_EACH(mbits[k] = (NZ_AS_INT(x[k]) & 0x7FFFFF) | 0x3F800000);
+    NZ_EACH(big[k] = NZ_TRUE(NZ_AS_FLOAT(mbits[k]) > FD_NZ_SQRT2));
+    NZ_EACH(m[k] = NZ_AS_FLOAT(mbits[k] - (big[k] & 0x800000)));      /* m / 2, exactly */
+    NZ_EACH(ef[k] = NZ_TO_FLOAT(e[k] - big[k]));
 }
 
-static inline nz_f nz_log_series(nz_f m, nz_f ef) {
-    nz_f s = (m - 1.0f) / (m + 1.0f);
-    nz_f s2 = s * s;
-    nz_f ln_m = s * ((((FD_NZ_L9 * s2 + FD_NZ_L7) * s2 + FD_NZ_L5) * s2 + FD_NZ_L3) * s2 + 2.0f);
-    return ef * FD_NZ_LN2_HI + (ef * FD_NZ_LN2_LO + ln_m);
+NZ_INLINE void nz_log_series(const nz_f *m, const nz_f *ef, nz_f *ln) {
+    nz_f s[NZ_ILP], s2[NZ_ILP], p[NZ_ILP];
+    NZ_EACH(s[k] = (m[k] - 1.0f) / (m[k] + 1.0f));
+    NZ_EACH(s2[k] = s[k] * s[k]);
+    NZ_EACH(p[k] = FD_NZ_L9 * s2[k] + FD_NZ_L7);
+    NZ_EACH(p[k] = p[k] * s2[k] + FD_NZ_L5);
+    NZ_EACH(p[k] = p[k] * s2[k] + FD_NZ_L3);
+    NZ_EACH(p[k] = p[k] * s2[k] + 2.0f);
+    NZ_EACH(p[k] = s[k] * p[k]);                                       /* ln m */
+    NZ_EACH(ln[k] = ef[k] * FD_NZ_LN2_HI + (ef[k] * FD_NZ_LN2_LO + p[k]));
 }
 
-static inline nz_f nz_log(nz_f x) {
-    nz_f m, ef;
-    nz_log_reduce(x, &m, &ef);
-    return nz_log_series(m, ef);
+/* Box-Muller's u in (0, 1) of NZ_GROUP words given as their high 32-bit halves. */
+NZ_INLINE void nz_uniform(const nz_i *hi, nz_f *u) {
+    NZ_EACH(u[k] = NZ_TO_FLOAT(NZ_SHR(hi[k], 1) | 1) * 0x1p-31f);    /* 2 (hi >> 2) + 1, hi unsigned */
 }
 
-/* Box-Muller's u in (0, 1) of NZ_LANES words given as their high 32-bit halves. */
-static inline nz_f nz_uniform(nz_i hi) {
-    nz_i odd = NZ_SHR(hi, 1) | 1;                          /* 2 (hi >> 2) + 1, hi unsigned */
-    return NZ_TO_FLOAT(odd) * 0x1p-31f;
-}
-
-/* Box-Muller's angle theta of NZ_LANES words given as their low 32-bit halves, as cos and sin
+/* Box-Muller's angle theta of NZ_GROUP words given as their low 32-bit halves, as cos and sin
    of phi: the octant's fraction, reflected in odd octants, in integers.  Reflecting
    h = 2 g + 1 to 2**24 - h = 2 (2**23 - 1 - g) + 1 flips g's 23 bits. */
-static inline void nz_phi_cos_sin(nz_i lo, nz_f *c_out, nz_f *s_out) {
-    nz_i reflect = NZ_SHL(lo, 2) >> 31;                      /* -1 in odd octants (bit 29 of lo) */
-    nz_i h = ((NZ_SHR(lo, 5) ^ reflect) & 0xFFFFFE) | 1;     /* 2 g + 1, g the 23 bits below the octant */
-    nz_f phi = NZ_TO_FLOAT(h) * FD_NZ_PHI;
-    nz_f p2 = phi * phi;
-    *c_out = (((FD_NZ_C8 * p2 + FD_NZ_C6) * p2 + FD_NZ_C4) * p2 + FD_NZ_C2) * p2 + 1.0f;
-    *s_out = phi * ((((FD_NZ_S8 * p2 + FD_NZ_S6) * p2 + FD_NZ_S4) * p2 + FD_NZ_S2) * p2 + 1.0f);
+NZ_INLINE void nz_phi_cos_sin(const nz_i *lo, nz_f *c, nz_f *s) {
+    nz_i reflect[NZ_ILP];
+    nz_f phi[NZ_ILP], p2[NZ_ILP];
+    NZ_EACH(reflect[k] = NZ_SHL(lo[k], 2) >> 31);                      /* -1 in odd octants (bit 29 of lo) */
+    NZ_EACH(phi[k] = NZ_TO_FLOAT(((NZ_SHR(lo[k], 5) ^ reflect[k]) & 0xFFFFFE) | 1) * FD_NZ_PHI);   /* (2 g + 1) pi/4 / 2**24 */
+    NZ_EACH(p2[k] = phi[k] * phi[k]);
+    NZ_EACH(c[k] = FD_NZ_C8 * p2[k] + FD_NZ_C6; s[k] = FD_NZ_S8 * p2[k] + FD_NZ_S6);
+    NZ_EACH(c[k] = c[k] * p2[k] + FD_NZ_C4; s[k] = s[k] * p2[k] + FD_NZ_S4);
+    NZ_EACH(c[k] = c[k] * p2[k] + FD_NZ_C2; s[k] = s[k] * p2[k] + FD_NZ_S2);
+    NZ_EACH(c[k] = c[k] * p2[k] + 1.0f; s[k] = s[k] * p2[k] + 1.0f);
+    NZ_EACH(s[k] = phi[k] * s[k]);
 }
 
 /* cos(theta) and sin(theta) from phi's c and s and the octant, lo's top 3 bits: bit 1 of
    octant + 1 (octants 1, 2, 5, 6) makes cos the sin of phi (and sin the cos), bit 2 of
    octant + 2 modulo 8 (octants 2..5) negates cos, octants 4..7 (lo's sign bit) negate sin;
    the sums wrap and are read at bit 31. */
-static inline void nz_octant(nz_i lo, nz_f c, nz_f s, nz_f *cos_out, nz_f *sin_out) {
-    nz_i use_sin = NZ_SHL(NZ_WRAP_ADD(lo, 1u << 29), 1) >> 31;
-    nz_i cos_sign = NZ_WRAP_ADD(lo, 1u << 30) & INT32_MIN, sin_sign = lo & INT32_MIN;
-    *cos_out = NZ_AS_FLOAT(((NZ_AS_INT(c) & ~use_sin) | (NZ_AS_INT(s) & use_sin)) ^ cos_sign);
-    *sin_out = NZ_AS_FLOAT(((NZ_AS_INT(s) & ~use_sin) | (NZ_AS_INT(c) & use_sin)) ^ sin_sign);
+NZ_INLINE void nz_octant(const nz_i *lo, const nz_f *c, const nz_f *s, nz_f *cos_out, nz_f *sin_out) {
+    NZ_EACH(nz_i use_sin = NZ_SHL(NZ_WRAP_ADD(lo[k], 1u << 29), 1) >> 31;
+            nz_i cos_sign = NZ_WRAP_ADD(lo[k], 1u << 30) & INT32_MIN, sin_sign = lo[k] & INT32_MIN;
+            cos_out[k] = NZ_AS_FLOAT(((NZ_AS_INT(c[k]) & ~use_sin) | (NZ_AS_INT(s[k]) & use_sin)) ^ cos_sign);
+            sin_out[k] = NZ_AS_FLOAT(((NZ_AS_INT(s[k]) & ~use_sin) | (NZ_AS_INT(c[k]) & use_sin)) ^ sin_sign));
 }
 
 /* The high (odd lanes) or low (even lanes) 32-bit halves of words i .. i + NZ_LANES - 1. */
@@ -189,56 +210,69 @@ static inline nz_i nz_halves(const uint64_t *w, int64_t i, int high) {
 #endif
 }
 
+/* out[2l] = c[l], out[2l + 1] = s[l] for the NZ_LANES lanes l. */
+NZ_INLINE void nz_store_pairs(nz_f c, nz_f s, float *out) {
+#if NZ_SHUFFLE
+    nz_f first = __builtin_shufflevector(c, s, NZ_ZIP_LO), second = __builtin_shufflevector(c, s, NZ_ZIP_HI);
+    memcpy(out, &first, sizeof first);
+    memcpy(out + NZ_LANES, &second, sizeof second);
+#else
+    float fc[NZ_LANES], fs[NZ_LANES];
+    memcpy(fc, &c, sizeof fc);
+    memcpy(fs, &s, sizeof fs);
+    for (int l = 0; l < NZ_LANES; l++) {
+        out[2 * l] = fc[l];
+        out[2 * l + 1] = fs[l];
+    }
+#endif
+}
+
+/* The group's halves: NZ_ILP vectors of the high (high != 0) or low halves of words w[i ..]. */
+NZ_INLINE void nz_group_halves(const uint64_t *w, int64_t i, int high, nz_i *h) {
+    NZ_EACH(h[k] = nz_halves(w, i + k * NZ_LANES, high));
+}
+
 /* noise[2j] = 1 + sigma * radius * cos, noise[2j + 1] = 1 + sigma * radius * sin of word j, for
-   the n (a multiple of NZ_LANES, at most FD_GROUP_WORDS) words w; rounded to float16 and back
+   the n (a multiple of NZ_GROUP, at most FD_GROUP_WORDS) words w; rounded to float16 and back
    where half_noise (the noise of a float16 forward).  Four loops through buffers, each a
-   short step of the transform: in one loop, each iteration is a dependency chain longer than
-   the core can overlap (llvm-mca, Ice Lake, AVX2: 67 cycles an iteration against a 27-cycle
-   throughput bound); short loops let it overlap their iterations.  The same operations, so
-   the same bits (bench/NOTES.md has the measurements). */
+   short step of the transform over vector groups: in one loop, each iteration is a dependency
+   chain longer than the core can overlap (llvm-mca, Ice Lake, AVX2: 67 cycles an iteration
+   against a 27-cycle throughput bound); short loops let it overlap their iterations.  The
+   same operations, so the same bits (bench/NOTES.md has the measurements). */
 #define NZ_GET(v, p) memcpy(&(v), (p), sizeof(v))
 #define NZ_PUT(p, v) memcpy((p), &(v), sizeof(v))
 static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
     float mb[FD_GROUP_WORDS], eb[FD_GROUP_WORDS], rb[FD_GROUP_WORDS], cb[FD_GROUP_WORDS], sb[FD_GROUP_WORDS];
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f m, ef;
-        nz_log_reduce(nz_uniform(nz_halves(w, i, 1)), &m, &ef);
-        NZ_PUT(mb + i, m);
-        NZ_PUT(eb + i, ef);
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_i hi[NZ_ILP];
+        nz_f u[NZ_ILP], m[NZ_ILP], ef[NZ_ILP];
+        nz_group_halves(w, i, 1, hi);
+        nz_uniform(hi, u);
+        nz_log_reduce(u, m, ef);
+        NZ_EACH(NZ_PUT(mb + i + k * NZ_LANES, m[k]); NZ_PUT(eb + i + k * NZ_LANES, ef[k]));
     }
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f m, ef;
-        NZ_GET(m, mb + i);
-        NZ_GET(ef, eb + i);
-        nz_f r = nz_sqrt(nz_log_series(m, ef) * -2.0f);
-        NZ_PUT(rb + i, r);
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_f m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP];
+        NZ_EACH(NZ_GET(m[k], mb + i + k * NZ_LANES); NZ_GET(ef[k], eb + i + k * NZ_LANES));
+        nz_log_series(m, ef, ln);
+        NZ_EACH(nz_f r = nz_sqrt(ln[k] * -2.0f); NZ_PUT(rb + i + k * NZ_LANES, r));
     }
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f c, s;
-        nz_phi_cos_sin(nz_halves(w, i, 0), &c, &s);
-        NZ_PUT(cb + i, c);
-        NZ_PUT(sb + i, s);
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_i lo[NZ_ILP];
+        nz_f c[NZ_ILP], sn[NZ_ILP];
+        nz_group_halves(w, i, 0, lo);
+        nz_phi_cos_sin(lo, c, sn);
+        NZ_EACH(NZ_PUT(cb + i + k * NZ_LANES, c[k]); NZ_PUT(sb + i + k * NZ_LANES, sn[k]));
     }
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f r, c, s, cos_t, sin_t;
-        NZ_GET(r, rb + i);
-        NZ_GET(c, cb + i);
-        NZ_GET(s, sb + i);
-        nz_octant(nz_halves(w, i, 0), c, s, &cos_t, &sin_t);
-        nz_f vc = 1.0f + sigma * (r * cos_t), vs = 1.0f + sigma * (r * sin_t);
-#if NZ_SHUFFLE
-        nz_f first = __builtin_shufflevector(vc, vs, NZ_ZIP_LO), second = __builtin_shufflevector(vc, vs, NZ_ZIP_HI);
-        memcpy(noise + 2 * i, &first, sizeof first);
-        memcpy(noise + 2 * i + NZ_LANES, &second, sizeof second);
-#else
-        float fc[NZ_LANES], fs[NZ_LANES];
-        memcpy(fc, &vc, sizeof fc);
-        memcpy(fs, &vs, sizeof fs);
-        for (int l = 0; l < NZ_LANES; l++) {
-            noise[2 * (i + l)] = fc[l];
-            noise[2 * (i + l) + 1] = fs[l];
-        }
-#endif
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_i lo[NZ_ILP];
+        nz_f r[NZ_ILP], c[NZ_ILP], sn[NZ_ILP], cos_t[NZ_ILP], sin_t[NZ_ILP];
+        nz_group_halves(w, i, 0, lo);
+        NZ_EACH(NZ_GET(r[k], rb + i + k * NZ_LANES); NZ_GET(c[k], cb + i + k * NZ_LANES);
+                NZ_GET(sn[k], sb + i + k * NZ_LANES));
+        nz_octant(lo, c, sn, cos_t, sin_t);
+        NZ_EACH(nz_f vc = 1.0f + sigma * (r[k] * cos_t[k]), vs = 1.0f + sigma * (r[k] * sin_t[k]);
+                nz_store_pairs(vc, vs, noise + 2 * (i + k * NZ_LANES)));
     }
     if (half_noise)
         for (int64_t i = 0; i < 2 * n; i++) noise[i] = fd_half_to_float(fd_float_to_half(noise[i]));
@@ -325,22 +359,22 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
 #define FD_NZ_E7 0x1.a01a02p-13f
 #define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient (_kernel_args spells both) */
 #define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
-#if defined(__GNUC__)
-#  define NZ_INLINE static inline __attribute__((always_inline))
-#else
-#  define NZ_INLINE static inline
-#endif
-
 /* exp a for a in [-86, 86]: k = a / ln 2 rounded to nearest (even) by the add-and-subtract of
    1.5 * 2**23, r = (a - k LN2_HI) - k LN2_LO in [-0.35, 0.35] (k LN2_HI exact), the Taylor
    polynomial of exp r to r**7 (truncation < 8e-9 relative), times 2**k by adding k to the
    exponent field (k in [-124, 124]: the result is normal). */
-static inline nz_f nz_exp(nz_f a) {
-    nz_f kf = (a * FD_NZ_LOG2E + FD_NZ_ROUNDER) - FD_NZ_ROUNDER;
-    nz_f r = (a - kf * FD_NZ_LN2_HI) - kf * FD_NZ_LN2_LO;
-    nz_f q = ((((((FD_NZ_E7 * r + FD_NZ_E6) * r + FD_NZ_E5) * r + FD_NZ_E4) * r + FD_NZ_E3) * r + FD_NZ_E2) * r
-              + 1.0f) * r + 1.0f;
-    return NZ_AS_FLOAT(NZ_AS_INT(q) + NZ_TO_INT(kf) * 0x800000);
+NZ_INLINE void nz_exp(const nz_f *a, nz_f *e) {
+    nz_f kf[NZ_ILP], r[NZ_ILP], q[NZ_ILP];
+    NZ_EACH(kf[k] = (a[k] * FD_NZ_LOG2E + FD_NZ_ROUNDER) - FD_NZ_ROUNDER);
+    NZ_EACH(r[k] = (a[k] - kf[k] * FD_NZ_LN2_HI) - kf[k] * FD_NZ_LN2_LO);
+    NZ_EACH(q[k] = FD_NZ_E7 * r[k] + FD_NZ_E6);
+    NZ_EACH(q[k] = q[k] * r[k] + FD_NZ_E5);
+    NZ_EACH(q[k] = q[k] * r[k] + FD_NZ_E4);
+    NZ_EACH(q[k] = q[k] * r[k] + FD_NZ_E3);
+    NZ_EACH(q[k] = q[k] * r[k] + FD_NZ_E2);
+    NZ_EACH(q[k] = q[k] * r[k] + 1.0f);
+    NZ_EACH(q[k] = q[k] * r[k] + 1.0f);
+    NZ_EACH(e[k] = NZ_AS_FLOAT(NZ_AS_INT(q[k]) + NZ_TO_INT(kf[k]) * 0x800000));
 }
 
 /* c where mask (-1 lanes), else b. */
@@ -352,39 +386,51 @@ static inline nz_f nz_select(nz_i mask, nz_f c, nz_f b) {
    (logit clamped to [-86, 86], nz_exp's range; the Python layer allows |logit| <= 50). */
 static inline void nz_concrete_constants(float logit, float *inverse_keep, float *rate) {
     float l = logit > FD_NZ_EXP_MAX ? FD_NZ_EXP_MAX : logit < -FD_NZ_EXP_MAX ? -FD_NZ_EXP_MAX : logit;
-    nz_f e = nz_exp((nz_f){0} + l);
+    nz_f a[NZ_ILP], e[NZ_ILP];
+    NZ_EACH(a[k] = (nz_f){0} + l);
+    nz_exp(a, e);
     float el;
-    memcpy(&el, &e, sizeof el);                 /* lane 0 */
+    memcpy(&el, &e[0], sizeof el);              /* lane 0 */
     *inverse_keep = 1.0f + el;
     *rate = el / *inverse_keep;
 }
 
-/* a = (ln v + logit) * inv_t of NZ_LANES words given as their high 32-bit halves. */
-NZ_INLINE nz_f nz_concrete_argument(nz_i hi, float logit, float inv_t) {
-    nz_i odd = NZ_SHR(hi, 8) | 1;                            /* 2 (word >> 41) + 1 */
-    nz_f v = NZ_TO_FLOAT(odd) / NZ_TO_FLOAT((1 << 24) - odd);
-    return (nz_log(v) + logit) * inv_t;
+/* a = (ln v + logit) * inv_t of the NZ_GROUP words w[0 ..]. */
+NZ_INLINE void nz_concrete_arguments(const uint64_t *w, float logit, float inv_t, nz_f *a) {
+    nz_i hi[NZ_ILP], odd[NZ_ILP];
+    nz_f v[NZ_ILP], m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP];
+    nz_group_halves(w, 0, 1, hi);
+    NZ_EACH(odd[k] = NZ_SHR(hi[k], 8) | 1);                           /* 2 (word >> 41) + 1 */
+    NZ_EACH(v[k] = NZ_TO_FLOAT(odd[k]) / NZ_TO_FLOAT((1 << 24) - odd[k]));
+    nz_log_reduce(v, m, ef);
+    nz_log_series(m, ef, ln);
+    NZ_EACH(a[k] = (ln[k] + logit) * inv_t);
 }
 
-/* exp of the argument a clamped to [-86, 86], nz_exp's range. */
-NZ_INLINE nz_f nz_concrete_exp(nz_f a) {
-    nz_i high = NZ_TRUE(a > FD_NZ_EXP_MAX), low = NZ_TRUE(a < -FD_NZ_EXP_MAX);
-    return nz_exp(nz_select(high, (nz_f){0} + FD_NZ_EXP_MAX, nz_select(low, (nz_f){0} - FD_NZ_EXP_MAX, a)));
+/* exp of the arguments a clamped to [-86, 86], nz_exp's range. */
+NZ_INLINE void nz_concrete_exp(const nz_f *a, nz_f *e) {
+    nz_f clamped[NZ_ILP];
+    NZ_EACH(clamped[k] = nz_select(NZ_TRUE(a[k] > FD_NZ_EXP_MAX), (nz_f){0} + FD_NZ_EXP_MAX,
+                                   nz_select(NZ_TRUE(a[k] < -FD_NZ_EXP_MAX), (nz_f){0} - FD_NZ_EXP_MAX, a[k])));
+    nz_exp(clamped, e);
 }
 
-/* w (and, where s is not NULL, s = w * (p - drop * inv_t)) of NZ_LANES arguments a, given
+/* w (and, where s is not NULL, s = w * (p - drop * inv_t)) of the arguments a, given
    e = nz_concrete_exp(a). */
-NZ_INLINE void nz_concrete(nz_f a, nz_f e, float inv_t, float inverse_keep, float rate, nz_f *w, nz_f *s) {
-    nz_i high = NZ_TRUE(a > FD_NZ_EXP_MAX), low = NZ_TRUE(a < -FD_NZ_EXP_MAX);
-    nz_f keep = 1.0f / (1.0f + e);
-    *w = NZ_AS_FLOAT(NZ_AS_INT(keep) & ~high) * inverse_keep;
-    if (s) {
-        nz_f drop = nz_select(high, (nz_f){0} + 1.0f, NZ_AS_FLOAT(NZ_AS_INT(e * keep) & ~low));
-        *s = *w * (rate - drop * inv_t);
-    }
+NZ_INLINE void nz_concrete(const nz_f *a, const nz_f *e, float inv_t, float inverse_keep, float rate, nz_f *w,
+                           nz_f *s) {
+    nz_i high[NZ_ILP];
+    nz_f keep[NZ_ILP];
+    NZ_EACH(high[k] = NZ_TRUE(a[k] > FD_NZ_EXP_MAX));
+    NZ_EACH(keep[k] = 1.0f / (1.0f + e[k]));
+    NZ_EACH(w[k] = NZ_AS_FLOAT(NZ_AS_INT(keep[k]) & ~high[k]) * inverse_keep);
+    if (s)
+        NZ_EACH(nz_i low = NZ_TRUE(a[k] < -FD_NZ_EXP_MAX);
+                nz_f drop = nz_select(high[k], (nz_f){0} + 1.0f, NZ_AS_FLOAT(NZ_AS_INT(e[k] * keep[k]) & ~low));
+                s[k] = w[k] * (rate - drop * inv_t));
 }
 
-/* The n (a multiple of NZ_LANES, at most FD_BLOCK_WORDS) words' w into w_out and, where s_out
+/* The n (a multiple of NZ_GROUP, at most FD_BLOCK_WORDS) words' w into w_out and, where s_out
    is not NULL, s into it.
    Three loops through buffers, the argument, its exp, then the rest: one loop's body is a
    chain of dependent operations longer than the core's reordering window, and short
@@ -394,23 +440,23 @@ NZ_INLINE void nz_concrete(nz_f a, nz_f e, float inv_t, float inverse_keep, floa
 NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, float inv_t, float inverse_keep,
                                  float rate, float *w_out, float *s_out) {
     float args[FD_BLOCK_WORDS], exps[FD_BLOCK_WORDS];
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f arg = nz_concrete_argument(nz_halves(words, i, 1), logit, inv_t);
-        NZ_PUT(args + i, arg);
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_f a[NZ_ILP];
+        nz_concrete_arguments(words + i, logit, inv_t, a);
+        NZ_EACH(NZ_PUT(args + i + k * NZ_LANES, a[k]));
     }
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f arg;
-        NZ_GET(arg, args + i);
-        nz_f e = nz_concrete_exp(arg);
-        NZ_PUT(exps + i, e);
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_f a[NZ_ILP], e[NZ_ILP];
+        NZ_EACH(NZ_GET(a[k], args + i + k * NZ_LANES));
+        nz_concrete_exp(a, e);
+        NZ_EACH(NZ_PUT(exps + i + k * NZ_LANES, e[k]));
     }
-    for (int64_t i = 0; i < n; i += NZ_LANES) {
-        nz_f arg, e, w, s;
-        NZ_GET(arg, args + i);
-        NZ_GET(e, exps + i);
-        nz_concrete(arg, e, inv_t, inverse_keep, rate, &w, s_out ? &s : NULL);
-        NZ_PUT(w_out + i, w);
-        if (s_out) NZ_PUT(s_out + i, s);
+    for (int64_t i = 0; i < n; i += NZ_GROUP) {
+        nz_f a[NZ_ILP], e[NZ_ILP], w[NZ_ILP], s[NZ_ILP];
+        NZ_EACH(NZ_GET(a[k], args + i + k * NZ_LANES); NZ_GET(e[k], exps + i + k * NZ_LANES));
+        nz_concrete(a, e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
+        NZ_EACH(NZ_PUT(w_out + i + k * NZ_LANES, w[k]));
+        if (s_out) NZ_EACH(NZ_PUT(s_out + i + k * NZ_LANES, s[k]));
     }
 }
 
