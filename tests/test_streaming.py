@@ -25,9 +25,10 @@ def threshold():
     fd.set_streaming_threshold(before)
 
 
-def test_default_is_the_last_level_cache(threshold):
+def test_default_is_half_the_last_level_cache(threshold):
     fd.set_streaming_threshold(None)
-    expected = _backend.last_level_cache_bytes() or _backend.STREAMING_FALLBACK_BYTES
+    cache = _backend.last_level_cache_bytes()
+    expected = cache // 2 if cache else _backend.STREAMING_FALLBACK_BYTES
     assert fd.get_streaming_threshold() == expected
 
 
@@ -82,6 +83,7 @@ def test_cache_size_read_from_sys(tmp_path, monkeypatch):
     (tmp_path / "uevent").write_text("")
     monkeypatch.setattr(_backend, "_CACHE_DIR", str(tmp_path))
     assert _backend.last_level_cache_bytes() == 49152 << 10
+    assert _backend.default_streaming_threshold() == 24576 << 10
     monkeypatch.setattr(_backend, "_CACHE_DIR", str(tmp_path / "missing"))
     assert _backend.last_level_cache_bytes() is None
     assert _backend.default_streaming_threshold() == _backend.STREAMING_FALLBACK_BYTES

@@ -12,7 +12,7 @@ __all__ = [
     "get_num_threads", "info", "set_backend", "set_num_threads", "use_backend", "use_num_threads", "__version__",
 ]
 
-# Streaming stores of the compiled kernels (outputs beyond the last-level cache).
+# Streaming stores of the compiled kernels (outputs of half the last-level cache and more).
 from ._backend import get_streaming_threshold, set_streaming_threshold  # noqa: E402
 
 __all__ += ["get_streaming_threshold", "set_streaming_threshold"]

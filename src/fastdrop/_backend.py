@@ -521,11 +521,14 @@ register_with_threadpoolctl()
 # --- streaming stores ----------------------------------------------------------------------------
 # The compiled kernels write an output of at least this many bytes with streaming
 # (non-temporal) stores, which skip reading each destination line into the cache before
-# writing it: an output larger than the last-level cache would not stay there anyway, and
-# then a copy-like pass moves two streams of memory traffic instead of three.  Smaller
-# outputs keep ordinary stores, so the next layer reads them from cache.  The bits are the
-# same either way; the NumPy backend has no such choice.
-STREAMING_FALLBACK_BYTES = 32 << 20       # where the OS reports no cache size
+# writing it.  The default is half the last-level cache: a pass reads its input and writes
+# its output, so from there the two do not fit in the cache together and the output would
+# not stay there anyway; a copy-like pass then moves two streams of memory traffic instead
+# of three (bench/NOTES.md, "seventh session": at half the cache, streamed 0.85x the time of
+# ordinary stores, 0.90x counting the next pass that reads the output; at a quarter, 0.98x
+# and 1.01x).  Smaller outputs keep ordinary stores, so the next layer reads them from
+# cache.  The bits are the same either way; the NumPy backend has no such choice.
+STREAMING_FALLBACK_BYTES = 32 << 20       # the threshold where the OS reports no cache size
 STREAMING_MAX_BYTES = (1 << 63) - 1       # the kernels compare int64 byte counts
 _CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
 _SIZE_SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -553,25 +556,27 @@ def last_level_cache_bytes():
 
 
 def default_streaming_threshold():
-    """The last-level cache size in bytes (``STREAMING_FALLBACK_BYTES`` where the OS says nothing)."""
-    return last_level_cache_bytes() or STREAMING_FALLBACK_BYTES
+    """Half the last-level cache size in bytes (``STREAMING_FALLBACK_BYTES`` where the OS says nothing)."""
+    cache = last_level_cache_bytes()
+    return cache // 2 if cache else STREAMING_FALLBACK_BYTES
 
 
 def set_streaming_threshold(nbytes: Optional[int] = None) -> None:
     """Outputs of at least ``nbytes`` bytes are written with streaming stores by the compiled
-    kernels (process-wide; None: the default, the last-level cache size).  0 streams every
-    output, a value above any array size none.  Results never depend on it.
+    kernels (process-wide; None: the default, half the last-level cache size).  0 streams
+    every output, a value above any array size none.  Results never depend on it.
 
     Streaming (non-temporal) stores skip reading each destination line into the cache: an
-    output larger than the last-level cache would not stay there anyway.  The NumPy backend
+    output of half the last-level cache or more would not stay there anyway, beside the
+    input the same pass reads.  The NumPy backend
     has no such choice; the value is kept for the compiled module either way.  The
     environment variable ``FASTDROP_STREAMING_THRESHOLD`` sets it at import.
 
     Parameters
     ----------
     nbytes : int, optional
-        The output size in bytes from which stores stream, in [0, 2**63 - 1]; None: the
-        last-level cache size (32 MiB where the OS reports none).
+        The output size in bytes from which stores stream, in [0, 2**63 - 1]; None: half
+        the last-level cache size (32 MiB where the OS reports none).
 
     Raises
     ------
@@ -602,7 +607,7 @@ def get_streaming_threshold() -> int:
     -------
     int
         The value of the last ``set_streaming_threshold`` (or of the environment variable
-        ``FASTDROP_STREAMING_THRESHOLD``, else the last-level cache size).
+        ``FASTDROP_STREAMING_THRESHOLD``, else half the last-level cache size).
 
     Examples
     --------
