@@ -341,7 +341,7 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
  * the same order as _numpy_backend.concrete_weights:
  *   odd = 2 (word >> 41) + 1, u = odd / 2**24 in (0, 1) (exact), v = u / (1 - u) computed as
  *     odd / (2**24 - odd) (one rounding; the 2**-24 cancels exactly), v in [6.0e-8, 1.7e7];
- *   a = (ln v + logit) * inv_t, ln by nz_log (ln v is in [-16.7, 16.7]);
+ *   a = (ln v + logit) * inv_t, ln by nz_log_reduce and nz_log_series (ln v is in [-16.7, 16.7]);
  *   keep = 1 / (1 + exp(a)) (= 1 - drop), exactly 0 where a > 86 (1 - drop < 4.5e-38);
  *   w = keep * inverse_keep, inverse_keep = 1 + exp(logit) = 1 / (1 - p);
  *   drop = exp(a) * keep, exactly 1 where a > 86 and exactly 0 where a < -86;
