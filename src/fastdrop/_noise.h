@@ -232,6 +232,15 @@ NZ_INLINE void nz_group_halves(const uint64_t *w, int64_t i, int high, nz_i *h) 
     NZ_EACH(h[k] = nz_halves(w, i + k * NZ_LANES, high));
 }
 
+/* A vector group from / to the NZ_GROUP floats at p (the transforms' buffers). */
+NZ_INLINE void nz_group_load(const float *p, nz_f *v) {
+    NZ_EACH(memcpy(&v[k], p + k * NZ_LANES, sizeof v[k]));
+}
+
+NZ_INLINE void nz_group_store(float *p, const nz_f *v) {
+    NZ_EACH(memcpy(p + k * NZ_LANES, &v[k], sizeof v[k]));
+}
+
 /* noise[2j] = 1 + sigma * radius * cos, noise[2j + 1] = 1 + sigma * radius * sin of word j, for
    the n (a multiple of NZ_GROUP, at most FD_GROUP_WORDS) words w; rounded to float16 and back
    where half_noise (the noise of a float16 forward).  Four loops through buffers, each a
@@ -239,8 +248,6 @@ NZ_INLINE void nz_group_halves(const uint64_t *w, int64_t i, int high, nz_i *h) 
    chain longer than the core can overlap (llvm-mca, Ice Lake, AVX2: 67 cycles an iteration
    against a 27-cycle throughput bound); short loops let it overlap their iterations.  The
    same operations, so the same bits (bench/NOTES.md has the measurements). */
-#define NZ_GET(v, p) memcpy(&(v), (p), sizeof(v))
-#define NZ_PUT(p, v) memcpy((p), &(v), sizeof(v))
 static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, int half_noise, float *noise) {
     float mb[FD_GROUP_WORDS], eb[FD_GROUP_WORDS], rb[FD_GROUP_WORDS], cb[FD_GROUP_WORDS], sb[FD_GROUP_WORDS];
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
@@ -249,27 +256,32 @@ static inline void nz_gaussian_noise(const uint64_t *w, int64_t n, float sigma, 
         nz_group_halves(w, i, 1, hi);
         nz_uniform(hi, u);
         nz_log_reduce(u, m, ef);
-        NZ_EACH(NZ_PUT(mb + i + k * NZ_LANES, m[k]); NZ_PUT(eb + i + k * NZ_LANES, ef[k]));
+        nz_group_store(mb + i, m);
+        nz_group_store(eb + i, ef);
     }
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
-        nz_f m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP];
-        NZ_EACH(NZ_GET(m[k], mb + i + k * NZ_LANES); NZ_GET(ef[k], eb + i + k * NZ_LANES));
+        nz_f m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP], r[NZ_ILP];
+        nz_group_load(mb + i, m);
+        nz_group_load(eb + i, ef);
         nz_log_series(m, ef, ln);
-        NZ_EACH(nz_f r = nz_sqrt(ln[k] * -2.0f); NZ_PUT(rb + i + k * NZ_LANES, r));
+        NZ_EACH(r[k] = nz_sqrt(ln[k] * -2.0f));
+        nz_group_store(rb + i, r);
     }
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
         nz_i lo[NZ_ILP];
         nz_f c[NZ_ILP], sn[NZ_ILP];
         nz_group_halves(w, i, 0, lo);
         nz_phi_cos_sin(lo, c, sn);
-        NZ_EACH(NZ_PUT(cb + i + k * NZ_LANES, c[k]); NZ_PUT(sb + i + k * NZ_LANES, sn[k]));
+        nz_group_store(cb + i, c);
+        nz_group_store(sb + i, sn);
     }
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
         nz_i lo[NZ_ILP];
         nz_f r[NZ_ILP], c[NZ_ILP], sn[NZ_ILP], cos_t[NZ_ILP], sin_t[NZ_ILP];
         nz_group_halves(w, i, 0, lo);
-        NZ_EACH(NZ_GET(r[k], rb + i + k * NZ_LANES); NZ_GET(c[k], cb + i + k * NZ_LANES);
-                NZ_GET(sn[k], sb + i + k * NZ_LANES));
+        nz_group_load(rb + i, r);
+        nz_group_load(cb + i, c);
+        nz_group_load(sb + i, sn);
         nz_octant(lo, c, sn, cos_t, sin_t);
         NZ_EACH(nz_f vc = 1.0f + sigma * (r[k] * cos_t[k]), vs = 1.0f + sigma * (r[k] * sin_t[k]);
                 nz_store_pairs(vc, vs, noise + 2 * (i + k * NZ_LANES)));
@@ -443,20 +455,21 @@ NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, 
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
         nz_f a[NZ_ILP];
         nz_concrete_arguments(words + i, logit, inv_t, a);
-        NZ_EACH(NZ_PUT(args + i + k * NZ_LANES, a[k]));
+        nz_group_store(args + i, a);
     }
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
         nz_f a[NZ_ILP], e[NZ_ILP];
-        NZ_EACH(NZ_GET(a[k], args + i + k * NZ_LANES));
+        nz_group_load(args + i, a);
         nz_concrete_exp(a, e);
-        NZ_EACH(NZ_PUT(exps + i + k * NZ_LANES, e[k]));
+        nz_group_store(exps + i, e);
     }
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
         nz_f a[NZ_ILP], e[NZ_ILP], w[NZ_ILP], s[NZ_ILP];
-        NZ_EACH(NZ_GET(a[k], args + i + k * NZ_LANES); NZ_GET(e[k], exps + i + k * NZ_LANES));
+        nz_group_load(args + i, a);
+        nz_group_load(exps + i, e);
         nz_concrete(a, e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
-        NZ_EACH(NZ_PUT(w_out + i + k * NZ_LANES, w[k]));
-        if (s_out) NZ_EACH(NZ_PUT(s_out + i + k * NZ_LANES, s[k]));
+        nz_group_store(w_out + i, w);
+        if (s_out) nz_group_store(s_out + i, s);
     }
 }
 
