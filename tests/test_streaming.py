@@ -205,3 +205,42 @@ def test_streamed_masks_with_rows_of_any_length_and_alignment_are_the_numpy_back
                         (shape, name, shift, nbytes)
                     assert not buffer.view(f"u{dtype.itemsize}")[:shift].any()
                     assert not buffer.view(f"u{dtype.itemsize}")[shift + n:].any()
+
+
+@compiled
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_streamed_dropout_add_at_any_alignment_offset_and_row_length_is_the_numpy_backends_bits(threshold, dtype):
+    """dropout_add's streaming walk (float64; float16 and float32 keep ordinary stores, bench/NOTES.md)
+    follows out's alignment across groups, blocks and the rows
+    of a per-feature bias or rate, where a vector across a row's end is made in a buffer and
+    streamed whole: rows shorter and longer than a vector, runs starting inside a group or a
+    block, outputs shifted by 0-17 elements, one thread and two (the last shape is past the
+    threads threshold), in place on x, and nothing written outside the output."""
+    rng = np.random.default_rng(12)
+    for shape in ((5, 3), (9, 37), (4, 1027), (300, 1031)):
+        x = rng.standard_normal(shape).astype(dtype)
+        residual = rng.standard_normal(shape).astype(dtype)
+        bias = np.linspace(-1, 1, shape[1]).astype(dtype)
+        calls = {"plain": {"p": 0.3}, "feature-bias": {"p": 0.3, "bias": bias},
+                 "scalar-bias": {"p": 0.3, "bias": dtype(0.5)},
+                 "rates-and-bias": {"p": np.linspace(0, 0.9, shape[1]), "bias": bias}}
+        buffer = np.zeros(x.size + 32, dtype)
+        for offset in (0, 13, 1023):
+            for name, kw in calls.items():
+                with fd.use_backend("numpy"):
+                    expected = fd.dropout_add(x, residual, seed=4, offset=offset, **kw)
+                for shift in (0, 1, 3, 17):
+                    out = buffer[shift:shift + x.size].reshape(shape)
+                    for threads in (1, 2):
+                        fd.set_streaming_threshold(0)
+                        buffer[...] = 0
+                        with fd.use_num_threads(threads):
+                            fd.dropout_add(x, residual, seed=4, offset=offset, out=out, **kw)
+                        assert np.array_equal(out.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}")), \
+                            (shape, offset, name, shift, threads)
+                        assert not buffer[:shift].any() and not buffer[shift + x.size:].any()
+        in_place = x.copy()
+        fd.dropout_add(in_place, residual, 0.3, bias=bias, seed=4, out=in_place)
+        with fd.use_backend("numpy"):
+            expected = fd.dropout_add(x, residual, 0.3, bias=bias, seed=4)
+        assert np.array_equal(in_place.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}")), shape

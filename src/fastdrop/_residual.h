@@ -14,7 +14,9 @@
  *   rates: FD_RA_SCALAR (one rate for the run, step 0), FD_RA_ROW (step 1), FD_RA_STRIDED;
  *   bias:  FD_BI_NONE, FD_BI_SCALAR (one value for the run, step 0), FD_BI_ROW (step 1),
  *          FD_BI_STRIDED.
- * The strided layouts take the scalar loop; the others are vector loops with scalar tails.
+ * The strided layouts take the scalar loop; the others are vector loops with scalar tails,
+ * whose vectors stream where the caller asks (out then aligned to FD_STREAM_ALIGN; the tail
+ * takes ordinary stores).
  */
 #ifndef FASTDROP_RESIDUAL_H
 #define FASTDROP_RESIDUAL_H
@@ -62,7 +64,7 @@ static inline int fd_bias_layout(const void *bias, int64_t step) {
             }                                                                               \
             memcpy(&rv, r + i, sizeof rv);                                                  \
             rv = rv + (V)((I)v & m);                                                        \
-            memcpy(out + i, &rv, sizeof rv);                                                \
+            fd_store_vec(out + i, &rv, sizeof rv, stream);                                  \
         }                                                                                   \
     }
 #else
@@ -72,13 +74,14 @@ static inline int fd_bias_layout(const void *bias, int64_t step) {
 #define FD_DADD_BODY(name, T, U, V, I, L, keep, keepv)                                                      \
     FD_RESIDUAL_INLINE void fd_dadd_body_##name(const uint16_t *chunk, const int32_t *thr, const T *s,        \
                                                 int64_t step, const T *b, int64_t bstep, const T *x,         \
-                                                const T *r, T *out, int64_t n, int rl, int bl) {             \
+                                                const T *r, T *out, int64_t n, int rl, int bl, int stream) { \
         int64_t i = 0;                                                                                       \
         int32_t t0 = thr[0];                                                                                 \
         T s0 = s[0], b0 = bl == FD_BI_NONE ? (T)0 : b[0];                                                    \
         (void)t0;                                                                                            \
         (void)s0;                                                                                            \
         (void)b0;                                                                                            \
+        (void)stream;                                                                                        \
         FD_DADD_VECTOR_LOOP(T, V, I, L, keep, keepv)                                                         \
         for (; i < n; i++) {                                                                                 \
             T v = x[i], d;                                                                                   \
@@ -136,8 +139,9 @@ static inline fd_f32v fd_half_widen_v(fd_i16v32 h) {
 /* float16 as its bits; the scale of a scalar rate is s0 (a float, exactly a half value). */
 FD_RESIDUAL_INLINE void fd_dadd_body_f16(const uint16_t *chunk, const int32_t *thr, const uint16_t *s, int64_t step,
                                          const uint16_t *b, int64_t bstep, const uint16_t *x, const uint16_t *r,
-                                         uint16_t *out, int64_t n, int rl, int bl) {
+                                         uint16_t *out, int64_t n, int rl, int bl, int stream) {
     int64_t i = 0;
+    (void)stream;
 #if FD_HALF_SIMD
     if (rl != FD_RA_STRIDED && bl != FD_BI_STRIDED) {
         int32_t t0 = thr[0];
@@ -156,7 +160,7 @@ FD_RESIDUAL_INLINE void fd_dadd_body_f16(const uint16_t *chunk, const int32_t *t
             }
             fd_i16v32 dropped = fd_half_round_v(v) & __builtin_convertvector(m, fd_i16v32);
             fd_i16v32 y = fd_half_round_v(fd_half_load_v(r + i) + fd_half_widen_v(dropped));
-            memcpy(out + i, &y, sizeof y);
+            fd_store_vec(out + i, &y, sizeof y, stream);
         }
     }
 #endif
@@ -171,27 +175,27 @@ FD_RESIDUAL_INLINE void fd_dadd_body_f16(const uint16_t *chunk, const int32_t *t
 
 /* The body with the layouts as constants: one specialised copy per combination. */
 #define FD_DADD_DISPATCH(name, T)                                                                            \
-    static inline void fd_dropout_add_##name(const uint16_t *chunk, const int32_t *thr, const T *s,           \
+    FD_RESIDUAL_INLINE void fd_dropout_add_##name(const uint16_t *chunk, const int32_t *thr, const T *s,      \
                                              int64_t step, const T *b, int64_t bstep, const T *x,            \
-                                             const T *r, T *out, int64_t n) {                                \
+                                             const T *r, T *out, int64_t n, int stream) {                    \
         int rl = fd_rates_layout(step), bl = fd_bias_layout(b, bstep);                                       \
         if (rl == FD_RA_STRIDED || bl == FD_BI_STRIDED) {                                                    \
-            fd_dadd_body_##name(chunk, thr, s, step, b, bstep, x, r, out, n, FD_RA_STRIDED, FD_BI_STRIDED);  \
+            fd_dadd_body_##name(chunk, thr, s, step, b, bstep, x, r, out, n, FD_RA_STRIDED, FD_BI_STRIDED, 0); \
             return;                                                                                          \
         }                                                                                                    \
         switch (rl * 4 + bl) {                                                                               \
         case FD_RA_SCALAR * 4 + FD_BI_NONE:                                                                  \
-            fd_dadd_body_##name(chunk, thr, s, 0, b, 0, x, r, out, n, FD_RA_SCALAR, FD_BI_NONE); break;      \
+            fd_dadd_body_##name(chunk, thr, s, 0, b, 0, x, r, out, n, FD_RA_SCALAR, FD_BI_NONE, stream); break; \
         case FD_RA_SCALAR * 4 + FD_BI_SCALAR:                                                                \
-            fd_dadd_body_##name(chunk, thr, s, 0, b, 0, x, r, out, n, FD_RA_SCALAR, FD_BI_SCALAR); break;    \
+            fd_dadd_body_##name(chunk, thr, s, 0, b, 0, x, r, out, n, FD_RA_SCALAR, FD_BI_SCALAR, stream); break; \
         case FD_RA_SCALAR * 4 + FD_BI_ROW:                                                                   \
-            fd_dadd_body_##name(chunk, thr, s, 0, b, 1, x, r, out, n, FD_RA_SCALAR, FD_BI_ROW); break;       \
+            fd_dadd_body_##name(chunk, thr, s, 0, b, 1, x, r, out, n, FD_RA_SCALAR, FD_BI_ROW, stream); break; \
         case FD_RA_ROW * 4 + FD_BI_NONE:                                                                     \
-            fd_dadd_body_##name(chunk, thr, s, 1, b, 0, x, r, out, n, FD_RA_ROW, FD_BI_NONE); break;         \
+            fd_dadd_body_##name(chunk, thr, s, 1, b, 0, x, r, out, n, FD_RA_ROW, FD_BI_NONE, stream); break; \
         case FD_RA_ROW * 4 + FD_BI_SCALAR:                                                                   \
-            fd_dadd_body_##name(chunk, thr, s, 1, b, 0, x, r, out, n, FD_RA_ROW, FD_BI_SCALAR); break;       \
+            fd_dadd_body_##name(chunk, thr, s, 1, b, 0, x, r, out, n, FD_RA_ROW, FD_BI_SCALAR, stream); break; \
         default:                                                                                             \
-            fd_dadd_body_##name(chunk, thr, s, 1, b, 1, x, r, out, n, FD_RA_ROW, FD_BI_ROW); break;          \
+            fd_dadd_body_##name(chunk, thr, s, 1, b, 1, x, r, out, n, FD_RA_ROW, FD_BI_ROW, stream); break;  \
         }                                                                                                    \
     }
 FD_DADD_DISPATCH(f16, uint16_t)
