@@ -132,6 +132,46 @@ def test_masked_and_tagged_out_are_refused_and_left_untouched(backend, name):
         assert np.all(np.asarray(out) == 7.0)
 
 
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS) + ["dropout_add", "dropout_add_grad"])
+def test_an_out_whose_elements_share_memory_is_refused_and_left_untouched(backend, name):
+    """A view whose strides make elements share memory (as_strided's, step smaller than the
+    rows) would be written in an order-dependent mess: every writer refuses it, as PyTorch
+    refuses a written-to tensor with elements at one memory location."""
+    buffer = np.full(X4.size // 2, 7.0, np.float32)
+    strides = (buffer.itemsize * 5,) * 2 + (buffer.itemsize * 5, buffer.itemsize)   # rows of 5 at steps of 5: overlap
+    out = np.lib.stride_tricks.as_strided(buffer, X4.shape, strides, writeable=True)
+    call = {"dropout_add": lambda x, **kw: fd.dropout_add(x, x, 0.5, seed=1, **kw),
+            "dropout_add_grad": lambda x, **kw: fd.dropout_add_grad(x, 0.5, seed=1, **kw)}.get(name, ENTRY_POINTS.get(name))
+    with pytest.raises(ValueError, match=r"out has elements that share memory \(strides \(20, 20, 20, 4\) for shape "
+                                         r"\(2, 3, 4, 5\)\); pass an array whose elements are distinct"):
+        call(X4, out=out)
+    assert np.all(buffer == 7.0)
+
+
+@pytest.mark.parametrize("shape, strides, itemsize, shared", [
+    ((4, 5), (20, 4), 4, False),            # C order
+    ((4, 5), (4, 16), 4, False),            # Fortran order
+    ((4, 5), (-20, 4), 4, False),           # a reversed view
+    ((2, 2), (24, 4), 4, False),            # a slice: rows 24 bytes apart
+    ((3, 2), (4, 6), 2, False),             # interleaved, no shared element: decided by listing offsets
+    ((2, 2), (12, 8), 4, False),
+    ((4, 4), (8, 8), 8, True),              # rows one element apart
+    ((5,), (0,), 4, True),                  # a broadcast view
+    ((3, 2), (4, 4), 8, True),              # 8-byte elements 4 bytes apart
+    ((1, 7), (0, 4), 4, False), ((0, 3), (0, 0), 4, False), ((1,), (0,), 8, False),
+    ((1025, 1024), (8, 4), 4, True),        # past the listing limit: a layout failing the nested test counts as shared
+])
+def test_internal_overlap_of_layouts(shape, strides, itemsize, shared):
+    from fastdrop._validation import has_internal_overlap
+    assert has_internal_overlap(shape, strides, itemsize) is shared
+
+
+@pytest.mark.parametrize("noise_shape", [{0: 2, 1: 1}, {2, 1}])
+def test_an_unordered_noise_shape_is_refused(backend, noise_shape):
+    with pytest.raises(TypeError, match=r"noise_shape must be None or a tuple of length 2, got "):
+        fd.dropout(np.ones((2, 3), np.float32), 0.5, seed=1, noise_shape=noise_shape)
+
+
 def test_a_dask_array_points_to_fastdrop_dask():
     da = pytest.importorskip("dask.array")
     darr = da.from_array(X4, chunks=(1, 3, 4, 5))

@@ -158,15 +158,18 @@ _CHILD = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not _backend.compiled_available(), reason="the compiled extension is not built")
+@pytest.mark.parametrize("streaming", ["", "0"], ids=["ordinary-stores", "streaming-stores"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
-def test_every_isa_variant_matches_the_numpy_backend(isa, threads, tmp_path):
+def test_every_isa_variant_matches_the_numpy_backend(isa, threads, streaming, tmp_path):
+    """Each variant with the default streaming threshold and with 0 (every output streamed)."""
     if isa not in _backend.runnable_isas() or isa not in _backend.built_isas():
         pytest.skip(f"the {isa} variant is not runnable or not built here")
     out = tmp_path / "cases.npz"
     r = subprocess.run([sys.executable, "-c", _CHILD.format(tests=os.path.dirname(__file__)), str(out),
                         str(threads)], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", "FASTDROP_ISA": isa})
+                       env={**os.environ, "FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", "FASTDROP_ISA": isa,
+                            "FASTDROP_STREAMING_THRESHOLD": streaming})
     assert r.returncode == 0, r.stderr
     got = np.load(out)
     assert str(got["isa"]) == isa
@@ -330,6 +333,10 @@ F32 = np.float32
     (lambda x, r: fd.dropout_add(x[:, :5], r[:, 1:], 0.5, out=r[:, :5]), ValueError,
      "out overlaps residual partially"),
     (lambda x, r: fd.dropout_add(x, r, 0.5, bias=r[0], out=r), ValueError, "out overlaps bias partially"),
+    # the first row of out: the same start and strides, but out's first row would be written before
+    # the later rows read it
+    (lambda x, r: fd.dropout_add(x, x, 0.5, bias=r[:1], out=r), ValueError,
+     "out overlaps bias partially; pass bias.copy(), or a separate out"),
     (lambda x, r: fd.dropout_add_grad(r, 0.5, bias_shape=(5,)), ValueError,
      "bias_shape (5,) does not broadcast to grad's shape (4, 6)"),
     (lambda x, r: fd.dropout_add_grad(r, 0.5, bias_shape="6"), TypeError, "bias_shape must be an int or a tuple"),

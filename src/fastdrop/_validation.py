@@ -7,6 +7,7 @@ value.  Python and NumPy integers and reals are accepted; bools are not numbers 
 and neither are ``np.timedelta64`` (NumPy makes it a subclass of ``np.signedinteger``,
 so ``numbers.Integral`` alone lets it through) nor ``np.datetime64``.
 """
+import collections.abc
 import math
 import numbers
 import secrets
@@ -209,6 +210,9 @@ def check_out(out, x, given=None, name="out"):
         raise ValueError(f"{name} must be writeable")
     if out.size > 1 and any(s == 0 and n > 1 for s, n in zip(out.strides, out.shape)):
         raise ValueError(f"{name} must not have zero strides (a broadcast view)")
+    if has_internal_overlap(out.shape, out.strides, out.itemsize):
+        raise ValueError(f"{name} has elements that share memory (strides {out.strides} for shape {out.shape}); "
+                         f"pass an array whose elements are distinct")
     if out is not x and out is not given and _overlaps(out, x) and not _same_layout(out, x):
         raise ValueError(f"{name} overlaps x partially; pass out=x for in-place, or a separate array")
     return out
@@ -228,8 +232,41 @@ def _overlaps(a, b):
 
 
 def _same_layout(a, b):
+    """True when a and b are views of the very same elements: element i of one is element i of
+    the other (a smaller array with the same start and strides is not: it would be read after
+    out's first rows overwrote it)."""
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides)
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+# Past this many elements a layout that fails the nested-strides test is taken as overlapping
+# rather than checked element by element.
+_OVERLAP_LISTING_LIMIT = 1 << 20
+
+
+def has_internal_overlap(shape, strides, itemsize):
+    """True when two elements of an array (or tensor) of this shape and these byte strides share
+    memory, as views made with ``as_strided`` or ``expand`` can; slices and transposes never do.
+    Axes sorted by stride, each must step past all that the smaller ones span (the test NumPy
+    and PyTorch use for the common layouts); the rare layouts that fail it are decided by
+    listing the elements' byte offsets, or, past _OVERLAP_LISTING_LIMIT elements, taken as
+    overlapping (a writer must never race itself)."""
+    if math.prod(shape) <= 1:
+        return False
+    span = itemsize
+    for stride, n in sorted((abs(s), n) for s, n in zip(strides, shape) if n > 1):
+        if stride < span:
+            break
+        span += stride * (n - 1)
+    else:
+        return False
+    if math.prod(shape) > _OVERLAP_LISTING_LIMIT:
+        return True
+    offsets = np.zeros(1, dtype=np.int64)
+    for stride, n in zip(strides, shape):
+        offsets = (offsets[:, None] + stride * np.arange(n, dtype=np.int64)).reshape(-1)
+    offsets.sort()
+    return bool(np.any(np.diff(offsets) < itemsize))
 
 
 # --- rates ---------------------------------------------------------------------------------
@@ -298,6 +335,22 @@ def resolve_seed(seed):
     return int(seed)
 
 
+_SEEDING_OBJECTS = (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)
+
+
+def check_seed(seed):
+    """``seed`` checked as ``resolve_seed`` checks it, without drawing from it.
+
+    A Generator or BitGenerator comes back as it is: a call resolves it (draws its key)
+    only once every argument has passed and it needs random decisions, so a call that
+    raises, or that decides nothing (``training=False``, ``p == 0``), leaves it untouched
+    (PyTorch's dropout draws nothing in eval mode or at p == 0 either).  An int comes back
+    as an int in range, None as None (fresh entropy, drawn when needed)."""
+    if seed is None or isinstance(seed, _SEEDING_OBJECTS):
+        return seed
+    return resolve_seed(seed)
+
+
 def check_offset(offset):
     """``offset`` as an int in [0, MAX_INDEX): TypeError for a non-integer, ValueError out of range."""
     if not is_integer(offset):
@@ -316,8 +369,9 @@ def check_index_range(offset, size):
 
 # --- shapes --------------------------------------------------------------------------------
 def _entries(value, name, what):
-    """``value`` as a tuple, TypeError naming ``what`` when it is no sequence."""
-    if isinstance(value, (str, bytes)):
+    """``value`` as a tuple, TypeError naming ``what`` when it is no sequence (a mapping or a
+    set iterates its keys in an order that is not the axes')."""
+    if isinstance(value, (str, bytes, collections.abc.Mapping, collections.abc.Set)):
         raise TypeError(f"{name} must be {what}, got {value!r}")
     try:
         return tuple(value)
@@ -497,9 +551,10 @@ def check_dropout_add_call(x, residual, p, bias, noise_shape, offset, training, 
     check_index_range(offset, math.prod(shape))
     training = check_bool(training, "training")
     out = check_out(out, x, given)
-    for name, value in (("residual", residual), ("bias", bias)):
+    for name, value, remedy in (("residual", residual, "pass out=residual for in-place, or a separate array"),
+                                ("bias", bias, "pass bias.copy(), or a separate out")):
         if value is not None and _overlaps(out, value) and not _same_layout(out, value):
-            raise ValueError(f"out overlaps {name} partially; pass out={name} for in-place, or a separate array")
+            raise ValueError(f"out overlaps {name} partially; {remedy}")
     return x, residual, p, bias, shape, offset, training, out
 
 

@@ -60,6 +60,7 @@ except ImportError as exc:              # name the extra that provides it
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
 import fastdrop as _fd
+from fastdrop._validation import has_internal_overlap
 
 try:
     import ml_dtypes as _ml_dtypes          # NumPy's bfloat16: fastdrop.torch's view of bfloat16 tensors
@@ -73,6 +74,8 @@ __all__ = ["AlphaDropout", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Fe
 Tensor = torch.Tensor
 _SEED_HIGH = (1 << 63) - 1                                          # seeds are drawn in [0, 2**63 - 1)
 _LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
+_OVERLAP_MESSAGE = ("unsupported operation: more than one element of the written-to tensor refers to a single "
+                    "memory location. Please clone() the tensor before performing the operation.")   # torch's words
 
 
 # --- the kernels on tensors ---------------------------------------------------------------------
@@ -365,6 +368,9 @@ def _apply(input, p, training, inplace, feature, alpha):
     needs_grad = input.requires_grad and torch.is_grad_enabled()
     if inplace and needs_grad and input.is_leaf:
         raise RuntimeError(_LEAF_MESSAGE)
+    if inplace and has_internal_overlap(input.shape, [s * input.element_size() for s in input.stride()],
+                                        input.element_size()):
+        raise RuntimeError(_OVERLAP_MESSAGE)        # before the seed is drawn: a failed call leaves no trace
     seed = _draw_seed()
     if inplace and not needs_grad:
         _inplace_op(input, seed, float(p), feature, alpha)
@@ -404,7 +410,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     TypeError
         ``input`` not on the CPU, or of another dtype.
     RuntimeError
-        ``inplace=True`` on a leaf tensor that requires grad.
+        ``inplace=True`` on a leaf tensor that requires grad or on one whose elements share memory (``expand``).
 
     Examples
     --------
@@ -451,7 +457,7 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
     TypeError
         ``input`` not on the CPU, or of another dtype.
     RuntimeError
-        ``inplace=True`` on a leaf tensor that requires grad.
+        ``inplace=True`` on a leaf tensor that requires grad or on one whose elements share memory (``expand``).
 
     Examples
     --------
@@ -496,7 +502,7 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     TypeError
         ``input`` not on the CPU, or of another dtype.
     RuntimeError
-        ``inplace=True`` on a leaf tensor that requires grad, an input of fewer than 2 dimensions.
+        ``inplace=True`` on a leaf tensor that requires grad or on one whose elements share memory (``expand``), an input of fewer than 2 dimensions.
 
     Examples
     --------
@@ -553,7 +559,7 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     TypeError
         ``input`` not on the CPU, or of another dtype.
     RuntimeError
-        ``inplace=True`` on a leaf tensor that requires grad, an input of a rank other than 2 or 3.
+        ``inplace=True`` on a leaf tensor that requires grad or on one whose elements share memory (``expand``), an input of a rank other than 2 or 3.
 
     Examples
     --------
@@ -614,7 +620,7 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     TypeError
         ``input`` not on the CPU, or of another dtype.
     RuntimeError
-        ``inplace=True`` on a leaf tensor that requires grad.
+        ``inplace=True`` on a leaf tensor that requires grad or on one whose elements share memory (``expand``).
 
     Warns
     -----
@@ -674,7 +680,7 @@ def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     TypeError
         ``input`` not on the CPU, or of another dtype.
     RuntimeError
-        ``inplace=True`` on a leaf tensor that requires grad.
+        ``inplace=True`` on a leaf tensor that requires grad or on one whose elements share memory (``expand``).
 
     Warns
     -----
