@@ -9,6 +9,7 @@ poisoned OpenMP state never reaches this process.
 import asyncio
 import decimal
 import fractions
+import inspect
 import os
 import signal
 import subprocess
@@ -467,3 +468,120 @@ def test_environment_errors_name_the_variable_and_its_value(env, message):
                           env={**os.environ, "FASTDROP_BACKEND": "", "FASTDROP_NUM_THREADS": "", **env})
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == message
+
+
+# ---- a Generator seed: drawn from only by a call that passes and draws ----------------------
+
+X4 = np.ones((2, 3, 4, 5), np.float32)
+BOX = dict(global_shape=(4, 3, 4, 5), origin=(2, 0, 0, 0))
+
+# Every public function with a seed= argument: (positional arguments, keyword arguments of a
+# valid training call).
+SEEDED = {
+    "dropout": ((X4,), dict(p=0.5)),
+    "dropout_mask": ((X4.shape,), dict(p=0.5)),
+    "dropout_add": ((X4, X4), dict(p=0.5)),
+    "dropout_add_grad": ((X4,), dict(p=0.5)),
+    "classic_dropout": ((X4,), dict(p=0.5)),
+    "spatial_dropout": ((X4,), dict(p=0.5)),
+    "variational_dropout": ((X4,), dict(p=0.5)),
+    "drop_path": ((X4,), dict(p=0.5)),
+    "alpha_dropout": ((X4,), dict(p=0.5)),
+    "alpha_dropout_grad": ((X4,), dict(p=0.5)),
+    "gaussian_dropout": ((X4,), dict(p=0.5)),
+    "gaussian_dropout_grad": ((X4,), dict(p=0.5)),
+    "dropblock2d": ((X4,), dict(p=0.5, block_size=2)),
+    "concrete_dropout": ((X4,), dict(logit=-1.0)),
+    "concrete_dropout_grad": ((X4, X4), dict(logit=-1.0)),
+    "dropout_box": ((X4[:2],), dict(p=0.5, **BOX)),
+    "dropout_mask_box": ((X4.shape,), dict(p=0.5, **BOX)),
+}
+INT_SEEDS_ONLY = {"derive_seed", "stream_key"}      # a resolved int seed, never a Generator
+PER_ELEMENT_RATES = {"dropout", "dropout_mask", "dropout_add", "dropout_add_grad", "spatial_dropout",
+                     "variational_dropout", "drop_path", "dropout_box", "dropout_mask_box"}
+
+
+def parameters(name):
+    return inspect.signature(getattr(fd, name)).parameters
+
+
+def failing_calls(name):
+    """Keyword overrides each of which makes ``name``'s call fail its checks: a rate that does
+    not broadcast to the noise shape (checked last of all), a bad offset, training or out."""
+    bad = [dict(offset=-1)]
+    if name in PER_ELEMENT_RATES:
+        bad.append(dict(p=np.full(7, 0.3)))
+    elif "p" in parameters(name):
+        bad.append(dict(p=1.5))
+    else:
+        bad.append(dict(logit=60.0))
+    if "training" in parameters(name):
+        bad.append(dict(training="yes"))
+    if "out" in parameters(name):
+        bad.append(dict(out=np.empty(3, np.float32)))
+    return [pytest.param(name, b, id=f"{name}-{next(iter(b))}") for b in bad]
+
+
+def call(name, seed, **overrides):
+    args, kwargs = SEEDED[name]
+    return getattr(fd, name)(*args, seed=seed, **{**kwargs, **overrides})
+
+
+def test_the_table_has_every_public_function_with_a_seed():
+    seeded = {name for name in fd.__all__ if inspect.isfunction(getattr(fd, name)) and "seed" in parameters(name)}
+    assert seeded - INT_SEEDS_ONLY == set(SEEDED)
+
+
+@pytest.mark.parametrize("name, bad", [case for name in SEEDED for case in failing_calls(name)])
+def test_a_failed_call_leaves_a_generator_seed_as_it_was(name, bad):
+    for make in (np.random.default_rng, np.random.PCG64):
+        seed = make(0)
+        state = (seed if make is np.random.PCG64 else seed.bit_generator).state
+        with pytest.raises((TypeError, ValueError)):
+            call(name, seed, **bad)
+        assert (seed if make is np.random.PCG64 else seed.bit_generator).state == state
+
+
+def eval_and_zero_rate_calls():
+    cases = []
+    for name in SEEDED:
+        if "training" in parameters(name):
+            cases.append(pytest.param(name, dict(training=False), id=f"{name}-eval"))
+        if "p" in parameters(name):
+            cases.append(pytest.param(name, dict(p=0.0), id=f"{name}-p0"))
+    return cases
+
+
+@pytest.mark.parametrize("name, overrides", eval_and_zero_rate_calls())
+def test_eval_and_p_zero_draw_nothing_from_a_generator_seed(name, overrides):
+    """As in PyTorch: no random decision, nothing drawn; the result is the int seed's."""
+    g = np.random.default_rng(0)
+    state = g.bit_generator.state
+    got = call(name, g, **overrides)
+    assert g.bit_generator.state == state
+    want = call(name, 12345, **overrides)
+    for a, b in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", [name for name in SEEDED if "training" in parameters(name)])
+def test_eval_still_checks_the_seed(name):
+    with pytest.raises(TypeError, match=r"seed must be None, an int, or a numpy.random Generator, BitGenerator "
+                                        r"or SeedSequence, got str '7'"):
+        call(name, "7", training=False)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got -1"):
+        call(name, -1, training=False)
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_a_training_call_draws_one_key_from_a_generator_seed(name):
+    """The other side: the tests above would pass for a function that never drew at all."""
+    g, twin = np.random.default_rng(0), np.random.default_rng(0)
+    state = g.bit_generator.state
+    got = call(name, g)
+    assert g.bit_generator.state != state
+    key = int(twin.integers(0, 1 << 64, dtype=np.uint64))
+    assert g.bit_generator.state == twin.bit_generator.state          # exactly one key drawn
+    want = call(name, key)
+    for a, b in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        assert np.array_equal(a, b)

@@ -227,3 +227,12 @@ def test_degenerate_shapes(x):
     darr = da.from_array(x, chunks=2)
     got = fdd.dropout(darr, 0.5, seed=3).compute()
     assert same_bits(np.asarray(got), fd.dropout(x, 0.5, seed=3))
+
+
+@pytest.mark.parametrize("p", [np.full(7, 0.3), 1.5, "0.3"])
+def test_a_call_that_raises_leaves_a_generator_seed_as_it_was(p):
+    g = np.random.default_rng(5)
+    before = g.bit_generator.state
+    with pytest.raises((TypeError, ValueError)):
+        fdd.dropout(da.ones((4, 6), chunks=2), p, seed=g)
+    assert g.bit_generator.state == before

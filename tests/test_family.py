@@ -326,6 +326,96 @@ def test_concrete_regularization_value_and_gradients():
     np.testing.assert_allclose(d_w[0], 2e-2 * weights[0] / (1 - p))
 
 
+
+REG_WEIGHTS = [np.arange(6.0).reshape(2, 3) / 7, np.float32([0.5, -1.25])]
+
+
+@pytest.mark.parametrize("args, kwargs, value, d_logit", [
+    ((0.0, 10), {}, -6.344482009681085e-05, 2.9349489795918367e-06),
+    ((0.4, 12), dict(weight_regularizer=1e-2, dropout_regularizer=1e-3), 0.06505130127638017, 0.04493754532028081),
+    ((-50.0, 3), {}, 2.9349489795918367e-06, -2.8874639895477075e-25),
+    ((50.0, 3), {}, 1.5216846200610782e+16, 1.5216846200610782e+16),       # the largest logit: q = 1.9e-22, finite
+    ((np.float32(-2.5), np.int64(7)), dict(weight_regularizer=0, dropout_regularizer=0.5),
+     -0.9398731452098049, -0.6134075197696965),
+])
+def test_concrete_regularization_valid_calls_keep_their_values(args, kwargs, value, d_logit):
+    """The values of the unchecked implementation (bit for bit), the weights' dtypes kept."""
+    got, got_logit, d_w = fd.concrete_regularization(*args, REG_WEIGHTS, **kwargs)
+    assert (got, got_logit) == (value, d_logit)
+    q = fd.concrete_rate(-float(args[0]))
+    for g, w in zip(d_w, REG_WEIGHTS):
+        assert g.dtype == w.dtype and np.array_equal(g, 2.0 * float(kwargs.get("weight_regularizer", 1e-6)) / q * w)
+
+
+def test_concrete_regularization_reads_a_generator_of_weights_once():
+    want = fd.concrete_regularization(0.3, 5, REG_WEIGHTS)
+    got = fd.concrete_regularization(0.3, 5, (w for w in REG_WEIGHTS))
+    assert got[:2] == want[:2] and len(got[2]) == 2 and all(np.array_equal(a, b) for a, b in zip(got[2], want[2]))
+
+
+LOGIT = r"logit must be a real number in \[-50, 50\] \(drop rate sigmoid\(logit\)\), got "
+FLOATS = "float16, bfloat16, float32 or float64"
+
+
+@pytest.mark.parametrize("args, kwargs, exc, msg", [
+    (("1.5", 10), {}, TypeError, LOGIT + r"str '1.5'$"),
+    ((True, 10), {}, TypeError, LOGIT + r"bool True$"),
+    ((1 + 0j, 10), {}, TypeError, LOGIT + r"complex \(1\+0j\)$"),
+    ((float("nan"), 10), {}, ValueError, LOGIT + r"nan$"),
+    ((float("inf"), 10), {}, ValueError, LOGIT + r"inf$"),
+    ((1000.0, 3, [np.ones(2)]), {}, ValueError, LOGIT + r"1000.0$"),         # was ZeroDivisionError: q == 0.0
+    ((50.5, 3), {}, ValueError, LOGIT + r"50.5$"),
+    ((0.0, 2.7), {}, TypeError, r"input_dim must be an integer >= 1, got float 2.7$"),
+    ((0.0, True), {}, TypeError, r"input_dim must be an integer >= 1, got bool True$"),
+    ((0.0, "3"), {}, TypeError, r"input_dim must be an integer >= 1, got str '3'$"),
+    ((0.0, -5), {}, ValueError, r"input_dim must be an integer >= 1, got -5$"),
+    ((0.0, 0), {}, ValueError, r"input_dim must be an integer >= 1, got 0$"),
+    ((0.0, 3), dict(weight_regularizer=-1.0), ValueError, r"weight_regularizer must be >= 0.0, got -1.0$"),
+    ((0.0, 3), dict(weight_regularizer=True), TypeError,
+     r"weight_regularizer must be a finite real number >= 0.0, got bool True$"),
+    ((0.0, 3), dict(weight_regularizer=float("nan")), ValueError,
+     r"weight_regularizer must be a finite real number, got nan$"),
+    ((0.0, 3), dict(dropout_regularizer=-1e-5), ValueError, r"dropout_regularizer must be >= 0.0, got -1e-05$"),
+    ((0.0, 3), dict(dropout_regularizer=float("inf")), ValueError,
+     r"dropout_regularizer must be a finite real number, got inf$"),
+    ((0.0, 3), dict(dropout_regularizer="1e-5"), TypeError,
+     r"dropout_regularizer must be a finite real number >= 0.0, got str '1e-5'$"),
+    ((0.0, 3, [np.ones(2, complex)]), {}, TypeError, rf"weights\[0\] must have dtype {FLOATS}, got dtype complex128$"),
+    ((0.0, 3, [np.ones(2), np.ones(2, bool)]), {}, TypeError,
+     rf"weights\[1\] must have dtype {FLOATS}, got dtype bool$"),
+    ((0.0, 3, [np.array([1.0], object)]), {}, TypeError, rf"weights\[0\] must have dtype {FLOATS}, got dtype object$"),
+    ((0.0, 3, [np.arange(3)]), {}, TypeError, rf"weights\[0\] must have dtype {FLOATS}, got dtype int64$"),
+    ((0.0, 3, np.ones(3)), {}, TypeError,
+     r"weights must be a sequence of float arrays \(\[w\] for a single array\), got ndarray array\(\[1., 1., 1.\]\)$"),
+    ((0.0, 3, None), {}, TypeError,
+     r"weights must be a sequence of float arrays \(\[w\] for a single array\), got NoneType None$"),
+])
+def test_concrete_regularization_refuses_bad_arguments(args, kwargs, exc, msg):
+    with pytest.raises(exc, match=msg):
+        fd.concrete_regularization(*args, **kwargs)
+
+
+@pytest.mark.parametrize("logit, rate", [(0.0, 0.5), (2.0, 0.8807970779778823), (-800.0, 0.0), (800.0, 1.0),
+                                         (float("inf"), 1.0), (-float("inf"), 0.0),
+                                         (np.float32(-1.5), 0.18242552380635632), (3, 0.9525741268224334)])
+def test_concrete_rate_values(logit, rate):
+    got = fd.concrete_rate(logit)
+    assert type(got) is float and got == rate
+
+
+@pytest.mark.parametrize("logit, exc, msg", [
+    (True, TypeError, r"logit must be a real number, got bool True$"),
+    (np.bool_(False), TypeError, r"logit must be a real number, got bool (np.)?False(_)?$"),
+    ("0.5", TypeError, r"logit must be a real number, got str '0.5'$"),
+    (1j, TypeError, r"logit must be a real number, got complex 1j$"),
+    (np.array(0.5), TypeError, r"logit must be a real number, got ndarray array\(0.5\)$"),
+    (float("nan"), ValueError, r"logit must be a real number, got nan$"),
+])
+def test_concrete_rate_refuses_bad_logits(logit, exc, msg):
+    with pytest.raises(exc, match=msg):
+        fd.concrete_rate(logit)
+
+
 # --- every twin: both backends, bit for bit -------------------------------------------------------
 
 TWINS = {

@@ -15,11 +15,11 @@ from typing import Optional, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _core, _memory
 from ._typing import BoolArray, FloatArray, NoiseShape, Rate, Seed, Shape
 from ._stream import BLOCK_CHUNKS, stream_key
 from ._validation import (as_float_array, check_index_range, check_offset, check_origin, check_out, check_rate,
-                          check_shape, resolve_noise_shape, resolve_seed)
+                          check_seed, check_shape, resolve_noise_shape, resolve_seed)
 
 __all__ = ["dropout_box", "dropout_mask_box"]
 
@@ -50,7 +50,8 @@ def dropout_box(x_box: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed, global_shape
         The drop rate(s): a float, or rates broadcastable to the global noise shape or to
         the box's region of it.
     seed : int, numpy.random.Generator, BitGenerator or SeedSequence
-        Required (not None): the seed every box of the array shares.
+        Required (not None): the seed every box of the array shares.  A Generator is drawn
+        from only by a call that passes every check and draws decisions (not at ``p == 0``).
     global_shape : int or sequence of int
         The shape of the whole logical array.
     origin : sequence of int
@@ -87,10 +88,11 @@ def dropout_box(x_box: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed, global_shape
     given, x_box = x_box, as_float_array(x_box, "x_box")
     p = check_rate(p)
     out = check_out(out, x_box, given)
-    key, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape, offset)
+    seed, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, x_box.shape, noise_shape, offset)
+    thr, scale = _box_rates(p, x_box.dtype, global_noise, lo, hi)
     if isinstance(p, float) and p == 0.0:
         return _core.copy_into(x_box, out)
-    thr, scale = _box_rates(p, x_box.dtype, global_noise, lo, hi)
+    key = stream_key(resolve_seed(seed))      # after every check: a failed call leaves a Generator as it was
     starts = _run_starts(offset, global_noise, lo, hi)
     # Per-element rates always take the fused kernel (it reads them in place: no mask at all).
     if (_extent(lo, hi) == x_box.shape and starts.size
@@ -135,13 +137,19 @@ def dropout_mask_box(box_shape: Shape, p: Rate = 0.5, *, seed: Seed, global_shap
     """
     box_shape = check_shape(box_shape, "box_shape")
     p = check_rate(p)
-    key, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset)
+    seed, global_noise, lo, hi, offset = _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset)
     thr, _ = _box_rates(p, np.dtype(np.float64), global_noise, lo, hi)
+    if isinstance(p, float) and p == 0.0:       # every element kept whatever the key: draw none, as dropout_box
+        mask = _memory.empty(_extent(lo, hi), np.bool_)
+        mask.fill(True)
+        return mask
+    key = stream_key(resolve_seed(seed))
     return _core.keep_mask(key, _run_starts(offset, global_noise, lo, hi), thr, _extent(lo, hi)).view(bool)
 
 
 def _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset):
-    """(key, global noise shape, box corners in the noise shape, offset) after validation."""
+    """(seed, global noise shape, box corners in the noise shape, offset) after validation;
+    the seed checked but not drawn from (``check_seed``): the caller draws its key last."""
     if seed is None:
         raise ValueError("seed must be given for a box (an int or a numpy.random.Generator), got None: "
                          "every box of one array must use the same seed")
@@ -153,11 +161,11 @@ def _resolve_box(seed, global_shape, origin, box_shape, noise_shape, offset):
     global_noise = resolve_noise_shape(noise_shape, global_shape)
     offset = check_offset(offset)
     check_index_range(offset, math.prod(global_noise))    # the whole logical array, not just this box
-    key = stream_key(resolve_seed(seed))
+    seed = check_seed(seed)
     # On a noise axis of size 1 every element of the box shares index 0 of that axis.
     lo = tuple(o if n > 1 else 0 for o, n in zip(origin, global_noise))
     hi = tuple(o + b if n > 1 else min(b, 1) for o, b, n in zip(origin, box_shape, global_noise))
-    return key, global_noise, lo, hi, offset
+    return seed, global_noise, lo, hi, offset
 
 
 def _extent(lo, hi):

@@ -90,15 +90,19 @@ def dropout(darr: "da.Array", p: Union[Rate, "da.Array"] = 0.5, *, seed: Seed = 
                          f"and chunks {darr.chunks}: {exc}") from None
     offset = check_offset(offset)
     check_index_range(offset, math.prod(global_noise))     # here, before any chunk is computed
-    seed = resolve_seed(seed)        # drawn here, once, so that every chunk shares it
+    if isinstance(p, da.Array):
+        rates = _rates_like(p, darr, global_noise)
+    else:
+        p = check_rate(p)
+        rates = None if isinstance(p, float) else _rates_like(da.from_array(p), darr, global_noise)
+    # drawn here, once, so that every chunk shares it, and after every check: a call that
+    # raises leaves a Generator seed as it was
+    seed = resolve_seed(seed)
     kwargs = dict(seed=seed, global_shape=darr.shape, noise_shape=global_noise, offset=offset,
                   dtype=dtype, meta=np.empty((0,) * darr.ndim, dtype), token="fastdrop-dropout")
-    if isinstance(p, da.Array):
-        return da.map_blocks(_dropout_chunk, darr, _rates_like(p, darr, global_noise), **kwargs)
-    p = check_rate(p)
-    if isinstance(p, float):
+    if rates is None:
         return da.map_blocks(_dropout_chunk, darr, p=p, **kwargs)
-    return da.map_blocks(_dropout_chunk, darr, _rates_like(da.from_array(p), darr, global_noise), **kwargs)
+    return da.map_blocks(_dropout_chunk, darr, rates, **kwargs)
 
 
 def spatial_dropout(darr: "da.Array", p: Union[Rate, "da.Array"] = 0.5, *, seed: Seed = None,

@@ -7,6 +7,7 @@ bits on both backends and is reproducible from ``seed`` and ``offset`` alone.  E
 function that draws from the stream takes ``offset``, the stream index of its first
 element (or word), as ``fd.dropout`` does.
 """
+import collections.abc
 import math
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -17,8 +18,9 @@ from . import _core, _memory
 from ._typing import FloatArray, NoiseShape, Rate, Seed
 from ._stream import stream_key
 from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_data_format,
-                          check_dropout_call, check_forward_dtype, check_gaussian_rate, check_index_range, check_logit,
-                          check_offset, check_out, check_scalar_rate, check_temperature, check_time_axis, resolve_seed)
+                          check_dropout_call, check_forward_dtype, check_gaussian_rate, check_index_range, check_int,
+                          check_logit, check_offset, check_out, check_real, check_scalar_rate, check_seed,
+                          check_temperature, check_time_axis, resolve_seed)
 from .functional import dropout
 
 __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_dropout", "concrete_dropout_grad",
@@ -31,7 +33,8 @@ __all__ = ["alpha_dropout", "alpha_dropout_grad", "classic_dropout", "concrete_d
 def classic_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, training: bool = True,
                     noise_shape: NoiseShape = None, offset: int = 0, out: Optional[FloatArray] = None) -> FloatArray:
     """The original (non-inverted) dropout: kept elements unscaled while training,
-    everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s.
+    everything scaled by ``1 - p`` at inference.  The training mask is ``fd.dropout``'s;
+    as there, nothing is drawn from a Generator seed with ``training=False`` or ``p == 0``.
 
     Parameters
     ----------
@@ -73,8 +76,11 @@ def classic_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, trai
     """
     x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out,
                                                             scalar_rate=True)
+    seed = check_seed(seed)
     if not training:
         return np.multiply(x, x.dtype.type(1.0 - p), out=out)
+    if p == 0.0:                # every element kept, as by the mask: no key drawn, as fd.dropout
+        return _core.copy_into(x, out)
     key = stream_key(resolve_seed(seed))
     return _core.dropout_over(key, offset, _core.keep_threshold(p), x.dtype.type(1.0), x, shape, out)
 
@@ -307,6 +313,7 @@ def alpha_dropout(x: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None, traini
     array([-0.7792, -0.7792,  0.7792,  0.7792,  0.7792])
     """
     x, p, offset, training, out = _alpha_args(x, p, offset, training, out, "x")
+    seed = check_seed(seed)
     if not training or p in (0.0, 1.0):
         return _alpha_edge(x, p, training, out)
     a, b = _alpha_coefficients(p)
@@ -353,6 +360,7 @@ def alpha_dropout_grad(grad: npt.ArrayLike, p: float = 0.5, *, seed: Seed = None
     array([0.    , 0.    , 0.8864, 0.8864, 0.8864])
     """
     grad, p, offset, training, out = _alpha_args(grad, p, offset, training, out, "grad")
+    seed = check_seed(seed)
     if not training or p in (0.0, 1.0):
         return _alpha_edge(grad, p, training, out)
     a, _ = _alpha_coefficients(p)
@@ -479,6 +487,7 @@ def _gaussian(given, x, p, seed, training, offset, out, noise_dtype):
     check_index_range(offset, x.size)           # element i uses stream normal offset + i (word (offset + i) // 2)
     training = check_bool(training, "training")
     out = check_out(out, x, given)
+    seed = check_seed(seed)
     if not training or p == 0.0:
         return _core.copy_into(x, out)
     half_noise = np.float16 in (noise_dtype, x.dtype)      # a float16 product rounds its factors to half
@@ -596,6 +605,7 @@ def dropblock2d(x: npt.ArrayLike, p: float = 0.1, block_size: int = 7, *, seed: 
         raise ValueError(f"dropblock2d expects input of rank 4 (N, C, H, W) or (N, H, W, C), got shape {x.shape}")
     check_index_range(offset, x.size)     # corners use at most one word per element
     out = check_out(out, x, given)
+    seed = check_seed(seed)
     if not training or p == 0.0 or x.size == 0:
         return _core.copy_into(x, out)
     if p == 1.0:                           # gamma's formula never covers everything: say so directly
@@ -615,7 +625,7 @@ def concrete_rate(logit: float) -> float:
     Parameters
     ----------
     logit : float
-        The logit of the drop rate
+        The logit of the drop rate: any real number, +-inf included
 
     Returns
     -------
@@ -624,8 +634,10 @@ def concrete_rate(logit: float) -> float:
 
     Raises
     ------
-    OverflowError
-        Never: large ``|logit|`` gives 0.0 or 1.0.
+    TypeError
+        ``logit`` not a real number (a bool, a string, a complex number, an array, ...).
+    ValueError
+        ``logit`` NaN.  Never OverflowError: large ``|logit|`` gives 0.0 or 1.0.
 
     Examples
     --------
@@ -634,7 +646,7 @@ def concrete_rate(logit: float) -> float:
     >>> fd.concrete_rate(-800.0)
     0.0
     """
-    z = logit
+    z = check_real(logit, "logit", finite=False)
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
@@ -714,6 +726,7 @@ def concrete_dropout(x: npt.ArrayLike, logit: float, *, temperature: float = 0.1
     training = check_bool(training, "training")
     logit, inv_t, offset = _concrete_args(logit, temperature, offset, x.size)
     out = check_out(out, x, given)
+    seed = check_seed(seed)
     if not training:
         return _core.copy_into(x, out)
     return _core.concrete_into(stream_key(resolve_seed(seed)), offset, logit, inv_t, x, out)
@@ -766,6 +779,7 @@ def concrete_dropout_grad(x: npt.ArrayLike, grad: npt.ArrayLike, logit: float, *
         raise ValueError(f"grad must have x's shape {x.shape}, got {grad.shape}")
     training = check_bool(training, "training")
     logit, inv_t, offset = _concrete_args(logit, temperature, offset, x.size)
+    seed = check_seed(seed)
     if not training:
         return grad.copy(), 0.0
     grad_x = _memory.empty_like(grad)
@@ -785,13 +799,15 @@ def concrete_regularization(logit: float, input_dim: int, weights: Sequence[npt.
     Parameters
     ----------
     logit : float
-        The drop rate's logit
+        The drop rate's logit, in [-50, 50] as for :func:`concrete_dropout`
     input_dim : int
-        The number of inputs the layer drops from
+        The number of inputs the layer drops from, >= 1
     weights : sequence of numpy.ndarray, optional
-        The weights of the layer after the dropout
+        The weights of the layer after the dropout (any iterable of arrays, a generator
+        too): float16, bfloat16, float32 or float64, as trainable weights are in Keras
+        and PyTorch
     weight_regularizer, dropout_regularizer : float
-        The two terms' factors
+        The two terms' factors: finite real numbers >= 0
 
     Returns
     -------
@@ -805,7 +821,11 @@ def concrete_regularization(logit: float, input_dim: int, weights: Sequence[npt.
     Raises
     ------
     TypeError
-        A non-numeric argument.
+        ``logit`` or a factor not a real number, ``input_dim`` not an integer (bools are
+        neither), ``weights`` a single array or no iterable, an entry ``weights[i]`` not a
+        float array (integer, bool, complex or object dtype).
+    ValueError
+        ``|logit| > 50`` or NaN, ``input_dim`` below 1, a factor negative, infinite or NaN.
 
     Examples
     --------
@@ -813,11 +833,26 @@ def concrete_regularization(logit: float, input_dim: int, weights: Sequence[npt.
     >>> round(value, 9), grads[0].shape
     (-6.3315e-05, (3,))
     """
-    logit = float(logit)
+    logit = check_logit(logit)          # |logit| <= 50: q = 1 - p >= 1.9e-22, never 0
+    input_dim = check_int(input_dim, "input_dim", low=1)
+    weights = _regularized_weights(weights)
+    weight_regularizer = check_real(weight_regularizer, "weight_regularizer", low=0.0)
+    dropout_regularizer = check_real(dropout_regularizer, "dropout_regularizer", low=0.0)
     p, q = concrete_rate(logit), concrete_rate(-logit)
     squares = sum(float(np.sum(np.square(np.asarray(w, dtype=np.float64)))) for w in weights)
     neg_entropy = -(p * _softplus(-logit) + q * _softplus(logit))       # log p = -softplus(-logit)
     value = weight_regularizer * squares / q + dropout_regularizer * input_dim * neg_entropy
     d_logit = weight_regularizer * squares * p / q + dropout_regularizer * input_dim * logit * p * q
-    d_weights = [2.0 * weight_regularizer / q * np.asarray(w) for w in weights]
+    d_weights = [2.0 * weight_regularizer / q * w for w in weights]
     return float(value), float(d_logit), d_weights
+
+
+def _regularized_weights(weights):
+    """``weights`` as a list of float arrays, each checked as ``x`` is and named ``weights[i]``.
+
+    A list, so that a generator is read once for both the value and the gradients.  A single array is refused rather than iterated: its rows would pass
+    for separate weights and the gradients come back as rows."""
+    if isinstance(weights, (np.ndarray, str, bytes)) or not isinstance(weights, collections.abc.Iterable):
+        raise TypeError(f"weights must be a sequence of float arrays ([w] for a single array), "
+                        f"got {type(weights).__name__} {weights!r}")
+    return [as_float_array(w, f"weights[{i}]") for i, w in enumerate(weights)]

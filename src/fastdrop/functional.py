@@ -11,12 +11,12 @@ from typing import Optional, Union
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _core, _memory
 from ._typing import BoolArray, FloatArray, NoiseShape, Rate, Seed, Shape
 from ._stream import CHUNK_RANGE, MAX_INDEX, derive_seed, stream_key
 from ._validation import (as_float_array, check_array_container, check_bool, check_dropout_call,
-                          check_index_range, check_offset, check_out, check_rate, check_shape, is_plain_dropout_call,
-                          is_shared_dropout_call, resolve_seed)
+                          check_index_range, check_offset, check_out, check_rate, check_seed, check_shape,
+                          is_plain_dropout_call, is_shared_dropout_call, resolve_seed)
 
 __all__ = ["MAX_INDEX", "apply_mask", "derive_seed", "dropout", "dropout_mask", "effective_keep", "stream_key"]
 
@@ -28,7 +28,8 @@ def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: boo
     Kept elements are exactly ``x * dtype(1 / (1 - p))`` computed in ``x``'s dtype; dropped
     ones are 0.0 even where ``x`` is inf or NaN.  The mask depends only on
     (seed, offset, the C-order index in the noise shape, p).  With ``training=False``
-    or ``p == 0`` the result is a copy of ``x`` (or ``x`` written into ``out``).
+    or ``p == 0`` the result is a copy of ``x`` (or ``x`` written into ``out``), and nothing
+    is drawn from a Generator or BitGenerator seed.
     Calling it on the gradient with the same arguments is the exact backward pass.
 
     Parameters
@@ -41,7 +42,8 @@ def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: boo
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
         None draws fresh entropy; an int in [0, 2**64) gives the same mask every call; a
         Generator or BitGenerator gives one 64-bit key drawn from it, a SeedSequence its
-        first 64-bit word.
+        first 64-bit word.  The key is drawn only by a call that passes every check and
+        draws decisions (not with ``training=False`` or ``p == 0``).
     training : bool, default True
         False returns a copy of ``x``.
     noise_shape : sequence of int or None, optional
@@ -80,11 +82,11 @@ def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: boo
     if is_shared_dropout_call(x, p, seed, training, noise_shape, offset, out):
         return _core.dropout_plain_over(x, p, seed, noise_shape, offset, out)
     x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out)
-    key = stream_key(resolve_seed(seed))
+    seed = check_seed(seed)
+    thr, scale = _core.rate_arrays(p, x.dtype, shape)      # raises for a p that does not broadcast
     if not training or (isinstance(p, float) and p == 0.0):
         return _core.copy_into(x, out)
-    thr, scale = _core.rate_arrays(p, x.dtype, shape)
-    return _core.dropout_over(key, offset, thr, scale, x, shape, out)
+    return _core.dropout_over(stream_key(resolve_seed(seed)), offset, thr, scale, x, shape, out)
 
 
 def dropout_mask(shape: Shape, p: Rate = 0.5, *, seed: Seed = None, offset: int = 0,
@@ -100,7 +102,8 @@ def dropout_mask(shape: Shape, p: Rate = 0.5, *, seed: Seed = None, offset: int 
     p : float or array_like, default 0.5
         The drop rate(s), as in :func:`dropout`.
     seed : None, int, numpy.random.Generator, BitGenerator or SeedSequence, optional
-        As in :func:`dropout`: the same seed and offset give :func:`dropout`'s mask.
+        As in :func:`dropout`: the same seed and offset give :func:`dropout`'s mask (at
+        ``p == 0``, all True, nothing is drawn from a Generator).
     offset : int, default 0
         The flat index of the first element in a larger logical array.
     packed : bool, default False
@@ -131,9 +134,13 @@ def dropout_mask(shape: Shape, p: Rate = 0.5, *, seed: Seed = None, offset: int 
     offset = check_offset(offset)
     check_index_range(offset, math.prod(shape))
     packed = check_bool(packed, "packed")
-    key = stream_key(resolve_seed(seed))
+    seed = check_seed(seed)
     thr, _ = _core.rate_arrays(p, np.dtype(np.float64), shape)
-    mask = _core.keep_mask(key, offset, thr, shape).view(bool)
+    if isinstance(p, float) and p == 0.0:       # every element kept whatever the key: draw none, as dropout
+        mask = _memory.empty(shape, np.bool_)
+        mask.fill(True)
+    else:
+        mask = _core.keep_mask(stream_key(resolve_seed(seed)), offset, thr, shape).view(bool)
     return np.packbits(mask.ravel(), bitorder="little") if packed else mask
 
 

@@ -13,7 +13,8 @@ import numpy.typing as npt
 
 from . import _core
 from ._stream import stream_key
-from ._validation import as_float_array, check_bias_shape, check_dropout_add_call, check_grad_out, resolve_seed
+from ._validation import (as_float_array, check_bias_shape, check_dropout_add_call, check_grad_out, check_seed,
+                          resolve_seed)
 from ._typing import FloatArray, NoiseShape, Rate, Seed, Shape
 from .functional import dropout
 
@@ -35,9 +36,10 @@ def dropout_add(x: npt.ArrayLike, residual: npt.ArrayLike, p: Rate = 0.5, *, bia
     ``residual`` must have x's shape and dtype (a skip connection adds two activations of one
     shape: a broadcast residual is refused, not guessed at); ``bias`` (None, or an array of
     x's dtype broadcasting to x's shape, typically one value per feature) is read in place,
-    never expanded.  With ``training=False`` or ``p == 0``: ``residual + (x + bias)``.  A
-    noise shape other than x's (a shared mask) takes two steps: its keep mask, then the
-    mask applied in cache-sized pieces (the same bits).
+    never expanded.  With ``training=False`` or ``p == 0``: ``residual + (x + bias)``, and
+    nothing is drawn from a Generator seed.  A noise shape other than x's (a shared mask)
+    takes two steps: its keep mask, then the mask applied in cache-sized pieces (the same
+    bits).
     ``out`` may be x or residual (in place) or a separate array of x's shape.  The backward
     pass is ``dropout_add_grad`` with the same seed, offset, p and noise_shape.
 
@@ -94,11 +96,11 @@ def dropout_add(x: npt.ArrayLike, residual: npt.ArrayLike, p: Rate = 0.5, *, bia
     """
     x, residual, p, bias, shape, offset, training, out = check_dropout_add_call(x, residual, p, bias, noise_shape,
                                                                                 offset, training, out)
-    key = stream_key(resolve_seed(seed))
+    seed = check_seed(seed)
+    thr, scale = _core.rate_arrays(p, x.dtype, shape)      # raises for a p that does not broadcast
     if not training or (isinstance(p, float) and p == 0.0):
         return _core.residual_add(x, residual, bias, out)
-    thr, scale = _core.rate_arrays(p, x.dtype, shape)
-    return _core.dropout_add_over(key, offset, thr, scale, x, residual, bias, shape, out)
+    return _core.dropout_add_over(stream_key(resolve_seed(seed)), offset, thr, scale, x, residual, bias, shape, out)
 
 
 def dropout_add_grad(grad: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: bool = True,
