@@ -416,3 +416,26 @@ def test_dlpack_only_objects_are_read_without_a_copy_or_refused_by_device(backen
         fd.dropout(DLPackOnly(X4, device=(2, 0)), 0.5, seed=1)
     with pytest.raises(TypeError, match=r"x \(.*DLPackOnly\) lives on DLPack device type 99 \(device 3\)"):
         fd.dropout(DLPackOnly(X4, device=(99, 3)), 0.5, seed=1)
+
+
+def test_apply_mask_reads_rates_and_a_noise_shaped_mask_at_their_common_shape(backend):
+    """A mask of shape (1, F) and rates of shape (N, 1) each broadcast to x (N, F): element
+    (i, j) is kept by mask[0, j] and scaled by p[i]'s 1 / (1 - p), as with both expanded."""
+    x = np.arange(1.0, 21.0, dtype=np.float32).reshape(4, 5)
+    mask = np.array([[True, False, True, True, False]])
+    p = np.array([[0.1], [0.5], [0.75], [1.0]])
+    want = fd.apply_mask(x, np.broadcast_to(mask, x.shape).copy(), np.broadcast_to(p, x.shape).copy())
+    got = fd.apply_mask(x, mask, p)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert not got[3].any() and not got[:, 1].any() and got[1, 0] == 12.0      # x[1, 0] = 6 at p = 0.5
+    out = np.full_like(x, 7.0)
+    with pytest.raises(ValueError, match=r"p of shape \(3, 1\) cannot broadcast to x's shape \(4, 5\) with the "
+                                         r"mask's \(1, 5\)"):
+        fd.apply_mask(x, mask, np.full((3, 1), 0.5), out=out)
+    assert np.all(out == 7.0)
+
+
+@pytest.mark.parametrize("shape", [(0, 2**70), (0, 2**62), 2**62])
+def test_an_axis_past_the_stream_is_refused_by_name_even_when_empty(shape):
+    with pytest.raises(ValueError, match=r"shape entries must be below 2\*\*62 \(the stream's index range\), got"):
+        fd.dropout_mask(shape, 0.5, seed=1)

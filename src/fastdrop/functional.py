@@ -197,12 +197,21 @@ def apply_mask(x: npt.ArrayLike, mask: npt.ArrayLike, p: Rate = 0.5, *,
         keep = np.asarray(mask.view(np.uint8) != 0).view(np.uint8)    # any nonzero byte is True
     else:
         raise TypeError(f"mask must be a bool array or a packed uint8 array, got dtype {mask.dtype}")
-    if isinstance(p, float) and p == 1.0:
+    if not isinstance(p, float):
+        # per-element rates and a noise-shaped mask may each leave axes to the other (a mask of
+        # shape (1, F), rates of shape (N, 1)): the decisions are read at their common shape
+        try:
+            shape = np.broadcast_shapes(keep.shape, p.shape)
+        except ValueError:
+            shape = None
+        if shape is None or not _core.broadcasts_to(shape, x.shape):
+            raise ValueError(f"p of shape {p.shape} cannot broadcast to x's shape {x.shape} with the mask's "
+                             f"{mask.shape}")
+        keep = np.bitwise_and(np.broadcast_to(keep, shape), p < 1.0)   # rate 1 drops whatever the mask says
+    elif p == 1.0:
         out[...] = 0
         return out
     _, scale = _core.rate_arrays(p, x.dtype, keep.shape)
-    if not isinstance(p, float):       # rate 1 drops whatever the mask says; keep is ours, p broadcasts to it
-        np.bitwise_and(keep, p < 1.0, out=keep)
     return _core.apply_keep(x, keep, scale, out)
 
 
