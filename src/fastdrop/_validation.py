@@ -387,8 +387,8 @@ def check_shape(shape, name="shape"):
         raise TypeError(f"{name} must be {what}, got {shape!r}")
     if not all(n >= 0 for n in entries):
         raise ValueError(f"{name} must be {what}, got {shape!r}")
-    if not all(n < MAX_INDEX for n in entries):     # even an empty array's axis: NumPy's own error names none
-        raise ValueError(f"{name} entries must be below 2**62 (the stream's index range), got {shape!r}")
+    if not all(n <= MAX_INDEX for n in entries):    # even an empty array's axis: NumPy's own error names none
+        raise ValueError(f"{name} entries must be at most 2**62 (the stream's index range), got {shape!r}")
     return tuple(int(n) for n in entries)
 
 
