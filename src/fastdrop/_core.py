@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _backend, _kernel_args, _memory
 from ._stream import CHUNK_RANGE, stream_key
+from ._validation import check_rate_shape
 
 
 # --- rates -----------------------------------------------------------------------------------
@@ -50,17 +51,9 @@ def rate_arrays(p, dtype, noise_shape):
     costs the size of p, not of x.  Both views have the same layout in elements."""
     if isinstance(p, float):
         return _scalar_rate(p, dtype)
-    if not broadcasts_to(p.shape, noise_shape):
-        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}")
+    check_rate_shape(p, noise_shape)
     return (np.broadcast_to(np.ascontiguousarray(keep_threshold(p)), noise_shape),
             np.broadcast_to(np.ascontiguousarray(inverse_keep(p, dtype)), noise_shape))
-
-
-def broadcasts_to(shape, target):
-    try:
-        return np.broadcast_shapes(shape, target) == tuple(target)
-    except ValueError:
-        return False
 
 
 # --- output staging --------------------------------------------------------------------------

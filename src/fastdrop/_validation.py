@@ -297,6 +297,19 @@ def check_rate(p, name="p"):
     return float(arr) if arr.ndim == 0 else arr
 
 
+def broadcasts_to(shape, target):
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
+def check_rate_shape(p, noise_shape):
+    """A checked rate (a float, or an array of rates) that broadcasts to the noise shape."""
+    if not isinstance(p, float) and not broadcasts_to(p.shape, noise_shape):
+        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {noise_shape}")
+
+
 def check_scalar_rate(p, name="p"):
     """``p`` as a float in [0, 1]: the variants with one rate take no arrays (TypeError)."""
     if not is_real(p):
@@ -489,6 +502,7 @@ def check_dropout_call(x, p, noise_shape, offset, training, out, *, scalar_rate=
     given, x = x, as_float_array(x)
     p = check_scalar_rate(p) if scalar_rate else check_rate(p)
     shape = resolve_noise_shape(noise_shape, x.shape)
+    check_rate_shape(p, shape)
     offset = check_offset(offset)
     check_index_range(offset, math.prod(shape))
     training = check_bool(training, "training")
@@ -549,6 +563,7 @@ def check_dropout_add_call(x, residual, p, bias, noise_shape, offset, training, 
     p = check_rate(p)
     bias = check_bias(bias, x)
     shape = resolve_noise_shape(noise_shape, x.shape)
+    check_rate_shape(p, shape)
     offset = check_offset(offset)
     check_index_range(offset, math.prod(shape))
     training = check_bool(training, "training")

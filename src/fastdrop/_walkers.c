@@ -278,20 +278,28 @@ static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, co
     }
 }
 
+/* Thread t's blocks [*k0, *k1) of nblocks split between nthreads as schedule(static) splits
+   them: one run of whole blocks each. */
+static inline void thread_blocks(int t, int nthreads, int64_t nblocks, int64_t *k0, int64_t *k1) {
+    int64_t per = (nblocks + nthreads - 1) / nthreads;
+    *k0 = min64(t * per, nblocks);
+    *k1 = min64(t * per + per, nblocks);
+}
+
 /* A one-rate run of n decisions from stream element offset (plain_span's), split between
-   threads as one span of whole blocks each (as schedule(static) splits blocks); each thread
-   fences its own streaming stores, the caller those of a serial run. */
+   threads as one span of whole blocks each (thread_blocks); each thread fences its own
+   streaming stores, the caller those of a serial run. */
 static void plain_range(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *g, const void *alpha,
                         fd_kind_t kind, const char *x, char *out, int nthreads, int stream) {
     int64_t head = offset % FD_BLOCK_CHUNKS, nblocks = (head + n - 1) / FD_BLOCK_CHUNKS + 1;
     int prefetch = n * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
     if (n <= 0) return;
     if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
-        int64_t per = (nblocks + nthreads - 1) / nthreads;
         #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (int t = 0; t < nthreads; t++) {
-            int64_t s = max64(min64(t * per, nblocks) * FD_BLOCK_CHUNKS - head, 0);
-            int64_t e = min64(min64(t * per + per, nblocks) * FD_BLOCK_CHUNKS - head, n);
+            int64_t k0, k1;
+            thread_blocks(t, nthreads, nblocks, &k0, &k1);
+            int64_t s = max64(k0 * FD_BLOCK_CHUNKS - head, 0), e = min64(k1 * FD_BLOCK_CHUNKS - head, n);
             if (s < e) plain_span_of(key, offset, s, e, g, alpha, kind, x, out, prefetch, stream);
             if (stream) fd_store_fence();
         }
@@ -825,23 +833,25 @@ FD_INLINE void dropout_add_range_block(uint64_t key, int64_t first, int64_t head
                       res + lo * size, out + lo * size, prefetch);
 }
 
-/* Blocks k0..k1 of the run (k1 exclusive): one streaming span, or block by block; one
-   specialised copy per kind. */
+/* Blocks k0..k1 of the run (k1 exclusive), one specialised copy per kind: block by block, or
+   where stream (float64 only, see dropout_add) as one streaming span. */
 static void dropout_add_blocks_of(uint64_t key, int64_t offset, int64_t n, int64_t k0, int64_t k1,
                                   const fd_rates_t *g, const fd_rates_t *bias, fd_kind_t kind, const char *x,
                                   const char *res, char *out, int prefetch, int stream) {
     int64_t first = offset / FD_BLOCK_CHUNKS, head = offset - first * FD_BLOCK_CHUNKS;
 #define FD_DADD_BLOCKS(K)                                                                                   \
-    if (stream)                                                                                             \
-        dropout_add_span(key, offset, max64(k0 * FD_BLOCK_CHUNKS - head, 0),                                \
-                         min64(k1 * FD_BLOCK_CHUNKS - head, n), g, bias, K, x, res, out, prefetch);         \
-    else                                                                                                    \
-        for (int64_t k = k0; k < k1; k++)                                                                   \
-            dropout_add_range_block(key, first, head, n, k, g, bias, K, x, res, out, prefetch);
+    for (int64_t k = k0; k < k1; k++)                                                                       \
+        dropout_add_range_block(key, first, head, n, k, g, bias, K, x, res, out, prefetch);
     switch (kind) {
     case FD_F16: FD_DADD_BLOCKS(FD_F16) break;
     case FD_F32: FD_DADD_BLOCKS(FD_F32) break;
-    case FD_F64: FD_DADD_BLOCKS(FD_F64) break;
+    case FD_F64:
+        if (stream)
+            dropout_add_span(key, offset, max64(k0 * FD_BLOCK_CHUNKS - head, 0), min64(k1 * FD_BLOCK_CHUNKS - head, n),
+                             g, bias, FD_F64, x, res, out, prefetch);
+        else
+            FD_DADD_BLOCKS(FD_F64)
+        break;
     case FD_KEEP: case FD_BF16: break;
     }
 #undef FD_DADD_BLOCKS
@@ -854,8 +864,7 @@ static void dropout_add_blocks_of(uint64_t key, int64_t offset, int64_t n, int64
    the walk's sixteen streamed vectors per group of decisions fill the store queue, the
    generator's own stores wait behind them (23% of the time in the generator, twice its
    cost unstreamed) and the call took 1.18-1.32x np.add against 1.15x (bench/NOTES.md).
-   Threads split the blocks as schedule(static) would, one run of whole blocks each, and
-   fence their own stores. */
+   Threads split the blocks as plain_range does (thread_blocks) and fence their own stores. */
 static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *g, const fd_rates_t *bias,
                         fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads) {
     int64_t head = offset % FD_BLOCK_CHUNKS;
@@ -866,10 +875,10 @@ static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_
     int stream = vectors && kind == FD_F64 && fd_streams(n * fd_kind_bytes(kind));
     if (n <= 0 || kind == FD_KEEP || kind == FD_BF16) return;
     if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
-        int64_t per = (nblocks + nthreads - 1) / nthreads;
         #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (int t = 0; t < nthreads; t++) {
-            int64_t k0 = min64(t * per, nblocks), k1 = min64(t * per + per, nblocks);
+            int64_t k0, k1;
+            thread_blocks(t, nthreads, nblocks, &k0, &k1);
             if (k0 < k1) dropout_add_blocks_of(key, offset, n, k0, k1, g, bias, kind, x, residual, out, prefetch, stream);
             if (stream) fd_store_fence();
         }

@@ -25,7 +25,8 @@ except ImportError as exc:       # the extra is missing: say which one installs 
 
 from .box import dropout_box
 from .family import spatial_noise_shape
-from ._validation import as_float_array, check_index_range, check_offset, check_rate, resolve_noise_shape, resolve_seed
+from ._validation import (as_float_array, check_index_range, check_offset, check_rate, check_rate_shape,
+                          resolve_noise_shape, resolve_seed)
 
 __all__ = ["dropout", "spatial_dropout"]
 
@@ -149,12 +150,7 @@ def _rates_like(p, darr, global_noise):
     """Per-element rates as a Dask array whose chunks line up with ``darr``'s."""
     if p.dtype.kind not in "fiu":
         raise ValueError(f"p must be a real number in [0, 1] or an array of them, got an array of dtype {p.dtype}")
-    try:
-        shape = np.broadcast_shapes(p.shape, global_noise)
-    except ValueError:
-        shape = None
-    if shape != global_noise:
-        raise ValueError(f"p of shape {p.shape} cannot broadcast to the noise shape {global_noise}")
+    check_rate_shape(p, global_noise)
     p = p.reshape((1,) * (darr.ndim - p.ndim) + p.shape)
     return p.rechunk(tuple((1,) if n == 1 else chunks for n, chunks in zip(p.shape, darr.chunks)))
 

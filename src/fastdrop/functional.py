@@ -14,7 +14,7 @@ import numpy.typing as npt
 from . import _core, _memory
 from ._typing import BoolArray, FloatArray, NoiseShape, Rate, Seed, Shape
 from ._stream import CHUNK_RANGE, MAX_INDEX, derive_seed, stream_key
-from ._validation import (as_float_array, check_array_container, check_bool, check_dropout_call,
+from ._validation import (as_float_array, broadcasts_to, check_array_container, check_bool, check_dropout_call,
                           check_index_range, check_offset, check_out, check_rate, check_seed, check_shape,
                           is_plain_dropout_call, is_shared_dropout_call, resolve_seed)
 
@@ -83,9 +83,9 @@ def dropout(x: npt.ArrayLike, p: Rate = 0.5, *, seed: Seed = None, training: boo
         return _core.dropout_plain_over(x, p, seed, noise_shape, offset, out)
     x, p, shape, offset, training, out = check_dropout_call(x, p, noise_shape, offset, training, out)
     seed = check_seed(seed)
-    thr, scale = _core.rate_arrays(p, x.dtype, shape)      # raises for a p that does not broadcast
     if not training or (isinstance(p, float) and p == 0.0):
         return _core.copy_into(x, out)
+    thr, scale = _core.rate_arrays(p, x.dtype, shape)
     return _core.dropout_over(stream_key(resolve_seed(seed)), offset, thr, scale, x, shape, out)
 
 
@@ -204,7 +204,7 @@ def apply_mask(x: npt.ArrayLike, mask: npt.ArrayLike, p: Rate = 0.5, *,
             shape = np.broadcast_shapes(keep.shape, p.shape)
         except ValueError:
             shape = None
-        if shape is None or not _core.broadcasts_to(shape, x.shape):
+        if shape is None or not broadcasts_to(shape, x.shape):
             raise ValueError(f"p of shape {p.shape} cannot broadcast to x's shape {x.shape} with the mask's "
                              f"{mask.shape}")
         keep = np.bitwise_and(np.broadcast_to(keep, shape), p < 1.0)   # rate 1 drops whatever the mask says

@@ -97,9 +97,9 @@ def dropout_add(x: npt.ArrayLike, residual: npt.ArrayLike, p: Rate = 0.5, *, bia
     x, residual, p, bias, shape, offset, training, out = check_dropout_add_call(x, residual, p, bias, noise_shape,
                                                                                 offset, training, out)
     seed = check_seed(seed)
-    thr, scale = _core.rate_arrays(p, x.dtype, shape)      # raises for a p that does not broadcast
     if not training or (isinstance(p, float) and p == 0.0):
         return _core.residual_add(x, residual, bias, out)
+    thr, scale = _core.rate_arrays(p, x.dtype, shape)
     return _core.dropout_add_over(stream_key(resolve_seed(seed)), offset, thr, scale, x, residual, bias, shape, out)
 
 
