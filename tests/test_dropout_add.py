@@ -355,7 +355,7 @@ def test_kernel_checks_are_the_same_on_both_backends():
     x = np.ones((3, 4), F32)
     calls = [
         lambda k: k.dropout_add(1, 0, 100, 2.0, None, x, x.astype(np.float64), np.empty_like(x)),
-        lambda k: k.dropout_add(1, 0, 100, 2.0, np.ones(4, F32), x, x, np.empty_like(x)),
+        lambda k: k.dropout_add(1, 0, 100, 2.0, np.ones(3, F32), x, x, np.empty_like(x)),
         lambda k: k.dropout_add(1, 0, 100, 2.0, None, x, x[:2], np.empty_like(x)),
         lambda k: k.dropout_add(1, 2 ** 62 - 5, 100, 2.0, None, x, x, np.empty_like(x)),
         lambda k: k.dropout_add(1, 0, np.zeros(12, np.uint32), np.ones(12, F32), None, x, x, np.empty_like(x)),

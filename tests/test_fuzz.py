@@ -816,6 +816,105 @@ def test_the_noise_shape_shortcut_is_taken_only_for_calls_the_general_path_accep
                                                      p=p, seed=seed, noise_shape=noise_shape, offset=offset)
 
 
+DROPOUT_ADD_CHOICES = {   # the common call's value first, then the others
+    "order": ["C", "F", "strided", "swapped"],
+    "residual_kind": ["copy", "x", "shifted", "F", "float64", "list"],
+    "bias_kind": ["row", "none", "full", "0-d", "(1, 3)", "float64", "strided row", "out's row", "list"],
+    "p": [0.3, 0.0, 1.0, np.float64(0.3)],
+    "seed": [5, -1, 2**64, np.int64(5)],
+    "offset": [7, 0, 2**62 - 10, 2**62, True],
+    "training": [True, False],
+    "out_kind": ["new", "none", "x", "residual", "bias", "shifted", "read-only"],
+}
+
+
+def check_the_dropout_add_shortcut(monkeypatch, dtype, n, order, residual_kind, bias_kind, p, seed, offset, training,
+                                   out_kind):
+    """``is_plain_dropout_add_call`` on x of shape (n, 3): whenever it says yes, the general path
+    (the predicate patched to False in ``fastdrop.residual``) accepts the same arguments and
+    gives the same bits, and so does the NumPy backend.  Returns what it said."""
+    from fastdrop import _validation, residual as residual_module
+
+    def arguments(base):
+        x = {"C": base[:n * 3].reshape(n, 3), "F": np.asfortranarray(base[:n * 3].reshape(n, 3)),
+             "strided": base[::2][:n * 3].reshape(n, 3),
+             "swapped": base[:n * 3].reshape(n, 3).astype(dtype.newbyteorder())}[order]
+        other = base[n * 3:n * 6]
+        residual = {"copy": other.reshape(n, 3), "x": x, "shifted": base[1:n * 3 + 1].reshape(n, 3),
+                    "F": np.asfortranarray(other.reshape(n, 3)), "float64": other.reshape(n, 3).astype(np.float64),
+                    "list": other.reshape(n, 3).tolist()}[residual_kind]
+        out = {"new": np.empty(x.shape, dtype), "none": None, "x": x, "residual": residual, "bias": None,
+               "shifted": base[2:n * 3 + 2].reshape(n, 3), "read-only": np.empty(x.shape, dtype)}[out_kind]
+        if out_kind == "read-only":
+            out.flags.writeable = False
+        row = base[-3:]
+        bias = {"row": row, "none": None, "full": base[-n * 3 - 3:-3].reshape(n, 3), "0-d": row[:1].reshape(()),
+                "(1, 3)": row.reshape(1, 3), "float64": row.astype(np.float64), "strided row": base[-6::2],
+                "out's row": out[:1] if isinstance(out, np.ndarray) else row, "list": row.tolist()}[bias_kind]
+        if out_kind == "bias" and isinstance(bias, np.ndarray) and bias.shape == x.shape:
+            out = bias
+        return x, residual, bias, out
+
+    pristine = np.random.default_rng(n).standard_normal(9 * n + 8).astype(dtype)
+    kwargs = dict(seed=seed, training=training, offset=offset)
+    x, residual, bias, out = arguments(pristine.copy())
+    shortcut = _validation.is_plain_dropout_add_call(x, residual, p, bias, seed, training, None, offset, out)
+    with monkeypatch.context() as patch:
+        patch.setattr(residual_module, "is_plain_dropout_add_call", lambda *args: False)
+        try:
+            fresh = arguments(pristine.copy())
+            expected = fd.dropout_add(fresh[0], fresh[1], p, bias=fresh[2], out=fresh[3], **kwargs)
+        except (TypeError, ValueError):
+            assert not shortcut
+            return shortcut
+    if shortcut:
+        assert_same_bits(fd.dropout_add(x, residual, p, bias=bias, out=out, **kwargs), expected)
+        with fd.use_backend("numpy"):
+            fresh = arguments(pristine.copy())
+            assert_same_bits(fd.dropout_add(fresh[0], fresh[1], p, bias=fresh[2], out=fresh[3], **kwargs), expected)
+    return shortcut
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("choice", [(name, value) for name, values in DROPOUT_ADD_CHOICES.items()
+                                    for value in values[1:]] + [None], ids=repr)
+def test_the_dropout_add_shortcut_off_the_common_call_by_one_argument(monkeypatch, dtype, choice):
+    """The common call, and each argument in turn changed to another kind: the shortcut is taken
+    for the common call and for no change the general path refuses."""
+    arguments = {name: values[0] for name, values in DROPOUT_ADD_CHOICES.items()}
+    if choice is not None:
+        arguments[choice[0]] = choice[1]
+    taken = check_the_dropout_add_shortcut(monkeypatch, dtype, 5, **arguments)
+    if choice is None:
+        assert taken
+
+
+@fuzz
+@given(dtype=st.sampled_from(FLOATS), n=st.integers(0, 40), data=st.data())
+def test_the_dropout_add_shortcut_is_taken_only_for_calls_the_general_path_accepts(monkeypatch, dtype, n, data):
+    arguments = {name: data.draw(st.sampled_from(values), label=name) for name, values in DROPOUT_ADD_CHOICES.items()}
+    check_the_dropout_add_shortcut(monkeypatch, dtype, n, **arguments)
+
+
+@pytest.mark.parametrize("bias", [None, np.ones(6, np.float32), np.ones((5, 6), np.float32), np.ones((4, 5, 6),
+                                                                                                   np.float32)])
+def test_dropout_add_on_c_arrays_takes_the_shortcut(monkeypatch, backend, bias):
+    from fastdrop import _core
+    taken = []
+    original = _core.dropout_add_plain
+    monkeypatch.setattr(_core, "dropout_add_plain", lambda *args: taken.append(args) or original(*args))
+    x = np.random.default_rng(0).standard_normal((4, 5, 6)).astype(np.float32)
+    residual = np.ones_like(x)
+    y = fd.dropout_add(x, residual, 0.3, bias=bias, seed=1)
+    assert len(taken) == 1
+    fd.DropoutAdd(0.3, seed=1)(x, residual, bias)
+    assert len(taken) == 2
+    with fd.use_backend("numpy"):
+        assert_same_bits(y, fd.dropout_add(x, residual, 0.3, bias=bias, seed=1))
+    expected = residual + fd.dropout(x if bias is None else x + bias, 0.3, seed=1)
+    assert_same_bits(y, expected)
+
+
 @pytest.mark.parametrize("call", [lambda x: fd.spatial_dropout(x, 0.3, seed=1), lambda x: fd.drop_path(x, 0.3, seed=1),
                                   lambda x: fd.variational_dropout(x, 0.3, seed=1),
                                   lambda x: fd.dropout(x, 0.3, seed=1, noise_shape=(1, 4, 1, 1))])

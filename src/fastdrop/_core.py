@@ -312,6 +312,17 @@ def residual_add(x, residual, bias, out, keep=None, scale=None):
     return out
 
 
+def dropout_add_plain(x, residual, p, bias, seed, offset, out):
+    """dropout_add's common call (``_validation.is_plain_dropout_add_call``): the fused kernel
+    straight on the arrays (a bias of x's last axes read in place as it is), with the cached
+    threshold, scale and key: the same bits as ``dropout_add_over``."""
+    thr, scale = _scalar_rate(p, x.dtype)
+    y = _memory.empty_like(x) if out is None else out
+    _backend.kernels().dropout_add(_cached_stream_key(seed), offset, thr, scale, bias, x, residual, y,
+                                   _backend.get_num_threads())
+    return y
+
+
 def dropout_add_over(key, offset, thr, scale, x, residual, bias, noise_shape, out):
     """out = residual + dropout(x + bias) with one decision per noise-shape element: the fused
     kernel in one pass when the noise shape is x's (per-element rates and the bias read in
@@ -321,8 +332,8 @@ def dropout_add_over(key, offset, thr, scale, x, residual, bias, noise_shape, ou
     if x.size:
         with kernel_target(out) as target:
             # reshape: np.ascontiguousarray makes a 0-d array 1-d
-            view = None if bias is None else np.broadcast_to(np.ascontiguousarray(bias).reshape(bias.shape), x.shape)
-            _backend.kernels().dropout_add(key, offset, thr, scale, view, np.ascontiguousarray(x).reshape(x.shape),
+            bias = None if bias is None else np.ascontiguousarray(bias).reshape(bias.shape)
+            _backend.kernels().dropout_add(key, offset, thr, scale, bias, np.ascontiguousarray(x).reshape(x.shape),
                                            np.ascontiguousarray(residual).reshape(x.shape), target,
                                            _backend.get_num_threads())
     return out

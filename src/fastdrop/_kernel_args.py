@@ -300,8 +300,8 @@ def check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials):
 def check_dropout_add(offset, thr, scale, bias, x, residual, out):
     """x, residual and out C-contiguous arrays of one dtype and shape (any rank); thr and scale
     scalars, or arrays of x's shape (any strides: broadcast views) read as ``dropout_rows``
-    reads them; bias None or an aligned array of x's dtype and shape (any strides whole
-    numbers of elements: a broadcast view); the decisions in the index range."""
+    reads them; bias None or an aligned array of x's dtype whose shape broadcasts to x's (any
+    strides whole numbers of elements); the decisions in the index range."""
     check_float_arrays(x, out, bfloat16=False)
     _check_contiguous(x, "x")
     _check_contiguous(out, "out")
@@ -316,8 +316,8 @@ def check_dropout_add(offset, thr, scale, bias, x, residual, out):
     if bias is not None:
         if not (isinstance(bias, np.ndarray) and bias.dtype == x.dtype):
             raise TypeError(f"bias must be None or an array of x's dtype {x.dtype}, got {_describe(bias)}")
-        if bias.shape != x.shape:
-            raise ValueError(f"bias must have x's shape {x.shape} (a broadcast view), got {bias.shape}")
+        if bias.ndim > x.ndim or any(b not in (1, n) for b, n in zip(bias.shape[::-1], x.shape[::-1])):
+            raise ValueError(f"bias must broadcast to x's shape {x.shape}, got {bias.shape}")
         if not bias.flags.aligned or any(s % bias.itemsize for s in bias.strides):
             raise ValueError("bias must be aligned, with strides that are whole numbers of elements")
     check_runs((offset,), x.size)

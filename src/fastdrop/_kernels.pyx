@@ -114,9 +114,19 @@ cdef bint common_call(int64_t offset, thr, scale, x, out, int ndim):
     that rank, a writeable out like it, an integer threshold in range, a real scale, the
     decisions (x's size, or outer * inner) in the index range.  Anything else goes to
     _kernel_args."""
+    cdef cnp.ndarray xa
+    if not common_arrays(x, out):
+        return False
+    xa = x
+    if xa.ndim != ndim:
+        return False
+    return common_rate(offset, thr, scale, xa, xa.shape[0] if ndim == 1 else xa.shape[0] * xa.shape[2])
+
+
+cdef bint common_arrays(x, out):
+    """x a native float (or bfloat16) C-contiguous aligned array, out a writeable one like it."""
     cdef cnp.ndarray xa, oa
-    cdef int typenum, axis
-    cdef int64_t decisions
+    cdef int typenum
     if not (cnp.PyArray_Check(x) and cnp.PyArray_Check(out)):
         return False
     xa, oa = x, out
@@ -124,44 +134,86 @@ cdef bint common_call(int64_t offset, thr, scale, x, out, int ndim):
     if not (typenum == cnp.NPY_FLOAT16 or typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64
             or is_bfloat16_typenum(typenum, xa)):
         return False
-    if cnp.PyArray_TYPE(oa) != typenum or xa.ndim != ndim or oa.ndim != ndim:
-        return False
-    for axis in range(ndim):
-        if xa.shape[axis] != oa.shape[axis]:
-            return False
-    if not (cnp.PyArray_ISCARRAY_RO(xa) and cnp.PyArray_ISCARRAY(oa)):   # also native byte order
-        return False
+    return (same_array_type(oa, xa) and cnp.PyArray_ISCARRAY_RO(xa)      # also native byte order
+            and cnp.PyArray_ISCARRAY(oa))
+
+
+cdef bint common_rate(int64_t offset, thr, scale, cnp.ndarray x, int64_t decisions):
+    """An integer threshold in range, a real scale, decisions offset.. in the index range."""
     if not ((type(thr) is int or isinstance(thr, INTEGER)) and 0 <= thr <= CHUNK_RANGE):
         return False
-    decisions = xa.shape[0] if ndim == 1 else xa.shape[0] * xa.shape[2]
-    return ((isinstance(scale, REAL_SCALARS) or type(scale) is xa.dtype.type)
+    return ((isinstance(scale, REAL_SCALARS) or type(scale) is x.dtype.type)
             and offset >= 0 and offset <= FD_MAX_INDEX - decisions)
+
+
+cdef bint same_array_type(cnp.ndarray a, cnp.ndarray like):
+    """a has like's type number and shape."""
+    cdef int axis
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(like) or a.ndim != like.ndim:
+        return False
+    for axis in range(a.ndim):
+        if a.shape[axis] != like.shape[axis]:
+            return False
+    return True
+
+
+cdef bint common_add_call(int64_t offset, thr, scale, bias, x, residual, out):
+    """True for the arguments the Python layer's common call gives dropout_add, all valid:
+    common_call's x (float16/32/64, any rank), out, threshold, scale and decisions (x's
+    size), with a residual like x, and no bias or an aligned native C-contiguous one of x's
+    dtype whose shape is x's last axes.  Anything else goes to _kernel_args."""
+    cdef cnp.ndarray xa, ra, ba
+    cdef int axis, lead
+    if not (common_arrays(x, out) and cnp.PyArray_Check(residual)):
+        return False
+    xa, ra = x, residual
+    if (float_kind(xa) == FD_BF16 or not same_array_type(ra, xa) or not cnp.PyArray_ISCARRAY_RO(ra)
+            or not common_rate(offset, thr, scale, xa, cnp.PyArray_SIZE(xa))):
+        return False
+    if bias is None:
+        return True
+    if not cnp.PyArray_Check(bias):
+        return False
+    ba = bias
+    lead = xa.ndim - ba.ndim
+    if cnp.PyArray_TYPE(ba) != cnp.PyArray_TYPE(xa) or lead < 0 or not cnp.PyArray_ISCARRAY_RO(ba):
+        return False
+    for axis in range(ba.ndim):
+        if ba.shape[axis] != xa.shape[lead + axis]:
+            return False
+    return True
 
 
 cdef int set_layout(fd_rates_t *g, cnp.ndarray a) except -1:
     """g's dims, strides (in elements), inner, step and nouter over array a, any strides in
     whole elements (broadcast views), axes of size 1 dropped and contiguous neighbours merged."""
-    cdef int axis, ndim = 0
+    return set_layout_over(g, a, a.ndim, cnp.PyArray_DIMS(a))
+
+
+cdef int set_layout_over(fd_rates_t *g, cnp.ndarray a, int ndim, const cnp.npy_intp *shape) except -1:
+    """set_layout for a read as NumPy broadcasts it to shape (ndim axes, a.ndim <= ndim): its
+    missing leading axes and its axes of size 1 have stride 0, so it is never expanded."""
+    cdef int axis, lead = ndim - a.ndim, kept = 0
     cdef int64_t n, s
-    for axis in range(a.ndim):
-        n = a.shape[axis]
-        s = a.strides[axis] // a.itemsize
+    for axis in range(ndim):
+        n = shape[axis]
+        s = 0 if axis < lead or a.shape[axis - lead] == 1 else a.strides[axis - lead] // a.itemsize
         if n == 1:
             continue
-        if ndim and g.stride[ndim - 1] == s * n:      # merge with the previous axis
-            g.dims[ndim - 1] *= n
-            g.stride[ndim - 1] = s
+        if kept and g.stride[kept - 1] == s * n:      # merge with the previous axis
+            g.dims[kept - 1] *= n
+            g.stride[kept - 1] = s
             continue
-        g.dims[ndim] = n
-        g.stride[ndim] = s
-        ndim += 1
-    if ndim == 0:
+        g.dims[kept] = n
+        g.stride[kept] = s
+        kept += 1
+    if kept == 0:
         g.dims[0] = 1
         g.stride[0] = 0
-        ndim = 1
-    g.inner = g.dims[ndim - 1]
-    g.step = g.stride[ndim - 1]
-    g.nouter = ndim - 1
+        kept = 1
+    g.inner = g.dims[kept - 1]
+    g.step = g.stride[kept - 1]
+    g.nouter = kept - 1
     return 0
 
 
@@ -182,10 +234,10 @@ cdef inline void set_scalar_rate(fd_rates_t *g, const int32_t *thr, const void *
     g.nouter = 0
 
 
-cdef int set_values(fd_rates_t *g, cnp.ndarray values) except -1:
-    """g over an array of values (any shape and strides in whole elements: a broadcast view),
-    laid out as set_rates lays out the rates, its data in .scale (.thr unused)."""
-    set_layout(g, values)
+cdef int set_values(fd_rates_t *g, cnp.ndarray values, cnp.ndarray like) except -1:
+    """g over an array of values read as broadcast to the shape of like (any strides in whole
+    elements), laid out as set_rates lays out the rates, its data in .scale (.thr unused)."""
+    set_layout_over(g, values, like.ndim, cnp.PyArray_DIMS(like))
     g.thr = NULL
     g.scale = data(values)
     return 0
@@ -425,9 +477,10 @@ cdef class Kernels:
         """out = residual + dropout(x + bias) over C-contiguous arrays of one shape (out may be x
         or residual), decision j (C order) being stream element offset + j, each operation
         rounded in x's dtype.  thr and scale are scalars or per-element rates of x's shape (as
-        dropout_rows takes them); bias is None or a view of x's shape in x's dtype (any strides:
-        a per-feature bias broadcast), read in place."""
-        _kernel_args.check_dropout_add(offset, thr, scale, bias, x, residual, out)
+        dropout_rows takes them); bias is None or an array of x's dtype that broadcasts to x's
+        shape (any strides: a per-feature row, or a broadcast view), read in place."""
+        if not common_add_call(offset, thr, scale, bias, x, residual, out):
+            _kernel_args.check_dropout_add(offset, thr, scale, bias, x, residual, out)
         cdef fd_rates_t g
         cdef fd_rates_t gb
         cdef const fd_rates_t *bp = NULL
@@ -451,7 +504,7 @@ cdef class Kernels:
                 s16 = bits16(scale, x.dtype.type)
                 set_scalar_rate(&g, &t, &s16)
         if bias is not None:
-            set_values(&gb, bias)
+            set_values(&gb, bias, x)
             bp = &gb
         cdef const void *xp = data(x)
         cdef const void *rp = data(residual)

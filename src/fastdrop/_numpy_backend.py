@@ -491,10 +491,12 @@ def concrete_grad_flat(key, offset, logit, inv_t, x, grad, out, partials, nthrea
 # --- dropout_add: _residual.h's composition, operation for operation ---------------------------
 def dropout_add(key, offset, thr, scale, bias, x, residual, out, nthreads=1):
     """out = residual + dropout(x + bias) over C-contiguous arrays of one shape (``out`` may be
-    x or residual), decision j (C order) being stream element offset + j: h = x + bias, then
-    ``_scale_and_select`` (h * scale where kept, +0.0 where dropped), then residual + that,
-    each rounded in x's dtype; one pass's temporaries at a time."""
+    x or residual; bias broadcasts to their shape), decision j (C order) being stream element
+    offset + j: h = x + bias, then ``_scale_and_select`` (h * scale where kept, +0.0 where
+    dropped), then residual + that, each rounded in x's dtype; one pass's temporaries at a time."""
     _kernel_args.check_dropout_add(offset, thr, scale, bias, x, residual, out)
+    if bias is not None:
+        bias = np.broadcast_to(bias, x.shape)
     if np.ndim(thr) == 0:
         scale = x.dtype.type(scale)
     for pos, n, index in _pieces(x.shape, _BATCH_BLOCKS * BLOCK_CHUNKS):

@@ -542,10 +542,33 @@ def is_shared_dropout_call(x, p, seed, training, noise_shape, offset, out):
             and all(type(n) is int and (n == 1 or n == size) for n, size in zip(noise_shape, x.shape)))
 
 
+def is_plain_dropout_add_call(x, residual, p, bias, seed, training, noise_shape, offset, out):
+    """True when a ``dropout_add`` call is the common one and already valid as given:
+    ``is_plain_dropout_call``'s x (float16/32/64), p, seed, offset and noise shape, a residual
+    like x, no bias or an aligned C-contiguous one of x's dtype whose shape is x's last axes,
+    and no ``out`` or one like x that is x, residual or bias or shares no memory with them.
+    Every check of ``check_dropout_add_call`` then passes (``tests/test_fuzz.py`` holds the
+    two paths to the same bits); anything else takes that general path."""
+    if not (is_plain_dropout_call(x, p, seed, training, noise_shape, offset, None)
+            and x.dtype in FLOAT_DTYPES and _is_like(residual, x)):
+        return False
+    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == x.dtype and bias.flags.c_contiguous
+                                 and bias.flags.aligned and bias.shape == x.shape[x.ndim - bias.ndim:]):
+        return False
+    return out is None or (_is_like(out, x) and out.flags.writeable
+                           and all(out is a or not np.may_share_memory(out, a) for a in (x, residual, bias)
+                                   if a is not None))
+
+
+def _is_like(a, x):
+    """a is an aligned C-contiguous ndarray of x's dtype and shape."""
+    return (type(a) is np.ndarray and a.dtype == x.dtype and a.shape == x.shape and a.flags.c_contiguous
+            and a.flags.aligned)
+
+
 def _is_direct_out(out, x):
     """True when ``out`` takes the kernel's result as it is: x itself, or a separate array like x."""
-    return (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape and out.flags.c_contiguous
-            and out.flags.aligned and out.flags.writeable and (out is x or not np.may_share_memory(out, x)))
+    return _is_like(out, x) and out.flags.writeable and (out is x or not np.may_share_memory(out, x))
 
 
 # --- dropout_add -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from . import _core
 from ._stream import stream_key
 from ._validation import (as_float_array, check_bias_shape, check_dropout_add_call, check_grad_out, check_seed,
-                          resolve_seed)
+                          is_plain_dropout_add_call, resolve_seed)
 from ._typing import FloatArray, NoiseShape, Rate, Seed, Shape
 from .functional import dropout
 
@@ -94,6 +94,8 @@ def dropout_add(x: npt.ArrayLike, residual: npt.ArrayLike, p: Rate = 0.5, *, bia
     >>> fd.dropout_add(x, residual, 0.5, bias=np.float32([0.5]), seed=42)
     array([13., 15., 10., 10., 21., 10., 10., 27.], dtype=float32)
     """
+    if is_plain_dropout_add_call(x, residual, p, bias, seed, training, noise_shape, offset, out):
+        return _core.dropout_add_plain(x, residual, p, bias, seed, offset, out)
     x, residual, p, bias, shape, offset, training, out = check_dropout_add_call(x, residual, p, bias, noise_shape,
                                                                                 offset, training, out)
     seed = check_seed(seed)
