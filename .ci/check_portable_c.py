@@ -33,8 +33,10 @@ STUB_HEADERS = {
     "math.h": "double sqrt(double); float sqrtf(float); double cos(double); double sin(double); double log(double);\n"
               "float logf(float); double floor(double); double fabs(double);\n",
 }
-# MSVC's x64 macros, and its __forceinline keyword as the C11 inline it stands for.
-MSVC_MACROS = ["-D_MSC_VER=1930", "-D_WIN64", "-D_WIN32", "-D_M_X64", "-D_M_AMD64", "-D__forceinline=inline"]
+# MSVC's x64 macros, its __forceinline keyword as the C11 inline it stands for, and its
+# __declspec(noinline) as nothing (a hint to the optimiser).
+MSVC_MACROS = ["-D_MSC_VER=1930", "-D_WIN64", "-D_WIN32", "-D_M_X64", "-D_M_AMD64", "-D__forceinline=inline",
+               "-D__declspec(x)="]
 GNU_ONLY = re.compile(r"__attribute__|__builtin_\w+|\btypeof\b|__typeof__|\(\{|\b__asm__\b|\basm\s*\(|__int128"
                       r"|\b_Float16\b|#\s*pragma\s+GCC")
 LINEMARKER = re.compile(r'^# (\d+) "([^"]+)"')

@@ -2,10 +2,11 @@
 
 Run: ``python bench/dropout_add_ratios.py [--rounds N] [--threads T]``.  For each case the
 implementations run in interleaved rounds on the same preallocated arrays (each round one
-timed call of each, in turn); the table gives medians over rounds and the ratio of medians.
+timed call of each, in a shuffled order); the table gives medians over rounds and the ratio of medians.
 Speed lives here and in bench/test_bench_dropout_add.py only: nothing asserts a time.
 """
 import argparse
+import random
 import statistics
 import time
 
@@ -34,12 +35,15 @@ def implementations(dtype, size):
 
 
 def measure(funcs, rounds):
-    """Median seconds per call of each callable, over interleaved rounds."""
+    """Median seconds per call of each callable, over interleaved rounds in an order shuffled
+    each round (in a fixed order a call's place after another moved it by up to 10%)."""
     times = {name: [] for name in funcs}
+    order = list(funcs.items())
     for f in funcs.values():
         f()                                         # warm: page faults, caches
     for _ in range(rounds):
-        for name, f in funcs.items():
+        random.shuffle(order)
+        for name, f in order:
             start = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - start)

@@ -210,8 +210,8 @@ def test_streamed_masks_with_rows_of_any_length_and_alignment_are_the_numpy_back
 @compiled
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_streamed_dropout_add_at_any_alignment_offset_and_row_length_is_the_numpy_backends_bits(threshold, dtype):
-    """dropout_add's streaming walk (float64; float16 and float32 keep ordinary stores, bench/NOTES.md)
-    follows out's alignment across groups, blocks and the rows
+    """dropout_add's streaming walk (float32 and float64; float16 keeps ordinary stores,
+    bench/NOTES.md) follows out's alignment across groups, blocks and the rows
     of a per-feature bias or rate, where a vector across a row's end is made in a buffer and
     streamed whole: rows shorter and longer than a vector, runs starting inside a group or a
     block, outputs shifted by 0-17 elements, one thread and two (the last shape is past the

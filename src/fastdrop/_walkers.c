@@ -19,6 +19,11 @@
 /* Arrays larger than PREFETCH_MIN_BYTES (beyond L2) are prefetched PREFETCH_AHEAD elements
    ahead: the generator's bursts of arithmetic otherwise leave the memory pipe idle. */
 #define PREFETCH_AHEAD 2048
+/* dropout_add's streaming walk reads two arrays and writes none through the cache: it
+   prefetches each this many bytes ahead (4096 float32 elements, 2048 float64 ones).  On AMD
+   Zen 5 its float32 run took 0.96-1.07x np.add's time with 16 KiB, 1.05-1.18x with 8 KiB
+   (2048 elements) and 1.09x with 32 KiB (bench/NOTES.md). */
+#define STREAMING_PREFETCH_BYTES ((int64_t)16 << 10)
 #define PREFETCH_MIN_BYTES ((int64_t)4 << 20)
 #define PARALLEL_MIN_BLOCKS 256       /* below ~256K elements threads cost more than they save */
 
@@ -27,10 +32,13 @@
    types gave, with no per-segment dispatch. */
 #if defined(__GNUC__)
 #  define FD_INLINE static inline __attribute__((always_inline))
+#  define FD_NOINLINE static __attribute__((noinline))
 #elif defined(_MSC_VER)
 #  define FD_INLINE static __forceinline
+#  define FD_NOINLINE static __declspec(noinline)
 #else
 #  define FD_INLINE static inline
+#  define FD_NOINLINE static
 #endif
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -814,7 +822,7 @@ FD_INLINE void dropout_add_span(uint64_t key, int64_t offset, int64_t s, int64_t
                                res + d * size, out + d * size, t - d, d >= aligned);
         if (d >= e) break;
         if (prefetch) {
-            int64_t next = sd.base + FD_GROUP_CHUNKS + PREFETCH_AHEAD;
+            int64_t next = sd.base + FD_GROUP_CHUNKS + STREAMING_PREFETCH_BYTES / size;
             fd_prefetch(x + next * size, FD_GROUP_CHUNKS * size, 0);
             fd_prefetch(res + next * size, FD_GROUP_CHUNKS * size, 0);
         }
@@ -833,38 +841,50 @@ FD_INLINE void dropout_add_range_block(uint64_t key, int64_t first, int64_t head
                       res + lo * size, out + lo * size, prefetch);
 }
 
-/* Blocks k0..k1 of the run (k1 exclusive), one specialised copy per kind: block by block, or
-   where stream (float64 only, see dropout_add) as one streaming span. */
+/* The kinds whose dropout_add streams its stores past the threshold (see dropout_add). */
+#define DADD_STREAMS(kind) ((kind) == FD_F32 || (kind) == FD_F64)
+
+/* Blocks k0..k1 of the run (k1 exclusive) of one kind: block by block, or where stream as
+   one streaming span.  One function per kind, not inlined into one switch: each kind's loops
+   then compile the same whatever the others do.  With the three inlined into one function, a
+   change to the float64 case alone moved the float32 streaming run from 1.06x np.add's time
+   to 1.20x (register allocation and scheduling of the whole function, bench/NOTES.md). */
+#define FD_DADD_BLOCKS_OF(name, K)                                                                           \
+    FD_NOINLINE void dropout_add_blocks_##name(uint64_t key, int64_t offset, int64_t n, int64_t k0, int64_t k1, \
+                                              const fd_rates_t *g, const fd_rates_t *bias, const char *x,    \
+                                              const char *res, char *out, int prefetch, int stream) {        \
+        int64_t first = offset / FD_BLOCK_CHUNKS, head = offset - first * FD_BLOCK_CHUNKS;                   \
+        if (DADD_STREAMS(K) && stream) {                                                                     \
+            dropout_add_span(key, offset, max64(k0 * FD_BLOCK_CHUNKS - head, 0),                             \
+                             min64(k1 * FD_BLOCK_CHUNKS - head, n), g, bias, K, x, res, out, prefetch);      \
+            return;                                                                                          \
+        }                                                                                                    \
+        for (int64_t k = k0; k < k1; k++)                                                                    \
+            dropout_add_range_block(key, first, head, n, k, g, bias, K, x, res, out, prefetch);              \
+    }
+FD_DADD_BLOCKS_OF(f16, FD_F16)
+FD_DADD_BLOCKS_OF(f32, FD_F32)
+FD_DADD_BLOCKS_OF(f64, FD_F64)
+#undef FD_DADD_BLOCKS_OF
+
 static void dropout_add_blocks_of(uint64_t key, int64_t offset, int64_t n, int64_t k0, int64_t k1,
                                   const fd_rates_t *g, const fd_rates_t *bias, fd_kind_t kind, const char *x,
                                   const char *res, char *out, int prefetch, int stream) {
-    int64_t first = offset / FD_BLOCK_CHUNKS, head = offset - first * FD_BLOCK_CHUNKS;
-#define FD_DADD_BLOCKS(K)                                                                                   \
-    for (int64_t k = k0; k < k1; k++)                                                                       \
-        dropout_add_range_block(key, first, head, n, k, g, bias, K, x, res, out, prefetch);
     switch (kind) {
-    case FD_F16: FD_DADD_BLOCKS(FD_F16) break;
-    case FD_F32: FD_DADD_BLOCKS(FD_F32) break;
-    case FD_F64:
-        if (stream)
-            dropout_add_span(key, offset, max64(k0 * FD_BLOCK_CHUNKS - head, 0), min64(k1 * FD_BLOCK_CHUNKS - head, n),
-                             g, bias, FD_F64, x, res, out, prefetch);
-        else
-            FD_DADD_BLOCKS(FD_F64)
-        break;
+    case FD_F16: dropout_add_blocks_f16(key, offset, n, k0, k1, g, bias, x, res, out, prefetch, stream); break;
+    case FD_F32: dropout_add_blocks_f32(key, offset, n, k0, k1, g, bias, x, res, out, prefetch, stream); break;
+    case FD_F64: dropout_add_blocks_f64(key, offset, n, k0, k1, g, bias, x, res, out, prefetch, stream); break;
     case FD_KEEP: case FD_BF16: break;
     }
-#undef FD_DADD_BLOCKS
 }
 
 /* out[j] = residual[j] + dropout(x[j] + bias[j]) over the n elements of C-contiguous arrays,
-   decision j being stream element offset + j.  float64 outputs past the streaming threshold
-   stream their stores where the rates and the bias take the vector loops: at 16M on AMD Zen 5
-   0.85-0.88x np.add's time against 1.25x with ordinary stores.  float32 ones do not: there
-   the walk's sixteen streamed vectors per group of decisions fill the store queue, the
-   generator's own stores wait behind them (23% of the time in the generator, twice its
-   cost unstreamed) and the call took 1.18-1.32x np.add against 1.15x (bench/NOTES.md).
-   Threads split the blocks as plain_range does (thread_blocks) and fence their own stores. */
+   decision j being stream element offset + j.  float32 and float64 outputs past the streaming
+   threshold stream their stores where the rates and the bias take the vector loops: at 16M on
+   AMD Zen 5, float64 0.85-0.90x np.add's time against 1.25x with ordinary stores, float32
+   0.96-1.07x against 1.18-1.25x (bench/NOTES.md).  float16 ones do not: streamed, its 16M
+   run took 3.95 ms against 3.53 with ordinary stores.  Threads split the blocks as
+   plain_range does (thread_blocks) and fence their own stores. */
 static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *g, const fd_rates_t *bias,
                         fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads) {
     int64_t head = offset % FD_BLOCK_CHUNKS;
@@ -872,7 +892,7 @@ static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_
     int prefetch = n * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
     int vectors = fd_rates_layout(g->step) != FD_RA_STRIDED
                   && (!bias || fd_bias_layout(bias->scale, bias->step) != FD_BI_STRIDED);
-    int stream = vectors && kind == FD_F64 && fd_streams(n * fd_kind_bytes(kind));
+    int stream = vectors && DADD_STREAMS(kind) && fd_streams(n * fd_kind_bytes(kind));
     if (n <= 0 || kind == FD_KEEP || kind == FD_BF16) return;
     if (nthreads > 1 && nblocks > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel for schedule(static) num_threads(nthreads)
