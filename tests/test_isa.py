@@ -142,7 +142,8 @@ def _bfloat16_cases(rng):
 def _concrete_cases(rng, xt):
     """Concrete dropout forward and backward (its d/dx, and the rate gradient's partial sums
     straight from the kernel) over odd lengths, offsets inside sum blocks, mixed dtypes,
-    saturated ends (logit 40 at t = 0.1, -50 at t = 0.01, t = 1e-300) and the thread split."""
+    saturated ends (logit 40 at t = 0.1, -50 at t = 0.01, t = 1e-300) and the thread split, with
+    exp(a) from ln and exp and as a power (inv_t a whole number up to 128; 129 is not one)."""
     cases = []
     for dtype in (np.float16, np.float32, np.float64):
         name = np.dtype(dtype).name
@@ -150,12 +151,15 @@ def _concrete_cases(rng, xt):
             x = (rng.standard_normal(n) * 1e3).astype(dtype)
             x[: min(n, 3)] = [np.inf, -np.nan, np.finfo(dtype).smallest_subnormal][: min(n, 3)]
             g = rng.standard_normal(n).astype(dtype)
-            cases.append((f"concrete-{name}-n{n}-o{offset}",
-                          lambda x=x, o=offset: fastdrop.concrete_dropout(x, -1.0, temperature=0.3, seed=8, offset=o)))
+            for t in (0.3, 0.1):        # ln and exp; a power (inv_t 10)
+                cases.append((f"concrete-{name}-n{n}-o{offset}-t{t}",
+                              lambda x=x, o=offset, t=t: fastdrop.concrete_dropout(x, -1.0, temperature=t, seed=8,
+                                                                                   offset=o)))
             cases.append((f"concrete-grad-{name}-n{n}-o{offset}",
                           lambda x=x, g=g, o=offset: fastdrop.concrete_dropout_grad(x, g, 0.7, seed=8, offset=o)[0]))
-            for logit, inv_t in ((-1.0, 1 / 0.3), (40.0, 10.0), (-50.0, 100.0), (0.0, 3e38)):
-                cases.append((f"concrete-partials-{name}-n{n}-o{offset}-l{logit}",
+            for logit, inv_t in ((-1.0, 1 / 0.3), (-1.0, 10.0), (0.5, 128.0), (0.5, 129.0), (40.0, 10.0),
+                                 (-50.0, 100.0), (0.0, 3e38)):
+                cases.append((f"concrete-partials-{name}-n{n}-o{offset}-l{logit}-i{inv_t}",
                               lambda x=x.astype(np.float32), g=g, o=offset, lg=logit, it=inv_t: _partials(
                                   o, lg, it, x, g)))
     for logit, t in ((40.0, 0.1), (-50.0, 0.01), (0.0, 1e-300), (2.5, 5.0)):

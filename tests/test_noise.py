@@ -100,7 +100,10 @@ def test_kernel_normals_are_the_twins(backend, offset):
 LN_REL_BOUND = 2.5e-7           # measured 2.27e-7 on every mantissa at exponents -24, -1, 0, 1, 23
 LN_ABS_BOUND = 1.1e-6           # measured 1.03e-6 (|ln x| up to 16.6: a few float32 ulps)
 EXP_REL_BOUND = 1.2e-7          # measured 1.03e-7 on a dense sample of [-86, 86] and every |a| in [0.5, 1)
-W_REL_BOUND = 8e-6              # w against float64 from the same u at temperature 0.1 (float32 a: see below)
+W_REL_BOUND = 8e-6              # w against float64 from the same u, ln and exp (float32 a: see below)
+# w and s against float64 where inv_t is a whole number n <= 128 (exp(a) = y**n): measured at most
+# 2.5e-7, 3.9e-7, 8.8e-7, 1.8e-6, 3.4e-6, 1.6e-5 and 2.2e-5 relative at n = 1, 2, 5, 10, 20, 100, 128
+POWER_REL_BOUND_PER_N = 2e-7    # times n + 1
 MANTISSAS = np.arange(0x3F3504F3, 0x3FB504F3, dtype=np.int32).view(np.float32)    # [sqrt(2)/2, sqrt(2))
 
 
@@ -147,19 +150,46 @@ def _exact_concrete(words, logit, inv_t):
     return w, w * (1 / inverse_keep * np.exp(logit) - drop * inv_t)
 
 
-@pytest.mark.parametrize("logit, temperature", [(-1.0, 0.1), (2.0, 0.5), (-10.0, 1.0), (-2.2, 2.0)])
+@pytest.mark.parametrize("logit, temperature", [(-1.0, 0.09), (2.0, 0.3), (-10.0, 1 / 1.5), (-2.2, 2.0)])
 def test_concrete_weights_against_float64(logit, temperature):
-    """w and the rate factor s against float64 math on the same u.  a = (logit + ln v) / t is
-    float32: its rounding (|a| * 6e-8) and ln v's (1e-6 / t) set the relative error of w,
-    about |a| * 6e-8 + 1e-6 / t: 8e-6 at t = 0.1."""
+    """w and the rate factor s against float64 math on the same u, where 1 / t is not a whole
+    number (ln and exp).  a = (logit + ln v) / t is float32: its rounding (|a| * 6e-8) and ln v's
+    (1e-6 / t) set the relative error of w, about |a| * 6e-8 + 1e-6 / t: 8e-6 at 1 / t = 11."""
     words = _core.stream_words(fd.functional.stream_key(3), 0, 1 << 20)
     logit32, inv_t32 = float(np.float32(logit)), float(np.float32(1 / temperature))
+    assert not _numpy_backend.concrete_power(inv_t32)
     w, s = _numpy_backend.concrete_weights(words, logit32, inv_t32, rate_factor=True)
     w_exact, s_exact = _exact_concrete(words, logit32, inv_t32)
     assert np.all(np.isfinite(w)) and np.all(w >= 0)
     relevant = w_exact > 1e-30 * w_exact.max()
     assert np.max(np.abs(w - w_exact)[relevant] / w_exact[relevant]) < W_REL_BOUND
     assert np.max(np.abs(s - s_exact)) < W_REL_BOUND * np.abs(s_exact).max()
+
+
+@pytest.mark.parametrize("inv_t", [1.0, 2.0, 5.0, 10.0, 20.0, 100.0, 128.0])
+def test_concrete_weights_as_a_power_against_float64(inv_t):
+    """Where inv_t is a whole number n <= 128 (temperature 0.1 gives 10), exp(a) = (v e**logit)**n
+    by squarings and multiplications: w and s against float64 math on the same u, over stream
+    words and a sample of the whole range of u, within 2e-7 (n + 1) relative."""
+    words = np.concatenate([_core.stream_words(fd.functional.stream_key(3), 0, 1 << 19),
+                            np.arange(0, 1 << 23, 97, dtype=np.uint64) << np.uint64(41)])
+    assert _numpy_backend.concrete_power(np.float32(inv_t)) == inv_t
+    bound = POWER_REL_BOUND_PER_N * (inv_t + 1)
+    for logit in (-10.0, -2.2, -1.0, 0.0, 2.0, 10.0):
+        logit = float(np.float32(logit))                   # the float32 logit the kernels take
+        w, s = _numpy_backend.concrete_weights(words, logit, inv_t, rate_factor=True)
+        w_exact, s_exact = _exact_concrete(words, logit, inv_t)
+        assert np.all(np.isfinite(w)) and np.all(w >= 0) and np.all(np.isfinite(s))
+        relevant = w_exact > 1e-30 * w_exact.max()
+        assert np.max(np.abs(w - w_exact)[relevant] / w_exact[relevant]) < bound, logit
+        assert np.max(np.abs(s - s_exact)) < bound * np.abs(s_exact).max(), logit
+
+
+def test_concrete_power_is_whole_numbers_from_1_to_128():
+    power = _numpy_backend.concrete_power
+    assert [power(np.float32(t)) for t in (1.0, 2.0, 10.0, 128.0)] == [1, 2, 10, 128]
+    assert [power(np.float32(t)) for t in (0.5, 1.5, 129.0, 1 / 0.3, 3e38, 0.0)] == [0] * 6
+    assert power(np.float32(1 / 0.1)) == 10 and power(np.float32(1 / 0.01)) == 100
 
 
 def test_concrete_constants_are_libm_free_and_exact_enough():
@@ -214,10 +244,12 @@ def test_concrete_saturated_ends_are_exact(backend):
     assert np.all(np.isfinite(gx)) and np.isfinite(gl)
 
 
-def test_concrete_kernels_are_the_twins(backend):
+@pytest.mark.parametrize("temperature", [0.3, 0.1, 1 / 128, 1 / 129])
+def test_concrete_kernels_are_the_twins(backend, temperature):
     words = _core.stream_words(fd.functional.stream_key(4), 123, 5001)
-    w = _numpy_backend.concrete_weights(words, -1.0, np.float32(1 / 0.3))
-    assert np.array_equal(fd.concrete_dropout(np.ones(5001, np.float32), -1.0, temperature=0.3, seed=4, offset=123), w)
+    w = _numpy_backend.concrete_weights(words, -1.0, np.float32(1 / temperature))
+    got = fd.concrete_dropout(np.ones(5001, np.float32), -1.0, temperature=temperature, seed=4, offset=123)
+    assert np.array_equal(got, w)
 
 
 def test_concrete_rate_gradient_is_independent_of_threads_and_backend():

@@ -353,13 +353,19 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
  * the same order as _numpy_backend.concrete_weights:
  *   odd = 2 (word >> 41) + 1, u = odd / 2**24 in (0, 1) (exact), v = u / (1 - u) computed as
  *     odd / (2**24 - odd) (one rounding; the 2**-24 cancels exactly), v in [6.0e-8, 1.7e7];
- *   a = (ln v + logit) * inv_t, ln by nz_log_reduce and nz_log_series (ln v is in [-16.7, 16.7]);
- *   keep = 1 / (1 + exp(a)) (= 1 - drop), exactly 0 where a > 86 (1 - drop < 4.5e-38);
- *   w = keep * inverse_keep, inverse_keep = 1 + exp(logit) = 1 / (1 - p);
- *   drop = exp(a) * keep, exactly 1 where a > 86 and exactly 0 where a < -86;
- *   the rate gradient's factor s = w * (p - drop * inv_t), p = exp(logit) / inverse_keep.
- * exp is nz_exp on a clamped to [-86, 86], where 2**k * poly(r) stays a normal float32.
- * The kernels compute inverse_keep and p from logit with the same nz_exp. */
+ *   exp(a), a = (ln v + logit) * inv_t, in one of two ways:
+ *   - where inv_t is a whole number n in [1, NZ_POWER_MAX] (temperature 0.1 gives 10):
+ *     exp(a) = y**n, y = v * odds, odds = exp(logit); the power by squaring and multiplying
+ *     from n's top bit down (n = 10: y**2, y**4 * y, y**10), overflowing to inf and
+ *     underflowing to 0 where exp(a) lies beyond float32; no ln, no exp per element;
+ *   - else a = (ln v + logit) * inv_t, ln by nz_log_reduce and nz_log_series (ln v is in
+ *     [-16.7, 16.7]), exp(a) by nz_exp on a clamped to [-86, 86] (where 2**k * poly(r) stays
+ *     a normal float32), and "a > 86" / "a < -86" below mean exactly that;
+ *   keep = 1 / (1 + exp(a)) (= 1 - drop): exactly 0 where a > 86 or y**n is inf;
+ *   w = keep * inverse_keep, inverse_keep = 1 + odds = 1 / (1 - p);
+ *   drop = exp(a) * keep, exactly 1 where a > 86 or y**n is inf, exactly 0 where a < -86;
+ *   the rate gradient's factor s = w * (p - drop * inv_t), p = odds / inverse_keep.
+ * The kernels compute odds, inverse_keep and p from logit with the same nz_exp. */
 #define FD_NZ_LOG2E 0x1.715476p+0f
 #define FD_NZ_ROUNDER 0x1.8p+23f           /* t + 1.5 * 2**23 - 1.5 * 2**23 rounds |t| < 2**22 to an integer */
 #define FD_NZ_EXP_MAX 86.0f                /* exp(+-86): 2**+-124.07, normal float32 */
@@ -369,6 +375,8 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
 #define FD_NZ_E5 0x1.111112p-7f
 #define FD_NZ_E6 0x1.6c16c2p-10f
 #define FD_NZ_E7 0x1.a01a02p-13f
+#define NZ_POWER_MAX 128                   /* the largest inv_t taken as a power (_numpy_backend spells it) */
+#define FD_NZ_FLT_MAX 0x1.fffffep+127f
 #define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient (_kernel_args spells both) */
 #define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
 /* exp a for a in [-86, 86]: k = a / ln 2 rounded to nearest (even) by the add-and-subtract of
@@ -394,26 +402,37 @@ static inline nz_f nz_select(nz_i mask, nz_f c, nz_f b) {
     return NZ_AS_FLOAT((NZ_AS_INT(c) & mask) | (NZ_AS_INT(b) & ~mask));
 }
 
-/* The logit's constants: inverse_keep = 1 + exp(logit) and p = exp(logit) / inverse_keep
+/* The logit's constants: odds = exp(logit), inverse_keep = 1 + odds and p = odds / inverse_keep
    (logit clamped to [-86, 86], nz_exp's range; the Python layer allows |logit| <= 50). */
-static inline void nz_concrete_constants(float logit, float *inverse_keep, float *rate) {
+static inline void nz_concrete_constants(float logit, float *odds, float *inverse_keep, float *rate) {
     float l = logit > FD_NZ_EXP_MAX ? FD_NZ_EXP_MAX : logit < -FD_NZ_EXP_MAX ? -FD_NZ_EXP_MAX : logit;
     nz_f a[NZ_ILP], e[NZ_ILP];
     NZ_EACH(a[k] = (nz_f){0} + l);
     nz_exp(a, e);
     float el;
     memcpy(&el, &e[0], sizeof el);              /* lane 0 */
+    *odds = el;
     *inverse_keep = 1.0f + el;
     *rate = el / *inverse_keep;
 }
 
-/* a = (ln v + logit) * inv_t of the NZ_GROUP words w[0 ..]. */
-NZ_INLINE void nz_concrete_arguments(const uint64_t *w, float logit, float inv_t, nz_f *a) {
+/* inv_t as the power n of exp(a) = y**n, or 0 where it is not a whole number in [1, NZ_POWER_MAX]. */
+static inline int nz_concrete_power(float inv_t) {
+    return inv_t >= 1.0f && inv_t <= (float)NZ_POWER_MAX && (float)(int)inv_t == inv_t ? (int)inv_t : 0;
+}
+
+/* v = u / (1 - u) of the NZ_GROUP words w[0 ..]. */
+NZ_INLINE void nz_concrete_odds(const uint64_t *w, nz_f *v) {
     nz_i hi[NZ_ILP], odd[NZ_ILP];
-    nz_f v[NZ_ILP], m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP];
     nz_group_halves(w, 0, 1, hi);
     NZ_EACH(odd[k] = NZ_SHR(hi[k], 8) | 1);                           /* 2 (word >> 41) + 1 */
     NZ_EACH(v[k] = NZ_TO_FLOAT(odd[k]) / NZ_TO_FLOAT((1 << 24) - odd[k]));
+}
+
+/* a = (ln v + logit) * inv_t of the NZ_GROUP words w[0 ..]. */
+NZ_INLINE void nz_concrete_arguments(const uint64_t *w, float logit, float inv_t, nz_f *a) {
+    nz_f v[NZ_ILP], m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP];
+    nz_concrete_odds(w, v);
     nz_log_reduce(v, m, ef);
     nz_log_series(m, ef, ln);
     NZ_EACH(a[k] = (ln[k] + logit) * inv_t);
@@ -442,6 +461,31 @@ NZ_INLINE void nz_concrete(const nz_f *a, const nz_f *e, float inv_t, float inve
                 s[k] = w[k] * (rate - drop * inv_t));
 }
 
+/* exp(a) = (v * odds)**power of the NZ_GROUP words w[0 ..], squaring and multiplying from
+   power's top bit down. */
+NZ_INLINE void nz_concrete_powers(const uint64_t *w, float odds, int power, nz_f *e) {
+    nz_f y[NZ_ILP];
+    int top = 0;
+    nz_concrete_odds(w, y);
+    NZ_EACH(y[k] = y[k] * odds);
+    NZ_EACH(e[k] = y[k]);
+    while (power >> (top + 1)) top++;
+    for (int bit = top - 1; bit >= 0; bit--) {
+        NZ_EACH(e[k] = e[k] * e[k]);
+        if ((power >> bit) & 1) NZ_EACH(e[k] = e[k] * y[k]);
+    }
+}
+
+/* w (and, where s is not NULL, s) given e = y**n, which may be +0 or inf. */
+NZ_INLINE void nz_concrete_of_power(const nz_f *e, float inv_t, float inverse_keep, float rate, nz_f *w, nz_f *s) {
+    nz_f keep[NZ_ILP];
+    NZ_EACH(keep[k] = 1.0f / (1.0f + e[k]));                      /* 1 / inf is +0 */
+    NZ_EACH(w[k] = keep[k] * inverse_keep);
+    if (s)
+        NZ_EACH(nz_f drop = nz_select(NZ_TRUE(e[k] > FD_NZ_FLT_MAX), (nz_f){0} + 1.0f, e[k] * keep[k]);
+                s[k] = w[k] * (rate - drop * inv_t));
+}
+
 /* The n (a multiple of NZ_GROUP, at most FD_BLOCK_WORDS) words' w into w_out and, where s_out
    is not NULL, s into it.
    Three loops through buffers, the argument, its exp, then the rest: one loop's body is a
@@ -449,9 +493,20 @@ NZ_INLINE void nz_concrete(const nz_f *a, const nz_f *e, float inv_t, float inve
    independent iterations let it overlap several (measured, bench/NOTES.md: two loops made
    the forward 1.2-1.9x faster than one; three instead of two, avx2 backward 0.89x, forward
    0.96x, avx512 unchanged; the same operations, so the same bits). */
-NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, float logit, float inv_t, float inverse_keep,
-                                 float rate, float *w_out, float *s_out) {
+NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, const float *c, float *w_out, float *s_out) {
+    float logit = c[0], inv_t = c[1], inverse_keep = c[2], rate = c[3], odds = c[4];
+    int power = (int)c[5];
     float args[FD_BLOCK_WORDS], exps[FD_BLOCK_WORDS];
+    if (power) {                        /* one short loop: y**n is a few multiplications */
+        for (int64_t i = 0; i < n; i += NZ_GROUP) {
+            nz_f e[NZ_ILP], w[NZ_ILP], s[NZ_ILP];
+            nz_concrete_powers(words + i, odds, power, e);
+            nz_concrete_of_power(e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
+            nz_group_store(w_out + i, w);
+            if (s_out) nz_group_store(s_out + i, s);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i += NZ_GROUP) {
         nz_f a[NZ_ILP];
         nz_concrete_arguments(words + i, logit, inv_t, a);
@@ -562,7 +617,7 @@ static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, in
     if (g != NULL) fd_prefetch(g, n * size, 0);
     fd_gen_seed(&gen, key, (uint64_t)block);
     fd_gen_steps(&gen, (int)(g1 / FD_LANES), words);
-    nz_concrete_words(words + g0, g1 - g0, c[0], c[1], c[2], c[3], w + g0, acc ? s + g0 : NULL);
+    nz_concrete_words(words + g0, g1 - g0, c, w + g0, acc ? s + g0 : NULL);
     if (acc != NULL) {
         for (int64_t start = g0; start < g1; start += FD_GROUP_WORDS) {
             int64_t a = lo > start ? lo : start, b = lo + n < start + FD_GROUP_WORDS ? lo + n : start + FD_GROUP_WORDS;
@@ -573,17 +628,18 @@ static inline void nz_concrete_block(uint64_t key, int64_t block, int64_t lo, in
     nz_scale(kind, w + lo, acc ? g : x, out, n);
 }
 
-/* c = {logit, inv_t, inverse_keep, p} of float32 logit and inv_t. */
+/* c = {logit, inv_t, inverse_keep, p, odds, power} of float32 logit and inv_t. */
 static inline void nz_concrete_setup(float logit, float inv_t, float *c) {
     c[0] = logit;
     c[1] = inv_t;
-    nz_concrete_constants(logit, &c[2], &c[3]);
+    nz_concrete_constants(logit, &c[4], &c[2], &c[3]);
+    c[5] = (float)nz_concrete_power(inv_t);
 }
 
 /* The Concrete forward over stream words offset..offset+n: out = x * kind(w); threads split blocks. */
 static void nz_concrete_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t kind, const void *x,
                              void *out, int64_t n, int nthreads, int64_t parallel_min_blocks) {
-    float c[4];
+    float c[6];
     int64_t first = offset / FD_BLOCK_WORDS, head = offset - first * FD_BLOCK_WORDS;
     int64_t nblocks = n > 0 ? (head + n - 1) / FD_BLOCK_WORDS + 1 : 0;
     int64_t size = fd_kind_bytes(kind);
@@ -607,7 +663,7 @@ static void nz_concrete_flat(uint64_t key, int64_t offset, float logit, float in
 static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, float inv_t, fd_kind_t gkind,
                                   fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
                                   int64_t n, int nthreads, int64_t parallel_min_blocks) {
-    float c[4];
+    float c[6];
     int64_t per = NZ_SUM_BLOCK / FD_BLOCK_WORDS;                     /* stream blocks per sum block */
     int64_t first = offset / NZ_SUM_BLOCK, head = offset - first * NZ_SUM_BLOCK;
     int64_t nsums = n > 0 ? (head + n - 1) / NZ_SUM_BLOCK + 1 : 0;

@@ -401,37 +401,64 @@ def exp_reduced(a):
 def concrete_constants(logit):
     """(inverse_keep, p) = (1 + exp(logit), exp(logit) / inverse_keep) in float32 for float32
     logit clamped to [-86, 86], as _noise.h's nz_concrete_constants computes them."""
+    return _concrete_constants(logit)[1:]
+
+
+def _concrete_constants(logit):
+    """(odds, inverse_keep, p): odds = exp(logit) as well."""
     limit = _NZ["EXP_MAX"]
-    el = exp_reduced(np.array([min(max(logit, -limit), limit)], dtype=np.float32))[0]
-    inverse_keep = _NZ["ONE"] + el
-    return inverse_keep, el / inverse_keep
+    odds = exp_reduced(np.array([min(max(logit, -limit), limit)], dtype=np.float32))[0]
+    inverse_keep = _NZ["ONE"] + odds
+    return odds, inverse_keep, odds / inverse_keep
+
+
+CONCRETE_POWER_MAX = 128         # _noise.h's NZ_POWER_MAX: the largest inv_t taken as a power
+
+
+def concrete_power(inv_t):
+    """float32 inv_t as the whole power n of exp(a) = y**n (_noise.h's nz_concrete_power), or 0."""
+    return int(inv_t) if 1 <= inv_t <= CONCRETE_POWER_MAX and int(inv_t) == inv_t else 0
 
 
 def concrete_weights(words, logit, inv_t, rate_factor=False):
     """The float32 keep weight w of each uint64 word (and, where rate_factor, s = w (p - drop
-    inv_t)), bit for bit _noise.h's nz_concrete, for float32 logit and inv_t."""
+    inv_t)), bit for bit _noise.h's nz_concrete_words, for float32 logit and inv_t: exp(a) as
+    y**n where inv_t is a whole number n (``concrete_power``), else from ln and exp."""
     logit, inv_t = np.float32(logit), np.float32(inv_t)
-    inverse_keep, rate = concrete_constants(logit)
+    odds, inverse_keep, rate = _concrete_constants(logit)
     limit = _NZ["EXP_MAX"]
     odd = (words >> np.uint64(41)).astype(np.int32)
     odd *= 2
     odd += 1
     v = odd.astype(np.float32)
     v /= (np.int32(1 << 24) - odd).astype(np.float32)
-    a = log_positive(v)
-    a += logit
-    with np.errstate(over="ignore"):           # an inv_t near the float32 maximum: a = +-inf, clipped
-        a *= inv_t
-    high, low = a > limit, a < -limit
-    e = exp_reduced(np.clip(a, -limit, limit))
+    power = concrete_power(inv_t)
+    if power:
+        with np.errstate(over="ignore", under="ignore"):
+            y = np.multiply(v, odds, out=v)
+            e = y.copy()
+            for bit in range(power.bit_length() - 2, -1, -1):       # from the bit below the top
+                e *= e
+                if power >> bit & 1:
+                    e *= y
+        high, low = np.isinf(e), None
+    else:
+        a = log_positive(v)
+        a += logit
+        with np.errstate(over="ignore"):           # an inv_t near the float32 maximum: a = +-inf, clipped
+            a *= inv_t
+        high, low = a > limit, a < -limit
+        e = exp_reduced(np.clip(a, -limit, limit))
     keep = np.add(e, _NZ["ONE"])
     np.divide(_NZ["ONE"], keep, out=keep)
     keep[high] = 0
     w = keep * inverse_keep
     if not rate_factor:
         return w
-    drop = np.multiply(e, keep, out=e)
-    drop[low] = 0
+    with np.errstate(invalid="ignore"):            # inf * 0 where y**n is inf, replaced by 1
+        drop = np.multiply(e, keep, out=e)
+    if low is not None:
+        drop[low] = 0
     drop[high] = _NZ["ONE"]
     drop *= inv_t
     s = np.subtract(rate, drop, out=drop)
