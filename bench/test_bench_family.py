@@ -40,10 +40,10 @@ def test_family(benchmark, case, implementation):
 @pytest.mark.parametrize("case", sorted(layer_pairs()))
 @pytest.mark.parametrize("how", ["layer", "functional"])
 def test_layer_overhead(benchmark, case, how):
-    layer, x, forward, backward = layer_pairs()[case]
+    layer, inputs, forward, backward = layer_pairs()[case]
     backward = backward or forward
     benchmark.group = f"layer-{case}"
     if how == "layer":
-        benchmark(lambda: layer.backward(layer.forward(x)))
+        benchmark(lambda: layer.backward(layer.forward(*inputs)))
     else:
-        benchmark(lambda: backward(forward(x)))
+        benchmark(lambda: backward(forward(*inputs)))

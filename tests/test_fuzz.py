@@ -901,14 +901,18 @@ def test_the_dropout_add_shortcut_is_taken_only_for_calls_the_general_path_accep
 def test_dropout_add_on_c_arrays_takes_the_shortcut(monkeypatch, backend, bias):
     from fastdrop import _core
     taken = []
-    original = _core.dropout_add_plain
-    monkeypatch.setattr(_core, "dropout_add_plain", lambda *args: taken.append(args) or original(*args))
+    original = _core.dropout_add_plain_key
+    monkeypatch.setattr(_core, "dropout_add_plain_key", lambda *args: taken.append(args) or original(*args))
     x = np.random.default_rng(0).standard_normal((4, 5, 6)).astype(np.float32)
     residual = np.ones_like(x)
     y = fd.dropout_add(x, residual, 0.3, bias=bias, seed=1)
     assert len(taken) == 1
-    fd.DropoutAdd(0.3, seed=1)(x, residual, bias)
+    layer = fd.DropoutAdd(0.3, seed=1)
+    y_layer = layer(x, residual, bias)
     assert len(taken) == 2
+    general = fd.DropoutAdd(0.3, seed=1)                   # the same mask through the general path
+    assert_same_bits(general(np.asfortranarray(x), residual, bias), y_layer)
+    assert len(taken) == 2 and layer.counter == general.counter == 1
     with fd.use_backend("numpy"):
         assert_same_bits(y, fd.dropout_add(x, residual, 0.3, bias=bias, seed=1))
     expected = residual + fd.dropout(x if bias is None else x + bias, 0.3, seed=1)

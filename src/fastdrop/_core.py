@@ -316,10 +316,14 @@ def dropout_add_plain(x, residual, p, bias, seed, offset, out):
     """dropout_add's common call (``_validation.is_plain_dropout_add_call``): the fused kernel
     straight on the arrays (a bias of x's last axes read in place as it is), with the cached
     threshold, scale and key: the same bits as ``dropout_add_over``."""
+    return dropout_add_plain_key(x, residual, p, bias, _cached_stream_key(seed), offset, out)
+
+
+def dropout_add_plain_key(x, residual, p, bias, key, offset, out):
+    """``dropout_add_plain`` for a caller that has the seed's stream key (a layer's window)."""
     thr, scale = _scalar_rate(p, x.dtype)
     y = _memory.empty_like(x) if out is None else out
-    _backend.kernels().dropout_add(_cached_stream_key(seed), offset, thr, scale, bias, x, residual, y,
-                                   _backend.get_num_threads())
+    _backend.kernels().dropout_add(key, offset, thr, scale, bias, x, residual, y, _backend.get_num_threads())
     return y
 
 

@@ -508,40 +508,56 @@ def _family_case(variant, x, budget, torch):
 
 
 def layer_pairs():
-    """{layer name: (layer, input, functional forward, functional backward)} at LAYER_SHAPE's
-    10K elements, the functional calls with the fixed seed the layer's derived one stands for."""
+    """{layer name: (layer, inputs, functional forward, functional backward)} at LAYER_SHAPE's
+    10K elements, for every layer: the functional calls take the inputs (the forward) or the
+    output's gradient (the backward; None: the forward's call), with the fixed seed the
+    layer's derived one stands for."""
     x = np.random.default_rng(0).standard_normal(LAYER_SHAPE).astype(np.float32)
-    x3, x4 = x.reshape(10, 10, 100), x.reshape(10, 4, 25, 10)
+    x3, x4, x5 = x.reshape(10, 10, 100), x.reshape(10, 4, 25, 10), x.reshape(10, 4, 5, 5, 10)
+    residual, bias = np.ones_like(x), np.zeros(x.shape[-1], np.float32)
     fam, lay, s = fastdrop.family, fastdrop.layers, SEED
+    logit = float(np.log(0.1) - np.log1p(-0.1))          # ConcreteDropout(0.1)'s
     return {
-        "Dropout": (lay.Dropout(0.3, seed=s), x, lambda v: fastdrop.dropout(v, 0.3, seed=s), None),
-        "SpatialDropout1D": (lay.SpatialDropout1D(0.3, seed=s), x3, lambda v: fam.spatial_dropout(v, 0.3, seed=s), None),
-        "SpatialDropout2D": (lay.SpatialDropout2D(0.3, seed=s), x4, lambda v: fam.spatial_dropout(v, 0.3, seed=s), None),
-        "AlphaDropout": (lay.AlphaDropout(0.3, seed=s), x, lambda v: fam.alpha_dropout(v, 0.3, seed=s),
+        "Dropout": (lay.Dropout(0.3, seed=s), (x,), lambda v: fastdrop.dropout(v, 0.3, seed=s), None),
+        "SpatialDropout1D": (lay.SpatialDropout1D(0.3, seed=s), (x3,), lambda v: fam.spatial_dropout(v, 0.3, seed=s),
+                             None),
+        "SpatialDropout2D": (lay.SpatialDropout2D(0.3, seed=s), (x4,), lambda v: fam.spatial_dropout(v, 0.3, seed=s),
+                             None),
+        "SpatialDropout3D": (lay.SpatialDropout3D(0.3, seed=s), (x5,), lambda v: fam.spatial_dropout(v, 0.3, seed=s),
+                             None),
+        "AlphaDropout": (lay.AlphaDropout(0.3, seed=s), (x,), lambda v: fam.alpha_dropout(v, 0.3, seed=s),
                          lambda g: fam.alpha_dropout_grad(g, 0.3, seed=s)),
-        "GaussianDropout": (lay.GaussianDropout(0.3, seed=s), x, lambda v: fam.gaussian_dropout(v, 0.3, seed=s),
+        "GaussianDropout": (lay.GaussianDropout(0.3, seed=s), (x,), lambda v: fam.gaussian_dropout(v, 0.3, seed=s),
                             lambda g: fam.gaussian_dropout_grad(g, 0.3, seed=s)),
-        "VariationalDropout": (lay.VariationalDropout(0.3, seed=s), x3,
+        "VariationalDropout": (lay.VariationalDropout(0.3, seed=s), (x3,),
                                lambda v: fam.variational_dropout(v, 0.3, seed=s), None),
-        "DropPath": (lay.DropPath(0.3, seed=s), x4, lambda v: fam.drop_path(v, 0.3, seed=s), None),
-        "DropBlock2D": (lay.DropBlock2D(0.1, 3, seed=s), x4, lambda v: fam.dropblock2d(v, 0.1, 3, seed=s), None),
+        "ConcreteDropout": (lay.ConcreteDropout(0.1, seed=s), (x,), lambda v: fam.concrete_dropout(v, logit, seed=s),
+                            lambda g: fam.concrete_dropout_grad(x, g, logit, seed=s)[0]),
+        # the layer also adapts its rate to the input's mean |x| each training forward: O(n) more work
+        "AdaptiveDropout": (lay.AdaptiveDropout(0.5, seed=s), (x,), lambda v: fastdrop.dropout(v, 0.5, seed=s), None),
+        "DropPath": (lay.DropPath(0.3, seed=s), (x4,), lambda v: fam.drop_path(v, 0.3, seed=s), None),
+        "DropBlock2D": (lay.DropBlock2D(0.1, 3, seed=s), (x4,), lambda v: fam.dropblock2d(v, 0.1, 3, seed=s), None),
+        "DropoutAdd": (lay.DropoutAdd(0.3, seed=s), (x, residual, bias),
+                       lambda v, r, b: fastdrop.dropout_add(v, r, 0.3, bias=b, seed=s),
+                       lambda g: fastdrop.dropout_add_grad(g, 0.3, seed=s, bias_shape=bias.shape)),
     }
 
 
-def _layer_case(name, layer, x, forward, backward, budget):
+def _layer_case(name, layer, inputs, forward, backward, budget):
     """The layer's forward, its backward (after one forward: backward pairs with the last
     forward and may be repeated) and the pair, each against the functional calls it wraps."""
     backward = backward or forward
-    grad = np.ones_like(x)
-    layer.forward(x)
-    funcs = {"layer forward": lambda: layer.forward(x), "functional forward": lambda: forward(x),
+    grad = np.ones_like(inputs[0])
+    layer.forward(*inputs)
+    funcs = {"layer forward": lambda: layer.forward(*inputs), "functional forward": lambda: forward(*inputs),
              "layer backward": lambda: layer.backward(grad), "functional backward": lambda: backward(grad),
-             "layer": lambda: layer.backward(layer.forward(x)), "functional": lambda: backward(forward(x))}
+             "layer": lambda: layer.backward(layer.forward(*inputs)),
+             "functional": lambda: backward(forward(*inputs))}
     samples, rounds = time_interleaved(funcs, budget)
     ratios = {what: _median_ratio(samples[f"layer {what}"], samples[f"functional {what}"])
               for what in ("forward", "backward")}
     ratios["pair"] = _median_ratio(samples["layer"], samples["functional"])
-    return {"layer": name, "size": x.size, "rounds": rounds,
+    return {"layer": name, "size": inputs[0].size, "rounds": rounds,
             "us": {k: float(np.median(v)) * 1e6 for k, v in samples.items()},
             "ratios": ratios, "ratio": ratios["pair"], "target": f"<= {LAYER_TARGET}",
             "met": all(r <= LAYER_TARGET for r in ratios.values())}
@@ -566,10 +582,10 @@ def run_family(threads=1, budget=1.0, progress=None, shape=FAMILY_SHAPE):
                 bar.update(bar.done + 1, variant)
             variants += _family_case(variant, views.get(variant, x), budget, torch)
         layers = []
-        for name, (layer, xl, forward, backward) in pairs.items():
+        for name, (layer, inputs, forward, backward) in pairs.items():
             if bar:
                 bar.update(bar.done + 1, name)
-            layers.append(_layer_case(name, layer, xl, forward, backward, budget))
+            layers.append(_layer_case(name, layer, inputs, forward, backward, budget))
     finally:
         if bar:
             bar.close()

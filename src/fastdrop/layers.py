@@ -17,7 +17,7 @@ from ._stream import stream_key, substream_window
 from ._validation import (FLOAT_DTYPES, as_float_array, check_block_size, check_bool, check_choice, check_data_format,
                           check_gaussian_rate, check_layer_noise_shape, check_logit, check_out, check_real,
                           check_scalar_rate, check_temperature, check_time_axis, resolve_noise_shape, resolve_seed)
-from ._validation import check_bias, check_residual, is_common_input
+from ._validation import check_bias, check_residual, is_common_input, is_plain_dropout_add_call
 from ._typing import FloatArray, NoiseShape, Seed
 from .functional import dropout
 from .residual import dropout_add, dropout_add_grad
@@ -1134,6 +1134,18 @@ class DropoutAdd(DropoutLayer):
         >>> layer.eval().forward(x, residual)
         array([11., 11., 11., 11.], dtype=float32)
         """
+        # The common training call (fd.dropout_add's, with the derived int seed that 0 stands
+        # for here) goes straight to its kernel call with the window's key: the checks below
+        # took half of a forward on 10K elements.  Everything else goes the general way.
+        if self.training and is_plain_dropout_add_call(x, residual, self.p, bias, 0, True, self.noise_shape, 0, None):
+            index, seed, key = self._take_substream()
+            try:
+                y = _core.dropout_add_plain_key(x, residual, self.p, bias, key, 0, None)
+            except BaseException:
+                self._give_back(index)
+                raise
+            self._last = (seed, x.shape, None if bias is None else bias.shape)
+            return y
         x = self._check_input(x)
         residual, bias = check_residual(residual, x), check_bias(bias, x)
         if self.noise_shape is not None:
