@@ -197,6 +197,28 @@ int main(void) {
                        (unsigned long long)hash_le(out, 5000, KIND_SIZES[kind]));
             }
 
+    /* Concrete dropout, exp(a) through ln and exp (inv_t 1 / 0.3) and as a power (inv_t 10 and
+       128), saturated (logit 40 at inv_t 10): the forward, and the backward's d/dx and the
+       rate gradient's partial sums (their float64 bits, hashed). */
+    {
+        static const float LOGITS[] = {-1.0f, 0.5f, 40.0f};
+        static const float INV_TS[] = {0x1.aaaaaap+1f, 10.0f, 128.0f};
+        double partials[8];
+        for (int kind = FD_F16; kind <= FD_F64; kind++)
+            for (int c = 0; c < 3; c++)
+                for (int t = 0; t < 3; t++) {
+                    const void *x = input_of((fd_kind_t)kind);
+                    k->concrete_flat(KEYS[1], 1021, LOGITS[c], INV_TS[t], (fd_kind_t)kind, x, out, 5000, 1);
+                    printf("concrete %s logit%d inv_t%d %016llx\n", KIND_NAMES[kind], c, t,
+                           (unsigned long long)hash_le(out, 5000, KIND_SIZES[kind]));
+                    k->concrete_grad_flat(KEYS[1], 1021, LOGITS[c], INV_TS[t], (fd_kind_t)kind, FD_F32, xf, x, out,
+                                          partials, 5000, 1);
+                    printf("concrete_grad %s logit%d inv_t%d %016llx %016llx\n", KIND_NAMES[kind], c, t,
+                           (unsigned long long)hash_le(out, 5000, KIND_SIZES[kind]),
+                           (unsigned long long)hash_le(partials, 6, 8));
+                }
+    }
+
     /* DropBlock's keep bytes of (2, 3, 9, 11) maps, block 3. */
     for (int ki = 0; ki < 3; ki++) {
         int64_t strides[4] = {3 * 9 * 11, 9 * 11, 11, 1};

@@ -422,7 +422,7 @@ static inline int nz_concrete_power(float inv_t) {
 }
 
 /* v = u / (1 - u) of the NZ_GROUP words w[0 ..]. */
-NZ_INLINE void nz_concrete_odds(const uint64_t *w, nz_f *v) {
+NZ_INLINE void nz_concrete_v(const uint64_t *w, nz_f *v) {
     nz_i hi[NZ_ILP], odd[NZ_ILP];
     nz_group_halves(w, 0, 1, hi);
     NZ_EACH(odd[k] = NZ_SHR(hi[k], 8) | 1);                           /* 2 (word >> 41) + 1 */
@@ -432,7 +432,7 @@ NZ_INLINE void nz_concrete_odds(const uint64_t *w, nz_f *v) {
 /* a = (ln v + logit) * inv_t of the NZ_GROUP words w[0 ..]. */
 NZ_INLINE void nz_concrete_arguments(const uint64_t *w, float logit, float inv_t, nz_f *a) {
     nz_f v[NZ_ILP], m[NZ_ILP], ef[NZ_ILP], ln[NZ_ILP];
-    nz_concrete_odds(w, v);
+    nz_concrete_v(w, v);
     nz_log_reduce(v, m, ef);
     nz_log_series(m, ef, ln);
     NZ_EACH(a[k] = (ln[k] + logit) * inv_t);
@@ -466,7 +466,7 @@ NZ_INLINE void nz_concrete(const nz_f *a, const nz_f *e, float inv_t, float inve
 NZ_INLINE void nz_concrete_powers(const uint64_t *w, float odds, int power, nz_f *e) {
     nz_f y[NZ_ILP];
     int top = 0;
-    nz_concrete_odds(w, y);
+    nz_concrete_v(w, y);
     NZ_EACH(y[k] = y[k] * odds);
     NZ_EACH(e[k] = y[k]);
     while (power >> (top + 1)) top++;
