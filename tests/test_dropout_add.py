@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastdrop as fd
-from fastdrop import _backend, _numpy_backend
+from fastdrop import _backend, _core, _numpy_backend
 from fastdrop.functional import derive_seed
 
 ALL_HALVES = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
@@ -349,6 +349,24 @@ def test_errors_name_the_argument_and_leave_no_trace(backend, call, error, messa
         call(x, r)
     assert message in str(info.value)
     assert _same_bits(x, before_x) and _same_bits(r, before_r)
+
+
+def test_a_bias_with_any_stride_on_an_axis_of_size_1_is_read_on_both_backends(backend):
+    """The stride of a size-1 axis is never used (NumPy's flags ignore it): a field of one
+    packed record, shape (1, 4) with strides (17, 4), is a bias like any other."""
+    record = np.zeros(1, dtype=[("w", "f4", (4,)), ("flag", "u1")])
+    record["w"] = [1, 2, 3, 4]
+    bias = record["w"]
+    assert bias.strides[0] % bias.itemsize and bias.flags.c_contiguous
+    x = np.arange(8, dtype=F32).reshape(2, 1, 4)
+    residual = np.zeros_like(x)
+    expected = residual + fd.dropout(x + bias.copy(), 0.3, seed=1)
+    assert _same_bits(fd.dropout_add(x, residual, 0.3, bias=bias, seed=1), expected)
+    kernel = _backend.kernels()                            # the backend under test
+    out = np.empty_like(x)
+    thr, scale = _core.rate_arrays(0.3, x.dtype, x.shape)
+    key = fd.functional.stream_key(1)
+    assert _same_bits(kernel.dropout_add(key, 0, thr, scale, bias, x, residual, out), expected)
 
 
 def test_kernel_checks_are_the_same_on_both_backends():

@@ -185,6 +185,19 @@ def test_concrete_weights_as_a_power_against_float64(inv_t):
         assert np.max(np.abs(s - s_exact)) < bound * np.abs(s_exact).max(), logit
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 0.1, 0.01, 1 / 128])
+def test_concrete_power_results_are_never_subnormal(backend, temperature):
+    """y**n saturates at 2**+-124 as a does at +-86, so no w, d/dx or rate term is subnormal
+    and a thread's flush-to-zero mode cannot change a bit (an OpenMP worker keeps its own)."""
+    x = np.ones(1 << 16, np.float32)
+    tiny = np.finfo(np.float32).tiny
+    for logit in (-50.0, -20.0, 0.0, 20.0, 50.0):
+        words = _core.stream_words(fd.functional.stream_key(6), 0, x.size)
+        w, s = _numpy_backend.concrete_weights(words, logit, np.float32(1 / temperature), rate_factor=True)
+        for values in (w, s, fd.concrete_dropout(x, logit, temperature=temperature, seed=6)):
+            assert not np.any((values != 0) & (np.abs(values) < tiny)), (logit, temperature)
+
+
 def test_concrete_power_is_whole_numbers_from_1_to_128():
     power = _numpy_backend.concrete_power
     assert [power(np.float32(t)) for t in (1.0, 2.0, 10.0, 128.0)] == [1, 2, 10, 128]

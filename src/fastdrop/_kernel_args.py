@@ -318,6 +318,7 @@ def check_dropout_add(offset, thr, scale, bias, x, residual, out):
             raise TypeError(f"bias must be None or an array of x's dtype {x.dtype}, got {_describe(bias)}")
         if bias.ndim > x.ndim or any(b not in (1, n) for b, n in zip(bias.shape[::-1], x.shape[::-1])):
             raise ValueError(f"bias must broadcast to x's shape {x.shape}, got {bias.shape}")
-        if not bias.flags.aligned or any(s % bias.itemsize for s in bias.strides):
+        # the stride of an axis of size 1 is never used (NumPy's flags ignore it too)
+        if not bias.flags.aligned or any(s % bias.itemsize for s, n in zip(bias.strides, bias.shape) if n > 1):
             raise ValueError("bias must be aligned, with strides that are whole numbers of elements")
     check_runs((offset,), x.size)

@@ -356,14 +356,17 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
  *   exp(a), a = (ln v + logit) * inv_t, in one of two ways:
  *   - where inv_t is a whole number n in [1, NZ_POWER_MAX] (temperature 0.1 gives 10):
  *     exp(a) = y**n, y = v * odds, odds = exp(logit); the power by squaring and multiplying
- *     from n's top bit down (n = 10: y**2, y**4 * y, y**10), overflowing to inf and
- *     underflowing to 0 where exp(a) lies beyond float32; no ln, no exp per element;
+ *     from n's top bit down (n = 10: y**2, y**4 * y, y**10); no ln, no exp per element.
+ *     "a > 86" / "a < -86" below mean y**n > 2**124 / y**n < 2**-124 here (a beyond
+ *     +-85.95): a subnormal step or result can only come from a y**n below 2**-124, where
+ *     drop is then 0 and keep 1 either way, so flushing subnormals to zero (a thread's FTZ
+ *     and DAZ modes) changes no result;
  *   - else a = (ln v + logit) * inv_t, ln by nz_log_reduce and nz_log_series (ln v is in
  *     [-16.7, 16.7]), exp(a) by nz_exp on a clamped to [-86, 86] (where 2**k * poly(r) stays
- *     a normal float32), and "a > 86" / "a < -86" below mean exactly that;
- *   keep = 1 / (1 + exp(a)) (= 1 - drop): exactly 0 where a > 86 or y**n is inf;
+ *     a normal float32);
+ *   keep = 1 / (1 + exp(a)) (= 1 - drop): exactly 0 where a > 86 (1 - drop < 4.5e-38);
  *   w = keep * inverse_keep, inverse_keep = 1 + odds = 1 / (1 - p);
- *   drop = exp(a) * keep, exactly 1 where a > 86 or y**n is inf, exactly 0 where a < -86;
+ *   drop = exp(a) * keep, exactly 1 where a > 86 and exactly 0 where a < -86;
  *   the rate gradient's factor s = w * (p - drop * inv_t), p = odds / inverse_keep.
  * The kernels compute odds, inverse_keep and p from logit with the same nz_exp. */
 #define FD_NZ_LOG2E 0x1.715476p+0f
@@ -376,7 +379,8 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
 #define FD_NZ_E6 0x1.6c16c2p-10f
 #define FD_NZ_E7 0x1.a01a02p-13f
 #define NZ_POWER_MAX 128                   /* the largest inv_t taken as a power (_numpy_backend spells it) */
-#define FD_NZ_FLT_MAX 0x1.fffffep+127f
+#define FD_NZ_POWER_HIGH 0x1p+124f          /* y**n above: keep 0 and drop 1 exactly (as a > 86) */
+#define FD_NZ_POWER_LOW 0x1p-124f           /* y**n below: drop 0 exactly (as a < -86) */
 #define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient (_kernel_args spells both) */
 #define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
 /* exp a for a in [-86, 86]: k = a / ln 2 rounded to nearest (even) by the add-and-subtract of
@@ -476,13 +480,17 @@ NZ_INLINE void nz_concrete_powers(const uint64_t *w, float odds, int power, nz_f
     }
 }
 
-/* w (and, where s is not NULL, s) given e = y**n, which may be +0 or inf. */
+/* w (and, where s is not NULL, s) given e = y**n (which may be +0, subnormal or inf), as
+   nz_concrete computes them with its saturations at y**n beyond 2**+-124. */
 NZ_INLINE void nz_concrete_of_power(const nz_f *e, float inv_t, float inverse_keep, float rate, nz_f *w, nz_f *s) {
+    nz_i high[NZ_ILP];
     nz_f keep[NZ_ILP];
-    NZ_EACH(keep[k] = 1.0f / (1.0f + e[k]));                      /* 1 / inf is +0 */
-    NZ_EACH(w[k] = keep[k] * inverse_keep);
+    NZ_EACH(high[k] = NZ_TRUE(e[k] > FD_NZ_POWER_HIGH));
+    NZ_EACH(keep[k] = 1.0f / (1.0f + e[k]));
+    NZ_EACH(w[k] = NZ_AS_FLOAT(NZ_AS_INT(keep[k]) & ~high[k]) * inverse_keep);
     if (s)
-        NZ_EACH(nz_f drop = nz_select(NZ_TRUE(e[k] > FD_NZ_FLT_MAX), (nz_f){0} + 1.0f, e[k] * keep[k]);
+        NZ_EACH(nz_i low = NZ_TRUE(e[k] < FD_NZ_POWER_LOW);
+                nz_f drop = nz_select(high[k], (nz_f){0} + 1.0f, NZ_AS_FLOAT(NZ_AS_INT(e[k] * keep[k]) & ~low));
                 s[k] = w[k] * (rate - drop * inv_t));
 }
 

@@ -413,6 +413,8 @@ def _concrete_constants(logit):
 
 
 CONCRETE_POWER_MAX = 128         # _noise.h's NZ_POWER_MAX: the largest inv_t taken as a power
+_CONCRETE_POWER_HIGH = np.float32(2.0 ** 124)    # _noise.h's FD_NZ_POWER_HIGH and _LOW: y**n's saturations
+_CONCRETE_POWER_LOW = np.float32(2.0 ** -124)
 
 
 def concrete_power(inv_t):
@@ -441,7 +443,7 @@ def concrete_weights(words, logit, inv_t, rate_factor=False):
                 e *= e
                 if power >> bit & 1:
                     e *= y
-        high, low = np.isinf(e), None
+        high, low = e > _CONCRETE_POWER_HIGH, e < _CONCRETE_POWER_LOW
     else:
         a = log_positive(v)
         a += logit
@@ -457,8 +459,7 @@ def concrete_weights(words, logit, inv_t, rate_factor=False):
         return w
     with np.errstate(invalid="ignore"):            # inf * 0 where y**n is inf, replaced by 1
         drop = np.multiply(e, keep, out=e)
-    if low is not None:
-        drop[low] = 0
+    drop[low] = 0
     drop[high] = _NZ["ONE"]
     drop *= inv_t
     s = np.subtract(rate, drop, out=drop)
