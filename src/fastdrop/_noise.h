@@ -450,17 +450,18 @@ NZ_INLINE void nz_concrete_exp(const nz_f *a, nz_f *e) {
     nz_exp(clamped, e);
 }
 
-/* w (and, where s is not NULL, s = w * (p - drop * inv_t)) of the arguments a, given
-   e = nz_concrete_exp(a). */
-NZ_INLINE void nz_concrete(const nz_f *a, const nz_f *e, float inv_t, float inverse_keep, float rate, nz_f *w,
-                           nz_f *s) {
+/* w (and, where s is not NULL, s = w * (p - drop * inv_t)) given e = exp(a), saturated where
+   t, the value that stands for a (a itself, or y**n on the power's way), is above t_high
+   (keep 0, drop 1) or below t_low (drop 0). */
+NZ_INLINE void nz_concrete(const nz_f *t, float t_high, float t_low, const nz_f *e, float inv_t, float inverse_keep,
+                           float rate, nz_f *w, nz_f *s) {
     nz_i high[NZ_ILP];
     nz_f keep[NZ_ILP];
-    NZ_EACH(high[k] = NZ_TRUE(a[k] > FD_NZ_EXP_MAX));
+    NZ_EACH(high[k] = NZ_TRUE(t[k] > t_high));
     NZ_EACH(keep[k] = 1.0f / (1.0f + e[k]));
     NZ_EACH(w[k] = NZ_AS_FLOAT(NZ_AS_INT(keep[k]) & ~high[k]) * inverse_keep);
     if (s)
-        NZ_EACH(nz_i low = NZ_TRUE(a[k] < -FD_NZ_EXP_MAX);
+        NZ_EACH(nz_i low = NZ_TRUE(t[k] < t_low);
                 nz_f drop = nz_select(high[k], (nz_f){0} + 1.0f, NZ_AS_FLOAT(NZ_AS_INT(e[k] * keep[k]) & ~low));
                 s[k] = w[k] * (rate - drop * inv_t));
 }
@@ -480,20 +481,6 @@ NZ_INLINE void nz_concrete_powers(const uint64_t *w, float odds, int power, nz_f
     }
 }
 
-/* w (and, where s is not NULL, s) given e = y**n (which may be +0, subnormal or inf), as
-   nz_concrete computes them with its saturations at y**n beyond 2**+-124. */
-NZ_INLINE void nz_concrete_of_power(const nz_f *e, float inv_t, float inverse_keep, float rate, nz_f *w, nz_f *s) {
-    nz_i high[NZ_ILP];
-    nz_f keep[NZ_ILP];
-    NZ_EACH(high[k] = NZ_TRUE(e[k] > FD_NZ_POWER_HIGH));
-    NZ_EACH(keep[k] = 1.0f / (1.0f + e[k]));
-    NZ_EACH(w[k] = NZ_AS_FLOAT(NZ_AS_INT(keep[k]) & ~high[k]) * inverse_keep);
-    if (s)
-        NZ_EACH(nz_i low = NZ_TRUE(e[k] < FD_NZ_POWER_LOW);
-                nz_f drop = nz_select(high[k], (nz_f){0} + 1.0f, NZ_AS_FLOAT(NZ_AS_INT(e[k] * keep[k]) & ~low));
-                s[k] = w[k] * (rate - drop * inv_t));
-}
-
 /* The n (a multiple of NZ_GROUP, at most FD_BLOCK_WORDS) words' w into w_out and, where s_out
    is not NULL, s into it.
    Three loops through buffers, the argument, its exp, then the rest: one loop's body is a
@@ -508,8 +495,8 @@ NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, const float *
     if (power) {                        /* one short loop: y**n is a few multiplications */
         for (int64_t i = 0; i < n; i += NZ_GROUP) {
             nz_f e[NZ_ILP], w[NZ_ILP], s[NZ_ILP];
-            nz_concrete_powers(words + i, odds, power, e);
-            nz_concrete_of_power(e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
+            nz_concrete_powers(words + i, odds, power, e);       /* may be +0, subnormal or inf */
+            nz_concrete(e, FD_NZ_POWER_HIGH, FD_NZ_POWER_LOW, e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
             nz_group_store(w_out + i, w);
             if (s_out) nz_group_store(s_out + i, s);
         }
@@ -530,7 +517,7 @@ NZ_INLINE void nz_concrete_words(const uint64_t *words, int64_t n, const float *
         nz_f a[NZ_ILP], e[NZ_ILP], w[NZ_ILP], s[NZ_ILP];
         nz_group_load(args + i, a);
         nz_group_load(exps + i, e);
-        nz_concrete(a, e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
+        nz_concrete(a, FD_NZ_EXP_MAX, -FD_NZ_EXP_MAX, e, inv_t, inverse_keep, rate, w, s_out ? s : NULL);
         nz_group_store(w_out + i, w);
         if (s_out) nz_group_store(s_out + i, s);
     }
