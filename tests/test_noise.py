@@ -207,7 +207,7 @@ def test_concrete_power_is_whole_numbers_from_1_to_128():
 
 def test_concrete_constants_are_libm_free_and_exact_enough():
     for logit in (-50.0, -3.0, -0.5, 0.0, 1.25, 20.0, 50.0):
-        inverse_keep, p = _numpy_backend.concrete_constants(np.float32(logit))
+        _, inverse_keep, p = _numpy_backend.concrete_constants(np.float32(logit))
         assert inverse_keep.dtype == np.float32 and p.dtype == np.float32
         assert abs(float(inverse_keep) - (1 + np.exp(logit))) <= 2e-7 * (1 + np.exp(logit))
         assert abs(float(p) - 1 / (1 + np.exp(-logit))) <= 3e-7 * max(1 / (1 + np.exp(-logit)), 1e-30)
@@ -224,7 +224,7 @@ def test_concrete_drop_is_the_relaxed_bernoulli(logit, temperature, backend):
     (significance 0.001) and the mean against the integral of the relaxed drop over u."""
     n = 1 << 21
     w = fd.concrete_dropout(np.ones(n), logit, temperature=temperature, seed=7)
-    inverse_keep, _ = _numpy_backend.concrete_constants(np.float32(logit))
+    _, inverse_keep, _ = _numpy_backend.concrete_constants(np.float32(logit))
     drop = 1 - w / float(inverse_keep)
     interior = (drop > 1e-6) & (drop < 1 - 1e-6)           # 1 - w / K loses the ends to rounding
     low, high = _relaxed_cdf(1e-6, logit, temperature), _relaxed_cdf(1 - 1e-6, logit, temperature)
@@ -246,7 +246,7 @@ def test_concrete_saturated_ends_are_exact(backend):
     assert np.array_equal(gx, np.zeros_like(x)) and gl == 0.0
     # a = 100 (-50 + ln v) < -86 everywhere: drop is 0 exactly, keep 1, 1 + exp(-50) is 1 in float32
     assert np.array_equal(fd.concrete_dropout(x, -50.0, temperature=0.01, seed=2), x)
-    _, p = _numpy_backend.concrete_constants(np.float32(-50.0))
+    *_, p = _numpy_backend.concrete_constants(np.float32(-50.0))
     gx, gl = fd.concrete_dropout_grad(x, np.ones_like(x), -50.0, temperature=0.01, seed=2)
     assert np.array_equal(gx, np.ones_like(x))
     assert gl == pytest.approx(float(np.sum(x.astype(np.float64))) * float(p), rel=1e-12)

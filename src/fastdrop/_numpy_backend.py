@@ -399,13 +399,8 @@ def exp_reduced(a):
 
 
 def concrete_constants(logit):
-    """(inverse_keep, p) = (1 + exp(logit), exp(logit) / inverse_keep) in float32 for float32
-    logit clamped to [-86, 86], as _noise.h's nz_concrete_constants computes them."""
-    return _concrete_constants(logit)[1:]
-
-
-def _concrete_constants(logit):
-    """(odds, inverse_keep, p): odds = exp(logit) as well."""
+    """(odds, inverse_keep, p) = (exp(logit), 1 + odds, odds / inverse_keep) in float32 for
+    float32 logit clamped to [-86, 86], as _noise.h's nz_concrete_constants computes them."""
     limit = _NZ["EXP_MAX"]
     odds = exp_reduced(np.array([min(max(logit, -limit), limit)], dtype=np.float32))[0]
     inverse_keep = _NZ["ONE"] + odds
@@ -427,7 +422,7 @@ def concrete_weights(words, logit, inv_t, rate_factor=False):
     inv_t)), bit for bit _noise.h's nz_concrete_words, for float32 logit and inv_t: exp(a) as
     y**n where inv_t is a whole number n (``concrete_power``), else from ln and exp."""
     logit, inv_t = np.float32(logit), np.float32(inv_t)
-    odds, inverse_keep, rate = _concrete_constants(logit)
+    odds, inverse_keep, rate = concrete_constants(logit)
     limit = _NZ["EXP_MAX"]
     odd = (words >> np.uint64(41)).astype(np.int32)
     odd *= 2
