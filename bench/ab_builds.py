@@ -1,11 +1,12 @@
-"""Several builds of the compiled kernels side by side in one process: dropout_add at 16M.
+"""Several builds of the compiled kernels side by side in one process: dropout_add or dropout at 16M.
 
-Run: ``python bench/ab_builds.py OLD.so NEW.so [...] [--dtype float32] [--bias] [--rounds 31]``.
+Run: ``python bench/ab_builds.py OLD.so NEW.so [...] [--kernel dropout_add|dropout] [--dtype float32]
+[--bias] [--rounds 31]``.
 Each ``_kernels`` .so (a copy of ``src/fastdrop/_kernels*.so`` from one build) is loaded as
 a package of its own, so the builds run in one process on the same arrays: NumPy's layout
 (16 bytes past a 64-byte line), one thread, the streaming threshold of the installed
-fastdrop.  Each round calls ``np.add(x, residual, out=y)`` and every build's ``dropout_add``
-kernel once, in an order shuffled each round (in a fixed order a call's place after another
+fastdrop.  Each round calls the floor (``np.add(x, residual, out=y)`` for dropout_add;
+``np.multiply(x, c, out=y)`` and ``np.copyto(y, x)`` for dropout) and every build's kernel once, in an order shuffled each round (in a fixed order a call's place after another
 moved it by up to 10%); the table gives medians and quartiles over rounds.  The builds must
 agree bit for bit.  bench/NOTES.md (ninth session) has figures from this.
 """
@@ -41,6 +42,7 @@ def load_builds(paths, where):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("builds", nargs="+", help="paths of _kernels .so files")
+    parser.add_argument("--kernel", default="dropout_add", choices=["dropout_add", "dropout"])
     parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
     parser.add_argument("--bias", action="store_true", help="with a per-feature bias")
     parser.add_argument("--rounds", type=int, default=31)
@@ -56,11 +58,18 @@ def main(argv=None):
     threshold, scale = int(0.9 * 65536), dtype.type(1 / 0.9)
     with tempfile.TemporaryDirectory() as where:
         builds = load_builds(args.builds, pathlib.Path(where))
-        funcs = {"np.add": lambda: np.add(x, residual, out=y)}
+        if args.kernel == "dropout_add":
+            funcs = {"np.add": lambda: np.add(x, residual, out=y)}
+        else:
+            flat, out = x.reshape(-1), y.reshape(-1)
+            funcs = {"np.multiply": lambda: np.multiply(x, scale, out=y), "np.copyto": lambda: np.copyto(y, x)}
         for label, module in builds.items():
             module.set_streaming_threshold(fastdrop.get_streaming_threshold())
             kernels = module.VARIANTS[args.isa]
-            funcs[label] = (lambda k=kernels: k.dropout_add(1, 0, threshold, scale, bias, x, residual, y, 1))
+            if args.kernel == "dropout_add":
+                funcs[label] = (lambda k=kernels: k.dropout_add(1, 0, threshold, scale, bias, x, residual, y, 1))
+            else:
+                funcs[label] = (lambda k=kernels: k.dropout_flat(1, 0, threshold, scale, flat, out, 1))
         results = {}
         for label, f in funcs.items():
             f()                                             # warm: page faults, caches
@@ -77,9 +86,10 @@ def main(argv=None):
                 start = time.perf_counter()
                 funcs[label]()
                 times[label].append(time.perf_counter() - start)
-    floor = statistics.median(times["np.add"])
-    print(f"{args.dtype} {args.size} elements{' + bias' if args.bias else ''}, isa {args.isa}, "
-          f"{args.rounds} shuffled rounds; ms: median (quartiles), and the median over np.add's")
+    floor_name = next(iter(times))
+    floor = statistics.median(times[floor_name])
+    print(f"{args.kernel} {args.dtype} {args.size} elements{' + bias' if args.bias else ''}, isa {args.isa}, "
+          f"{args.rounds} shuffled rounds; ms: median (quartiles), and the median over {floor_name}'s")
     for label, t in times.items():
         q1, _, q3 = statistics.quantiles(t, n=4)
         print(f"{label:24} {statistics.median(t) * 1e3:8.3f} ({q1 * 1e3:.3f}-{q3 * 1e3:.3f})  "

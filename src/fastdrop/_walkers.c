@@ -19,12 +19,24 @@
 /* Arrays larger than PREFETCH_MIN_BYTES (beyond L2) are prefetched PREFETCH_AHEAD elements
    ahead: the generator's bursts of arithmetic otherwise leave the memory pipe idle. */
 #define PREFETCH_AHEAD 2048
-/* dropout_add's streaming walk reads two arrays and writes none through the cache: it
-   prefetches each this many bytes ahead (4096 float32 elements, 2048 float64 ones).  On AMD
-   Zen 5 its float32 run took 0.96-1.07x np.add's time with 16 KiB, 1.05-1.18x with 8 KiB
-   (2048 elements) and 1.09x with 32 KiB (bench/NOTES.md). */
+/* A streaming walk writes nothing through the cache: it prefetches its reads this many
+   bytes ahead (4096 float32 elements, 2048 float64 ones).  On AMD Zen 5 dropout_add's float32
+   run took 0.96-1.07x np.add's time with 16 KiB, 1.05-1.18x with 8 KiB and 1.09x with
+   32 KiB into L1; on Zen 4, into L2, 8-64 KiB were alike (bench/NOTES.md). */
 #define STREAMING_PREFETCH_BYTES ((int64_t)16 << 10)
 #define PREFETCH_MIN_BYTES ((int64_t)4 << 20)
+
+/* Streaming float32 and float64 walks prefetch their reads into L2 (fd_prefetch_l2)
+   STREAMING_PREFETCH_BYTES ahead; the others, and float16 and bfloat16 ones (bound by their
+   conversions, which ran 5% slower so), into L1 PREFETCH_AHEAD elements ahead. */
+static inline int reads_into_l2(int stream, int64_t size) { return stream && size >= 4; }
+static inline int64_t read_ahead(int stream, int64_t size) {
+    return reads_into_l2(stream, size) ? STREAMING_PREFETCH_BYTES / size : PREFETCH_AHEAD;
+}
+static inline void prefetch_reads(const char *p, int64_t bytes, int stream, int64_t size) {
+    if (reads_into_l2(stream, size)) fd_prefetch_l2(p, bytes);
+    else fd_prefetch(p, bytes, 0);
+}
 #define PARALLEL_MIN_BLOCKS 256       /* below ~256K elements threads cost more than they save */
 
 /* The walkers take the element kind as an argument and are inlined into one copy per kind
@@ -122,7 +134,7 @@ FD_INLINE void dropout_block(uint64_t key, int64_t block, int64_t lo, int64_t n,
         if (start + FD_GROUP_CHUNKS <= lo) continue;
         int64_t a = max64(lo, start), b = min64(lo + n, start + FD_GROUP_CHUNKS);
         if (prefetch) {
-            fd_prefetch(x + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 0);
+            prefetch_reads(x + (a - lo + read_ahead(stream, size)) * size, (b - a) * size, stream, size);
             if (!stream) fd_prefetch(out + (a - lo + PREFETCH_AHEAD) * size, (b - a) * size, 1);
         }
         while (a < b) {
@@ -251,7 +263,7 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
                           fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     int64_t size = fd_kind_bytes(kind), lanes = kind_lanes(kind);
     int64_t aligned = s + fd_stream_head(out + s * size, size, e - s);
-    int64_t d = s;
+    int64_t d = s, ahead = read_ahead(stream, size);
     span_decisions_t sd;
     span_start(&sd, key, offset, s);
     for (;;) {
@@ -266,8 +278,8 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
         }
         if (d >= e) break;
         if (prefetch) {
-            int64_t next = sd.base + FD_GROUP_CHUNKS + PREFETCH_AHEAD;
-            fd_prefetch(x + next * size, FD_GROUP_CHUNKS * size, 0);
+            int64_t next = sd.base + FD_GROUP_CHUNKS + ahead;
+            prefetch_reads(x + next * size, FD_GROUP_CHUNKS * size, stream, size);
             if (!stream) fd_prefetch(out + next * size, FD_GROUP_CHUNKS * size, 1);
         }
         span_next(&sd, key);
@@ -434,10 +446,10 @@ static void apply_rows_part(fd_kind_t kind, const void *x, void *out, const uint
         for (int64_t a = 0, b; a < inner; a = b) {
             b = a == 0 && h ? h : min64(inner, a + APPLY_PIECE);
             int piece_streams = stream && a >= h;
-            int64_t q = r * inner + a + PREFETCH_AHEAD;     /* the element to prefetch, in row ahead.row */
+            int64_t q = r * inner + a + read_ahead(stream, size);     /* the element to prefetch, in row ahead.row */
             if (prefetch && q < nrows * inner) {
                 while ((ahead.row + 1) * inner <= q) row_cursor_next(&ahead, &layout);
-                if (ks != 0 || keep[ahead.k]) fd_prefetch(xb + q * size, (b - a) * size, 0);
+                if (ks != 0 || keep[ahead.k]) prefetch_reads(xb + q * size, (b - a) * size, stream, size);
                 if (!stream) fd_prefetch(ob + q * size, (b - a) * size, 1);
             }
             if (ks != 0)        /* keep's last varying axis has stride 1 */
@@ -553,14 +565,14 @@ static void shared_piece(uint64_t key, int64_t offset, int64_t a, int64_t f0, in
         for (int64_t i = 0; i < n; i++) mask.m32[i] = -(int32_t)keep[i];
     else
         for (int64_t i = 0; i < n; i++) mask.m64[i] = -(int64_t)keep[i];
-    /* rows of the piece are prefetched about PREFETCH_AHEAD elements ahead, as the dropout
+    /* rows of the piece are prefetched about read_ahead elements ahead, as the dropout
        walks do: a piece's rows are not adjacent in memory, so each row is its own stream */
-    int64_t ahead = (PREFETCH_AHEAD + n - 1) / n;
+    int64_t ahead = (read_ahead(stream, size) + n - 1) / n;
     for (int64_t t = 0; t < shared; t++) {
         int64_t at = ((a * shared + t) * inner + f0) * size;
         if (prefetch && t + ahead < shared) {
             int64_t next = at + ahead * inner * size;
-            fd_prefetch(x + next, n * size, 0);
+            prefetch_reads(x + next, n * size, stream, size);
             if (!stream) fd_prefetch(out + next, n * size, 1);
         }
         int64_t h = stream ? fd_stream_head(out + at, size, n) : 0;
@@ -822,9 +834,9 @@ FD_INLINE void dropout_add_span(uint64_t key, int64_t offset, int64_t s, int64_t
                                res + d * size, out + d * size, t - d, d >= aligned);
         if (d >= e) break;
         if (prefetch) {
-            int64_t next = sd.base + FD_GROUP_CHUNKS + STREAMING_PREFETCH_BYTES / size;
-            fd_prefetch(x + next * size, FD_GROUP_CHUNKS * size, 0);
-            fd_prefetch(res + next * size, FD_GROUP_CHUNKS * size, 0);
+            int64_t next = sd.base + FD_GROUP_CHUNKS + read_ahead(1, size);
+            prefetch_reads(x + next * size, FD_GROUP_CHUNKS * size, 1, size);
+            prefetch_reads(res + next * size, FD_GROUP_CHUNKS * size, 1, size);
         }
         span_next(&sd, key);
     }
