@@ -72,6 +72,7 @@ def _cases():
     cases.append(("mask-rates", lambda: fastdrop.dropout_mask((5, 2051), np.linspace(0, 1, 2051), seed=9, offset=3)))
     cases.append(("words", lambda: _backend.kernels().fill_words(7, 1000, np.empty(3000, dtype=np.uint64))))
     cases.extend(_family_cases(rng))
+    cases.extend(_activity_cases(rng))
     cases.extend(_shared_mask_cases(rng))
     xt = rng.standard_normal(THREAD_CASE_SIZE).astype(np.float32)
     cases.append(("threads", lambda: fastdrop.dropout(xt, 0.5, seed=4, offset=333)))
@@ -175,9 +176,43 @@ def _concrete_cases(rng, xt):
 
 def _partials(offset, logit, inv_t, x, g):
     """The rate gradient's partial sums of the active backend's kernel (x float32, g any dtype)."""
-    partials = np.empty(_kernel_args.concrete_sum_blocks(offset, g.size))
+    partials = np.empty(_kernel_args.sum_blocks(offset, g.size))
     _backend.kernels().concrete_grad_flat(1234, offset, logit, inv_t, x, g, np.empty_like(g), partials)
     return partials
+
+
+def _abs_kernel(offset, x, thr=40000, scale=1.7):
+    """dropout_abs_flat's output and partials on the active backend, side by side as uint64."""
+    partials = np.empty(_kernel_args.sum_blocks(offset, x.size))
+    out = _backend.kernels().dropout_abs_flat(77, offset, thr, scale, x, np.empty_like(x), partials)
+    return np.concatenate([out.view(f"u{x.itemsize}").astype(np.uint64), partials.view(np.uint64)])
+
+
+def _activity_cases(rng):
+    """AdaptiveDropout's mean |x|: the fused kernel over every lane and block head, the sums
+    alone (bfloat16 too), enough blocks for threads, and a layer's rates after some steps."""
+    cases = []
+    for dtype in (np.float16, np.float32, np.float64):
+        name = np.dtype(dtype).name
+        for n, offset in ((1, 0), (17, 5), (1023, 1), (1024, 0), (5000, 1021), (THREAD_CASE_SIZE, 333)):
+            x = (rng.standard_normal(n) * 1e3).astype(dtype)
+            x[: min(n, 4)] = [-np.inf, np.nan, -0.0, np.finfo(dtype).smallest_subnormal][: min(n, 4)]
+            finite = np.abs(x[4:]) + dtype(1)
+            cases.append((f"abs-{name}-n{n}-o{offset}", lambda x=x, o=offset: _abs_kernel(o, x)))
+            cases.append((f"abs-finite-{name}-n{n}-o{offset}", lambda x=finite, o=offset: _abs_kernel(o, x)))
+    xb = (rng.standard_normal(5000) * 3).astype(BFLOAT16)
+    cases.append(("abs-sums-bfloat16", lambda: _backend.kernels().abs_sums(1021, xb, np.empty(6))))
+    xl = (rng.standard_normal((64, 3000)) * 0.6).astype(np.float32)
+
+    def adaptive_rates():
+        layer = fastdrop.AdaptiveDropout(0.5, adapt_rate=0.05, low=0.45, high=0.5, seed=3)
+        rates = [layer.p]
+        for step in range(6):
+            layer(xl * np.float32(0.8 + 0.08 * step))
+            rates.append(layer.p)
+        return np.array(rates)
+    cases.append(("adaptive-rates", adaptive_rates))
+    return cases
 
 
 def _family_cases(rng):

@@ -9,7 +9,7 @@ as a float16 scale) give the same bits everywhere.  The compiled module's stream
 import numpy as np
 import pytest
 
-from fastdrop import _backend, _stream
+from fastdrop import _backend, _kernel_args, _stream
 
 T = 32768                                   # a valid threshold
 S = np.float32(2.0)                         # a valid scale for float32 x
@@ -200,6 +200,26 @@ BAD_CALLS = [
      TypeError, "thr must be an integer, got uint32"),
     ("shared-index-range", "dropout_shared", lambda: (1, 2**62 - 4, T, S, f32(2, 3, 4), f32(2, 3, 4)),
      ValueError, f"stream elements [{2**62 - 4}, {2**62 - 4} + 8) leave the index range [0, 2**62)"),
+    # dropout_abs_flat(key, offset, thr, scale, x, out, partials); abs_sums(offset, x, partials)
+    ("abs-partials-short", "dropout_abs_flat", lambda: (1, 1000, T, S, f32(100), f32(100), np.empty(1)),
+     ValueError, "partials must have one element per sum block of 1024 elements, 2, got 1"),
+    ("abs-partials-float32", "dropout_abs_flat", lambda: (1, 0, T, S, f32(100), f32(100), f32(1)),
+     TypeError, "partials must be an array of dtype float64, got float32"),
+    ("abs-partials-readonly", "dropout_abs_flat", lambda: (1, 0, T, S, f32(100), f32(100), readonly(np.empty(1))),
+     ValueError, "partials must be writeable"),
+    ("abs-partials-strided", "dropout_abs_flat", lambda: (1, 0, T, S, f32(2000), f32(2000), np.empty(4)[::2]),
+     ValueError, "partials must be C-contiguous and aligned"),
+    ("abs-rate-array", "dropout_abs_flat", lambda: (1, 0, np.full(8, T, np.uint32), f32(8), f32(8), f32(8), np.empty(1)),
+     TypeError, "thr must be an integer, got uint32"),
+    ("abs-strided-x", "dropout_abs_flat", lambda: (1, 0, T, S, f32(16)[::2], f32(8), np.empty(1)),
+     ValueError, "x must be C-contiguous and aligned"),
+    ("abs-index-range", "dropout_abs_flat", lambda: (1, 2**62 - 4, T, S, f32(8), f32(8), np.empty(1)),
+     ValueError, f"stream elements [{2**62 - 4}, {2**62 - 4} + 8) leave the index range [0, 2**62)"),
+    ("sums-int16", "abs_sums", lambda: (0, np.ones(8, np.int16), np.empty(1)),
+     TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got int16"),
+    ("sums-2d", "abs_sums", lambda: (0, f32(2, 4), np.empty(1)), ValueError, "x must be 1-D, got 2-D"),
+    ("sums-partials-long", "abs_sums", lambda: (0, f32(8), np.empty(2)),
+     ValueError, "partials must have one element per sum block of 1024 elements, 1, got 2"),
 ]
 
 
@@ -245,6 +265,10 @@ VALID_CALLS = [
               np.empty((3, 7, 2051), np.float16))),
     ("shared-empty-rows", "dropout_shared", lambda: (3, 5, T, S, f32(3, 0, 5), f32(3, 0, 5))),
     ("apply-0d-out", "apply_keep", lambda: (np.ones(1, np.float32), np.ones((), np.uint8), S, np.empty((), np.float32))),
+    ("abs-np-int64-thr-f16-in-place", "dropout_abs_flat",
+     lambda: (3, 1000, np.int64(40000), 1.7, *[np.linspace(-5, 5, 3000).astype(np.float16)] * 2, np.empty(4))),
+    ("abs-empty", "dropout_abs_flat", lambda: (3, 5, T, S, f32(0), f32(0), np.empty(0))),
+    ("sums-f64-offset", "abs_sums", lambda: (1023, np.linspace(-5, 5, 3000), np.empty(4))),
 ]
 
 
@@ -272,4 +296,5 @@ def test_compiled_stream_layout_is_the_stream_module():
     }
     assert k.MAX_INDEX == _stream.MAX_INDEX
     assert all(kernels.MAX_INDEX == _stream.MAX_INDEX for _, kernels in KERNEL_SETS[1:])
+    assert k.SUM_LAYOUT == {"sum_block": _kernel_args.SUM_BLOCK, "sum_lanes": _kernel_args.SUM_LANES}
 

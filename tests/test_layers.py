@@ -1,5 +1,6 @@
 """The dropout layers: modes, state, config, errors, backward and statistics."""
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -575,15 +576,74 @@ def test_inplace_dropout_writes_into_an_ndarray_subclass(tmp_path):
         fd.Dropout(0.5, seed=4, inplace=True)(np.frombuffer(np.ones(64, np.float32).tobytes(), np.float32))
 
 
-@pytest.mark.parametrize("shape", [(), (7,), (5, 7), (3, 4, 7), (1000, 3)])
-@pytest.mark.parametrize("per_feature", [False, True])
-def test_adaptive_activity_is_mean_abs_in_bounded_slices(shape, per_feature):
-    from fastdrop.layers import _mean_abs
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (3, 4, 7), (1000, 3)])
+def test_adaptive_feature_activity_is_mean_abs_in_bounded_slices(shape):
+    from fastdrop.layers import _feature_mean_abs
     x = RNG.standard_normal(shape).astype(np.float32)
-    axes = tuple(range(x.ndim - 1)) if per_feature else None
-    expected = np.mean(np.abs(x), axis=axes if x.ndim else None, dtype=np.float64)
+    expected = np.mean(np.abs(x), axis=tuple(range(x.ndim - 1)), dtype=np.float64)
     for chunk in (1, 7, None):
-        np.testing.assert_allclose(_mean_abs(x, per_feature, chunk), expected, rtol=1e-12)
+        np.testing.assert_allclose(_feature_mean_abs(x, chunk), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("n, offset", [(1, 0), (1000, 30), (5000, 1021), (300_001, 7)])
+def test_abs_sum_is_the_fused_kernels_sum_and_nearly_exact(dtype, n, offset):
+    """_core.abs_sum (any layout) gives the fused kernel's float, within 2**-40 of the exact
+    sum of |x|; the partials' exact sum makes it independent of their order."""
+    from fastdrop import _core
+    x = (RNG.standard_normal(n) * 100).astype(dtype)
+    exact = math.fsum(np.abs(x.astype(np.float64)).tolist())
+    fused = _core.dropout_abs_sum_key(x, 0.3, 12345, offset)[1]
+    assert _core.abs_sum(x, offset) == fused
+    assert abs(fused - exact) <= 2.0 ** -40 * exact
+    assert _core.abs_sum(np.asfortranarray(np.stack([x, x])).T.copy(order="F").T, offset) == \
+        _core.abs_sum(np.stack([x, x]), offset)
+    with fd.use_backend("numpy"):
+        assert _core.abs_sum(x, offset) == fused
+
+
+def test_abs_sum_of_extremes():
+    from fastdrop import _core
+    big = np.full(3000, np.finfo(np.float64).max)
+    assert _core.abs_sum(big) == math.inf                      # partials overflow to inf
+    assert _core.abs_sum(np.full(2 * 1024, np.finfo(np.float64).max / 1024)) == math.inf   # their sum does
+    assert math.isnan(_core.abs_sum(np.array([1.0, np.nan, -np.inf], np.float32)))
+    assert _core.abs_sum(np.array([-np.inf, 2.0])) == math.inf
+    assert _core.abs_sum(np.zeros(0, np.float32)) == 0.0
+    assert _core.abs_sum(np.array([-0.0, -1.5, 2.5], ">f8")) == 4.0      # byte-swapped input
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_adaptive_dropout_fused_and_general_paths_agree(dtype):
+    """The one-rate layer's common call (mask and mean |x| from one kernel) and its general
+    path (a Fortran-ordered input, a float p of 0) give the same masks and the same rates, on
+    both backends and with 1 and 2 threads."""
+    x = (RNG.standard_normal((300, 701)) * 0.7).astype(dtype)
+    xf = np.asfortranarray(x)
+    runs = []
+    for backend, threads, inp in (("cython", 1, x), ("cython", 2, x), ("cython", 1, xf), ("numpy", 1, x)):
+        if backend == "cython" and not fd.backend() == "cython":
+            continue
+        with fd.use_backend(backend), fd.use_num_threads(threads):
+            layer = fd.AdaptiveDropout(0.5, adapt_rate=0.05, low=0.5, high=0.55, seed=8)
+            outs, rates = [], []
+            for step in range(4):
+                outs.append(layer(inp * dtype(0.9 + 0.1 * step)))
+                rates.append(layer.p)
+                np.testing.assert_array_equal(layer.backward(np.ones_like(inp)) == 0, outs[-1] == 0)
+        runs.append((outs, rates))
+    for outs, rates in runs[1:]:
+        assert rates == runs[0][1]
+        for a, b in zip(outs, runs[0][0]):
+            assert np.array_equal(a, b)
+    expected, p = [], 0.5                                     # the rule, from the exact mean |x|
+    for step in range(4):
+        activity = math.fsum(np.abs((x * dtype(0.9 + 0.1 * step)).astype(np.float64)).ravel().tolist()) / x.size
+        p = min(max(p + 0.05 * ((activity > 0.55) - (activity < 0.5)), 0.1), 0.9)
+        expected.append(p)
+    assert runs[0][1] == expected
+    zero_rate = fd.AdaptiveDropout(0.0, p_min=0.0, adapt_rate=0.1, high=0.5, seed=8)   # p = 0: the general path
+    assert np.array_equal(zero_rate(x), x) and zero_rate.p == 0.1   # mean |x| ~0.56 > high: the rate rises
 
 
 def test_layer_keeps_its_stream_key_with_its_seed():

@@ -142,8 +142,9 @@ LAYERS = {
     "VariationalDropout": (lambda: L.VariationalDropout(0.3, seed=1), X3, _floor(X3, 32 * 512),
                            _floor(X3, 32 * 512)),
     "ConcreteDropout": (lambda: L.ConcreteDropout(0.2, seed=1), X2, _floor(X2), _floor(X2)),
-    # its forward measures mean |x| in slices of L.MEAN_ABS_CHUNK elements: a fixed buffer
-    "AdaptiveDropout": (lambda: L.AdaptiveDropout(0.3, seed=1), X2, _floor(X2) + MEAN_ABS_BUFFER, _floor(X2)),
+    # one rate: mean |x| from the mask's kernel pass (a partial sum per 1024 elements);
+    # per unit: each feature's, summed in slices of L.MEAN_ABS_CHUNK elements (a fixed buffer)
+    "AdaptiveDropout": (lambda: L.AdaptiveDropout(0.3, seed=1), X2, _floor(X2), _floor(X2)),
     "AdaptiveDropout-per-unit": (lambda: L.AdaptiveDropout(0.3, seed=1, per_unit=True), X2,
                                  _floor(X2, p=P_FEATURE) + MEAN_ABS_BUFFER, _floor(X2, p=P_FEATURE)),
     "DropBlock2D": (lambda: L.DropBlock2D(0.1, 7, seed=1), X4, _floor(X4) + DROPBLOCK_MASK,

@@ -246,15 +246,45 @@ def concrete_grad_into(key, offset, logit, inv_t, x, grad, out):
     ``math.fsum`` (exactly rounded: their order does not matter); returns that sum."""
     if not grad.size:
         return 0.0
-    partials = np.empty(_kernel_args.concrete_sum_blocks(offset, grad.size), dtype=np.float64)
+    partials = np.empty(_kernel_args.sum_blocks(offset, grad.size), dtype=np.float64)
     with kernel_target(out) as target:
         _backend.kernels().concrete_grad_flat(key, offset, logit, inv_t, np.ascontiguousarray(x).reshape(-1),
                                               np.ascontiguousarray(grad).reshape(-1), target.reshape(-1), partials,
                                               _backend.get_num_threads())
-    if np.isfinite(partials).all():
+    return exact_sum(partials)
+
+
+def exact_sum(partials):
+    """A reducing kernel's partial sums added exactly rounded (``math.fsum``: their order, hence
+    the thread count and the backend, does not matter); inf or nan as the terms say where the
+    sum leaves float64's range or meets inf - inf."""
+    try:
         return math.fsum(partials.tolist())
-    with np.errstate(invalid="ignore"):
-        return float(np.sum(partials))          # inf or nan, as the terms say
+    except (OverflowError, ValueError):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return float(np.sum(partials))
+
+# --- dropout and the sum of |x| (AdaptiveDropout's activity) --------------------------------------
+def dropout_abs_sum_key(x, p, key, offset):
+    """(dropout of x, the sum of |x|) in one pass: the common call (x as ``dropout_plain_key``
+    takes it, 0 < p < 1) with the seed's stream key.  The sum is ``abs_sum``'s."""
+    thr, scale = _scalar_rate(p, x.dtype)
+    y = _memory.empty_like(x)
+    partials = np.empty(_kernel_args.sum_blocks(offset, x.size), dtype=np.float64)
+    _backend.kernels().dropout_abs_flat(key, offset, thr, scale, x.ravel(), y.ravel(), partials,
+                                        _backend.get_num_threads())
+    return y, exact_sum(partials)
+
+
+def abs_sum(x, offset=0):
+    """The sum of |x| over x in C order, the same float on every backend, ISA and thread count:
+    float64 partial sums per block of 1024 stream elements from ``offset`` (the kernels'
+    layout, ``_kernel_args.SUM_BLOCK``) added by ``exact_sum``."""
+    partials = np.empty(_kernel_args.sum_blocks(offset, x.size), dtype=np.float64)
+    if x.size:
+        flat = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("=")).reshape(-1)
+        _backend.kernels().abs_sums(offset, flat, partials, _backend.get_num_threads())
+    return exact_sum(partials)
 
 # --- dropout_add -----------------------------------------------------------------------------------
 _ADD_PIECE_ELEMENTS = 1 << 16       # elements per piece of the unfused paths: temporaries stay in cache

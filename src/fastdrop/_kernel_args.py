@@ -57,13 +57,18 @@ def _check_writeable(out):
         raise ValueError("out must be writeable")
 
 
-def check_float_arrays(x, out, bfloat16=True):
-    """x a float16/32/64 (or, where bfloat16, bfloat16) array in native byte order, out an
-    array of its dtype and shape."""
+def check_float_array(x, bfloat16=True):
+    """x a float16/32/64 (or, where bfloat16, bfloat16) array in native byte order."""
     if not (isinstance(x, np.ndarray) and x.dtype.isnative
             and (x.dtype.type in FLOAT_TYPES or bfloat16 and is_bfloat16(x.dtype))):
         floats = "a float16, bfloat16, float32 or float64" if bfloat16 else "a float16, float32 or float64"
         raise TypeError(f"x must be {floats} array in native byte order, got {_describe(x)}")
+
+
+def check_float_arrays(x, out, bfloat16=True):
+    """x a float16/32/64 (or, where bfloat16, bfloat16) array in native byte order, out an
+    array of its dtype and shape."""
+    check_float_array(x, bfloat16)
     if not (isinstance(out, np.ndarray) and out.dtype == x.dtype):
         raise TypeError(f"out must be an array of x's dtype {x.dtype}, got {_describe(out)}")
     if out.shape != x.shape:
@@ -128,6 +133,21 @@ def check_dropout_flat(offset, thr, scale, x, out):
     _check_contiguous(out, "out")
     _check_rates(thr, scale, x, out, arrays=False)
     check_runs((offset,), x.size)
+
+
+def check_dropout_abs_flat(offset, thr, scale, x, out, partials):
+    """dropout_flat's arguments (one rate), and partials for the sums of |x| (check_partials)."""
+    check_dropout_flat(offset, thr, scale, x, out)
+    check_partials(partials, offset, x.size)
+
+
+def check_abs_sums(offset, x, partials):
+    """x a 1-D C-contiguous float array, partials as check_partials asks."""
+    check_float_array(x)
+    _check_ndim(x, "x", 1)
+    _check_contiguous(x, "x")
+    check_runs((offset,), x.size)
+    check_partials(partials, offset, x.size)
 
 
 def check_dropout_rows(starts, thr, scale, x, out):
@@ -234,15 +254,30 @@ def check_dropout_shared(offset, thr, scale, x, out):
     _check_rates(thr, scale, x, out, arrays=False)
     check_runs((offset,), x.shape[0] * x.shape[2])
 
+# --- partial sums (_xoshiro.h: FD_SUM_BLOCK, FD_SUM_LANES) ----------------------------------------
+SUM_BLOCK = 1024        # stream elements per partial sum of a reducing kernel (global, from element 0)
+SUM_LANES = 16          # its lanes: stream element e adds to lane e % 16, in element order from +0
+
+
+def sum_blocks(offset, n):
+    """How many partial sums a reducing kernel over stream elements [offset, offset + n) writes."""
+    return (offset + n - 1) // SUM_BLOCK - offset // SUM_BLOCK + 1 if n else 0
+
+
+def check_partials(partials, offset, n):
+    """partials: a writeable 1-D C-contiguous float64 array of one element per sum block."""
+    _check_array(partials, "partials", np.float64)
+    _check_ndim(partials, "partials", 1)
+    _check_contiguous(partials, "partials")
+    if not partials.flags.writeable:
+        raise ValueError("partials must be writeable")
+    expected = sum_blocks(offset, n)
+    if partials.size != expected:
+        raise ValueError(f"partials must have one element per sum block of {SUM_BLOCK} elements, "
+                         f"{expected}, got {partials.size}")
+
 # --- Concrete dropout (_noise.h) --------------------------------------------------------------
-CONCRETE_SUM_BLOCK = 1024          # elements per partial sum of the rate gradient (global, from element 0)
-CONCRETE_SUM_LANES = 16            # its lanes: stream element e adds to lane e % 16 (_noise.h spells both)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def concrete_sum_blocks(offset, n):
-    """How many partial sums the rate gradient of stream elements [offset, offset + n) has."""
-    return (offset + n - 1) // CONCRETE_SUM_BLOCK - offset // CONCRETE_SUM_BLOCK + 1 if n else 0
 
 
 def _check_float32_real(value, name, low):
@@ -286,15 +321,7 @@ def check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials):
     if x.shape != grad.shape:
         raise ValueError(f"x must have grad's shape {grad.shape}, got {x.shape}")
     _check_contiguous(x, "x")
-    _check_array(partials, "partials", np.float64)
-    _check_ndim(partials, "partials", 1)
-    _check_contiguous(partials, "partials")
-    if not partials.flags.writeable:
-        raise ValueError("partials must be writeable")
-    expected = concrete_sum_blocks(offset, grad.size)
-    if partials.size != expected:
-        raise ValueError(f"partials must have one element per sum block of {CONCRETE_SUM_BLOCK} elements, "
-                         f"{expected}, got {partials.size}")
+    check_partials(partials, offset, grad.size)
 
 # --- dropout_add -------------------------------------------------------------------------------
 def check_dropout_add(offset, thr, scale, bias, x, residual, out):

@@ -18,7 +18,7 @@ from fastdrop._walkers cimport FD_BF16, FD_F16, FD_F32, FD_F64, FD_KEEP, FD_MAX_
 from fastdrop._cpu cimport FD_NFEATURES, fd_cpu_feature_t, fd_cpu_features
 from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_CHUNK_BITS, FD_CHUNKS_PER_WORD, FD_GOLDEN,
                                 FD_LANES, FD_MAX_INDEX, FD_MIX_MULTIPLIER0, FD_MIX_MULTIPLIER1, FD_MIX_SHIFT0,
-                                FD_MIX_SHIFT1, FD_MIX_SHIFT2, FD_STEPS)
+                                FD_MIX_SHIFT1, FD_MIX_SHIFT2, FD_STEPS, FD_SUM_BLOCK, FD_SUM_LANES)
 
 from fastdrop import _kernel_args
 
@@ -61,6 +61,8 @@ STREAM_LAYOUT = {
     "mix_shifts": (FD_MIX_SHIFT0, FD_MIX_SHIFT1, FD_MIX_SHIFT2),
     "mix_multipliers": (FD_MIX_MULTIPLIER0, FD_MIX_MULTIPLIER1), "max_index": FD_MAX_INDEX,
 }
+# The reducing kernels' partial sums as compiled; fastdrop._kernel_args defines them.
+SUM_LAYOUT = {"sum_block": FD_SUM_BLOCK, "sum_lanes": FD_SUM_LANES}
 cdef int64_t CHUNK_RANGE = 1 << FD_CHUNK_BITS
 cdef object INTEGER = np.integer
 cdef object REAL_SCALARS = _kernel_args.REAL_SCALARS
@@ -144,6 +146,17 @@ cdef bint common_rate(int64_t offset, thr, scale, cnp.ndarray x, int64_t decisio
         return False
     return ((isinstance(scale, REAL_SCALARS) or type(scale) is x.dtype.type)
             and offset >= 0 and offset <= FD_MAX_INDEX - decisions)
+
+
+cdef bint common_partials(partials, int64_t offset, int64_t n):
+    """partials a writeable aligned C-contiguous 1-D float64 array of one element per sum block
+    of stream elements offset..offset + n (offset already checked to be >= 0)."""
+    cdef cnp.ndarray pa
+    if not cnp.PyArray_Check(partials):
+        return False
+    pa = partials
+    return (cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT64 and pa.ndim == 1 and cnp.PyArray_ISCARRAY(pa)
+            and pa.shape[0] == (((offset + n - 1) // FD_SUM_BLOCK - offset // FD_SUM_BLOCK + 1) if n else 0))
 
 
 cdef bint same_array_type(cnp.ndarray a, cnp.ndarray like):
@@ -512,6 +525,49 @@ cdef class Kernels:
         with nogil:
             self.k.dropout_add(key, offset, n, &g, bp, kind, xp, rp, op, nthreads)
         return out
+
+
+    # --- dropout and the sums of |x| (AdaptiveDropout's activity) ---
+    def dropout_abs_flat(self, uint64_t key, int64_t offset, thr, scale, x, out, partials, int nthreads=1):
+        """dropout_flat with one rate (out may be x), and partials[k] = the sum of |x| (float64)
+        over sum block offset // 1024 + k: 16 lanes by stream index % 16, each in element order
+        from +0, then the tree (l, l + 8), (l, l + 4), (l, l + 2), (0, 1) (_xoshiro.h)."""
+        if not (common_call(offset, thr, scale, x, out, 1) and common_partials(partials, offset, x.shape[0])):
+            _kernel_args.check_dropout_abs_flat(offset, thr, scale, x, out, partials)
+        cdef int32_t t = thr
+        cdef float s32
+        cdef double s64
+        cdef uint16_t s16
+        cdef const void *sp
+        cdef fd_kind_t kind = float_kind(x)
+        if kind == FD_F32:
+            s32 = scale
+            sp = &s32
+        elif kind == FD_F64:
+            s64 = scale
+            sp = &s64
+        else:
+            s16 = bits16(scale, x.dtype.type)
+            sp = &s16
+        cdef int64_t n = cnp.PyArray_DIM(x, 0)
+        cdef const void *xp = data(x)
+        cdef void *op = data(out)
+        cdef double *pp = <double *>data(partials)
+        with nogil:
+            self.k.dropout_abs_flat(key, offset, n, t, kind, sp, xp, op, pp, nthreads)
+        return out
+
+    def abs_sums(self, int64_t offset, x, partials, int nthreads=1):
+        """dropout_abs_flat's partials alone: the sums of |x| of C-contiguous 1-D x, element i
+        being stream element offset + i."""
+        _kernel_args.check_abs_sums(offset, x, partials)
+        cdef int64_t n = cnp.PyArray_DIM(x, 0)
+        cdef fd_kind_t kind = float_kind(x)
+        cdef const void *xp = data(x)
+        cdef double *pp = <double *>data(partials)
+        with nogil:
+            self.k.abs_sums(offset, n, kind, xp, pp, nthreads)
+        return partials
 
 
 cdef Kernels _kernels_of(const fd_kernels_t *table):

@@ -381,8 +381,6 @@ static void nz_gaussian_flat(uint64_t key, int64_t offset, float sigma, int half
 #define NZ_POWER_MAX 128                   /* the largest inv_t taken as a power (_numpy_backend spells it) */
 #define FD_NZ_POWER_HIGH 0x1p+124f          /* y**n above: keep 0 and drop 1 exactly (as a > 86) */
 #define FD_NZ_POWER_LOW 0x1p-124f           /* y**n below: drop 0 exactly (as a < -86) */
-#define NZ_SUM_BLOCK 1024                  /* elements per partial sum of the rate gradient (_kernel_args spells both) */
-#define NZ_SUM_LANES 16                    /* its lanes: element j adds to lane j % 16 */
 /* exp a for a in [-86, 86]: k = a / ln 2 rounded to nearest (even) by the add-and-subtract of
    1.5 * 2**23, r = (a - k LN2_HI) - k LN2_LO in [-0.35, 0.35] (k LN2_HI exact), the Taylor
    polynomial of exp r to r**7 (truncation < 8e-9 relative), times 2**k by adding k to the
@@ -557,18 +555,18 @@ static inline double nz_load_double(fd_kind_t kind, const char *p, int64_t i) {
    where this is inlined (nz_rate_sums_of), so each copy is a plain loop. */
 NZ_INLINE void nz_rate_sums(fd_kind_t gkind, fd_kind_t xkind, const float *s, const char *g, const char *x, int64_t a,
                             int64_t b, double *lanes_io) {
-    double lanes[NZ_SUM_LANES], term[FD_GROUP_WORDS];
+    double lanes[FD_SUM_LANES], term[FD_GROUP_WORDS];
     memcpy(lanes, lanes_io, sizeof lanes);
     if (a == 0 && b == FD_GROUP_WORDS) {        /* a whole group: no term buffer (lanes: FD_GROUP_WORDS % 16 == 0) */
-        for (int64_t j = 0; j < FD_GROUP_WORDS; j += NZ_SUM_LANES)
-            for (int l = 0; l < NZ_SUM_LANES; l++)
+        for (int64_t j = 0; j < FD_GROUP_WORDS; j += FD_SUM_LANES)
+            for (int l = 0; l < FD_SUM_LANES; l++)
                 lanes[l] += (nz_load_double(gkind, g, j + l) * nz_load_double(xkind, x, j + l)) * (double)s[j + l];
     } else {
         for (int64_t i = 0; i < FD_GROUP_WORDS; i++) term[i] = 0.0;
         for (int64_t i = a; i < b; i++)
             term[i] = (nz_load_double(gkind, g, i - a) * nz_load_double(xkind, x, i - a)) * (double)s[i];
-        for (int64_t j = 0; j < FD_GROUP_WORDS; j += NZ_SUM_LANES)
-            for (int l = 0; l < NZ_SUM_LANES; l++) lanes[l] += term[j + l];
+        for (int64_t j = 0; j < FD_GROUP_WORDS; j += FD_SUM_LANES)
+            for (int l = 0; l < FD_SUM_LANES; l++) lanes[l] += term[j + l];
     }
     memcpy(lanes_io, lanes, sizeof lanes);
 }
@@ -659,9 +657,9 @@ static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, flo
                                   fd_kind_t xkind, const void *x, const void *g, void *out, double *partials,
                                   int64_t n, int nthreads, int64_t parallel_min_blocks) {
     float c[6];
-    int64_t per = NZ_SUM_BLOCK / FD_BLOCK_WORDS;                     /* stream blocks per sum block */
-    int64_t first = offset / NZ_SUM_BLOCK, head = offset - first * NZ_SUM_BLOCK;
-    int64_t nsums = n > 0 ? (head + n - 1) / NZ_SUM_BLOCK + 1 : 0;
+    int64_t per = FD_SUM_BLOCK / FD_BLOCK_WORDS;                     /* stream blocks per sum block */
+    int64_t first = offset / FD_SUM_BLOCK, head = offset - first * FD_SUM_BLOCK;
+    int64_t nsums = n > 0 ? (head + n - 1) / FD_SUM_BLOCK + 1 : 0;
     int64_t size = fd_kind_bytes(gkind), xsize = fd_kind_bytes(xkind);
     const char *xb = x, *gb = g;
     char *ob = out;
@@ -669,10 +667,10 @@ static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, flo
     int parallel = nthreads > 1 && nsums * per > parallel_min_blocks;
     #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
     for (int64_t k = 0; k < nsums; k++) {
-        double acc[NZ_SUM_LANES] = {0};
+        double acc[FD_SUM_LANES] = {0};
         int64_t lo = k == 0 ? head : 0;                              /* element of the sum block */
-        int64_t at = k * NZ_SUM_BLOCK + lo - head;                   /* element of the run */
-        int64_t end = (n - at) < (NZ_SUM_BLOCK - lo) ? at + (n - at) : at + (NZ_SUM_BLOCK - lo);
+        int64_t at = k * FD_SUM_BLOCK + lo - head;                   /* element of the run */
+        int64_t end = (n - at) < (FD_SUM_BLOCK - lo) ? at + (n - at) : at + (FD_SUM_BLOCK - lo);
         for (int64_t q = lo / FD_BLOCK_WORDS; q < per && at < end; q++) {
             int64_t blo = lo > q * FD_BLOCK_WORDS ? lo - q * FD_BLOCK_WORDS : 0;
             int64_t take = (end - at) < (FD_BLOCK_WORDS - blo) ? (end - at) : (FD_BLOCK_WORDS - blo);
@@ -680,7 +678,7 @@ static void nz_concrete_grad_flat(uint64_t key, int64_t offset, float logit, flo
                               ob + at * size, acc);
             at += take;
         }
-        for (int width = NZ_SUM_LANES / 2; width >= 1; width /= 2)
+        for (int width = FD_SUM_LANES / 2; width >= 1; width /= 2)
             for (int l = 0; l < width; l++) acc[l] += acc[l + width];
         partials[k] = acc[0];
     }

@@ -3,7 +3,8 @@
 It is the fallback when the extension is not built and the oracle the tests hold the
 kernels to.  The stream layout is ``_stream``'s; every backend exposes the public
 functions below (fill_words, keep_mask_rows, apply_keep, dropout_flat, dropout_rows, gaussian_flat,
-alpha_flat, dropblock_keep, dropout_shared, concrete_flat, concrete_grad_flat, dropout_add) with
+alpha_flat, dropblock_keep, dropout_shared, concrete_flat, concrete_grad_flat, dropout_add,
+dropout_abs_flat, abs_sums) with
 the same arguments and the same checks (``_kernel_args``).
 """
 import math
@@ -483,33 +484,72 @@ def concrete_grad_flat(key, offset, logit, inv_t, x, grad, out, partials, nthrea
     (0, 1).  Passes cover whole sum blocks; each block's 64 rows of 16 lanes are added one row
     at a time, every block and lane of the pass at once (missing elements add +0: exact)."""
     _kernel_args.check_concrete_grad_flat(offset, logit, inv_t, x, grad, out, partials)
-    block, lanes = _kernel_args.CONCRETE_SUM_BLOCK, _kernel_args.CONCRETE_SUM_LANES
-    head = offset % block
-    step = max(block, min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS) // block * block)
-    k = pos = 0                                # passes end on global multiples of the sum block
-    while pos < grad.size:
-        end = min(grad.size, pos + step - (head if pos == 0 else 0))
+    for pos, end, k in _sum_passes(offset, grad.size, min(_WORDS_PER_PASS, _BATCH_BLOCKS * BLOCK_WORDS)):
         w, s = concrete_weights(_fill_words(key, offset + pos, np.empty(end - pos, dtype=np.uint64)), logit, inv_t,
                                 rate_factor=True)
-        lead = (offset + pos) % block
-        nblocks = (lead + end - pos - 1) // block + 1
-        terms = np.zeros(nblocks * block, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            t = terms[lead:lead + end - pos]
-            np.multiply(grad[pos:end], x[pos:end], out=t, dtype=np.float64)
-            t *= s
-            rows = terms.reshape(nblocks, block // lanes, lanes)
-            acc = np.zeros((nblocks, lanes), dtype=np.float64)
-            for r in range(block // lanes):
-                acc += rows[:, r]
-            width = lanes // 2
-            while width:
-                acc[:, :width] += acc[:, width:2 * width]
-                width //= 2
+            terms = np.multiply(grad[pos:end], x[pos:end], dtype=np.float64)
+            terms *= s
             np.multiply(grad[pos:end], w.astype(grad.dtype), out=out[pos:end], dtype=grad.dtype)
-        partials[k:k + nblocks] = acc[:, 0]
-        k += nblocks
+        sums = _sum_block_partials(terms, (offset + pos) % _kernel_args.SUM_BLOCK)
+        partials[k:k + sums.size] = sums
+
+
+def _sum_passes(offset, n, pass_elements):
+    """(pos, end, k) of the passes over run elements [0, n) of a reducing kernel: each ends on
+    a global multiple of the sum block (so no sum block spans two passes), k being the index
+    of its first partial."""
+    block = _kernel_args.SUM_BLOCK
+    step = max(block, pass_elements // block * block)
+    pos = k = 0
+    while pos < n:
+        end = min(n, pos + step - (offset % block if pos == 0 else 0))
+        yield pos, end, k
+        k += ((offset + end - 1) // block - (offset + pos) // block + 1)
         pos = end
+
+
+def _sum_block_partials(terms, lead):
+    """The partial sums of float64 ``terms`` (stream elements from ``lead`` into a sum block on),
+    one per sum block, as the reducing kernels sum them (_xoshiro.h): 16 lanes by stream index
+    % 16, each in element order from +0, then the tree (l, l + 8), (l, l + 4), (l, l + 2),
+    (0, 1).  Each block's 64 rows of 16 lanes are added one row at a time, every block at once;
+    missing elements add +0, which changes no lane (a lane starting at +0 is never -0)."""
+    block, lanes = _kernel_args.SUM_BLOCK, _kernel_args.SUM_LANES
+    nblocks = (lead + terms.size - 1) // block + 1
+    padded = np.zeros(nblocks * block, dtype=np.float64)
+    padded[lead:lead + terms.size] = terms
+    rows = padded.reshape(nblocks, block // lanes, lanes)
+    acc = np.zeros((nblocks, lanes), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for r in range(block // lanes):
+            acc += rows[:, r]
+        width = lanes // 2
+        while width:
+            acc[:, :width] += acc[:, width:2 * width]
+            width //= 2
+    return acc[:, 0]
+
+# --- dropout and the sums of |x| (AdaptiveDropout's activity) ----------------------------------------
+def dropout_abs_flat(key, offset, thr, scale, x, out, partials, nthreads=1):
+    """``dropout_flat`` with one rate (``out`` may be ``x``), and partials[k] the sum of |x|
+    (float64) over sum block offset // 1024 + k, summed as ``_sum_block_partials`` says."""
+    _kernel_args.check_dropout_abs_flat(offset, thr, scale, x, out, partials)
+    _abs_sums(offset, x, partials)                  # first: out may be x
+    return _dropout_flat(key, offset, thr, x.dtype.type(scale), x, out)
+
+
+def abs_sums(offset, x, partials, nthreads=1):
+    """``dropout_abs_flat``'s partials alone."""
+    _kernel_args.check_abs_sums(offset, x, partials)
+    _abs_sums(offset, x, partials)
+    return partials
+
+
+def _abs_sums(offset, x, partials):
+    for pos, end, k in _sum_passes(offset, x.size, _WORDS_PER_PASS):
+        sums = _sum_block_partials(np.abs(x[pos:end].astype(np.float64)), (offset + pos) % _kernel_args.SUM_BLOCK)
+        partials[k:k + sums.size] = sums
 
 # --- dropout_add: _residual.h's composition, operation for operation ---------------------------
 def dropout_add(key, offset, thr, scale, bias, x, residual, out, nthreads=1):

@@ -5,6 +5,7 @@
  * fd_kernels_<name> (_walkers.h), so the objects of all variants link into one module side by
  * side.  _numpy_backend.py is the bit-exact twin of every kernel.
  */
+#include <math.h>
 #include <string.h>
 #include "_walkers.h"
 #include "_simd.h"
@@ -509,6 +510,134 @@ static void alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_
     if (stream) fd_store_fence();
 }
 
+/* --- dropout and the sums of |x| (AdaptiveDropout's activity) ---------------------------------- */
+#if FD_VECTOR
+/* The 16 lanes as SUM_VECS vectors of the variant's width, indexed by constants, so they stay
+   in registers (GCC's own vectorisation of the lane loop left 16 scalar chains in the built
+   module, and one 16-double vector type lived on the stack). */
+typedef double sum_vec_t FD_V(double, FD_L64);
+typedef int64_t sum_bits_t FD_V(int64_t, FD_L64);
+typedef float sum_floats_t FD_V(float, FD_L64);
+#define SUM_VECS (FD_SUM_LANES / FD_L64)
+#endif
+
+/* Adds |x[i]| (float64) of sum-block elements lo..hi to lanes[i % FD_SUM_LANES] in element
+   order (x points at element lo; a sum block starts at a multiple of FD_SUM_BLOCK in the
+   stream, so i % FD_SUM_LANES is the stream element's lane). */
+FD_INLINE void abs_lanes(fd_kind_t kind, const char *x, int64_t lo, int64_t hi, double *lanes) {
+    int64_t i = lo;
+    for (; i < hi && i % FD_SUM_LANES; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
+#if FD_VECTOR
+    if ((kind == FD_F32 || kind == FD_F64) && i + FD_SUM_LANES <= hi) {
+        sum_vec_t acc[SUM_VECS];
+        for (int q = 0; q < SUM_VECS; q++) memcpy(&acc[q], lanes + q * FD_L64, sizeof acc[q]);
+        for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
+            for (int q = 0; q < SUM_VECS; q++) {
+                sum_vec_t v;
+                if (kind == FD_F32) {
+                    sum_floats_t f;
+                    memcpy(&f, x + (i - lo + q * FD_L64) * 4, sizeof f);
+                    v = __builtin_convertvector(f, sum_vec_t);
+                } else {
+                    memcpy(&v, x + (i - lo + q * FD_L64) * 8, sizeof v);
+                }
+                acc[q] += (sum_vec_t)((sum_bits_t)v & INT64_MAX);      /* |v|: the sign bit cleared */
+            }
+        for (int q = 0; q < SUM_VECS; q++) memcpy(lanes + q * FD_L64, &acc[q], sizeof acc[q]);
+    }
+#endif
+    for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
+        for (int l = 0; l < FD_SUM_LANES; l++) lanes[l] += fabs(nz_load_double(kind, x, i - lo + l));
+    for (; i < hi; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
+}
+
+/* A block's lanes added as the tree (l, l + 8), (l, l + 4), (l, l + 2), (0, 1). */
+static inline double lane_tree(double *lanes) {
+    for (int width = FD_SUM_LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++) lanes[l] += lanes[l + width];
+    return lanes[0];
+}
+
+/* partials[k] for the run's sum blocks k0..k1 (the run: n elements from stream element
+   offset, head = offset % FD_SUM_BLOCK; x points at its element 0). */
+FD_INLINE void abs_partials(fd_kind_t kind, const char *x, int64_t head, int64_t n, int64_t k0, int64_t k1,
+                            double *partials) {
+    int64_t size = fd_kind_bytes(kind);
+    for (int64_t k = k0; k < k1; k++) {
+        double lanes[FD_SUM_LANES] = {0};
+        int64_t lo = k == 0 ? head : 0;
+        int64_t s = k * FD_SUM_BLOCK + lo - head, e = min64(n, (k + 1) * FD_SUM_BLOCK - head);
+        abs_lanes(kind, x + s * size, lo, lo + e - s, lanes);
+        partials[k] = lane_tree(lanes);
+    }
+}
+
+static void abs_partials_of(fd_kind_t kind, const char *x, int64_t head, int64_t n, int64_t k0, int64_t k1,
+                            double *partials) {
+    switch (kind) {
+    case FD_F16: abs_partials(FD_F16, x, head, n, k0, k1, partials); break;
+    case FD_BF16: abs_partials(FD_BF16, x, head, n, k0, k1, partials); break;
+    case FD_F32: abs_partials(FD_F32, x, head, n, k0, k1, partials); break;
+    case FD_F64: abs_partials(FD_F64, x, head, n, k0, k1, partials); break;
+    case FD_KEEP: break;
+    }
+}
+
+/* Sum blocks per piece of dropout_abs_flat: each piece's sums read x first (out may be x),
+   then its dropout reads x again from L1 or L2 (64 KiB of float32). */
+#define ABS_PIECE_SUMS 16
+
+/* Sum blocks k0..k1 of the run: piece by piece, the sums, then plain dropout (g one rate). */
+static void dropout_abs_part(uint64_t key, int64_t offset, int64_t n, int64_t k0, int64_t k1, const fd_rates_t *g,
+                             fd_kind_t kind, const char *x, char *out, double *partials, int prefetch, int stream) {
+    int64_t head = offset % FD_SUM_BLOCK;
+    for (int64_t p = k0; p < k1; p += ABS_PIECE_SUMS) {
+        int64_t q = min64(k1, p + ABS_PIECE_SUMS);
+        abs_partials_of(kind, x, head, n, p, q, partials);
+        plain_span_of(key, offset, max64(p * FD_SUM_BLOCK - head, 0), min64(q * FD_SUM_BLOCK - head, n), g, NULL,
+                      kind, x, out, prefetch, stream);
+    }
+}
+
+/* Dropout with one rate of C-contiguous x (n elements, decision i = stream element
+   offset + i; scale points at one value of x's dtype) into out, and partials[k] the sum of
+   |x| over sum block offset / FD_SUM_BLOCK + k (_xoshiro.h).  Threads split sum blocks. */
+static void dropout_abs_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *scale,
+                             const void *x, void *out, double *partials, int nthreads) {
+    fd_rates_t g;
+    int64_t size = fd_kind_bytes(kind), nsums = n > 0 ? (offset % FD_SUM_BLOCK + n - 1) / FD_SUM_BLOCK + 1 : 0;
+    int stream = fd_streams(n * size), prefetch = n * size > PREFETCH_MIN_BYTES;
+    g.thr = &thr;
+    g.scale = scale;
+    g.inner = INT64_MAX;
+    g.step = 0;
+    g.nouter = 0;
+    if (nthreads > 1 && nsums > PARALLEL_MIN_BLOCKS) {
+        #pragma omp parallel for schedule(static) num_threads(nthreads)
+        for (int t = 0; t < nthreads; t++) {
+            int64_t k0, k1;
+            thread_blocks(t, nthreads, nsums, &k0, &k1);
+            dropout_abs_part(key, offset, n, k0, k1, &g, kind, x, out, partials, prefetch, stream);
+            if (stream) fd_store_fence();
+        }
+    } else {
+        dropout_abs_part(key, offset, n, 0, nsums, &g, kind, x, out, partials, prefetch, stream);
+        if (stream) fd_store_fence();
+    }
+}
+
+/* partials[k] = the sum of |x| over sum block offset / FD_SUM_BLOCK + k of C-contiguous x. */
+static void abs_sums(int64_t offset, int64_t n, fd_kind_t kind, const void *x, double *partials, int nthreads) {
+    int64_t nsums = n > 0 ? (offset % FD_SUM_BLOCK + n - 1) / FD_SUM_BLOCK + 1 : 0;
+    int parallel = nthreads > 1 && nsums > PARALLEL_MIN_BLOCKS;
+    #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
+    for (int t = 0; t < nthreads; t++) {
+        int64_t k0, k1;
+        thread_blocks(t, nthreads, nsums, &k0, &k1);
+        abs_partials_of(kind, x, offset % FD_SUM_BLOCK, n, k0, k1, partials);
+    }
+}
+
 #define FD_STR_(s) #s
 #define FD_STR(s) FD_STR_(s)
 static void gaussian_flat(uint64_t key, int64_t offset, float sigma, int half_noise, fd_kind_t kind, const void *x,
@@ -923,4 +1052,5 @@ static void dropout_add(uint64_t key, int64_t offset, int64_t n, const fd_rates_
 
 const fd_kernels_t FD_TABLE(FD_VARIANT) = {FD_STR(FD_VARIANT), dropout_rows, apply_rows, fill_words,
                                            alpha_flat, fd_dropblock_keep, gaussian_flat,
-                                           dropout_shared, concrete_flat, concrete_grad_flat, dropout_add};
+                                           dropout_shared, concrete_flat, concrete_grad_flat, dropout_add,
+                                           dropout_abs_flat, abs_sums};

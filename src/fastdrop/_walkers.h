@@ -98,6 +98,15 @@ typedef struct {
        (.thr unused).  Threads split blocks (static schedule on block boundaries). */
     void (*dropout_add)(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *rates, const fd_rates_t *bias,
                         fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads);
+
+    /* Dropout with one rate of C-contiguous x (n elements of a float kind, decision i being
+       stream element offset + i; scale points at one value of x's dtype, 16-bit formats as
+       bits) into out (which may be x), and partials[k] the sum of |x| (float64) over sum
+       block offset / FD_SUM_BLOCK + k (_xoshiro.h).  Threads split sum blocks. */
+    void (*dropout_abs_flat)(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind, const void *scale,
+                             const void *x, void *out, double *partials, int nthreads);
+    /* Those partial sums of |x| alone. */
+    void (*abs_sums)(int64_t offset, int64_t n, fd_kind_t kind, const void *x, double *partials, int nthreads);
 } fd_kernels_t;
 
 #define FD_CAT_(a, b) a##b

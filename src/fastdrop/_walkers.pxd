@@ -48,3 +48,10 @@ cdef extern from "_walkers.h" nogil:
         # dropout_add (_residual.h)
         void (*dropout_add)(uint64_t key, int64_t offset, int64_t n, const fd_rates_t *rates, const fd_rates_t *bias,
                             fd_kind_t kind, const void *x, const void *residual, void *out, int nthreads) noexcept nogil
+
+        # dropout and the sums of |x| (AdaptiveDropout's activity)
+        void (*dropout_abs_flat)(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_kind_t kind,
+                                 const void *scale, const void *x, void *out, double *partials,
+                                 int nthreads) noexcept nogil
+        void (*abs_sums)(int64_t offset, int64_t n, fd_kind_t kind, const void *x, double *partials,
+                         int nthreads) noexcept nogil

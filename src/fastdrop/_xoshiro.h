@@ -132,6 +132,14 @@ static inline uint64_t fd_block_word(const fd_block_t *b, int64_t i) {
     return FD_BIG_ENDIAN ? fd_swap_chunks(b->word[i]) : b->word[i];
 }
 
+/* The kernels that reduce (Concrete's rate gradient, dropout_abs_flat's |x|) write one
+   float64 partial sum per sum block of FD_SUM_BLOCK stream elements (from stream element 0):
+   FD_SUM_LANES lanes, stream element e adding to lane e % FD_SUM_LANES in element order from
+   +0, then the tree (l, l + 8), (l, l + 4), (l, l + 2), (0, 1).  Threads split sum blocks, so
+   the partials are independent of the thread count (_kernel_args spells both numbers). */
+#define FD_SUM_BLOCK 1024
+#define FD_SUM_LANES 16
+
 /* Dropout kernels generate a block FD_GROUP_STEPS steps at a time and apply each group at
    once, so loads and stores keep flowing while the generator computes. */
 #define FD_GROUP_STEPS 8

@@ -1,4 +1,4 @@
-# Cython view of _xoshiro.h: the stream layout constants the entry points report and check.
+# Cython view of _xoshiro.h: the stream and partial-sum layout constants the entry points report and check.
 from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "_xoshiro.h" nogil:
@@ -12,6 +12,8 @@ cdef extern from "_xoshiro.h" nogil:
         FD_MIX_SHIFT0
         FD_MIX_SHIFT1
         FD_MIX_SHIFT2
+        FD_SUM_BLOCK
+        FD_SUM_LANES
     const uint64_t FD_GOLDEN
     const uint64_t FD_MIX_MULTIPLIER0
     const uint64_t FD_MIX_MULTIPLIER1

@@ -954,27 +954,33 @@ class ConcreteDropout(DropoutLayer):
                 "seed": self.seed}
 
 
-# Elements per slice when AdaptiveDropout measures mean |x|: a fixed buffer (256 KiB of
-# float32), not one of x's size, at a Python-loop cost that stays small next to the pass.
+# Elements per slice when AdaptiveDropout(per_unit=True) measures each feature's mean |x|: a
+# fixed buffer (256 KiB of float32), not one of x's size, at a Python-loop cost that stays
+# small next to the pass.
 MEAN_ABS_CHUNK = 1 << 16
 
 
-def _mean_abs(x, per_feature, chunk_elements=None):
-    """mean |x| over all of x, or per feature (last axis) over the others, summed in float64
-    over slices of about ``chunk_elements`` along the first axis: memory O(chunk), not O(x)."""
+def _feature_mean_abs(x, chunk_elements=None):
+    """mean |x| per feature (the last axis) over the other axes, summed in float64 over slices
+    of about ``chunk_elements`` along the first axis: memory O(chunk), not O(x)."""
     chunk_elements = chunk_elements or MEAN_ABS_CHUNK
-    if x.ndim == 0 or (per_feature and x.ndim == 1):
+    if x.ndim == 1:
         return np.abs(x).astype(np.float64)
-    axes = tuple(range(x.ndim - 1)) if per_feature else None
+    axes = tuple(range(x.ndim - 1))
     step = max(1, chunk_elements // max(1, x[0].size))
     total = sum(np.abs(x[i:i + step]).sum(axis=axes, dtype=np.float64) for i in range(0, x.shape[0], step))
-    return total / (x.size // x.shape[-1] if per_feature else x.size)
+    return total / (x.size // x.shape[-1])
 
 
 class AdaptiveDropout(DropoutLayer):
     """Dropout whose rate follows the activations: after each training forward the rate
     rises by ``adapt_rate`` when the input's mean ``|x|`` exceeds ``high``, falls by it when
     below ``low``, and stays within [p_min, p_max].
+
+    With one rate, mean ``|x|`` is summed in float64 in a fixed order (partial sums per
+    block of 1024 elements, added exactly), in the same kernel pass as the mask where the
+    input is a plain C-contiguous array: the same float, hence the same later rates and
+    masks, on every backend, ISA and thread count.
 
     ``per_unit=True`` keeps one rate per feature (the last axis, standout-style), each
     adapted from its own feature's mean ``|x|``, and uses the per-element rates of
@@ -1024,23 +1030,55 @@ class AdaptiveDropout(DropoutLayer):
                              f"got input with {x.shape[-1]} features (shape {x.shape})")
         return x
 
+    def forward(self, x: npt.ArrayLike, *, training: Optional[bool] = None) -> FloatArray:
+        # The common training call with one rate (a plain C-contiguous aligned float ndarray,
+        # 0 < p < 1) in one frame, as Dropout.forward: mask and mean |x| from one kernel pass
+        # with the window's key.  Everything else, and every failure, goes the general way.
+        if (self.training if training is None else training is True) and not self.per_unit \
+                and self._is_common_call(x):
+            index, seed, key = self._take_substream()
+            p = self.p
+            try:
+                y, total = _core.dropout_abs_sum_key(x, p, key, 0)
+            except BaseException:
+                self._give_back(index)
+                raise
+            self._adapt(total, x.size)
+            self._last = (seed, x.shape, p)
+            return y
+        return super().forward(x, training=training)
+
+    forward.__doc__ = DropoutLayer.forward.__doc__
+
     def _forward(self, x, seed):
-        if self.per_unit and not isinstance(self.p, np.ndarray):
+        if self.per_unit:
+            return self._forward_per_unit(x, seed)
+        p = self.p
+        if seed is None:
+            return dropout(x, p, seed=None, training=False), p
+        # One rate, an input fd.dropout's common call does not take as it is (or p 0 or 1):
+        # _core.abs_sum sums |x| as forward's fused pass does, so the rate follows the same floats.
+        y = dropout(x, p, seed=seed)
+        self._adapt(_core.abs_sum(x), x.size)
+        return y, p
+
+    def _adapt(self, total, size):
+        """One rate's step from the training input's sum of |x| over its size elements."""
+        if size:                        # no activations, no evidence: the rate stays
+            activity = total / size
+            step = self.adapt_rate * ((activity > self.high) - (activity < self.low))
+            self.p = min(max(self.p + step, self.p_min), self.p_max)
+
+    def _forward_per_unit(self, x, seed):
+        if not isinstance(self.p, np.ndarray):
             self.p = np.full(x.shape[-1:], self.init_p)
         p = self.p
         y = dropout(x, p, seed=seed, training=seed is not None)
-        if seed is not None:
-            self._adapt(x)
+        if seed is not None and x.size:
+            activity = _feature_mean_abs(x)
+            step = self.adapt_rate * ((activity > self.high).astype(np.float64) - (activity < self.low))
+            self.p = np.clip(p + step, self.p_min, self.p_max)
         return y, p
-
-    def _adapt(self, x):
-        if x.size == 0:                 # no activations, no evidence: the rate stays
-            return
-        activity = _mean_abs(x, self.per_unit)
-        step = self.adapt_rate * ((activity > self.high).astype(np.float64) - (activity < self.low))
-        self.p = np.clip(self.p + step, self.p_min, self.p_max)
-        if not self.per_unit:
-            self.p = float(self.p)
 
     def _backward(self, grad, seed, extra):
         return dropout(grad, extra, seed=seed, training=seed is not None)
