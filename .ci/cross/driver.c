@@ -219,6 +219,30 @@ int main(void) {
                 }
     }
 
+    /* dropout with the sums of |x| (AdaptiveDropout's activity): the output and the float64
+       partials, every float kind, a head inside a sum block and a run of several. */
+    {
+        static const int64_t ABS_OFFSETS[] = {0, 1021};
+        double partials[8];
+        for (int kind = FD_F16; kind <= FD_F64; kind++)
+            for (int oi = 0; oi < 2; oi++) {
+                float s32; double s64; uint16_t s16;
+                set_scale((fd_kind_t)kind, 3, &s32, &s64, &s16);
+                const void *scale = kind == FD_F16 ? (const void *)&s16 : kind == FD_F32 ? (const void *)&s32
+                                                                                        : (const void *)&s64;
+                const void *x = input_of((fd_kind_t)kind);
+                int64_t nsums = (ABS_OFFSETS[oi] % 1024 + 5000 - 1) / 1024 + 1;
+                k->dropout_abs_flat(KEYS[2], ABS_OFFSETS[oi], 5000, threshold(RATES[3]), (fd_kind_t)kind, scale, x,
+                                    out, partials, 1);
+                printf("dropout_abs %s off%d %016llx %016llx\n", KIND_NAMES[kind], oi,
+                       (unsigned long long)hash_le(out, 5000, KIND_SIZES[kind]),
+                       (unsigned long long)hash_le(partials, nsums, 8));
+                k->abs_sums(ABS_OFFSETS[oi], 5000, (fd_kind_t)kind, x, partials, 1);
+                printf("abs_sums %s off%d %016llx\n", KIND_NAMES[kind], oi,
+                       (unsigned long long)hash_le(partials, nsums, 8));
+            }
+    }
+
     /* DropBlock's keep bytes of (2, 3, 9, 11) maps, block 3. */
     for (int ki = 0; ki < 3; ki++) {
         int64_t strides[4] = {3 * 9 * 11, 9 * 11, 11, 1};
