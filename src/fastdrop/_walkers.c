@@ -250,6 +250,79 @@ FD_INLINE int64_t span_piece_end(int64_t d, int64_t stop, int64_t e, int64_t ali
     return d + (stop - d) / lanes * lanes;
 }
 
+/* --- the sums of |x| (AdaptiveDropout's activity): the lanes of _xoshiro.h's sum blocks ----------- */
+#if FD_VECTOR
+/* The 16 lanes as SUM_VECS vectors of the variant's width, indexed by constants, so they stay
+   in registers (GCC's own vectorisation of the lane loop left 16 scalar chains in the built
+   module, and one 16-double vector type lived on the stack). */
+typedef double sum_vec_t FD_V(double, FD_L64);
+typedef int64_t sum_bits_t FD_V(int64_t, FD_L64);
+typedef float sum_floats_t FD_V(float, FD_L64);
+#define SUM_VECS (FD_SUM_LANES / FD_L64)
+#endif
+
+/* Adds |x[i]| (float64) of sum-block elements lo..hi to lanes[i % FD_SUM_LANES] in element
+   order (x points at element lo; a sum block starts at a multiple of FD_SUM_BLOCK in the
+   stream, so i % FD_SUM_LANES is the stream element's lane). */
+FD_INLINE void abs_lanes(fd_kind_t kind, const char *x, int64_t lo, int64_t hi, double *lanes) {
+    int64_t i = lo;
+    for (; i < hi && i % FD_SUM_LANES; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
+#if FD_VECTOR
+    if ((kind == FD_F32 || kind == FD_F64) && i + FD_SUM_LANES <= hi) {
+        sum_vec_t acc[SUM_VECS];
+        for (int q = 0; q < SUM_VECS; q++) memcpy(&acc[q], lanes + q * FD_L64, sizeof acc[q]);
+        for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
+            for (int q = 0; q < SUM_VECS; q++) {
+                sum_vec_t v;
+                if (kind == FD_F32) {
+                    sum_floats_t f;
+                    memcpy(&f, x + (i - lo + q * FD_L64) * 4, sizeof f);
+                    v = __builtin_convertvector(f, sum_vec_t);
+                } else {
+                    memcpy(&v, x + (i - lo + q * FD_L64) * 8, sizeof v);
+                }
+                acc[q] += (sum_vec_t)((sum_bits_t)v & INT64_MAX);      /* |v|: the sign bit cleared */
+            }
+        for (int q = 0; q < SUM_VECS; q++) memcpy(lanes + q * FD_L64, &acc[q], sizeof acc[q]);
+    }
+#endif
+    for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
+        for (int l = 0; l < FD_SUM_LANES; l++) lanes[l] += fabs(nz_load_double(kind, x, i - lo + l));
+    for (; i < hi; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
+}
+
+/* A block's lanes added as the tree (l, l + 8), (l, l + 4), (l, l + 2), (0, 1). */
+static inline double lane_tree(double *lanes) {
+    for (int width = FD_SUM_LANES / 2; width >= 1; width /= 2)
+        for (int l = 0; l < width; l++) lanes[l] += lanes[l + width];
+    return lanes[0];
+}
+
+/* The sums of |x| a span takes as it goes (dropout_abs_flat): the run (n elements from stream
+   element offset, head = offset % FD_SUM_BLOCK; x points at its element 0) is summed up to
+   element `summed`, lanes holding the open sum block's. */
+typedef struct {
+    double lanes[FD_SUM_LANES];
+    int64_t summed, head, n;
+    double *partials;                /* partials[k]: the run's k-th sum block */
+} abs_state_t;
+
+/* Adds run elements st->summed..to to the sums, writing each sum block's partial as it ends
+   (at a multiple of FD_SUM_BLOCK in the stream, or at the run's end). */
+FD_INLINE void abs_upto(fd_kind_t kind, const char *x, abs_state_t *st, int64_t to) {
+    int64_t size = fd_kind_bytes(kind);
+    while (st->summed < to) {
+        int64_t j = st->summed, k = (j + st->head) / FD_SUM_BLOCK, lo = (j + st->head) % FD_SUM_BLOCK;
+        int64_t end = min64(to, (k + 1) * FD_SUM_BLOCK - st->head);
+        abs_lanes(kind, x + j * size, lo, lo + end - j, st->lanes);
+        st->summed = end;
+        if (end == (k + 1) * FD_SUM_BLOCK - st->head || end == st->n) {
+            st->partials[k] = lane_tree(st->lanes);
+            memset(st->lanes, 0, sizeof st->lanes);
+        }
+    }
+}
+
 /* Elements s..e of a run with one rate (g: nouter 0, step 0; stream decisions offset + s ...):
    dropout, or, where alpha is not NULL, alpha dropout with its coefficients (a, b, d) in x's
    dtype (_fused.h).  The walk of dropout_block splits its vector loop at every group of
@@ -261,7 +334,7 @@ FD_INLINE int64_t span_piece_end(int64_t d, int64_t stop, int64_t e, int64_t ali
    the span's first and last partial vectors take ordinary stores.  The same decisions and
    arithmetic as dropout_block: the same bits. */
 FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g, const void *alpha,
-                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
+                          fd_kind_t kind, const char *x, char *out, int prefetch, int stream, abs_state_t *abs) {
     int64_t size = fd_kind_bytes(kind), lanes = kind_lanes(kind);
     int64_t aligned = s + fd_stream_head(out + s * size, size, e - s);
     int64_t d = s, ahead = read_ahead(stream, size);
@@ -269,6 +342,9 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
     span_start(&sd, key, offset, s);
     for (;;) {
         int64_t stop = min64(e, sd.base + FD_GROUP_CHUNKS);
+        /* the sums read x through the next group, past the last vector this group's pieces
+           write (which may be x: in place), while its lines are in L1 */
+        if (abs) abs_upto(kind, x, abs, min64(e, sd.base + 2 * FD_GROUP_CHUNKS));
         for (int64_t t; d < stop && (t = span_piece_end(d, stop, e, aligned, lanes)) > d; d = t) {
             const uint16_t *chunk = span_chunk(&sd, d);
             if (alpha)
@@ -287,14 +363,26 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
     }
 }
 
-/* plain_span with the kind a constant in each case. */
+/* plain_span with the kind a constant in each case, without sums (the compiler drops them). */
 static void plain_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g, const void *alpha,
                           fd_kind_t kind, const char *x, char *out, int prefetch, int stream) {
     switch (kind) {
-    case FD_F16: plain_span(key, offset, s, e, g, alpha, FD_F16, x, out, prefetch, stream); break;
-    case FD_BF16: plain_span(key, offset, s, e, g, alpha, FD_BF16, x, out, prefetch, stream); break;
-    case FD_F32: plain_span(key, offset, s, e, g, alpha, FD_F32, x, out, prefetch, stream); break;
-    case FD_F64: plain_span(key, offset, s, e, g, alpha, FD_F64, x, out, prefetch, stream); break;
+    case FD_F16: plain_span(key, offset, s, e, g, alpha, FD_F16, x, out, prefetch, stream, NULL); break;
+    case FD_BF16: plain_span(key, offset, s, e, g, alpha, FD_BF16, x, out, prefetch, stream, NULL); break;
+    case FD_F32: plain_span(key, offset, s, e, g, alpha, FD_F32, x, out, prefetch, stream, NULL); break;
+    case FD_F64: plain_span(key, offset, s, e, g, alpha, FD_F64, x, out, prefetch, stream, NULL); break;
+    case FD_KEEP: break;
+    }
+}
+
+/* plain dropout with the sums of |x| (abs), the kind a constant in each case. */
+static void plain_abs_span_of(uint64_t key, int64_t offset, int64_t s, int64_t e, const fd_rates_t *g,
+                              fd_kind_t kind, const char *x, char *out, int prefetch, int stream, abs_state_t *abs) {
+    switch (kind) {
+    case FD_F16: plain_span(key, offset, s, e, g, NULL, FD_F16, x, out, prefetch, stream, abs); break;
+    case FD_BF16: plain_span(key, offset, s, e, g, NULL, FD_BF16, x, out, prefetch, stream, abs); break;
+    case FD_F32: plain_span(key, offset, s, e, g, NULL, FD_F32, x, out, prefetch, stream, abs); break;
+    case FD_F64: plain_span(key, offset, s, e, g, NULL, FD_F64, x, out, prefetch, stream, abs); break;
     case FD_KEEP: break;
     }
 }
@@ -510,54 +598,6 @@ static void alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_
     if (stream) fd_store_fence();
 }
 
-/* --- dropout and the sums of |x| (AdaptiveDropout's activity) ---------------------------------- */
-#if FD_VECTOR
-/* The 16 lanes as SUM_VECS vectors of the variant's width, indexed by constants, so they stay
-   in registers (GCC's own vectorisation of the lane loop left 16 scalar chains in the built
-   module, and one 16-double vector type lived on the stack). */
-typedef double sum_vec_t FD_V(double, FD_L64);
-typedef int64_t sum_bits_t FD_V(int64_t, FD_L64);
-typedef float sum_floats_t FD_V(float, FD_L64);
-#define SUM_VECS (FD_SUM_LANES / FD_L64)
-#endif
-
-/* Adds |x[i]| (float64) of sum-block elements lo..hi to lanes[i % FD_SUM_LANES] in element
-   order (x points at element lo; a sum block starts at a multiple of FD_SUM_BLOCK in the
-   stream, so i % FD_SUM_LANES is the stream element's lane). */
-FD_INLINE void abs_lanes(fd_kind_t kind, const char *x, int64_t lo, int64_t hi, double *lanes) {
-    int64_t i = lo;
-    for (; i < hi && i % FD_SUM_LANES; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
-#if FD_VECTOR
-    if ((kind == FD_F32 || kind == FD_F64) && i + FD_SUM_LANES <= hi) {
-        sum_vec_t acc[SUM_VECS];
-        for (int q = 0; q < SUM_VECS; q++) memcpy(&acc[q], lanes + q * FD_L64, sizeof acc[q]);
-        for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
-            for (int q = 0; q < SUM_VECS; q++) {
-                sum_vec_t v;
-                if (kind == FD_F32) {
-                    sum_floats_t f;
-                    memcpy(&f, x + (i - lo + q * FD_L64) * 4, sizeof f);
-                    v = __builtin_convertvector(f, sum_vec_t);
-                } else {
-                    memcpy(&v, x + (i - lo + q * FD_L64) * 8, sizeof v);
-                }
-                acc[q] += (sum_vec_t)((sum_bits_t)v & INT64_MAX);      /* |v|: the sign bit cleared */
-            }
-        for (int q = 0; q < SUM_VECS; q++) memcpy(lanes + q * FD_L64, &acc[q], sizeof acc[q]);
-    }
-#endif
-    for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
-        for (int l = 0; l < FD_SUM_LANES; l++) lanes[l] += fabs(nz_load_double(kind, x, i - lo + l));
-    for (; i < hi; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
-}
-
-/* A block's lanes added as the tree (l, l + 8), (l, l + 4), (l, l + 2), (0, 1). */
-static inline double lane_tree(double *lanes) {
-    for (int width = FD_SUM_LANES / 2; width >= 1; width /= 2)
-        for (int l = 0; l < width; l++) lanes[l] += lanes[l + width];
-    return lanes[0];
-}
-
 /* partials[k] for the run's sum blocks k0..k1 (the run: n elements from stream element
    offset, head = offset % FD_SUM_BLOCK; x points at its element 0). */
 FD_INLINE void abs_partials(fd_kind_t kind, const char *x, int64_t head, int64_t n, int64_t k0, int64_t k1,
@@ -583,20 +623,17 @@ static void abs_partials_of(fd_kind_t kind, const char *x, int64_t head, int64_t
     }
 }
 
-/* Sum blocks per piece of dropout_abs_flat: each piece's sums read x first (out may be x),
-   then its dropout reads x again from L1 or L2 (64 KiB of float32). */
-#define ABS_PIECE_SUMS 16
-
-/* Sum blocks k0..k1 of the run: piece by piece, the sums, then plain dropout (g one rate). */
+/* Sum blocks k0..k1 of the run: plain dropout (g one rate) in one span, summing as it goes. */
 static void dropout_abs_part(uint64_t key, int64_t offset, int64_t n, int64_t k0, int64_t k1, const fd_rates_t *g,
                              fd_kind_t kind, const char *x, char *out, double *partials, int prefetch, int stream) {
-    int64_t head = offset % FD_SUM_BLOCK;
-    for (int64_t p = k0; p < k1; p += ABS_PIECE_SUMS) {
-        int64_t q = min64(k1, p + ABS_PIECE_SUMS);
-        abs_partials_of(kind, x, head, n, p, q, partials);
-        plain_span_of(key, offset, max64(p * FD_SUM_BLOCK - head, 0), min64(q * FD_SUM_BLOCK - head, n), g, NULL,
-                      kind, x, out, prefetch, stream);
-    }
+    abs_state_t abs;
+    int64_t head = offset % FD_SUM_BLOCK, s = max64(k0 * FD_SUM_BLOCK - head, 0);
+    memset(abs.lanes, 0, sizeof abs.lanes);
+    abs.summed = s;
+    abs.head = head;
+    abs.n = n;
+    abs.partials = partials;
+    plain_abs_span_of(key, offset, s, min64(k1 * FD_SUM_BLOCK - head, n), g, kind, x, out, prefetch, stream, &abs);
 }
 
 /* Dropout with one rate of C-contiguous x (n elements, decision i = stream element
@@ -607,6 +644,7 @@ static void dropout_abs_flat(uint64_t key, int64_t offset, int64_t n, int32_t th
     fd_rates_t g;
     int64_t size = fd_kind_bytes(kind), nsums = n > 0 ? (offset % FD_SUM_BLOCK + n - 1) / FD_SUM_BLOCK + 1 : 0;
     int stream = fd_streams(n * size), prefetch = n * size > PREFETCH_MIN_BYTES;
+    if (n <= 0) return;
     g.thr = &thr;
     g.scale = scale;
     g.inner = INT64_MAX;
