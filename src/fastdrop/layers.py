@@ -1064,10 +1064,12 @@ class AdaptiveDropout(DropoutLayer):
 
     def _adapt(self, total, size):
         """One rate's step from the training input's sum of |x| over its size elements."""
-        if size:                        # no activations, no evidence: the rate stays
+        if size:                        # no activations, no evidence: the rate stays (nan: neither test holds)
             activity = total / size
-            step = self.adapt_rate * ((activity > self.high) - (activity < self.low))
-            self.p = min(max(self.p + step, self.p_min), self.p_max)
+            if activity > self.high:
+                self.p = min(self.p + self.adapt_rate, self.p_max)
+            elif activity < self.low:
+                self.p = max(self.p - self.adapt_rate, self.p_min)
 
     def _forward_per_unit(self, x, seed):
         if not isinstance(self.p, np.ndarray):
