@@ -71,6 +71,17 @@ def naive_concrete(p, temperature=0.1):
     return forward
 
 
+def naive_adaptive(p):
+    """Dropout, then the mean |x| the rate adapts to (summed in float64), as AdaptiveDropout does."""
+    dropout = naive_dropout(p)
+
+    def forward(rng, x):
+        y, backward = dropout(rng, x)
+        np.abs(x).mean(dtype=np.float64)
+        return y, backward
+    return forward
+
+
 def naive_dropblock(p, block):
     def forward(rng, x):
         n, c, h, w = x.shape
@@ -95,7 +106,8 @@ CASES = {
     "VariationalDropout": (lambda: fd.VariationalDropout(0.3, seed=0),
                            naive_dropout(0.3, lambda s: (s[0], 1, s[2])), SEQUENCE),
     "ConcreteDropout": (lambda: fd.ConcreteDropout(0.1, seed=0), naive_concrete(0.1), DENSE),
-    "AdaptiveDropout": (lambda: fd.AdaptiveDropout(0.5, seed=0), naive_dropout(0.5), DENSE),
+    "AdaptiveDropout": (lambda: fd.AdaptiveDropout(0.5, seed=0, adapt_rate=0.0), naive_adaptive(0.5), DENSE),
+    "AdaptiveDropout-images": (lambda: fd.AdaptiveDropout(0.5, seed=0, adapt_rate=0.0), naive_adaptive(0.5), IMAGES),
     "DropBlock2D": (lambda: fd.DropBlock2D(0.1, 7, seed=0), naive_dropblock(0.1, 7), IMAGES),
     "DropPath": (lambda: fd.DropPath(0.2, seed=0),
                  naive_dropout(0.2, lambda s: s[:1] + (1,) * (len(s) - 1)), IMAGES),
