@@ -93,6 +93,24 @@ cdef uint16_t bits16(scale, kind) except? 0:
     return (scale if type(scale) is kind else kind(scale)).view("u2")
 
 
+cdef union scale_value_t:
+    float f32
+    double f64
+    uint16_t u16
+
+
+cdef const void *scale_in(scale_value_t *value, scale, fd_kind_t kind, x) except NULL:
+    """One scale value of x's float kind in *value (the 16-bit formats as their bits); returns
+    a pointer to it, as the kernels take a scale."""
+    if kind == FD_F32:
+        value.f32 = scale
+    elif kind == FD_F64:
+        value.f64 = scale
+    else:
+        value.u16 = bits16(scale, x.dtype.type)
+    return <const void *>value
+
+
 cdef inline void *data(cnp.ndarray a) noexcept:
     return cnp.PyArray_DATA(a)
 
@@ -275,24 +293,12 @@ cdef class Kernels:
         cdef void *op = data(out)
         cdef fd_rates_t g
         cdef int32_t t
-        cdef float s32
-        cdef double s64
-        cdef uint16_t s16
+        cdef scale_value_t sv
         if isinstance(thr, cnp.ndarray):
             set_rates(&g, thr, scale)
         else:
             t = thr
-            if kind == FD_KEEP:
-                set_scalar_rate(&g, &t, NULL)
-            elif kind == FD_F32:
-                s32 = scale
-                set_scalar_rate(&g, &t, &s32)
-            elif kind == FD_F64:
-                s64 = scale
-                set_scalar_rate(&g, &t, &s64)
-            else:
-                s16 = bits16(scale, x.dtype.type)
-                set_scalar_rate(&g, &t, &s16)
+            set_scalar_rate(&g, &t, NULL if kind == FD_KEEP else scale_in(&sv, scale, kind, x))
         with nogil:
             self.k.dropout_rows(key, starts, nrows, rowlen, &g, kind, xp, xstride, op, ostride, nthreads)
         return out
@@ -436,20 +442,9 @@ cdef class Kernels:
         if not common_call(offset, thr, scale, x, out, 3):
             _kernel_args.check_dropout_shared(offset, thr, scale, x, out)
         cdef int32_t t = thr
-        cdef float s32
-        cdef double s64
-        cdef uint16_t s16
-        cdef const void *sp
+        cdef scale_value_t sv
         cdef fd_kind_t kind = float_kind(x)
-        if kind == FD_F32:
-            s32 = scale
-            sp = &s32
-        elif kind == FD_F64:
-            s64 = scale
-            sp = &s64
-        else:
-            s16 = bits16(scale, x.dtype.type)
-            sp = &s16
+        cdef const void *sp = scale_in(&sv, scale, kind, x)
         cdef int64_t outer = x.shape[0], shared = x.shape[1], inner = x.shape[2]
         cdef const void *xp = data(x)
         cdef void *op = data(out)
@@ -498,24 +493,14 @@ cdef class Kernels:
         cdef fd_rates_t gb
         cdef const fd_rates_t *bp = NULL
         cdef int32_t t
-        cdef float s32
-        cdef double s64
-        cdef uint16_t s16
+        cdef scale_value_t sv
         cdef fd_kind_t kind = float_kind(x)
         cdef int64_t n = cnp.PyArray_SIZE(x)
         if isinstance(thr, cnp.ndarray):
             set_rates(&g, thr, scale)
         else:
             t = thr
-            if kind == FD_F32:
-                s32 = scale
-                set_scalar_rate(&g, &t, &s32)
-            elif kind == FD_F64:
-                s64 = scale
-                set_scalar_rate(&g, &t, &s64)
-            else:
-                s16 = bits16(scale, x.dtype.type)
-                set_scalar_rate(&g, &t, &s16)
+            set_scalar_rate(&g, &t, scale_in(&sv, scale, kind, x))
         if bias is not None:
             set_values(&gb, bias, x)
             bp = &gb
@@ -535,20 +520,9 @@ cdef class Kernels:
         if not (common_call(offset, thr, scale, x, out, 1) and common_partials(partials, offset, x.shape[0])):
             _kernel_args.check_dropout_abs_flat(offset, thr, scale, x, out, partials)
         cdef int32_t t = thr
-        cdef float s32
-        cdef double s64
-        cdef uint16_t s16
-        cdef const void *sp
+        cdef scale_value_t sv
         cdef fd_kind_t kind = float_kind(x)
-        if kind == FD_F32:
-            s32 = scale
-            sp = &s32
-        elif kind == FD_F64:
-            s64 = scale
-            sp = &s64
-        else:
-            s16 = bits16(scale, x.dtype.type)
-            sp = &s16
+        cdef const void *sp = scale_in(&sv, scale, kind, x)
         cdef int64_t n = cnp.PyArray_DIM(x, 0)
         cdef const void *xp = data(x)
         cdef void *op = data(out)
