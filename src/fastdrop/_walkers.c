@@ -598,42 +598,38 @@ static void alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_
     if (stream) fd_store_fence();
 }
 
-/* partials[k] for the run's sum blocks k0..k1 (the run: n elements from stream element
-   offset, head = offset % FD_SUM_BLOCK; x points at its element 0). */
-FD_INLINE void abs_partials(fd_kind_t kind, const char *x, int64_t head, int64_t n, int64_t k0, int64_t k1,
-                            double *partials) {
-    int64_t size = fd_kind_bytes(kind);
-    for (int64_t k = k0; k < k1; k++) {
-        double lanes[FD_SUM_LANES] = {0};
-        int64_t lo = k == 0 ? head : 0;
-        int64_t s = k * FD_SUM_BLOCK + lo - head, e = min64(n, (k + 1) * FD_SUM_BLOCK - head);
-        abs_lanes(kind, x + s * size, lo, lo + e - s, lanes);
-        partials[k] = lane_tree(lanes);
-    }
-}
-
-static void abs_partials_of(fd_kind_t kind, const char *x, int64_t head, int64_t n, int64_t k0, int64_t k1,
-                            double *partials) {
-    switch (kind) {
-    case FD_F16: abs_partials(FD_F16, x, head, n, k0, k1, partials); break;
-    case FD_BF16: abs_partials(FD_BF16, x, head, n, k0, k1, partials); break;
-    case FD_F32: abs_partials(FD_F32, x, head, n, k0, k1, partials); break;
-    case FD_F64: abs_partials(FD_F64, x, head, n, k0, k1, partials); break;
-    case FD_KEEP: break;
-    }
+/* The sum state of the run's sum blocks from k0 on (the run: n elements from stream element
+   offset), nothing summed yet. */
+static abs_state_t abs_start(int64_t offset, int64_t n, int64_t k0, double *partials) {
+    abs_state_t abs;
+    memset(abs.lanes, 0, sizeof abs.lanes);
+    abs.head = offset % FD_SUM_BLOCK;
+    abs.summed = max64(k0 * FD_SUM_BLOCK - abs.head, 0);
+    abs.n = n;
+    abs.partials = partials;
+    return abs;
 }
 
 /* Sum blocks k0..k1 of the run: plain dropout (g one rate) in one span, summing as it goes. */
 static void dropout_abs_part(uint64_t key, int64_t offset, int64_t n, int64_t k0, int64_t k1, const fd_rates_t *g,
                              fd_kind_t kind, const char *x, char *out, double *partials, int prefetch, int stream) {
-    abs_state_t abs;
-    int64_t head = offset % FD_SUM_BLOCK, s = max64(k0 * FD_SUM_BLOCK - head, 0);
-    memset(abs.lanes, 0, sizeof abs.lanes);
-    abs.summed = s;
-    abs.head = head;
-    abs.n = n;
-    abs.partials = partials;
-    plain_abs_span_of(key, offset, s, min64(k1 * FD_SUM_BLOCK - head, n), g, kind, x, out, prefetch, stream, &abs);
+    abs_state_t abs = abs_start(offset, n, k0, partials);
+    plain_abs_span_of(key, offset, abs.summed, min64(k1 * FD_SUM_BLOCK - abs.head, n), g, kind, x, out, prefetch,
+                      stream, &abs);
+}
+
+/* The sums alone of sum blocks k0..k1, the kind a constant in each case. */
+static void abs_blocks_of(int64_t offset, int64_t n, int64_t k0, int64_t k1, fd_kind_t kind, const char *x,
+                          double *partials) {
+    abs_state_t abs = abs_start(offset, n, k0, partials);
+    int64_t e = min64(k1 * FD_SUM_BLOCK - abs.head, n);
+    switch (kind) {
+    case FD_F16: abs_upto(FD_F16, x, &abs, e); break;
+    case FD_BF16: abs_upto(FD_BF16, x, &abs, e); break;
+    case FD_F32: abs_upto(FD_F32, x, &abs, e); break;
+    case FD_F64: abs_upto(FD_F64, x, &abs, e); break;
+    case FD_KEEP: break;
+    }
 }
 
 /* Dropout with one rate of C-contiguous x (n elements, decision i = stream element
@@ -672,7 +668,7 @@ static void abs_sums(int64_t offset, int64_t n, fd_kind_t kind, const void *x, d
     for (int t = 0; t < nthreads; t++) {
         int64_t k0, k1;
         thread_blocks(t, nthreads, nsums, &k0, &k1);
-        abs_partials_of(kind, x, offset % FD_SUM_BLOCK, n, k0, k1, partials);
+        if (k0 < k1) abs_blocks_of(offset, n, k0, k1, kind, x, partials);
     }
 }
 
