@@ -177,6 +177,15 @@ static void range_block_of(uint64_t key, int64_t first, int64_t head, int64_t n,
     }
 }
 
+/* g as one rate for every element: threshold *thr, scale (NULL where the walk takes none). */
+static inline void set_one_rate(fd_rates_t *g, const int32_t *thr, const void *scale) {
+    g->thr = thr;
+    g->scale = scale;
+    g->inner = INT64_MAX;
+    g->step = 0;
+    g->nouter = 0;
+}
+
 /* Elements per vector store of a kind's element loop (1: its scalar loop). */
 FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
 #if FD_VECTOR
@@ -589,11 +598,7 @@ static void alpha_flat(uint64_t key, int64_t offset, int64_t n, int32_t thr, fd_
                        const void *x, void *out, int nthreads) {
     fd_rates_t g;
     int stream = fd_streams(n * fd_kind_bytes(kind));
-    g.thr = &thr;
-    g.scale = NULL;
-    g.inner = INT64_MAX;
-    g.step = 0;
-    g.nouter = 0;
+    set_one_rate(&g, &thr, NULL);
     plain_range(key, offset, n, &g, c, kind, x, out, nthreads, stream);
     if (stream) fd_store_fence();
 }
@@ -641,11 +646,7 @@ static void dropout_abs_flat(uint64_t key, int64_t offset, int64_t n, int32_t th
     int64_t size = fd_kind_bytes(kind), nsums = n > 0 ? (offset % FD_SUM_BLOCK + n - 1) / FD_SUM_BLOCK + 1 : 0;
     int stream = fd_streams(n * size), prefetch = n * size > PREFETCH_MIN_BYTES;
     if (n <= 0) return;
-    g.thr = &thr;
-    g.scale = scale;
-    g.inner = INT64_MAX;
-    g.step = 0;
-    g.nouter = 0;
+    set_one_rate(&g, &thr, scale);
     if (nthreads > 1 && nsums > PARALLEL_MIN_BLOCKS) {
         #pragma omp parallel for schedule(static) num_threads(nthreads)
         for (int t = 0; t < nthreads; t++) {
@@ -812,11 +813,7 @@ static void dropout_shared(uint64_t key, int64_t offset, int64_t outer, int64_t 
     int stream = fd_streams(outer * shared * inner * fd_kind_bytes(kind));
     int prefetch = outer * shared * inner * fd_kind_bytes(kind) > PREFETCH_MIN_BYTES;
     int parallel = nthreads > 1 && total > 1 && outer * shared * inner >= (int64_t)PARALLEL_MIN_BLOCKS * FD_BLOCK_CHUNKS;
-    g.thr = &thr;
-    g.scale = NULL;
-    g.inner = INT64_MAX;
-    g.step = 0;
-    g.nouter = 0;
+    set_one_rate(&g, &thr, NULL);
     if (leading || short_rows) {        /* each piece ends with its fence */
         #pragma omp parallel for schedule(static) num_threads(nthreads) if (parallel)
         for (int64_t k = 0; k < total; k++) {
