@@ -1,13 +1,15 @@
-"""Several builds of the compiled kernels side by side in one process: dropout_add or dropout at 16M.
+"""Several builds of the compiled kernels side by side in one process: dropout_add, dropout or
+dropout_abs_flat (dropout with AdaptiveDropout's sums of |x|), at 16M elements by default.
 
-Run: ``python bench/ab_builds.py OLD.so NEW.so [...] [--kernel dropout_add|dropout] [--dtype float32]
-[--bias] [--rounds 31]``.
+Run: ``python bench/ab_builds.py OLD.so NEW.so [...] [--kernel dropout_add|dropout|dropout_abs]
+[--dtype float32] [--bias] [--rounds 31] [--size N] [--repeat R]``.
 Each ``_kernels`` .so (a copy of ``src/fastdrop/_kernels*.so`` from one build) is loaded as
 a package of its own, so the builds run in one process on the same arrays: NumPy's layout
 (16 bytes past a 64-byte line), one thread, the streaming threshold of the installed
 fastdrop.  Each round calls the floor (``np.add(x, residual, out=y)`` for dropout_add;
 ``np.multiply(x, c, out=y)`` and ``np.copyto(y, x)`` for dropout) and every build's kernel once, in an order shuffled each round (in a fixed order a call's place after another
-moved it by up to 10%); the table gives medians and quartiles over rounds.  The builds must
+moved it by up to 10%), ``--repeat`` times in a row for small sizes; the table gives medians
+and quartiles over rounds.  The builds must
 agree bit for bit.  bench/NOTES.md (ninth session) has figures from this.
 """
 import argparse
@@ -42,11 +44,12 @@ def load_builds(paths, where):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("builds", nargs="+", help="paths of _kernels .so files")
-    parser.add_argument("--kernel", default="dropout_add", choices=["dropout_add", "dropout"])
+    parser.add_argument("--kernel", default="dropout_add", choices=["dropout_add", "dropout", "dropout_abs"])
     parser.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64"])
     parser.add_argument("--bias", action="store_true", help="with a per-feature bias")
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--size", type=int, default=1 << 24)
+    parser.add_argument("--repeat", type=int, default=1, help="calls per timing (for small sizes)")
     parser.add_argument("--isa", default=fastdrop.info()["isa"])
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
@@ -55,6 +58,7 @@ def main(argv=None):
     residual = rng.standard_normal(x.shape).astype(dtype)
     bias = rng.standard_normal(FEATURES).astype(dtype) if args.bias else None
     y = np.empty_like(x)
+    partials = np.empty(-(-x.size // 1024))         # dropout_abs: one per sum block (offset 0)
     threshold, scale = int(0.9 * 65536), dtype.type(1 / 0.9)
     with tempfile.TemporaryDirectory() as where:
         builds = load_builds(args.builds, pathlib.Path(where))
@@ -68,31 +72,37 @@ def main(argv=None):
             kernels = module.VARIANTS[args.isa]
             if args.kernel == "dropout_add":
                 funcs[label] = (lambda k=kernels: k.dropout_add(1, 0, threshold, scale, bias, x, residual, y, 1))
-            else:
+            elif args.kernel == "dropout":
                 funcs[label] = (lambda k=kernels: k.dropout_flat(1, 0, threshold, scale, flat, out, 1))
+            else:
+                if len(funcs) == 2:                         # the plain kernel of the first build, for reference
+                    funcs[f"{label} plain"] = (lambda k=kernels: k.dropout_flat(1, 0, threshold, scale, flat, out, 1))
+                funcs[label] = (lambda k=kernels: k.dropout_abs_flat(1, 0, threshold, scale, flat, out, partials, 1))
         results = {}
         for label, f in funcs.items():
             f()                                             # warm: page faults, caches
-            results[label] = y.copy()
+            results[label] = (y.copy(), partials.copy())
         for label in list(builds)[1:]:
-            if not np.array_equal(results[label].view(f"u{dtype.itemsize}"),
-                                  results[next(iter(builds))].view(f"u{dtype.itemsize}")):
-                raise SystemExit(f"{label} gives other bits than the first build")
+            for got, first in zip(results[label], results[next(iter(builds))]):
+                if not np.array_equal(got.view(f"u{got.itemsize}"), first.view(f"u{first.itemsize}")):
+                    raise SystemExit(f"{label} gives other bits than the first build")
         times = {label: [] for label in funcs}
         order = list(funcs)
         for _ in range(args.rounds):
             rng.shuffle(order)
             for label in order:
+                f = funcs[label]
                 start = time.perf_counter()
-                funcs[label]()
-                times[label].append(time.perf_counter() - start)
+                for _ in range(args.repeat):
+                    f()
+                times[label].append((time.perf_counter() - start) / args.repeat)
     floor_name = next(iter(times))
     floor = statistics.median(times[floor_name])
     print(f"{args.kernel} {args.dtype} {args.size} elements{' + bias' if args.bias else ''}, isa {args.isa}, "
-          f"{args.rounds} shuffled rounds; ms: median (quartiles), and the median over {floor_name}'s")
+          f"{args.rounds} shuffled rounds; us: median (quartiles), and the median over {floor_name}'s")
     for label, t in times.items():
         q1, _, q3 = statistics.quantiles(t, n=4)
-        print(f"{label:24} {statistics.median(t) * 1e3:8.3f} ({q1 * 1e3:.3f}-{q3 * 1e3:.3f})  "
+        print(f"{label:24} {statistics.median(t) * 1e6:10.2f} ({q1 * 1e6:.2f}-{q3 * 1e6:.2f})  "
               f"{statistics.median(t) / floor:.3f}x")
 
 

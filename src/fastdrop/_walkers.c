@@ -264,9 +264,6 @@ FD_INLINE int64_t span_piece_end(int64_t d, int64_t stop, int64_t e, int64_t ali
 /* The 16 lanes as SUM_VECS vectors of the variant's width, indexed by constants, so they stay
    in registers (GCC's own vectorisation of the lane loop left 16 scalar chains in the built
    module, and one 16-double vector type lived on the stack). */
-typedef double sum_vec_t FD_V(double, FD_L64);
-typedef int64_t sum_bits_t FD_V(int64_t, FD_L64);
-typedef float sum_floats_t FD_V(float, FD_L64);
 #define SUM_VECS (FD_SUM_LANES / FD_L64)
 #endif
 
@@ -278,19 +275,18 @@ FD_INLINE void abs_lanes(fd_kind_t kind, const char *x, int64_t lo, int64_t hi, 
     for (; i < hi && i % FD_SUM_LANES; i++) lanes[i % FD_SUM_LANES] += fabs(nz_load_double(kind, x, i - lo));
 #if FD_VECTOR
     if ((kind == FD_F32 || kind == FD_F64) && i + FD_SUM_LANES <= hi) {
-        sum_vec_t acc[SUM_VECS];
+        fd_f64v acc[SUM_VECS];
         for (int q = 0; q < SUM_VECS; q++) memcpy(&acc[q], lanes + q * FD_L64, sizeof acc[q]);
         for (; i + FD_SUM_LANES <= hi; i += FD_SUM_LANES)
             for (int q = 0; q < SUM_VECS; q++) {
-                sum_vec_t v;
+                fd_f64v v;
                 if (kind == FD_F32) {
-                    sum_floats_t f;
-                    memcpy(&f, x + (i - lo + q * FD_L64) * 4, sizeof f);
-                    v = __builtin_convertvector(f, sum_vec_t);
+                    v = fd_abs_widen_f32(x + (i - lo + q * FD_L64) * 4);
                 } else {
                     memcpy(&v, x + (i - lo + q * FD_L64) * 8, sizeof v);
+                    v = (fd_f64v)((fd_i64v)v & INT64_MAX);      /* |v|: the sign bit cleared */
                 }
-                acc[q] += (sum_vec_t)((sum_bits_t)v & INT64_MAX);      /* |v|: the sign bit cleared */
+                acc[q] += v;
             }
         for (int q = 0; q < SUM_VECS; q++) memcpy(lanes + q * FD_L64, &acc[q], sizeof acc[q]);
     }
