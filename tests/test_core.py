@@ -229,6 +229,27 @@ def test_layout_never_changes_the_result(backend, make):
     assert same_bits(y, fd.dropout(np.ascontiguousarray(view), 0.5, seed=2))
 
 
+@pytest.mark.parametrize("shape", [(130, 1001), (3, 5, 40_000)])
+@pytest.mark.parametrize("rates", ["scalar", "per-feature"])
+def test_layouts_the_kernel_cannot_take_go_in_pieces_with_the_same_bits(backend, shape, rates):
+    """Transposed, strided and byte-swapped inputs (and Fortran-ordered outputs) pass through
+    the fused kernel in pieces of leading-axis slices (_core._FULL_PIECE_BYTES, here several
+    per input, and pieces inside a row of 40K elements): the bits of the C-contiguous call,
+    with an offset, per-element rates read in pieces too, out= and in place."""
+    base = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
+    p = 0.3 if rates == "scalar" else np.linspace(0.05, 0.9, shape[-1])
+    expected = fd.dropout(base, p, seed=5, offset=333)
+    views = {"transposed": np.ascontiguousarray(base.T).T, "strided": np.repeat(base, 2, axis=-1)[..., ::2],
+             "byte-swapped": base.astype(">f4")}
+    for name, view in views.items():
+        assert same_bits(fd.dropout(view, p, seed=5, offset=333), expected), name
+        out = np.empty(shape, np.float32, order="F")
+        assert fd.dropout(view, p, seed=5, offset=333, out=out) is out and same_bits(out, expected), name
+        if name != "byte-swapped":
+            fd.dropout(view, p, seed=5, offset=333, out=view)
+            assert same_bits(view, expected), name
+
+
 def test_thread_count_never_changes_the_result(backend):
     x = np.random.default_rng(8).standard_normal(3_000_017).astype(np.float32)
     old = fd.get_num_threads()

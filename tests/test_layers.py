@@ -613,6 +613,24 @@ def test_abs_sum_of_extremes():
     assert _core.abs_sum(np.array([-0.0, -1.5, 2.5], ">f8")) == 4.0      # byte-swapped input
 
 
+@pytest.mark.parametrize("offset", [0, 5, 1023, 8 * 1024 - 1])
+def test_abs_sum_of_any_layout_is_the_contiguous_sum(offset):
+    """Inputs the kernel cannot read in place go to it in pieces of whole sum blocks: the
+    same float as the C-contiguous copy whatever the layout, with pieces ending inside the
+    input (8 blocks each) and a short last piece."""
+    from fastdrop import _core
+    x = (RNG.standard_normal((29, 1301)) * 3).astype(np.float32)      # 37729 elements: 5 pieces
+    expected = _core.abs_sum(np.ascontiguousarray(x), offset)
+    misaligned = np.frombuffer(b"\0" + x.tobytes(), dtype=np.float32, offset=1).reshape(x.shape)
+    for name, v in {"transposed": np.ascontiguousarray(x.T).T, "strided": np.repeat(x, 2, axis=1)[:, ::2],
+                    "byte-swapped": x.astype(">f4"), "misaligned": misaligned,
+                    "swapped-strided": np.repeat(x, 2, axis=0).astype(">f4")[::2]}.items():
+        assert np.array_equal(v, x) and not (v.flags.c_contiguous and v.flags.aligned and v.dtype.isnative)
+        assert _core.abs_sum(v, offset) == expected, name
+        with fd.use_backend("numpy"):
+            assert _core.abs_sum(v, offset) == expected, name
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_adaptive_dropout_fused_and_general_paths_agree(dtype):
     """The one-rate layer's common call (mask and mean |x| from one kernel) and its general

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastdrop as fd
-from fastdrop import _backend, _numpy_backend
+from fastdrop import _backend, _core, _numpy_backend
 from fastdrop import layers as L
 
 pytestmark = pytest.mark.adversarial
@@ -72,8 +72,16 @@ def noise_elements(shape):
     return int(np.prod(shape))
 
 
+# inputs the fused kernel cannot take as they are (transposed, strided) go through it in pieces
+# copied to and from C-contiguous temporaries of a fixed size (_core._FULL_PIECE_BYTES each)
+PIECES = 2 * _core._FULL_PIECE_BYTES
+X2_STRIDED = np.repeat(X2, 2, axis=1)[:, ::2]
+
 # name: (call, bound in bytes)
 ENTRY_POINTS = {
+    "dropout-transposed": (lambda: fd.dropout(X2.T, 0.3, seed=1), floor_bound(X2.nbytes) + PIECES),
+    "dropout-strided-per-feature-p": (lambda: fd.dropout(X2_STRIDED, P_FEATURE, seed=1),
+                                      floor_bound(X2.nbytes, p=P_FEATURE) + PIECES),
     "dropout-scalar": (lambda: fd.dropout(X2, 0.3, seed=1), floor_bound(X2.nbytes)),
     "dropout-per-feature-p": (lambda: fd.dropout(X2, P_FEATURE, seed=1), floor_bound(X2.nbytes, p=P_FEATURE)),
     "dropout-per-row-p": (lambda: fd.dropout(X2, P_ROW, seed=1), floor_bound(X2.nbytes, p=P_ROW)),
@@ -145,6 +153,9 @@ LAYERS = {
     # one rate: mean |x| from the mask's kernel pass (a partial sum per 1024 elements);
     # per unit: each feature's, summed in slices of L.MEAN_ABS_CHUNK elements (a fixed buffer)
     "AdaptiveDropout": (lambda: L.AdaptiveDropout(0.3, seed=1), X2, _floor(X2), _floor(X2)),
+    # a transposed input: the general path sums |x| in pieces of whole sum blocks
+    "AdaptiveDropout-transposed": (lambda: L.AdaptiveDropout(0.3, seed=1), X2.T, _floor(X2) + PIECES / X2.nbytes,
+                                   _floor(X2) + PIECES / X2.nbytes),
     "AdaptiveDropout-per-unit": (lambda: L.AdaptiveDropout(0.3, seed=1, per_unit=True), X2,
                                  _floor(X2, p=P_FEATURE) + MEAN_ABS_BUFFER, _floor(X2, p=P_FEATURE)),
     "DropBlock2D": (lambda: L.DropBlock2D(0.1, 7, seed=1), X4, _floor(X4) + DROPBLOCK_MASK,

@@ -94,19 +94,46 @@ def apply_keep(x, keep, scale, out):
     return out
 
 
+_FULL_PIECE_BYTES = 128 << 10       # bytes per piece of an x or out the kernel cannot take as it is
+
+
 def dropout_full(key, offset, thr, scale, x, out):
     """The fused one-pass path, mask as large as x: no mask is stored.  Per-element rates
-    (views of x's shape) are read with their strides as the kernel goes."""
-    if x.size:
-        with kernel_target(out) as target:
-            xc = np.ascontiguousarray(x)
-            if np.ndim(thr) == 0:
-                _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
-                                                _backend.get_num_threads())
-            else:
-                _backend.kernels().dropout_rows(key, np.array([offset], dtype=np.int64), thr, scale,
-                                                xc.reshape(1, -1), target.reshape(1, -1), _backend.get_num_threads())
+    (views of x's shape) are read with their strides as the kernel goes.  Where x or out is
+    not C-contiguous, aligned and native (a transposed view, a strided slice), the pass goes
+    in pieces of leading-axis slices, each copied to and from a C-contiguous temporary at
+    its own stream offset: the temporaries stay O(one piece), not O(x)."""
+    if not x.size:
+        return out
+    if x.ndim and not all(a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative for a in (x, out)):
+        for index in _leading_pieces(x.shape, _FULL_PIECE_BYTES // x.itemsize):
+            piece = out[index]
+            _dropout_run(key, offset + _c_start(x.shape, index), thr if np.ndim(thr) == 0 else thr[index],
+                         scale if np.ndim(scale) == 0 else scale[index], x[index], piece)
+        return out
+    _dropout_run(key, offset, thr, scale, x, out)
     return out
+
+
+def _dropout_run(key, offset, thr, scale, x, out):
+    """x (decision i of its C order: stream element offset + i) through the fused kernel into out."""
+    with kernel_target(out) as target:
+        xc = np.ascontiguousarray(x)
+        if np.ndim(thr) == 0:
+            _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
+                                            _backend.get_num_threads())
+        else:
+            _backend.kernels().dropout_rows(key, np.array([offset], dtype=np.int64), thr, scale,
+                                            xc.reshape(1, -1), target.reshape(1, -1), _backend.get_num_threads())
+
+
+def _c_start(shape, index):
+    """The C-order flat index, in an array of ``shape``, of the first element of ``x[index]``
+    (index: ``_leading_pieces``'s ints and one slice of the leading axes)."""
+    start = 0
+    for i, n in zip(index, shape):
+        start = start * n + (i.start if isinstance(i, slice) else i)
+    return start * math.prod(shape[len(index):])
 
 
 def dropout_over(key, offset, thr, scale, x, noise_shape, out):
@@ -276,14 +303,30 @@ def dropout_abs_sum_key(x, p, key, offset):
     return y, exact_sum(partials)
 
 
+_ABS_SUM_PIECE_BLOCKS = 8          # sum blocks per piece of an input the kernel cannot read in place
+
+
 def abs_sum(x, offset=0):
     """The sum of |x| over x in C order, the same float on every backend, ISA and thread count:
     float64 partial sums per block of 1024 stream elements from ``offset`` (the kernels'
-    layout, ``_kernel_args.SUM_BLOCK``) added by ``exact_sum``."""
+    layout, ``_kernel_args.SUM_BLOCK``) added by ``exact_sum``.  An input the kernel cannot
+    read in place (strided, misaligned, byte-swapped) is copied a piece of whole sum blocks
+    at a time, so the temporaries stay O(one piece), not O(x)."""
     partials = np.empty(_kernel_args.sum_blocks(offset, x.size), dtype=np.float64)
-    if x.size:
-        flat = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("=")).reshape(-1)
-        _backend.kernels().abs_sums(offset, flat, partials, _backend.get_num_threads())
+    kernels, threads = _backend.kernels(), _backend.get_num_threads()
+    if x.flags.c_contiguous and x.flags.aligned and x.dtype.isnative:
+        if x.size:
+            kernels.abs_sums(offset, x.reshape(-1), partials, threads)
+        return exact_sum(partials)
+    native, block = x.dtype.newbyteorder("="), _kernel_args.SUM_BLOCK
+    flat = x.reshape(-1) if x.flags.c_contiguous else x.flat        # C order; slices of x.flat are copies
+    piece = _ABS_SUM_PIECE_BLOCKS * block
+    pos = k = 0
+    while pos < x.size:
+        end = min(x.size, pos + piece - (offset + pos) % block)    # ends on a sum block's end
+        blocks = _kernel_args.sum_blocks(offset + pos, end - pos)
+        kernels.abs_sums(offset + pos, np.require(flat[pos:end], native, "CA"), partials[k:k + blocks], threads)
+        pos, k = end, k + blocks
     return exact_sum(partials)
 
 # --- dropout_add -----------------------------------------------------------------------------------
