@@ -585,6 +585,23 @@ def test_adaptive_feature_activity_is_mean_abs_in_bounded_slices(shape):
         np.testing.assert_allclose(_feature_mean_abs(x, chunk), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4000, 3), (50, 40, 7), (300_000, 1)])
+def test_adaptive_feature_activity_does_not_depend_on_the_layout(dtype, shape):
+    """Each feature's mean |x| (hence AdaptiveDropout(per_unit=True)'s next rates) is the same
+    float for C, Fortran, strided and byte-swapped arrays of the same values (NumPy sums a
+    Fortran-ordered float64 array pairwise along the features' axis, a C-ordered one row by
+    row: those differed in the last bits before the slices were made C-ordered)."""
+    from fastdrop.layers import _feature_mean_abs
+    scale = np.random.default_rng(5).uniform(0.1, 1e4, shape[:1] + (1,) * (len(shape) - 1))
+    x = (RNG.standard_normal(shape) * scale).astype(dtype)
+    expected = _feature_mean_abs(x)
+    for name, v in {"F": np.asfortranarray(x), "strided": np.repeat(x, 2, axis=-1)[..., ::2],
+                    "byte-swapped": x.astype(x.dtype.newbyteorder(">"))}.items():
+        assert np.array_equal(v, x)
+        assert np.array_equal(_feature_mean_abs(v).view(np.uint64), expected.view(np.uint64)), name
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("n, offset", [(1, 0), (1000, 30), (5000, 1021), (300_001, 7)])
 def test_abs_sum_is_the_fused_kernels_sum_and_nearly_exact(dtype, n, offset):

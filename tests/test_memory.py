@@ -138,7 +138,7 @@ def _floor(x, mask_elements=0, p=None):
     return floor_bound(x.nbytes, mask_elements, p) / x.nbytes
 
 
-MEAN_ABS_BUFFER = 1.25 * L.MEAN_ABS_CHUNK * X2.itemsize / X2.nbytes
+MEAN_ABS_BUFFER = 1.25 * L.MEAN_ABS_CHUNK * 8 / X2.nbytes          # a float64 slice of |x|
 LAYERS = {
     "Dropout": (lambda: L.Dropout(0.3, seed=1), X2, _floor(X2), _floor(X2)),
     "Dropout-classic": (lambda: L.Dropout(0.3, seed=1, mode="classic"), X2, _floor(X2), _floor(X2)),
@@ -151,7 +151,7 @@ LAYERS = {
                            _floor(X3, 32 * 512)),
     "ConcreteDropout": (lambda: L.ConcreteDropout(0.2, seed=1), X2, _floor(X2), _floor(X2)),
     # one rate: mean |x| from the mask's kernel pass (a partial sum per 1024 elements);
-    # per unit: each feature's, summed in slices of L.MEAN_ABS_CHUNK elements (a fixed buffer)
+    # per unit: each feature's, summed in float64 slices of L.MEAN_ABS_CHUNK elements (a fixed buffer)
     "AdaptiveDropout": (lambda: L.AdaptiveDropout(0.3, seed=1), X2, _floor(X2), _floor(X2)),
     # a transposed input: the general path sums |x| in pieces of whole sum blocks
     "AdaptiveDropout-transposed": (lambda: L.AdaptiveDropout(0.3, seed=1), X2.T, _floor(X2) + PIECES / X2.nbytes,

@@ -955,20 +955,23 @@ class ConcreteDropout(DropoutLayer):
 
 
 # Elements per slice when AdaptiveDropout(per_unit=True) measures each feature's mean |x|: a
-# fixed buffer (256 KiB of float32), not one of x's size, at a Python-loop cost that stays
+# fixed buffer (512 KiB of float64), not one of x's size, at a Python-loop cost that stays
 # small next to the pass.
 MEAN_ABS_CHUNK = 1 << 16
 
 
 def _feature_mean_abs(x, chunk_elements=None):
     """mean |x| per feature (the last axis) over the other axes, summed in float64 over slices
-    of about ``chunk_elements`` along the first axis: memory O(chunk), not O(x)."""
+    of about ``chunk_elements`` along the first axis: memory O(chunk), not O(x).  Each slice's
+    |x| is a C-ordered float64 temporary, so NumPy sums it in an order fixed by x's shape: the
+    same rates for any memory order, strides or byte order of the same values."""
     chunk_elements = chunk_elements or MEAN_ABS_CHUNK
     if x.ndim == 1:
-        return np.abs(x).astype(np.float64)
+        return np.abs(x, dtype=np.float64)
     axes = tuple(range(x.ndim - 1))
     step = max(1, chunk_elements // max(1, x[0].size))
-    total = sum(np.abs(x[i:i + step]).sum(axis=axes, dtype=np.float64) for i in range(0, x.shape[0], step))
+    total = sum(np.abs(x[i:i + step], dtype=np.float64, order="C").sum(axis=axes)
+                for i in range(0, x.shape[0], step))
     return total / (x.size // x.shape[-1])
 
 
