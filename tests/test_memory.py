@@ -72,16 +72,33 @@ def noise_elements(shape):
     return int(np.prod(shape))
 
 
-# inputs the fused kernel cannot take as they are (transposed, strided) go through it in pieces
-# copied to and from C-contiguous temporaries of a fixed size (_core._FULL_PIECE_BYTES each)
-PIECES = 2 * _core._FULL_PIECE_BYTES
+# Inputs the fused kernels cannot take as they are (transposed, strided) go through them in
+# pieces copied to and from C-contiguous temporaries of a fixed size (_core.PIECE_BYTES per
+# operand: the output's piece, x's, a residual's or gradient's, per-element rates' and a
+# bias's pieces, at most four at once).
+PIECES = 4 * _core.PIECE_BYTES
 X2_STRIDED = np.repeat(X2, 2, axis=1)[:, ::2]
+XT, X3T, X4T = X2.T, np.ascontiguousarray(X3.T).T, np.ascontiguousarray(X4.T).T
+TRANSPOSED = {
+    "dropout": (lambda: fd.dropout(XT, 0.3, seed=1), XT),
+    "dropout-strided-per-feature-p": (lambda: fd.dropout(X2_STRIDED, P_FEATURE, seed=1), X2),
+    "dropout-noise-shape": (lambda: fd.dropout(XT, 0.3, seed=1, noise_shape=(1, None)), XT),
+    "alpha_dropout": (lambda: fd.alpha_dropout(XT, 0.3, seed=1), XT),
+    "alpha_dropout_grad": (lambda: fd.alpha_dropout_grad(XT, 0.3, seed=1), XT),
+    "gaussian_dropout": (lambda: fd.gaussian_dropout(XT, 0.3, seed=1), XT),
+    "gaussian_dropout_grad": (lambda: fd.gaussian_dropout_grad(XT, 0.3, seed=1), XT),
+    "concrete_dropout": (lambda: fd.concrete_dropout(XT, -1.0, seed=1), XT),
+    "concrete_dropout_grad": (lambda: fd.concrete_dropout_grad(XT, XT, -1.0, seed=1), XT),
+    "spatial_dropout": (lambda: fd.spatial_dropout(X4T, 0.3, seed=1), X4T),
+    "variational_dropout": (lambda: fd.variational_dropout(X3T, 0.3, seed=1), X3T),
+    "drop_path": (lambda: fd.drop_path(X4T, 0.3, seed=1), X4T),
+    "dropout_add": (lambda: fd.dropout_add(XT, XT, 0.3, bias=np.ones(XT.shape[-1], np.float32), seed=1), XT),
+}
 
 # name: (call, bound in bytes)
 ENTRY_POINTS = {
-    "dropout-transposed": (lambda: fd.dropout(X2.T, 0.3, seed=1), floor_bound(X2.nbytes) + PIECES),
-    "dropout-strided-per-feature-p": (lambda: fd.dropout(X2_STRIDED, P_FEATURE, seed=1),
-                                      floor_bound(X2.nbytes, p=P_FEATURE) + PIECES),
+    **{f"{name}-transposed": (call, floor_bound(x.nbytes, p=P_FEATURE if "per-feature" in name else None) + PIECES)
+       for name, (call, x) in TRANSPOSED.items()},
     "dropout-scalar": (lambda: fd.dropout(X2, 0.3, seed=1), floor_bound(X2.nbytes)),
     "dropout-per-feature-p": (lambda: fd.dropout(X2, P_FEATURE, seed=1), floor_bound(X2.nbytes, p=P_FEATURE)),
     "dropout-per-row-p": (lambda: fd.dropout(X2, P_ROW, seed=1), floor_bound(X2.nbytes, p=P_ROW)),
@@ -154,7 +171,7 @@ LAYERS = {
     # per unit: each feature's, summed in float64 slices of L.MEAN_ABS_CHUNK elements (a fixed buffer)
     "AdaptiveDropout": (lambda: L.AdaptiveDropout(0.3, seed=1), X2, _floor(X2), _floor(X2)),
     # a transposed input: the general path sums |x| in pieces of whole sum blocks
-    "AdaptiveDropout-transposed": (lambda: L.AdaptiveDropout(0.3, seed=1), X2.T, _floor(X2) + PIECES / X2.nbytes,
+    "AdaptiveDropout-transposed": (lambda: L.AdaptiveDropout(0.3, seed=1), XT, _floor(X2) + PIECES / X2.nbytes,
                                    _floor(X2) + PIECES / X2.nbytes),
     "AdaptiveDropout-per-unit": (lambda: L.AdaptiveDropout(0.3, seed=1, per_unit=True), X2,
                                  _floor(X2, p=P_FEATURE) + MEAN_ABS_BUFFER, _floor(X2, p=P_FEATURE)),

@@ -75,6 +75,98 @@ def copy_into(x, out):
     return out
 
 
+# --- passes in pieces ---------------------------------------------------------------------------
+PIECE_BYTES = 128 << 10         # per operand of a pass in pieces: its temporaries stay in L2
+
+
+def takes_as_is(a):
+    """True when a kernel reads or writes ``a`` in place: C-contiguous, aligned, native order."""
+    return a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative
+
+
+def flat_pass(offset, out, inputs, run, rates=()):
+    """``run(pos, target, *pieces)`` over elements [pos, pos + target.size) of C-order arrays
+    of one shape (stream elements from offset + pos): once over the whole arrays (pos 0, in
+    their shapes) when out and the inputs are all C-contiguous, aligned and native, else
+    piece by piece, each piece 1-D.
+    A piece covers whole sum blocks of the stream (so reducing kernels write whole partials)
+    and about PIECE_BYTES of its widest operand; each operand the kernel cannot take as it
+    is (a transposed or strided view, a byte-swapped or misaligned array) is copied into a
+    C-contiguous native temporary of the piece, and out's piece copied back: temporaries of
+    O(one piece), not O(x).  ``rates`` (views of x's shape, read with their strides) are
+    passed whole, or a piece of them each.  out may be None (a reduction alone) or an input
+    (in place: each piece is read before it is written).  Returns out."""
+    n = inputs[0].size
+    if not n:
+        return out
+    operands = inputs if out is None else (out,) + inputs
+    if all(takes_as_is(a) for a in operands):
+        run(0, out, *inputs, *rates)
+        return out
+    block = _kernel_args.SUM_BLOCK
+    piece = max(1, PIECE_BYTES // max(a.itemsize for a in operands) // block) * block
+    pos = 0
+    while pos < n:
+        end = min(n, pos + piece - (offset + pos) % block)      # ends on a sum block's end
+        target = None if out is None else (out.reshape(-1)[pos:end] if takes_as_is(out)
+                                           else np.empty(end - pos, out.dtype.newbyteorder("=")))
+        run(pos, target, *(a.reshape(-1)[pos:end] if takes_as_is(a) else flat_range(a, pos, end) for a in inputs),
+            *(flat_range(r, pos, end) for r in rates))
+        if out is not None and not takes_as_is(out):
+            set_flat_range(out, pos, target)
+        pos = end
+    return out
+
+
+def _range_indices(shape, start, stop):
+    """Basic indices (ints, then one slice) of an array of ``shape`` (ndim >= 1) whose parts,
+    in order, are its C-order elements [start, stop): a partial row, whole rows, a partial
+    row at each level."""
+    if len(shape) == 1:
+        yield (slice(start, stop),)
+        return
+    inner = math.prod(shape[1:])
+    first, last = start // inner, (stop - 1) // inner
+    if first == last or start % inner:
+        for index in _range_indices(shape[1:], start - first * inner, min(stop, (first + 1) * inner) - first * inner):
+            yield (first,) + index
+        first += 1
+    if first * inner >= stop:
+        return
+    if stop // inner > first:
+        yield (slice(first, stop // inner),)
+    if stop % inner and stop // inner >= first:
+        for index in _range_indices(shape[1:], 0, stop % inner):
+            yield (stop // inner,) + index
+
+
+def flat_range(a, start, stop):
+    """a's C-order elements [start, stop) as a new C-contiguous 1-D array of a's dtype in
+    native byte order (strided copies of a's parts, not an element-wise walk)."""
+    buffer = np.empty(stop - start, dtype=a.dtype.newbyteorder("="))
+    if a.ndim == 0:
+        buffer[...] = a
+        return buffer
+    pos = 0
+    for index in _range_indices(a.shape, start, stop):
+        part = a[index]
+        buffer[pos:pos + part.size].reshape(part.shape)[...] = part
+        pos += part.size
+    return buffer
+
+
+def set_flat_range(a, start, values):
+    """a's C-order elements [start, start + values.size) = values (1-D)."""
+    if a.ndim == 0:
+        a[...] = values[0]
+        return
+    pos = 0
+    for index in _range_indices(a.shape, start, start + values.size):
+        part = a[index]
+        a[index] = values[pos:pos + part.size].reshape(part.shape)
+        pos += part.size
+
+
 # --- masks and passes --------------------------------------------------------------------------
 def keep_mask(key, starts, thr, extent):
     """The uint8 keep mask (1 = kept) of a noise region of shape ``extent`` whose C-order runs
@@ -87,53 +179,29 @@ def keep_mask(key, starts, thr, extent):
 
 
 def apply_keep(x, keep, scale, out):
-    """out = keep ? x * scale : 0 with keep/scale broadcast from the noise shape."""
-    with kernel_target(out) as target:
+    """out = keep ? x * scale : 0 with keep/scale broadcast from the noise shape (a piece of
+    each at a time where x or out goes in pieces, ``flat_pass``)."""
+    if all(takes_as_is(a) for a in (x, out)):       # keep and scale of the noise shape, read in place
         if x.size:
-            _backend.kernels().apply_keep(np.ascontiguousarray(x), keep, scale, target)
-    return out
-
-
-_FULL_PIECE_BYTES = 128 << 10       # bytes per piece of an x or out the kernel cannot take as it is
+            _backend.kernels().apply_keep(x, keep, scale, out)
+        return out
+    return flat_pass(0, out, (x,), lambda pos, target, piece, keep, scale:
+                     _backend.kernels().apply_keep(piece, keep, scale, target),
+                     (np.broadcast_to(keep, x.shape), np.broadcast_to(np.asarray(scale, x.dtype), x.shape)))
 
 
 def dropout_full(key, offset, thr, scale, x, out):
     """The fused one-pass path, mask as large as x: no mask is stored.  Per-element rates
-    (views of x's shape) are read with their strides as the kernel goes.  Where x or out is
-    not C-contiguous, aligned and native (a transposed view, a strided slice), the pass goes
-    in pieces of leading-axis slices, each copied to and from a C-contiguous temporary at
-    its own stream offset: the temporaries stay O(one piece), not O(x)."""
-    if not x.size:
-        return out
-    if x.ndim and not all(a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative for a in (x, out)):
-        for index in _leading_pieces(x.shape, _FULL_PIECE_BYTES // x.itemsize):
-            piece = out[index]
-            _dropout_run(key, offset + _c_start(x.shape, index), thr if np.ndim(thr) == 0 else thr[index],
-                         scale if np.ndim(scale) == 0 else scale[index], x[index], piece)
-        return out
-    _dropout_run(key, offset, thr, scale, x, out)
-    return out
-
-
-def _dropout_run(key, offset, thr, scale, x, out):
-    """x (decision i of its C order: stream element offset + i) through the fused kernel into out."""
-    with kernel_target(out) as target:
-        xc = np.ascontiguousarray(x)
-        if np.ndim(thr) == 0:
-            _backend.kernels().dropout_flat(key, offset, thr, scale, xc.reshape(-1), target.reshape(-1),
-                                            _backend.get_num_threads())
+    (views of x's shape) are read with their strides as the kernel goes, or a piece of them
+    at a time where x goes in pieces (``flat_pass``)."""
+    def run(pos, target, piece, *rates):
+        if rates:
+            _backend.kernels().dropout_rows(key, np.array([offset + pos], dtype=np.int64), *rates, piece.reshape(1, -1),
+                                            target.reshape(1, -1), _backend.get_num_threads())
         else:
-            _backend.kernels().dropout_rows(key, np.array([offset], dtype=np.int64), thr, scale,
-                                            xc.reshape(1, -1), target.reshape(1, -1), _backend.get_num_threads())
-
-
-def _c_start(shape, index):
-    """The C-order flat index, in an array of ``shape``, of the first element of ``x[index]``
-    (index: ``_leading_pieces``'s ints and one slice of the leading axes)."""
-    start = 0
-    for i, n in zip(index, shape):
-        start = start * n + (i.start if isinstance(i, slice) else i)
-    return start * math.prod(shape[len(index):])
+            _backend.kernels().dropout_flat(key, offset + pos, thr, scale, piece.reshape(-1), target.reshape(-1),
+                                            _backend.get_num_threads())
+    return flat_pass(offset, out, (x,), run, () if np.ndim(thr) == 0 else (thr, scale))
 
 
 def dropout_over(key, offset, thr, scale, x, noise_shape, out):
@@ -204,21 +272,15 @@ def stream_words(key, first_word, n):
 def gaussian_into(key, offset, sigma, half_noise, x, out):
     """out = x * (1 + sigma * z), z the float32 standard normal offset + i of the stream (word (offset + i) // 2), in
     one pass of the kernel (no noise array); the noise is rounded to float16 where half_noise."""
-    if x.size:
-        with kernel_target(out) as target:
-            _backend.kernels().gaussian_flat(key, offset, sigma, half_noise, np.ascontiguousarray(x).reshape(-1),
-                                             target.reshape(-1), _backend.get_num_threads())
-    return out
+    return flat_pass(offset, out, (x,), lambda pos, target, piece: _backend.kernels().gaussian_flat(
+        key, offset + pos, sigma, half_noise, piece.reshape(-1), target.reshape(-1), _backend.get_num_threads()))
 
 
 # --- the dropout family's fused kernels ----------------------------------------------------------
 def alpha_full(key, offset, thr, coef, x, out):
     """out = kept ? x * a + b : d in one pass (coef = (a, b, d)), no temporaries of x's size."""
-    if x.size:
-        with kernel_target(out) as target:
-            _backend.kernels().alpha_flat(key, offset, thr, coef, np.ascontiguousarray(x).reshape(-1),
-                                          target.reshape(-1), _backend.get_num_threads())
-    return out
+    return flat_pass(offset, out, (x,), lambda pos, target, piece: _backend.kernels().alpha_flat(
+        key, offset + pos, thr, coef, piece.reshape(-1), target.reshape(-1), _backend.get_num_threads()))
 
 
 def dropblock_keep(key, offset, block, thr53, keep):
@@ -249,35 +311,70 @@ _cached_shared_axes = functools.lru_cache(maxsize=256)(shared_axes)
 def dropout_shared(key, offset, thr, scale, x, shared, out):
     """Dropout with one decision per noise element broadcast along the middle axis of
     ``shared`` = (outer, shared, inner), in one kernel pass: no keep mask of x's size, each
-    noise element's decision drawn once."""
-    if x.size:
-        with kernel_target(out) as target:
-            _backend.kernels().dropout_shared(key, offset, thr, scale, np.ascontiguousarray(x).reshape(shared),
-                                              target.reshape(shared), _backend.get_num_threads())
+    noise element's decision drawn once.  Where x or out is not as the kernel takes it, the
+    pass goes in pieces of x's C order (_shared_pieces), copied as ``flat_pass`` copies."""
+    if not x.size:
+        return out
+    kernel, threads = _backend.kernels().dropout_shared, _backend.get_num_threads()
+    if takes_as_is(x) and takes_as_is(out):
+        kernel(key, offset, thr, scale, x.reshape(shared), out.reshape(shared), threads)
+        return out
+    for start, stop, piece_shape, decision in _shared_pieces(shared, PIECE_BYTES // x.itemsize):
+        piece = x.reshape(-1)[start:stop] if takes_as_is(x) else flat_range(x, start, stop)
+        target = out.reshape(-1)[start:stop] if takes_as_is(out) else np.empty(stop - start, out.dtype.newbyteorder("="))
+        kernel(key, offset + decision, thr, scale, piece.reshape(piece_shape), target.reshape(piece_shape), threads)
+        if not takes_as_is(out):
+            set_flat_range(out, start, target)
     return out
+
+
+def _shared_pieces(shared, limit):
+    """(start, stop, (outer, shared, inner) of the piece, its first decision) of pieces of
+    about ``limit`` elements covering an array of ``shared`` = (outer, shared, inner) in C
+    order: whole outer rows, else rows of the middle axis, else parts of one such row.  The
+    piece's decision (a, f) is the array's (a0 + a, f0 + f): its first is a0 * inner + f0."""
+    outer, middle, inner = shared
+    row = middle * inner
+    if row <= limit:
+        step = limit // row
+        for a in range(0, outer, step):
+            n = min(step, outer - a)
+            yield a * row, (a + n) * row, (n, middle, inner), a * inner
+    elif inner <= limit:
+        step = limit // inner
+        for a in range(outer):
+            for t in range(0, middle, step):
+                n = min(step, middle - t)
+                yield a * row + t * inner, a * row + (t + n) * inner, (1, n, inner), a * inner
+    else:
+        for a in range(outer):
+            for t in range(middle):
+                for f in range(0, inner, limit):
+                    n = min(limit, inner - f)
+                    yield a * row + t * inner + f, a * row + t * inner + f + n, (1, 1, n), a * inner + f
 
 # --- Concrete dropout (_noise.h) -------------------------------------------------------------------
 def concrete_into(key, offset, logit, inv_t, x, out):
     """out = x * dtype(w), w the float32 relaxed keep weight of stream word offset + i, in one
     pass of the kernel (no noise array)."""
-    if x.size:
-        with kernel_target(out) as target:
-            _backend.kernels().concrete_flat(key, offset, logit, inv_t, np.ascontiguousarray(x).reshape(-1),
-                                             target.reshape(-1), _backend.get_num_threads())
-    return out
+    return flat_pass(offset, out, (x,), lambda pos, target, piece: _backend.kernels().concrete_flat(
+        key, offset + pos, logit, inv_t, piece.reshape(-1), target.reshape(-1), _backend.get_num_threads()))
 
 
 def concrete_grad_into(key, offset, logit, inv_t, x, grad, out):
     """out = grad * dtype(w) in one pass that also sums the rate gradient: the kernel's partial
     sums per block of 1024 stream elements (independent of threads and backend) added by
     ``math.fsum`` (exactly rounded: their order does not matter); returns that sum."""
-    if not grad.size:
-        return 0.0
     partials = np.empty(_kernel_args.sum_blocks(offset, grad.size), dtype=np.float64)
-    with kernel_target(out) as target:
-        _backend.kernels().concrete_grad_flat(key, offset, logit, inv_t, np.ascontiguousarray(x).reshape(-1),
-                                              np.ascontiguousarray(grad).reshape(-1), target.reshape(-1), partials,
+    first = offset // _kernel_args.SUM_BLOCK
+
+    def run(pos, target, x, grad):
+        k = (offset + pos) // _kernel_args.SUM_BLOCK - first
+        _backend.kernels().concrete_grad_flat(key, offset + pos, logit, inv_t, x.reshape(-1), grad.reshape(-1),
+                                              target.reshape(-1),
+                                              partials[k:k + _kernel_args.sum_blocks(offset + pos, grad.size)],
                                               _backend.get_num_threads())
+    flat_pass(offset, out, (x, grad), run)
     return exact_sum(partials)
 
 
@@ -303,30 +400,20 @@ def dropout_abs_sum_key(x, p, key, offset):
     return y, exact_sum(partials)
 
 
-_ABS_SUM_PIECE_BLOCKS = 8          # sum blocks per piece of an input the kernel cannot read in place
-
-
 def abs_sum(x, offset=0):
     """The sum of |x| over x in C order, the same float on every backend, ISA and thread count:
     float64 partial sums per block of 1024 stream elements from ``offset`` (the kernels'
-    layout, ``_kernel_args.SUM_BLOCK``) added by ``exact_sum``.  An input the kernel cannot
-    read in place (strided, misaligned, byte-swapped) is copied a piece of whole sum blocks
-    at a time, so the temporaries stay O(one piece), not O(x)."""
+    layout, ``_kernel_args.SUM_BLOCK``) added by ``exact_sum``; in pieces of whole sum blocks
+    where the kernel cannot read x as it is (``flat_pass``)."""
     partials = np.empty(_kernel_args.sum_blocks(offset, x.size), dtype=np.float64)
-    kernels, threads = _backend.kernels(), _backend.get_num_threads()
-    if x.flags.c_contiguous and x.flags.aligned and x.dtype.isnative:
-        if x.size:
-            kernels.abs_sums(offset, x.reshape(-1), partials, threads)
-        return exact_sum(partials)
-    native, block = x.dtype.newbyteorder("="), _kernel_args.SUM_BLOCK
-    flat = x.reshape(-1) if x.flags.c_contiguous else x.flat        # C order; slices of x.flat are copies
-    piece = _ABS_SUM_PIECE_BLOCKS * block
-    pos = k = 0
-    while pos < x.size:
-        end = min(x.size, pos + piece - (offset + pos) % block)    # ends on a sum block's end
-        blocks = _kernel_args.sum_blocks(offset + pos, end - pos)
-        kernels.abs_sums(offset + pos, np.require(flat[pos:end], native, "CA"), partials[k:k + blocks], threads)
-        pos, k = end, k + blocks
+    first = offset // _kernel_args.SUM_BLOCK
+
+    def run(pos, _, piece):
+        k = (offset + pos) // _kernel_args.SUM_BLOCK - first
+        _backend.kernels().abs_sums(offset + pos, piece.reshape(-1),
+                                    partials[k:k + _kernel_args.sum_blocks(offset + pos, piece.size)],
+                                    _backend.get_num_threads())
+    flat_pass(offset, None, (x,), run)
     return exact_sum(partials)
 
 # --- dropout_add -----------------------------------------------------------------------------------
@@ -406,11 +493,18 @@ def dropout_add_over(key, offset, thr, scale, x, residual, bias, noise_shape, ou
     place, as views of x's shape), else the keep mask of the noise shape applied in pieces."""
     if noise_shape != x.shape:
         return residual_add(x, residual, bias, out, keep_mask(key, offset, thr, noise_shape), scale)
-    if x.size:
-        with kernel_target(out) as target:
-            # reshape: np.ascontiguousarray makes a 0-d array 1-d
+    kernel, threads = _backend.kernels().dropout_add, _backend.get_num_threads()
+    if all(takes_as_is(a) for a in (x, residual, out)):
+        if x.size:
+            # the bias is small (x's last axes): a copy where it is not C-contiguous; reshape:
+            # np.ascontiguousarray makes a 0-d array 1-d
             bias = None if bias is None else np.ascontiguousarray(bias).reshape(bias.shape)
-            _backend.kernels().dropout_add(key, offset, thr, scale, bias, np.ascontiguousarray(x).reshape(x.shape),
-                                           np.ascontiguousarray(residual).reshape(x.shape), target,
-                                           _backend.get_num_threads())
-    return out
+            kernel(key, offset, thr, scale, bias, x, residual, out, threads)
+        return out
+    rates = () if np.ndim(thr) == 0 else (thr, scale)
+
+    def run(pos, target, x, residual, *pieces):
+        piece_rates, piece_bias = (pieces[:2], pieces[2:]) if rates else ((thr, scale), pieces)
+        kernel(key, offset + pos, *piece_rates, piece_bias[0] if piece_bias else None, x, residual, target, threads)
+    return flat_pass(offset, out, (x, residual), run,
+                     rates + (() if bias is None else (np.broadcast_to(bias, x.shape),)))
