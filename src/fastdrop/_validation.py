@@ -31,6 +31,8 @@ def is_integer(value):
 def is_real(value):
     """True for Python and NumPy integers and floats (and other ``numbers.Real``); False for
     bools, timedeltas, datetimes, complex numbers and everything else."""
+    if type(value) in (float, int):  # the common cases, without the ABC's isinstance (0.7 us on Zen 4)
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, _NOT_NUMBERS)
 
 
@@ -478,12 +480,15 @@ def check_block_size(block_size):
 
 def check_logit(logit):
     """The drop-rate logit as a float with |logit| <= MAX_LOGIT."""
-    what = f"a real number in [-{MAX_LOGIT:g}, {MAX_LOGIT:g}] (drop rate sigmoid(logit))"
     if not is_real(logit):
-        raise TypeError(f"logit must be {what}, got {type(logit).__name__} {logit!r}")
+        raise TypeError(f"logit must be {_LOGIT_RANGE}, got {type(logit).__name__} {logit!r}")
     if not -MAX_LOGIT <= float(logit) <= MAX_LOGIT:
-        raise ValueError(f"logit must be {what}, got {logit!r}")
+        raise ValueError(f"logit must be {_LOGIT_RANGE}, got {logit!r}")
     return float(logit)
+
+
+# formatted once: check_logit runs on every ConcreteDropout call (formatting it there took ~1.5 us)
+_LOGIT_RANGE = f"a real number in [-{MAX_LOGIT:g}, {MAX_LOGIT:g}] (drop rate sigmoid(logit))"
 
 
 def check_temperature(temperature):
