@@ -41,7 +41,7 @@ BASE_FLAGS = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing"]
 PACKAGE = "src/fastdrop"
 WALKERS = f"{PACKAGE}/_walkers.c"
 HEADERS = [f"{PACKAGE}/{h}" for h in ("_walkers.h", "_cpu.h", "_fused.h", "_noise.h", "_simd.h", "_vec.h",
-                                       "_xoshiro.h", "_residual.h", "_memory.h")]
+                                       "_xoshiro.h", "_residual.h", "_memory.h", "_exact_sum.h")]
 
 
 def _load_isa_table():

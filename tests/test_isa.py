@@ -182,10 +182,17 @@ def _partials(offset, logit, inv_t, x, g):
 
 
 def _abs_kernel(offset, x, thr=40000, scale=1.7):
-    """dropout_abs_flat's output and partials on the active backend, side by side as uint64."""
+    """dropout_abs_flat's output, partials and total on the active backend, side by side as
+    uint64; the total without a partials array (the kernel's own scratch) must be the same."""
     partials = np.empty(_kernel_args.sum_blocks(offset, x.size))
-    out = _backend.kernels().dropout_abs_flat(77, offset, thr, scale, x, np.empty_like(x), partials)
-    return np.concatenate([out.view(f"u{x.itemsize}").astype(np.uint64), partials.view(np.uint64)])
+    out = np.empty_like(x)
+    total = _backend.kernels().dropout_abs_flat(77, offset, thr, scale, x, out, partials)
+    scratch_out = np.empty_like(x)
+    scratch_total = _backend.kernels().dropout_abs_flat(77, offset, thr, scale, x, scratch_out)
+    assert scratch_out.tobytes() == out.tobytes()
+    assert np.float64(scratch_total).tobytes() == np.float64(total).tobytes()
+    return np.concatenate([out.view(f"u{x.itemsize}").astype(np.uint64), partials.view(np.uint64),
+                           np.array([total]).view(np.uint64)])
 
 
 def _activity_cases(rng):

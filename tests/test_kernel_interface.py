@@ -215,6 +215,16 @@ BAD_CALLS = [
      ValueError, "x must be C-contiguous and aligned"),
     ("abs-index-range", "dropout_abs_flat", lambda: (1, 2**62 - 4, T, S, f32(8), f32(8), np.empty(1)),
      ValueError, f"stream elements [{2**62 - 4}, {2**62 - 4} + 8) leave the index range [0, 2**62)"),
+    ("abs-no-partials-index-range", "dropout_abs_flat", lambda: (1, 2**62 - 4, T, S, f32(8), f32(8), None),
+     ValueError, f"stream elements [{2**62 - 4}, {2**62 - 4} + 8) leave the index range [0, 2**62)"),
+    # exact_sum(terms)
+    ("exact-sum-float32", "exact_sum", lambda: (f32(4),),
+     TypeError, "terms must be an array of dtype float64, got float32"),
+    ("exact-sum-2d", "exact_sum", lambda: (np.zeros((2, 2)),), ValueError, "terms must be 1-D, got 2-D"),
+    ("exact-sum-strided", "exact_sum", lambda: (np.zeros(8)[::2],),
+     ValueError, "terms must be C-contiguous and aligned"),
+    ("exact-sum-list", "exact_sum", lambda: ([1.0, 2.0],),
+     TypeError, "terms must be an array of dtype float64, got list"),
     ("sums-int16", "abs_sums", lambda: (0, np.ones(8, np.int16), np.empty(1)),
      TypeError, "x must be a float16, bfloat16, float32 or float64 array in native byte order, got int16"),
     ("sums-2d", "abs_sums", lambda: (0, f32(2, 4), np.empty(1)), ValueError, "x must be 1-D, got 2-D"),
@@ -268,6 +278,11 @@ VALID_CALLS = [
     ("abs-np-int64-thr-f16-in-place", "dropout_abs_flat",
      lambda: (3, 1000, np.int64(40000), 1.7, *[np.linspace(-5, 5, 3000).astype(np.float16)] * 2, np.empty(4))),
     ("abs-empty", "dropout_abs_flat", lambda: (3, 5, T, S, f32(0), f32(0), np.empty(0))),
+    ("abs-empty-no-partials", "dropout_abs_flat", lambda: (3, 5, T, S, f32(0), f32(0), None)),
+    ("abs-no-partials-heap", "dropout_abs_flat",      # past the compiled stack scratch of 256 blocks
+     lambda: (3, 1000, T, S, np.linspace(-5, 5, 300_000).astype(np.float32), f32(300_000))),
+    ("exact-sum-empty", "exact_sum", lambda: (np.empty(0),)),
+    ("exact-sum-cancel", "exact_sum", lambda: (np.array([1e308, 1e308, -1e308, 1.0, -1e308, 2.0**-1074]),)),
     ("sums-f64-offset", "abs_sums", lambda: (1023, np.linspace(-5, 5, 3000), np.empty(4))),
 ]
 
@@ -278,9 +293,12 @@ def test_unusual_valid_calls_give_the_same_bits_everywhere(case):
     results = []
     for name, kernels in KERNEL_SETS:
         args = make_args()
-        results.append((name, _bits(np.asarray(getattr(kernels, kernel)(*args))).copy()))
+        returned = np.asarray(getattr(kernels, kernel)(*args))
+        results.append((name, [_bits(a).copy() for a in [returned, *_outputs(args)]]))
     for name, got in results[1:]:
-        assert np.array_equal(got, results[0][1]), f"{name} differs from the NumPy backend"
+        assert len(got) == len(results[0][1])
+        for a, b in zip(got, results[0][1]):
+            assert a.dtype == b.dtype and np.array_equal(a, b), f"{name} differs from the NumPy backend"
 
 
 # --- the stream layout: one definition, compiled as it says ---------------------------------

@@ -364,7 +364,7 @@ def concrete_into(key, offset, logit, inv_t, x, out):
 def concrete_grad_into(key, offset, logit, inv_t, x, grad, out):
     """out = grad * dtype(w) in one pass that also sums the rate gradient: the kernel's partial
     sums per block of 1024 stream elements (independent of threads and backend) added by
-    ``math.fsum`` (exactly rounded: their order does not matter); returns that sum."""
+    ``exact_sum`` (exactly rounded: their order does not matter); returns that sum."""
     partials = np.empty(_kernel_args.sum_blocks(offset, grad.size), dtype=np.float64)
     first = offset // _kernel_args.SUM_BLOCK
 
@@ -379,14 +379,10 @@ def concrete_grad_into(key, offset, logit, inv_t, x, grad, out):
 
 
 def exact_sum(partials):
-    """A reducing kernel's partial sums added exactly rounded (``math.fsum``: their order, hence
-    the thread count and the backend, does not matter); inf or nan as the terms say where the
-    sum leaves float64's range or meets inf - inf."""
-    try:
-        return math.fsum(partials.tolist())
-    except (OverflowError, ValueError):
-        with np.errstate(invalid="ignore", over="ignore"):
-            return float(np.sum(partials))
+    """A reducing kernel's partial sums added exactly rounded (the backend's ``exact_sum``:
+    their order, hence the thread count and the backend, does not matter); inf or nan as
+    IEEE addition of the non-finite terms says."""
+    return _backend.kernels().exact_sum(partials)
 
 # --- dropout and the sum of |x| (AdaptiveDropout's activity) --------------------------------------
 def dropout_abs_sum_key(x, p, key, offset):
@@ -394,10 +390,9 @@ def dropout_abs_sum_key(x, p, key, offset):
     takes it, 0 < p < 1) with the seed's stream key.  The sum is ``abs_sum``'s."""
     thr, scale = _scalar_rate(p, x.dtype)
     y = _memory.empty_like(x)
-    partials = np.empty(_kernel_args.sum_blocks(offset, x.size), dtype=np.float64)
-    _backend.kernels().dropout_abs_flat(key, offset, thr, scale, x.ravel(), y.ravel(), partials,
-                                        _backend.get_num_threads())
-    return y, exact_sum(partials)
+    total = _backend.kernels().dropout_abs_flat(key, offset, thr, scale, x.ravel(), y.ravel(), None,
+                                                _backend.get_num_threads())
+    return y, total
 
 
 def abs_sum(x, offset=0):

@@ -136,9 +136,11 @@ def check_dropout_flat(offset, thr, scale, x, out):
 
 
 def check_dropout_abs_flat(offset, thr, scale, x, out, partials):
-    """dropout_flat's arguments (one rate), and partials for the sums of |x| (check_partials)."""
+    """dropout_flat's arguments (one rate), and partials for the sums of |x| (check_partials),
+    or None."""
     check_dropout_flat(offset, thr, scale, x, out)
-    check_partials(partials, offset, x.size)
+    if partials is not None:
+        check_partials(partials, offset, x.size)
 
 
 def check_abs_sums(offset, x, partials):
@@ -275,6 +277,12 @@ def check_partials(partials, offset, n):
     if partials.size != expected:
         raise ValueError(f"partials must have one element per sum block of {SUM_BLOCK} elements, "
                          f"{expected}, got {partials.size}")
+
+def check_sum_terms(terms):
+    """exact_sum's terms: a 1-D C-contiguous float64 array."""
+    _check_array(terms, "terms", np.float64)
+    _check_ndim(terms, "terms", 1)
+    _check_contiguous(terms, "terms")
 
 # --- Concrete dropout (_noise.h) --------------------------------------------------------------
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -8,6 +8,7 @@ C terms, release the GIL, call the kernel.  ``_backend`` picks the variant;
 ``_numpy_backend.py`` is the bit-exact twin of every method.  Compiler directives live in
 setup.py.
 """
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 
@@ -23,6 +24,9 @@ from fastdrop._xoshiro cimport (FD_BLOCK_CHUNKS, FD_BLOCK_WORDS, FD_CHUNK_BITS, 
 from fastdrop import _kernel_args
 
 cnp.import_array()
+
+cdef extern from "_exact_sum.h" nogil:
+    double fd_exact_sum(const double *terms, int64_t n)
 
 cdef extern from *:
     """
@@ -64,6 +68,10 @@ STREAM_LAYOUT = {
 # The reducing kernels' partial sums as compiled; fastdrop._kernel_args defines them.
 SUM_LAYOUT = {"sum_block": FD_SUM_BLOCK, "sum_lanes": FD_SUM_LANES}
 cdef int64_t CHUNK_RANGE = 1 << FD_CHUNK_BITS
+# dropout_abs_flat's partial sums without a partials array: on the stack up to this many
+# blocks (256K elements, 2 KiB), allocated beyond.
+cdef enum:
+    SCRATCH_SUMS = 256
 cdef object INTEGER = np.integer
 cdef object REAL_SCALARS = _kernel_args.REAL_SCALARS
 
@@ -513,23 +521,41 @@ cdef class Kernels:
 
 
     # --- dropout and the sums of |x| (AdaptiveDropout's activity) ---
-    def dropout_abs_flat(self, uint64_t key, int64_t offset, thr, scale, x, out, partials, int nthreads=1):
-        """dropout_flat with one rate (out may be x), and partials[k] = the sum of |x| (float64)
-        over sum block offset // 1024 + k: 16 lanes by stream index % 16, each in element order
-        from +0, then the tree (l, l + 8), (l, l + 4), (l, l + 2), (0, 1) (_xoshiro.h)."""
-        if not (common_call(offset, thr, scale, x, out, 1) and common_partials(partials, offset, x.shape[0])):
+    def dropout_abs_flat(self, uint64_t key, int64_t offset, thr, scale, x, out, partials=None, int nthreads=1):
+        """dropout_flat with one rate (out may be x); returns the sum of |x| (exact_sum of the
+        partial sums: float64 partials[k] over sum block offset // 1024 + k, 16 lanes by stream
+        index % 16, each in element order from +0, then the tree (l, l + 8), (l, l + 4),
+        (l, l + 2), (0, 1); _xoshiro.h).  partials: where the partials go, or None: scratch
+        of the call's own (on the stack up to SCRATCH_SUMS blocks)."""
+        cdef int64_t n
+        if not (common_call(offset, thr, scale, x, out, 1)
+                and (partials is None or common_partials(partials, offset, cnp.PyArray_DIM(x, 0)))):
             _kernel_args.check_dropout_abs_flat(offset, thr, scale, x, out, partials)
         cdef int32_t t = thr
         cdef scale_value_t sv
         cdef fd_kind_t kind = float_kind(x)
         cdef const void *sp = scale_in(&sv, scale, kind, x)
-        cdef int64_t n = cnp.PyArray_DIM(x, 0)
+        n = cnp.PyArray_DIM(x, 0)
         cdef const void *xp = data(x)
         cdef void *op = data(out)
-        cdef double *pp = <double *>data(partials)
-        with nogil:
-            self.k.dropout_abs_flat(key, offset, n, t, kind, sp, xp, op, pp, nthreads)
-        return out
+        cdef int64_t nsums = ((offset + n - 1) // FD_SUM_BLOCK - offset // FD_SUM_BLOCK + 1) if n else 0
+        cdef double scratch[SCRATCH_SUMS]
+        cdef double *pp = scratch
+        cdef double total
+        if partials is not None:
+            pp = <double *>data(partials)
+        elif nsums > SCRATCH_SUMS:
+            pp = <double *>PyMem_RawMalloc(nsums * sizeof(double))
+            if pp == NULL:
+                raise MemoryError(f"dropout_abs_flat: no memory for {nsums} partial sums")
+        try:
+            with nogil:
+                self.k.dropout_abs_flat(key, offset, n, t, kind, sp, xp, op, pp, nthreads)
+                total = fd_exact_sum(pp, nsums)
+        finally:
+            if pp != scratch and partials is None:
+                PyMem_RawFree(pp)
+        return total
 
     def abs_sums(self, int64_t offset, x, partials, int nthreads=1):
         """dropout_abs_flat's partials alone: the sums of |x| of C-contiguous 1-D x, element i
@@ -542,6 +568,17 @@ cdef class Kernels:
         with nogil:
             self.k.abs_sums(offset, n, kind, xp, pp, nthreads)
         return partials
+
+    def exact_sum(self, terms):
+        """The exactly rounded sum of the float64 terms (1-D, C-contiguous): their order does
+        not matter; inf or nan as IEEE addition of the non-finite terms says (_exact_sum.h)."""
+        _kernel_args.check_sum_terms(terms)
+        cdef const double *tp = <const double *>data(terms)
+        cdef int64_t n = cnp.PyArray_DIM(terms, 0)
+        cdef double total
+        with nogil:
+            total = fd_exact_sum(tp, n)
+        return total
 
 
 cdef Kernels _kernels_of(const fd_kernels_t *table):

@@ -7,6 +7,7 @@ alpha_flat, dropblock_keep, dropout_shared, concrete_flat, concrete_grad_flat, d
 dropout_abs_flat, abs_sums) with
 the same arguments and the same checks (``_kernel_args``).
 """
+import fractions
 import math
 
 import numpy as np
@@ -531,12 +532,16 @@ def _sum_block_partials(terms, lead):
     return acc[:, 0]
 
 # --- dropout and the sums of |x| (AdaptiveDropout's activity) ----------------------------------------
-def dropout_abs_flat(key, offset, thr, scale, x, out, partials, nthreads=1):
-    """``dropout_flat`` with one rate (``out`` may be ``x``), and partials[k] the sum of |x|
-    (float64) over sum block offset // 1024 + k, summed as ``_sum_block_partials`` says."""
+def dropout_abs_flat(key, offset, thr, scale, x, out, partials=None, nthreads=1):
+    """``dropout_flat`` with one rate (``out`` may be ``x``); returns the sum of |x|,
+    ``exact_sum`` of the partials: partials[k] (float64) over sum block offset // 1024 + k,
+    summed as ``_sum_block_partials`` says, into ``partials`` when it is given."""
     _kernel_args.check_dropout_abs_flat(offset, thr, scale, x, out, partials)
+    if partials is None:
+        partials = np.empty(_kernel_args.sum_blocks(offset, x.size), dtype=np.float64)
     _abs_sums(offset, x, partials)                  # first: out may be x
-    return _dropout_flat(key, offset, thr, x.dtype.type(scale), x, out)
+    _dropout_flat(key, offset, thr, x.dtype.type(scale), x, out)
+    return _exact_sum(partials)
 
 
 def abs_sums(offset, x, partials, nthreads=1):
@@ -544,6 +549,37 @@ def abs_sums(offset, x, partials, nthreads=1):
     _kernel_args.check_abs_sums(offset, x, partials)
     _abs_sums(offset, x, partials)
     return partials
+
+
+def exact_sum(terms):
+    """The exactly rounded sum of the float64 terms (1-D, C-contiguous; _exact_sum.h): their
+    order does not matter; inf or nan as IEEE addition of the non-finite terms says; an exact
+    zero is +0.0."""
+    _kernel_args.check_sum_terms(terms)
+    return _exact_sum(terms)
+
+
+def _exact_sum(terms):
+    values = terms.tolist()
+    try:
+        total = math.fsum(values) + 0.0         # + 0.0: an exact zero is +0.0
+    except (ValueError, OverflowError):         # inf - inf, or an intermediate past float64's range
+        total = _exact_sum_past_fsum(values)
+    return math.nan if math.isnan(total) else total     # one nan: C's NAN, whatever the terms' nan
+
+
+def _exact_sum_past_fsum(values):
+    special = 0.0
+    for v in values:
+        if not math.isfinite(v):
+            special += v                        # IEEE: nan for a nan or inf - inf, else the inf
+    if special != 0.0 or math.isnan(special):
+        return special
+    total = sum(map(fractions.Fraction, values))     # all finite: the exact sum
+    try:
+        return float(total)                     # correctly rounded
+    except OverflowError:
+        return math.inf if total > 0 else -math.inf
 
 
 def _abs_sums(offset, x, partials):

@@ -741,7 +741,7 @@ def concrete_dropout_grad(x: npt.ArrayLike, grad: npt.ArrayLike, logit: float, *
     d/dx is ``grad * dtype(w)`` in grad's dtype (float16: w rounded to half).  d/dlogit is
     the sum of (grad * x) * s, s = w * (p - drop * inv_t) in float32 and the rest in
     float64: per block of 1024 stream elements in a fixed order (16 lanes, then a tree), the
-    blocks' sums added exactly rounded (``math.fsum``), so it is the same float on every
+    blocks' sums added exactly and rounded once, so it is the same float on every
     backend, ISA variant and thread count.  The noise is regenerated from the seed.
 
     Parameters
