@@ -105,14 +105,19 @@ static inline uint64_t fd_swap_chunks(uint64_t w) {
 }
 
 /* The next nsteps * FD_LANES words of the block into out. */
+/* The state is copied into a local for the steps and back after them: stepping *g in place
+   kept it in memory where g points into a caller's struct (the span walks' span_decisions_t),
+   a store and a reload in every step's dependency chain (bench/NOTES.md, fifteenth session). */
 static inline void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out) {
+    fd_gen_t s = *g;
     for (int step = 0; step < nsteps; step++) {
         for (int p = 0; p < FD_RNG_PIECES; p++) {
             fd_lanes_t r;
-            FD_STEP(fd_lanes_t, r, g->s0[p], g->s1[p], g->s2[p], g->s3[p]);
+            FD_STEP(fd_lanes_t, r, s.s0[p], s.s1[p], s.s2[p], s.s3[p]);
             memcpy(out + step * FD_LANES + p * FD_RNG_VLANES, &r, sizeof r);
         }
     }
+    *g = s;
 #if FD_BIG_ENDIAN
     /* Decision k of word w is bits [16k, 16k+16): reorder so that reading the
        buffer as uint16 gives them in that order, as on little-endian machines. */
