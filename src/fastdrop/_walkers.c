@@ -208,46 +208,101 @@ FD_INLINE int64_t kind_lanes(fd_kind_t kind) {
 /* The decisions of a span walk (plain_span, dropout_add_span): one group of generator steps
    at a time behind the last FD_CARRY decisions of the group before, so that a vector may take
    decisions from both.  Span element i's decision is span_chunk(i), for i in
-   [base - FD_CARRY, base + FD_GROUP_CHUNKS). */
+   [base - FD_CARRY, base + FD_GROUP_CHUNKS).  Two buffers, the current group's (cur) and the
+   next one's (nxt): a fused group (fused_group) generates the next group while it applies
+   this one. */
+typedef union {
+    uint64_t word[(FD_CARRY + FD_GROUP_CHUNKS) / FD_CHUNKS_PER_WORD];
+    uint16_t chunk[FD_CARRY + FD_GROUP_CHUNKS];
+} span_buffer_t;
+
 typedef struct {
     fd_gen_t gen;
     int64_t block, base;
     int group;                  /* groups of the block generated so far */
-    union {
-        uint64_t word[(FD_CARRY + FD_GROUP_CHUNKS) / FD_CHUNKS_PER_WORD];
-        uint16_t chunk[FD_CARRY + FD_GROUP_CHUNKS];
-    } buf;
+    int cur;                    /* buf[cur]: the current group; buf[1 - cur]: the next */
+    span_buffer_t buf[2];
 } span_decisions_t;
 
 FD_INLINE const uint16_t *span_chunk(const span_decisions_t *sd, int64_t i) {
-    return &sd->buf.chunk[FD_CARRY + i - sd->base];
+    return &sd->buf[sd->cur].chunk[FD_CARRY + i - sd->base];
+}
+
+/* Where the next group's words go. */
+FD_INLINE uint64_t *span_next_words(span_decisions_t *sd) {
+    return sd->buf[1 - sd->cur].word + FD_CARRY / FD_CHUNKS_PER_WORD;
 }
 
 /* The group of span element s (stream element offset + s), generated behind the groups of its
    block before it. */
 FD_INLINE void span_start(span_decisions_t *sd, uint64_t key, int64_t offset, int64_t s) {
     int64_t pos = offset + s, within;
+    sd->cur = 0;
     sd->block = pos / FD_BLOCK_CHUNKS;
     within = pos - sd->block * FD_BLOCK_CHUNKS;
     sd->group = (int)(within / FD_GROUP_CHUNKS);
     sd->base = s - (within - (int64_t)sd->group * FD_GROUP_CHUNKS);
     fd_gen_seed(&sd->gen, key, (uint64_t)sd->block);
     for (int skip = 0; skip <= sd->group; skip++)       /* the groups before s's, then its own */
-        fd_gen_steps(&sd->gen, FD_GROUP_STEPS, sd->buf.word + FD_CARRY / FD_CHUNKS_PER_WORD);
+        fd_gen_steps(&sd->gen, FD_GROUP_STEPS, sd->buf[0].word + FD_CARRY / FD_CHUNKS_PER_WORD);
     sd->group++;
 }
 
-/* The next group, behind the last FD_CARRY decisions of this one. */
-FD_INLINE void span_next(span_decisions_t *sd, uint64_t key) {
-    memcpy(sd->buf.chunk, sd->buf.chunk + FD_GROUP_CHUNKS, sizeof sd->buf.chunk[0] * FD_CARRY);
-    sd->base += FD_GROUP_CHUNKS;
+/* The generator at the next group's first step: a new block's where this group ends one. */
+FD_INLINE void span_next_block(span_decisions_t *sd, uint64_t key) {
     if (sd->group == FD_BLOCK_CHUNKS / FD_GROUP_CHUNKS) {
         fd_gen_seed(&sd->gen, key, (uint64_t)++sd->block);
         sd->group = 0;
     }
-    fd_gen_steps(&sd->gen, FD_GROUP_STEPS, sd->buf.word + FD_CARRY / FD_CHUNKS_PER_WORD);
+}
+
+/* The next group becomes the current one, behind the last FD_CARRY decisions of this one; its
+   words are generated here unless a fused group has generated them (generated). */
+FD_INLINE void span_next(span_decisions_t *sd, uint64_t key, int generated) {
+    span_buffer_t *done = &sd->buf[sd->cur], *next = &sd->buf[1 - sd->cur];
+    if (!generated) {
+        span_next_block(sd, key);
+        fd_gen_steps(&sd->gen, FD_GROUP_STEPS, span_next_words(sd));
+    }
+    memcpy(next->chunk, done->chunk + FD_GROUP_CHUNKS, sizeof done->chunk[0] * FD_CARRY);
+    sd->cur = 1 - sd->cur;
+    sd->base += FD_GROUP_CHUNKS;
     sd->group++;
 }
+
+#if FD_VECTOR && FD_VBYTES >= 32 && !FD_BIG_ENDIAN
+/* plain_span applies whole groups of float32 and float64 with one rate as fused groups
+   (where 16 or more vector registers hold the generator state beside the arithmetic: not
+   the 16-register SSE2 baseline, whose state takes all of them). */
+#  define FUSED_GROUPS 1
+/* The SPAN_SLICE elements of one generator step, then a step of the next group. */
+#  define SPAN_SLICE (FD_LANES * FD_CHUNKS_PER_WORD)
+
+/* A group's elements (FD_GROUP_CHUNKS of them from chunk, whole vectors, out aligned to the
+   vector where stream) with one rate, each step's worth followed by one step of the next
+   group into next.  The generator's shifts and the elements' loads, multiplies and stores
+   then run side by side in the core, where one phase after the other left each idle in the
+   other's time (bench/NOTES.md, fifteenth session).  The same decisions and arithmetic as
+   select_segment: the same bits. */
+FD_INLINE void fused_group(fd_gen_t *g, uint64_t *next, fd_kind_t kind, const uint16_t *chunk, int32_t thr,
+                           const void *scale, const char *x, char *out, int stream) {
+    fd_gen_t st = *g;                   /* a local, so the state stays in registers */
+    int64_t size = fd_kind_bytes(kind);
+    for (int k = 0; k < FD_GROUP_STEPS; k++) {
+        int64_t at = (int64_t)k * SPAN_SLICE;
+        if (kind == FD_F32)
+            fd_select_f32(chunk + at, thr, *(const float *)scale, (const float *)(x + at * size),
+                          (float *)(out + at * size), SPAN_SLICE, stream);
+        else
+            fd_select_f64(chunk + at, thr, *(const double *)scale, (const double *)(x + at * size),
+                          (double *)(out + at * size), SPAN_SLICE, stream);
+        fd_gen_step(&st, next + k * FD_LANES);
+    }
+    *g = st;
+}
+#else
+#  define FUSED_GROUPS 0
+#endif
 
 /* The end of the next piece of a span walk from d, in the group ending at stop (e: the span's
    end): the head up to out's first aligned element (ordinary stores), then whole vectors,
@@ -350,8 +405,24 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
         /* the sums read x through the next group, past the last vector this group's pieces
            write (which may be x: in place), while its lines are in L1 */
         if (abs) abs_upto(kind, x, abs, min64(e, sd.base + 2 * FD_GROUP_CHUNKS));
+        int generated = 0;
         for (int64_t t; d < stop && (t = span_piece_end(d, stop, e, aligned, lanes)) > d; d = t) {
             const uint16_t *chunk = span_chunk(&sd, d);
+#if FUSED_GROUPS
+            if ((kind == FD_F32 || kind == FD_F64) && !alpha && stop < e && d >= aligned
+                    && stop - d >= FD_GROUP_CHUNKS) {
+                span_next_block(&sd, key);
+                if (stream)
+                    fused_group(&sd.gen, span_next_words(&sd), kind, chunk, g->thr[0], g->scale, x + d * size,
+                                out + d * size, 1);
+                else
+                    fused_group(&sd.gen, span_next_words(&sd), kind, chunk, g->thr[0], g->scale, x + d * size,
+                                out + d * size, 0);
+                generated = 1;
+                t = d + FD_GROUP_CHUNKS;
+                continue;
+            }
+#endif
             if (alpha)
                 fd_alpha_kind(kind, chunk, g->thr[0], alpha, x + d * size, out + d * size, t - d,
                               stream && d >= aligned);
@@ -364,7 +435,7 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
             prefetch_reads(x + next * size, FD_GROUP_CHUNKS * size, stream, size);
             if (!stream) fd_prefetch(out + next * size, FD_GROUP_CHUNKS * size, 1);
         }
-        span_next(&sd, key);
+        span_next(&sd, key, generated);
     }
 }
 
@@ -994,7 +1065,7 @@ FD_INLINE void dropout_add_span(uint64_t key, int64_t offset, int64_t s, int64_t
             prefetch_reads(x + next * size, FD_GROUP_CHUNKS * size, 1, size);
             prefetch_reads(res + next * size, FD_GROUP_CHUNKS * size, 1, size);
         }
-        span_next(&sd, key);
+        span_next(&sd, key, 0);
     }
 }
 

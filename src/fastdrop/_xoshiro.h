@@ -105,27 +105,33 @@ static inline uint64_t fd_swap_chunks(uint64_t w) {
 }
 
 /* The next nsteps * FD_LANES words of the block into out. */
+/* One step of the 8 lanes: words out[0..FD_LANES).  Always inlined, so that a caller's local
+   state stays in registers (plain_span's fused groups call it between their vectors). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void fd_gen_step(fd_gen_t *g, uint64_t *out) {
+    for (int p = 0; p < FD_RNG_PIECES; p++) {
+        fd_lanes_t r;
+        FD_STEP(fd_lanes_t, r, g->s0[p], g->s1[p], g->s2[p], g->s3[p]);
+        memcpy(out + p * FD_RNG_VLANES, &r, sizeof r);
+    }
+#if FD_BIG_ENDIAN
+    /* Decision k of word w is bits [16k, 16k+16): reorder so that reading the
+       buffer as uint16 gives them in that order, as on little-endian machines. */
+    for (int i = 0; i < FD_LANES; i++) out[i] = fd_swap_chunks(out[i]);
+#endif
+}
+
 /* The state is copied into a local for the steps and back after them: stepping *g in place
    kept it in memory where g points into a caller's struct (the span walks' span_decisions_t),
    a store and a reload in every step's dependency chain (bench/NOTES.md, fifteenth session). */
 static inline void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out) {
     fd_gen_t s = *g;
-    for (int step = 0; step < nsteps; step++) {
-        for (int p = 0; p < FD_RNG_PIECES; p++) {
-            fd_lanes_t r;
-            FD_STEP(fd_lanes_t, r, s.s0[p], s.s1[p], s.s2[p], s.s3[p]);
-            memcpy(out + step * FD_LANES + p * FD_RNG_VLANES, &r, sizeof r);
-        }
-    }
+    for (int step = 0; step < nsteps; step++) fd_gen_step(&s, out + step * FD_LANES);
     *g = s;
-#if FD_BIG_ENDIAN
-    /* Decision k of word w is bits [16k, 16k+16): reorder so that reading the
-       buffer as uint16 gives them in that order, as on little-endian machines. */
-    for (int i = 0; i < nsteps * FD_LANES; i++) out[i] = fd_swap_chunks(out[i]);
-#endif
 }
 
-/* Block `block` of the stream keyed by `key`. */
 static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
     fd_gen_t g;
     fd_gen_seed(&g, key, block);
