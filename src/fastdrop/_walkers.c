@@ -412,7 +412,7 @@ FD_INLINE void plain_span(uint64_t key, int64_t offset, int64_t s, int64_t e, co
             if ((kind == FD_F32 || kind == FD_F64) && !alpha && stop < e && d >= aligned
                     && stop - d >= FD_GROUP_CHUNKS) {
                 span_next_block(&sd, key);
-                if (stream)
+                if (stream)             /* a constant stream in each call: no test per store */
                     fused_group(&sd.gen, span_next_words(&sd), kind, chunk, g->thr[0], g->scale, x + d * size,
                                 out + d * size, 1);
                 else

@@ -104,7 +104,6 @@ static inline uint64_t fd_swap_chunks(uint64_t w) {
     return (w << 48) | ((w & 0xFFFF0000ULL) << 16) | ((w >> 16) & 0xFFFF0000ULL) | (w >> 48);
 }
 
-/* The next nsteps * FD_LANES words of the block into out. */
 /* One step of the 8 lanes: words out[0..FD_LANES).  Always inlined, so that a caller's local
    state stays in registers (plain_span's fused groups call it between their vectors). */
 #if defined(__GNUC__)
@@ -125,13 +124,15 @@ static inline void fd_gen_step(fd_gen_t *g, uint64_t *out) {
 
 /* The state is copied into a local for the steps and back after them: stepping *g in place
    kept it in memory where g points into a caller's struct (the span walks' span_decisions_t),
-   a store and a reload in every step's dependency chain (bench/NOTES.md, fifteenth session). */
+   a store and a reload in every step's dependency chain (bench/NOTES.md, fifteenth session).
+   The next nsteps * FD_LANES words of the block into out. */
 static inline void fd_gen_steps(fd_gen_t *g, int nsteps, uint64_t *out) {
     fd_gen_t s = *g;
     for (int step = 0; step < nsteps; step++) fd_gen_step(&s, out + step * FD_LANES);
     *g = s;
 }
 
+/* Block `block` of the stream keyed by `key`. */
 static inline void fd_block(uint64_t key, uint64_t block, fd_block_t *b) {
     fd_gen_t g;
     fd_gen_seed(&g, key, block);
